@@ -1,0 +1,301 @@
+//! Mapping OIDC claims to Kubernetes ServiceAccounts through annotations.
+//!
+//! A ServiceAccount opts in with annotations under a configurable prefix (default
+//! `gatehouse.dev`; an existing platform's `rbac.kargo.akuity.io` works unchanged):
+//!
+//! - JSON form: `<prefix>/claims: {"groups": ["devs"], "email": ["a@x"]}`
+//! - per-claim form: `<prefix>/claim.<name>: v1, v2` (comma list, each value trimmed)
+//!
+//! A user maps to the ServiceAccount when **any** listed (claim, value) pair matches one of the
+//! user's claims. Matching is exact and case-sensitive. A claim that is a string or a list of
+//! strings can match; numbers, booleans, objects and nulls never do, so `"true"` in an
+//! annotation cannot be satisfied by a boolean claim.
+//!
+//! # Security
+//! The index is built from ServiceAccount objects only, so who may map to what is decided by
+//! whoever may annotate ServiceAccounts — the same people who can already bind roles to them.
+//! There is deliberately no wildcard and no default ServiceAccount: a user with no matching
+//! annotation maps to nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+/// A ServiceAccount, by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ServiceAccountRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ServiceAccountRef {
+    /// Builds a reference.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The Kubernetes username of the ServiceAccount.
+    pub fn username(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+    }
+
+    /// The groups Kubernetes gives the ServiceAccount.
+    pub fn groups(&self) -> Vec<String> {
+        vec![
+            "system:serviceaccounts".to_owned(),
+            format!("system:serviceaccounts:{}", self.namespace),
+            "system:authenticated".to_owned(),
+        ]
+    }
+}
+
+impl std::fmt::Display for ServiceAccountRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One (claim name, claim value) pair that grants a mapping.
+pub type ClaimRule = (String, String);
+
+/// An annotation that could not be read. The rest of the ServiceAccount's rules still apply.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("annotation {key:?}: {reason}")]
+pub struct RuleError {
+    /// The annotation key.
+    pub key: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+/// Reads the claim rules from a ServiceAccount's annotations.
+pub fn rules_from_annotations(
+    prefix: &str,
+    annotations: &BTreeMap<String, String>,
+) -> (Vec<ClaimRule>, Vec<RuleError>) {
+    let json_key = format!("{prefix}/claims");
+    let claim_prefix = format!("{prefix}/claim.");
+    let mut rules = BTreeSet::new();
+    let mut errors = Vec::new();
+    for (key, value) in annotations {
+        if *key == json_key {
+            match serde_json::from_str::<BTreeMap<String, Vec<String>>>(value) {
+                Ok(map) => {
+                    for (claim, values) in map {
+                        for v in values {
+                            rules.insert((claim.clone(), v));
+                        }
+                    }
+                }
+                Err(e) => errors.push(RuleError {
+                    key: key.clone(),
+                    reason: format!(
+                        "expected a JSON object of claim name to a list of strings ({e})"
+                    ),
+                }),
+            }
+        } else if let Some(claim) = key.strip_prefix(&claim_prefix) {
+            if claim.is_empty() {
+                errors.push(RuleError {
+                    key: key.clone(),
+                    reason: "the claim name after `claim.` is empty".to_owned(),
+                });
+                continue;
+            }
+            for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                rules.insert((claim.to_owned(), v.to_owned()));
+            }
+        }
+    }
+    (rules.into_iter().collect(), errors)
+}
+
+/// ServiceAccounts indexed by (claim, value), so a lookup costs one hash probe per claim value
+/// of the user, independent of the number of ServiceAccounts.
+#[derive(Debug, Default, Clone)]
+pub struct MappingIndex {
+    by_claim: HashMap<String, HashMap<String, BTreeSet<ServiceAccountRef>>>,
+    rules: HashMap<ServiceAccountRef, Vec<ClaimRule>>,
+}
+
+impl MappingIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of ServiceAccounts with at least one rule.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when no ServiceAccount has a rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Sets the rules of a ServiceAccount, replacing any earlier ones.
+    pub fn upsert(&mut self, sa: ServiceAccountRef, rules: Vec<ClaimRule>) {
+        self.remove(&sa);
+        if rules.is_empty() {
+            return;
+        }
+        for (claim, value) in &rules {
+            self.by_claim
+                .entry(claim.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .insert(sa.clone());
+        }
+        self.rules.insert(sa, rules);
+    }
+
+    /// Forgets a ServiceAccount.
+    pub fn remove(&mut self, sa: &ServiceAccountRef) {
+        let Some(old) = self.rules.remove(sa) else {
+            return;
+        };
+        for (claim, value) in old {
+            if let Some(values) = self.by_claim.get_mut(&claim) {
+                if let Some(set) = values.get_mut(&value) {
+                    set.remove(sa);
+                    if set.is_empty() {
+                        values.remove(&value);
+                    }
+                }
+                if values.is_empty() {
+                    self.by_claim.remove(&claim);
+                }
+            }
+        }
+    }
+
+    /// The ServiceAccounts that `claims` map to, in (namespace, name) order.
+    pub fn lookup(&self, claims: &Map<String, Value>) -> BTreeSet<ServiceAccountRef> {
+        let mut out = BTreeSet::new();
+        for (name, value) in claims {
+            let Some(values) = self.by_claim.get(name) else {
+                continue;
+            };
+            let mut add = |v: &str| {
+                if let Some(set) = values.get(v) {
+                    out.extend(set.iter().cloned());
+                }
+            };
+            match value {
+                Value::String(s) => add(s),
+                Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(&mut add),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn reads_both_forms_under_prefix() {
+        let (rules, errors) = rules_from_annotations(
+            "rbac.kargo.akuity.io",
+            &ann(&[
+                ("rbac.kargo.akuity.io/claims", r#"{"groups":["devs","ops"]}"#),
+                ("rbac.kargo.akuity.io/claim.email", " a@x , b@x,, "),
+                ("gatehouse.dev/claims", r#"{"groups":["ignored"]}"#),
+            ]),
+        );
+        assert!(errors.is_empty());
+        assert_eq!(
+            rules,
+            vec![
+                ("email".into(), "a@x".into()),
+                ("email".into(), "b@x".into()),
+                ("groups".into(), "devs".into()),
+                ("groups".into(), "ops".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_json_is_reported_and_other_rules_kept() {
+        let (rules, errors) = rules_from_annotations(
+            "gatehouse.dev",
+            &ann(&[
+                ("gatehouse.dev/claims", r#"{"groups":"devs"}"#),
+                ("gatehouse.dev/claim.sub", "u1"),
+                ("gatehouse.dev/claim.", "x"),
+            ]),
+        );
+        assert_eq!(rules, vec![("sub".into(), "u1".into())]);
+        assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn lookup_matches_strings_and_lists_only() {
+        let mut idx = MappingIndex::new();
+        let dev = ServiceAccountRef::new("team-a", "dev");
+        let ops = ServiceAccountRef::new("team-b", "ops");
+        idx.upsert(dev.clone(), vec![("groups".into(), "devs".into())]);
+        idx.upsert(
+            ops.clone(),
+            vec![
+                ("email".into(), "o@x".into()),
+                ("admin".into(), "true".into()),
+            ],
+        );
+        assert_eq!(
+            idx.lookup(&claims(json!({"groups": ["qa", "devs"]}))),
+            BTreeSet::from([dev.clone()])
+        );
+        assert_eq!(
+            idx.lookup(&claims(json!({"groups": "devs", "email": "o@x"}))),
+            BTreeSet::from([dev.clone(), ops.clone()])
+        );
+        assert!(idx.lookup(&claims(json!({"admin": true}))).is_empty());
+        assert!(idx.lookup(&claims(json!({"groups": ["Devs"]}))).is_empty());
+        assert!(idx.lookup(&claims(json!({"groups": {"devs": 1}}))).is_empty());
+        assert!(idx.lookup(&claims(json!({"Groups": ["devs"]}))).is_empty());
+    }
+
+    #[test]
+    fn upsert_replaces_and_remove_forgets() {
+        let mut idx = MappingIndex::new();
+        let dev = ServiceAccountRef::new("team-a", "dev");
+        idx.upsert(dev.clone(), vec![("groups".into(), "devs".into())]);
+        idx.upsert(dev.clone(), vec![("groups".into(), "ops".into())]);
+        assert!(idx.lookup(&claims(json!({"groups": ["devs"]}))).is_empty());
+        assert_eq!(idx.lookup(&claims(json!({"groups": ["ops"]}))).len(), 1);
+        idx.remove(&dev);
+        assert!(idx.is_empty());
+        assert!(idx.by_claim.is_empty());
+        idx.upsert(dev, vec![]);
+        assert!(idx.is_empty());
+    }
+
+    #[test]
+    fn serviceaccount_identity() {
+        let sa = ServiceAccountRef::new("team-a", "dev");
+        assert_eq!(sa.username(), "system:serviceaccount:team-a:dev");
+        assert!(sa.groups().contains(&"system:serviceaccounts:team-a".to_owned()));
+    }
+}
