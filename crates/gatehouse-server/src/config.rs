@@ -1,0 +1,832 @@
+//! gatehouse's configuration: one YAML file, with environment variables of the origin platform
+//! accepted as aliases for the matching keys.
+//!
+//! Loading never stops at the first mistake: every problem (unknown key, wrong type, missing
+//! required value, unreadable secret file, reserved value) is collected with its key path and
+//! reported at once, so an operator fixes a config in one round trip.
+//!
+//! Values are read through the [`Source`] trait for the environment, so tests hand in a map
+//! instead of mutating the process environment. Environment aliases win over the file.
+//!
+//! # Security
+//! Secrets (admin password hash, token signing key) may be given inline, through a `...File`
+//! key naming a file (for mounted Kubernetes Secrets), or through their environment alias. They
+//! are held as `secrecy` types and never printed, not even in problems.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use secrecy::{SecretSlice, SecretString};
+use serde_json::Value;
+use url::Url;
+
+/// Where environment values come from.
+pub trait Source {
+    /// The value of `name`, if set.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+/// The whole server configuration, validated.
+#[derive(Debug)]
+pub struct Config {
+    /// Address to listen on (`listen`, default `0.0.0.0:8443`).
+    pub listen: SocketAddr,
+    /// The URL users reach gatehouse at (`publicUrl`), used in the public config and kubeconfigs.
+    pub public_url: Option<Url>,
+    /// Serving certificate and key (`tls.certFile`, `tls.keyFile`); plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
+    /// How gatehouse reaches the kube-apiserver.
+    pub kubernetes: KubernetesConfig,
+    /// The OIDC issuer, when enabled.
+    pub oidc: Option<OidcConfig>,
+    /// ServiceAccount mapping.
+    pub service_accounts: ServiceAccountsConfig,
+    /// Forward tokens gatehouse cannot map to the kube-apiserver (`fallThrough.enabled`, default true).
+    pub fall_through: bool,
+    /// The admin account, when enabled.
+    pub admin: Option<AdminConfig>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// Serving certificate files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// How to reach the kube-apiserver.
+#[derive(Debug, Clone, Default)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file (`kubernetes.kubeconfig`); in-cluster configuration when absent.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (`kubernetes.context`).
+    pub context: Option<String>,
+}
+
+/// The OIDC issuer.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Issuer URL, compared exactly with `iss`.
+    pub issuer_url: Url,
+    /// The web (server) client ID.
+    pub client_id: String,
+    /// The CLI client ID.
+    pub cli_client_id: Option<String>,
+    /// Scopes requested beyond `openid profile email`.
+    pub additional_scopes: Vec<String>,
+    /// Audiences accepted besides the client IDs.
+    pub audiences: Vec<String>,
+    /// The claim used as username (default `email`).
+    pub username_claim: String,
+    /// A PEM CA bundle for the issuer.
+    pub ca_file: Option<PathBuf>,
+    /// Allowed signing algorithms; from discovery when absent.
+    pub algorithms: Option<Vec<Algorithm>>,
+    /// Clock skew for `exp`/`nbf`/`iat` (at most 60 s).
+    pub clock_skew: Duration,
+    /// The shortest interval between two JWKS fetches triggered by unknown key IDs.
+    pub jwks_min_refresh_interval: Duration,
+}
+
+impl OidcConfig {
+    /// The client IDs whose tokens are accepted (as `aud` and as `azp`).
+    pub fn client_ids(&self) -> Vec<String> {
+        let mut ids = vec![self.client_id.clone()];
+        if let Some(cli) = &self.cli_client_id
+            && cli != &self.client_id
+        {
+            ids.push(cli.clone());
+        }
+        ids
+    }
+
+    /// The scopes gatehouse asks for.
+    pub fn scopes(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = ["openid", "profile", "email"].map(String::from).to_vec();
+        for s in &self.additional_scopes {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        scopes
+    }
+}
+
+/// ServiceAccount mapping.
+#[derive(Debug, Clone)]
+pub struct ServiceAccountsConfig {
+    /// Annotation prefix (default `gatehouse.dev`).
+    pub annotation_prefix: String,
+    /// Namespaces whose ServiceAccounts may be mapped; all when empty.
+    pub namespaces: Vec<String>,
+    /// Namespaces whose mapped ServiceAccounts apply in every namespace.
+    pub global_namespaces: Vec<String>,
+}
+
+impl ServiceAccountsConfig {
+    /// The namespaces to watch; `None` means all namespaces.
+    pub fn watched_namespaces(&self) -> Option<Vec<String>> {
+        if self.namespaces.is_empty() {
+            return None;
+        }
+        let set: BTreeSet<String> = self
+            .namespaces
+            .iter()
+            .chain(&self.global_namespaces)
+            .cloned()
+            .collect();
+        Some(set.into_iter().collect())
+    }
+}
+
+/// The admin account.
+#[derive(Debug)]
+pub struct AdminConfig {
+    /// bcrypt hash of the admin password.
+    pub password_hash: SecretString,
+    /// HS256 key for admin tokens.
+    pub token_signing_key: SecretSlice<u8>,
+    /// Lifetime of admin tokens (default 24h).
+    pub token_ttl: Duration,
+    /// `iss` of admin tokens (default `gatehouse-admin`).
+    pub token_issuer: String,
+    /// `aud` of admin tokens (default `gatehouse`).
+    pub token_audience: String,
+    /// The Kubernetes user the admin acts as (default `gatehouse:admin`).
+    pub impersonate_user: String,
+    /// The Kubernetes groups the admin acts with (default `[gatehouse:admins]`).
+    pub impersonate_groups: Vec<String>,
+}
+
+/// Limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head accepted, in bytes (default 64 KiB).
+    pub max_header_bytes: usize,
+    /// How long a SubjectAccessReview answer is reused (default 10 s).
+    pub review_cache_ttl: Duration,
+    /// How many verified tokens are kept (default 10000).
+    pub token_cache_entries: u64,
+}
+
+/// One problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path (`oidc.issuerUrl`) or environment variable.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// The configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not YAML.
+    #[error("config file {path} is not valid YAML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (positions included).
+        message: String,
+    },
+    /// The values are wrong; every problem is listed.
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// Loads and validates the config file at `path` with environment aliases from `env`.
+pub fn load(path: Option<&std::path::Path>, env: &dyn Source) -> Result<Config, ConfigError> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            path: p.to_owned(),
+            source,
+        })?,
+        None => String::new(),
+    };
+    let display_path = path.map(std::path::Path::to_path_buf).unwrap_or_default();
+    parse(&text, env).map_err(|e| match e {
+        ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+            path: display_path,
+            message,
+        },
+        other => other,
+    })
+}
+
+/// Parses and validates config text.
+pub fn parse(text: &str, env: &dyn Source) -> Result<Config, ConfigError> {
+    let root: Value = if text.trim().is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?
+    };
+    let mut r = Reader {
+        root,
+        env,
+        problems: Vec::new(),
+        seen: BTreeSet::new(),
+    };
+    if !r.root.is_object() {
+        r.problem("(top level)", "expected a mapping of settings");
+    }
+    let config = read_config(&mut r);
+    r.unknown_keys();
+    if r.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(r.problems))
+    }
+}
+
+fn read_config(r: &mut Reader<'_>) -> Config {
+    let listen = r
+        .string("listen", None)
+        .and_then(|s| r.parse_with("listen", &s, |s| s.parse::<SocketAddr>().map_err(|e| e.to_string())))
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
+    let public_url = r.url("publicUrl", None);
+    let tls = match (r.path("tls.certFile", None), r.path("tls.keyFile", None)) {
+        (Some(cert_file), Some(key_file)) => Some(TlsFiles { cert_file, key_file }),
+        (None, None) => None,
+        _ => {
+            r.problem("tls", "set both certFile and keyFile, or neither for plain HTTP");
+            None
+        }
+    };
+    let kubernetes = KubernetesConfig {
+        kubeconfig: r.path("kubernetes.kubeconfig", None),
+        context: r.string("kubernetes.context", None),
+    };
+    let oidc = read_oidc(r);
+    let service_accounts = ServiceAccountsConfig {
+        annotation_prefix: r
+            .string("serviceAccounts.annotationPrefix", None)
+            .unwrap_or_else(|| "gatehouse.dev".to_owned()),
+        namespaces: r.list("serviceAccounts.namespaces", None).unwrap_or_default(),
+        global_namespaces: r
+            .list("serviceAccounts.globalNamespaces", Some("GLOBAL_SERVICE_ACCOUNT_NAMESPACES"))
+            .unwrap_or_default(),
+    };
+    if service_accounts.annotation_prefix.is_empty() || service_accounts.annotation_prefix.contains('/') {
+        r.problem(
+            "serviceAccounts.annotationPrefix",
+            "must be a non-empty annotation prefix without `/`, for example `gatehouse.dev`",
+        );
+    }
+    let fall_through = r.bool("fallThrough.enabled", None).unwrap_or(true);
+    let admin = read_admin(r);
+    let limits = Limits {
+        max_header_bytes: r
+            .int("limits.maxHeaderBytes", None)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or(64 * 1024),
+        review_cache_ttl: r
+            .duration("limits.reviewCacheTtl", None)
+            .unwrap_or(Duration::from_secs(10)),
+        token_cache_entries: r
+            .int("limits.tokenCacheEntries", None)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .unwrap_or(10_000),
+    };
+    if limits.max_header_bytes < 8192 {
+        r.problem("limits.maxHeaderBytes", "must be at least 8192");
+    }
+    if oidc.is_none() && admin.is_none() && !fall_through {
+        r.problem(
+            "(top level)",
+            "nothing can authenticate: enable oidc, admin or fallThrough",
+        );
+    }
+    Config {
+        listen,
+        public_url,
+        tls,
+        kubernetes,
+        oidc,
+        service_accounts,
+        fall_through,
+        admin,
+        limits,
+    }
+}
+
+fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
+    let issuer = r.url("oidc.issuerUrl", Some("OIDC_ISSUER_URL"));
+    let enabled = r
+        .bool("oidc.enabled", Some("OIDC_ENABLED"))
+        .unwrap_or(issuer.is_some());
+    let client_id = r.string("oidc.clientId", Some("OIDC_CLIENT_ID"));
+    let cli_client_id = r.string("oidc.cliClientId", Some("OIDC_CLI_CLIENT_ID"));
+    let additional_scopes = r
+        .list("oidc.additionalScopes", Some("OIDC_ADDITIONAL_SCOPES"))
+        .unwrap_or_default();
+    let audiences = r.list("oidc.audiences", None).unwrap_or_default();
+    let username_claim = r
+        .string("oidc.usernameClaim", Some("OIDC_USERNAME_CLAIM"))
+        .unwrap_or_else(|| "email".to_owned());
+    let ca_file = r.path("oidc.caFile", None);
+    let algorithms = r.list("oidc.algorithms", None).map(|names| {
+        names
+            .iter()
+            .filter_map(|n| match n.parse::<Algorithm>() {
+                Ok(a) if gatehouse_core::jwt::is_asymmetric(a) => Some(a),
+                _ => {
+                    r.problem(
+                        "oidc.algorithms",
+                        &format!("{n:?} is not an allowed algorithm; use asymmetric ones such as RS256, ES256, PS256, EdDSA"),
+                    );
+                    None
+                }
+            })
+            .collect()
+    });
+    let clock_skew = r.duration("oidc.clockSkew", None).unwrap_or(Duration::from_secs(60));
+    if clock_skew > Duration::from_secs(60) {
+        r.problem("oidc.clockSkew", "must be at most 60s");
+    }
+    let jwks_min_refresh_interval = r
+        .duration("oidc.jwksMinRefreshInterval", None)
+        .unwrap_or(Duration::from_secs(10));
+    if !enabled {
+        return None;
+    }
+    let Some(issuer_url) = issuer else {
+        r.problem("oidc.issuerUrl", "required when oidc is enabled (env OIDC_ISSUER_URL)");
+        return None;
+    };
+    let loopback = matches!(issuer_url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if issuer_url.scheme() != "https" && !loopback {
+        r.problem("oidc.issuerUrl", "must be an https URL");
+    }
+    let Some(client_id) = client_id.filter(|c| !c.is_empty()) else {
+        r.problem("oidc.clientId", "required when oidc is enabled (env OIDC_CLIENT_ID)");
+        return None;
+    };
+    Some(OidcConfig {
+        issuer_url,
+        client_id,
+        cli_client_id,
+        additional_scopes,
+        audiences,
+        username_claim,
+        ca_file,
+        algorithms,
+        clock_skew,
+        jwks_min_refresh_interval,
+    })
+}
+
+fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
+    let enabled = r.bool("admin.enabled", Some("ADMIN_ACCOUNT_ENABLED")).unwrap_or(false);
+    let before = r.problems.len();
+    let hash = r.secret("admin.passwordHash", Some("ADMIN_ACCOUNT_PASSWORD_HASH"));
+    let hash_failed = r.problems.len() > before;
+    let before = r.problems.len();
+    let key = r.secret("admin.tokenSigningKey", Some("ADMIN_ACCOUNT_TOKEN_SIGNING_KEY"));
+    let key_failed = r.problems.len() > before;
+    let token_ttl = r
+        .duration("admin.tokenTtl", Some("ADMIN_ACCOUNT_TOKEN_TTL"))
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    let token_issuer = r
+        .string("admin.tokenIssuer", Some("ADMIN_ACCOUNT_TOKEN_ISSUER"))
+        .unwrap_or_else(|| "gatehouse-admin".to_owned());
+    let token_audience = r
+        .string("admin.tokenAudience", Some("ADMIN_ACCOUNT_TOKEN_AUDIENCE"))
+        .unwrap_or_else(|| "gatehouse".to_owned());
+    let impersonate_user = r
+        .string("admin.impersonate.user", None)
+        .unwrap_or_else(|| "gatehouse:admin".to_owned());
+    let impersonate_groups = r
+        .list("admin.impersonate.groups", None)
+        .unwrap_or_else(|| vec!["gatehouse:admins".to_owned()]);
+    if !enabled {
+        return None;
+    }
+    let hash = match hash {
+        Some(h) if gatehouse_core::admin::is_bcrypt_hash(h.trim()) => h.trim().to_owned(),
+        Some(_) => {
+            r.problem("admin.passwordHash", "is not a bcrypt hash (`$2a$`/`$2b$`/`$2y$`, 60 characters); make one with `htpasswd -nbBC 10 '' PASSWORD | tr -d ':\\n'`");
+            return None;
+        }
+        None if hash_failed => return None,
+        None => {
+            r.problem("admin.passwordHash", "required when admin is enabled (or passwordHashFile, or env ADMIN_ACCOUNT_PASSWORD_HASH)");
+            return None;
+        }
+    };
+    let key = match key {
+        Some(k) if k.trim().len() >= gatehouse_core::admin::MIN_KEY_LEN => k.trim().as_bytes().to_vec(),
+        Some(_) => {
+            r.problem("admin.tokenSigningKey", "must be at least 32 bytes; make one with `openssl rand -hex 32`");
+            return None;
+        }
+        None if key_failed => return None,
+        None => {
+            r.problem("admin.tokenSigningKey", "required when admin is enabled (or tokenSigningKeyFile, or env ADMIN_ACCOUNT_TOKEN_SIGNING_KEY)");
+            return None;
+        }
+    };
+    Some(AdminConfig {
+        password_hash: SecretString::from(hash),
+        token_signing_key: SecretSlice::from(key),
+        token_ttl,
+        token_issuer,
+        token_audience,
+        impersonate_user,
+        impersonate_groups,
+    })
+}
+
+struct Reader<'a> {
+    root: Value,
+    env: &'a dyn Source,
+    problems: Vec<Problem>,
+    seen: BTreeSet<String>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, key: &str, message: &str) {
+        self.problems.push(Problem {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    /// The raw value at `path`, from the env alias first, then the file. The returned key is
+    /// where the value came from, for messages.
+    fn raw(&mut self, path: &str, alias: Option<&str>) -> Option<(String, RawValue)> {
+        self.seen.insert(path.to_owned());
+        if let Some(name) = alias
+            && let Some(v) = self.env.get(name)
+        {
+            return Some((name.to_owned(), RawValue::Env(v)));
+        }
+        let mut cur = &self.root;
+        for part in path.split('.') {
+            cur = cur.get(part)?;
+        }
+        if cur.is_null() {
+            return None;
+        }
+        Some((path.to_owned(), RawValue::File(cur.clone())))
+    }
+
+    fn parse_with<T>(
+        &mut self,
+        key: &str,
+        s: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match f(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problem(key, &e);
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, path: &str, alias: Option<&str>) -> Option<String> {
+        match self.raw(path, alias)? {
+            (_, RawValue::Env(s)) => Some(s),
+            (_, RawValue::File(Value::String(s))) => Some(s),
+            (_, RawValue::File(Value::Number(n))) => Some(n.to_string()),
+            (key, RawValue::File(_)) => {
+                self.problem(&key, "expected a string");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, path: &str, alias: Option<&str>) -> Option<bool> {
+        match self.raw(path, alias)? {
+            (key, RawValue::Env(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Some(true),
+                "false" | "0" | "no" | "" => Some(false),
+                _ => {
+                    self.problem(&key, "expected true or false");
+                    None
+                }
+            },
+            (_, RawValue::File(Value::Bool(b))) => Some(b),
+            (key, RawValue::File(_)) => {
+                self.problem(&key, "expected true or false");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, path: &str, alias: Option<&str>) -> Option<i64> {
+        match self.raw(path, alias)? {
+            (key, RawValue::Env(s)) => self.parse_with(&key, &s, |s| {
+                s.trim().parse::<i64>().map_err(|_| "expected an integer".to_owned())
+            }),
+            (_, RawValue::File(Value::Number(n))) if n.is_i64() => n.as_i64(),
+            (key, RawValue::File(_)) => {
+                self.problem(&key, "expected an integer");
+                None
+            }
+        }
+    }
+
+    fn list(&mut self, path: &str, alias: Option<&str>) -> Option<Vec<String>> {
+        match self.raw(path, alias)? {
+            (_, RawValue::Env(s)) => Some(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            (key, RawValue::File(Value::Array(items))) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(s) => out.push(s.to_owned()),
+                        None => self.problem(&format!("{key}[{i}]"), "expected a string"),
+                    }
+                }
+                Some(out)
+            }
+            (key, RawValue::File(_)) => {
+                self.problem(&key, "expected a list of strings");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &str, alias: Option<&str>) -> Option<Duration> {
+        let parse = |s: &str| {
+            humantime::parse_duration(s.trim())
+                .map_err(|e| format!("expected a duration such as 30s, 10m or 24h ({e})"))
+        };
+        match self.raw(path, alias)? {
+            (key, RawValue::Env(s)) | (key, RawValue::File(Value::String(s))) => {
+                self.parse_with(&key, &s, parse)
+            }
+            (_, RawValue::File(Value::Number(n))) if n.is_u64() => {
+                n.as_u64().map(Duration::from_secs)
+            }
+            (key, RawValue::File(_)) => {
+                self.problem(&key, "expected a duration such as 30s, 10m or 24h");
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, alias: Option<&str>) -> Option<Url> {
+        let s = self.string(path, alias)?;
+        let key = alias
+            .filter(|a| self.env.get(a).is_some())
+            .unwrap_or(path)
+            .to_owned();
+        self.parse_with(&key, &s, |s| {
+            Url::parse(s.trim()).map_err(|e| format!("expected an absolute URL ({e})"))
+        })
+    }
+
+    fn path(&mut self, path: &str, alias: Option<&str>) -> Option<PathBuf> {
+        self.string(path, alias).map(PathBuf::from)
+    }
+
+    /// A secret given inline, through `<path>File`, or through the env alias.
+    fn secret(&mut self, path: &str, alias: Option<&str>) -> Option<String> {
+        let file_key = format!("{path}File");
+        let inline = self.string(path, alias);
+        let file = self.path(&file_key, None);
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(path, &format!("set either {path} or {file_key}, not both"));
+                None
+            }
+            (Some(v), None) => Some(v),
+            (None, Some(f)) => match std::fs::read_to_string(&f) {
+                Ok(v) => Some(v.trim_end_matches(['\n', '\r']).to_owned()),
+                Err(e) => {
+                    self.problem(&file_key, &format!("cannot read {}: {e}", f.display()));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
+    fn unknown_keys(&mut self) {
+        let mut unknown = Vec::new();
+        walk_unknown(&self.root, "", &self.seen, &mut unknown);
+        for key in unknown {
+            self.problem(&key, "unknown setting (check the spelling; see docs/configuration.md)");
+        }
+    }
+}
+
+enum RawValue {
+    Env(String),
+    File(Value),
+}
+
+fn walk_unknown(v: &Value, prefix: &str, seen: &BTreeSet<String>, out: &mut Vec<String>) {
+    let Value::Object(map) = v else { return };
+    for (k, child) in map {
+        let full = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if seen.contains(&full) {
+            continue;
+        }
+        let dotted = format!("{full}.");
+        if seen.iter().any(|s| s.starts_with(&dotted)) {
+            walk_unknown(child, &full, seen, out);
+        } else {
+            out.push(full);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    const HASH: &str = "$2b$04$abcdefghijklmnopqrstuu5ZkS0yq8M8W8xHk3M4Q4QmWQm0u1u2a";
+
+    #[test]
+    fn full_file_parses() {
+        let yaml = format!(
+            r#"
+listen: 127.0.0.1:9443
+publicUrl: https://gatehouse.example
+kubernetes: {{ kubeconfig: /k, context: c }}
+oidc:
+  issuerUrl: https://idp.example/dex
+  clientId: gatehouse
+  cliClientId: gatehouse-cli
+  additionalScopes: [groups, offline_access]
+  audiences: [kubernetes]
+  algorithms: [RS256, ES256]
+  clockSkew: 30s
+serviceAccounts:
+  annotationPrefix: rbac.kargo.akuity.io
+  namespaces: [team-a]
+  globalNamespaces: [shared]
+fallThrough: {{ enabled: false }}
+admin:
+  enabled: true
+  passwordHash: "{HASH}"
+  tokenSigningKey: "0123456789abcdef0123456789abcdef"
+  tokenTtl: 1h
+"#
+        );
+        let c = parse(&yaml, &env(&[])).unwrap();
+        let o = c.oidc.unwrap();
+        assert_eq!(o.client_ids(), vec!["gatehouse", "gatehouse-cli"]);
+        assert_eq!(o.scopes(), vec!["openid", "profile", "email", "groups", "offline_access"]);
+        assert_eq!(o.clock_skew, Duration::from_secs(30));
+        assert_eq!(o.algorithms, Some(vec![Algorithm::RS256, Algorithm::ES256]));
+        assert!(!c.fall_through);
+        assert_eq!(
+            c.service_accounts.watched_namespaces(),
+            Some(vec!["shared".to_owned(), "team-a".to_owned()])
+        );
+        let a = c.admin.unwrap();
+        assert_eq!(a.token_ttl, Duration::from_secs(3600));
+        assert_eq!(a.impersonate_groups, vec!["gatehouse:admins"]);
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let yaml = r#"
+listen: not-an-address
+oidc:
+  issuerUrl: http://idp.example
+  clientSecret: x
+  clockSkew: 5m
+  algorithms: [HS256]
+serviceAccounts: { globalNamespaces: shared }
+admin: { enabled: true, passwordHash: plain }
+unknownTop: 1
+"#;
+        let Err(ConfigError::Invalid(problems)) = parse(yaml, &env(&[])) else {
+            panic!("expected problems")
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "listen",
+            "oidc.issuerUrl",
+            "oidc.clientId",
+            "oidc.clientSecret",
+            "oidc.clockSkew",
+            "oidc.algorithms",
+            "serviceAccounts.globalNamespaces",
+            "admin.passwordHash",
+            "unknownTop",
+        ] {
+            assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+        }
+        let text = ConfigError::Invalid(problems).to_string();
+        assert!(!text.contains("plain"), "secret values must not be echoed");
+    }
+
+    #[test]
+    fn origin_env_aliases_win_over_file() {
+        let c = parse(
+            "oidc: { issuerUrl: https://file.example, clientId: from-file }",
+            &env(&[
+                ("OIDC_ISSUER_URL", "https://env.example/"),
+                ("OIDC_CLIENT_ID", "from-env"),
+                ("OIDC_CLI_CLIENT_ID", "cli"),
+                ("OIDC_ADDITIONAL_SCOPES", "groups, offline_access"),
+                ("OIDC_USERNAME_CLAIM", "preferred_username"),
+                ("GLOBAL_SERVICE_ACCOUNT_NAMESPACES", "shared,ops"),
+                ("ADMIN_ACCOUNT_ENABLED", "true"),
+                ("ADMIN_ACCOUNT_PASSWORD_HASH", HASH),
+                ("ADMIN_ACCOUNT_TOKEN_SIGNING_KEY", "0123456789abcdef0123456789abcdef"),
+                ("ADMIN_ACCOUNT_TOKEN_TTL", "2h"),
+            ]),
+        )
+        .unwrap();
+        let o = c.oidc.unwrap();
+        assert_eq!(o.issuer_url.as_str(), "https://env.example/");
+        assert_eq!(o.client_id, "from-env");
+        assert_eq!(o.cli_client_id.as_deref(), Some("cli"));
+        assert_eq!(o.additional_scopes, vec!["groups", "offline_access"]);
+        assert_eq!(o.username_claim, "preferred_username");
+        assert_eq!(c.service_accounts.global_namespaces, vec!["shared", "ops"]);
+        assert_eq!(c.admin.unwrap().token_ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = std::env::temp_dir().join(format!("gh-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hash_file = dir.join("hash");
+        std::fs::write(&hash_file, format!("{HASH}\n")).unwrap();
+        let yaml = format!(
+            "admin: {{ enabled: true, passwordHashFile: {}, tokenSigningKeyFile: {} }}",
+            hash_file.display(),
+            dir.join("missing").display()
+        );
+        let Err(ConfigError::Invalid(problems)) = parse(&yaml, &env(&[])) else {
+            panic!("expected a problem")
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "admin.tokenSigningKeyFile");
+    }
+
+    #[test]
+    fn empty_config_is_fall_through_only() {
+        let c = parse("", &env(&[])).unwrap();
+        assert!(c.oidc.is_none() && c.admin.is_none() && c.fall_through);
+        assert!(parse("fallThrough: {enabled: false}", &env(&[])).is_err());
+    }
+
+    #[test]
+    fn yaml_syntax_error_is_reported() {
+        assert!(matches!(parse("oidc: [", &env(&[])), Err(ConfigError::Syntax { .. })));
+    }
+}
