@@ -139,6 +139,11 @@ impl MappingIndex {
         self.rules.is_empty()
     }
 
+    /// The ServiceAccounts that have rules.
+    pub fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountRef> {
+        self.rules.keys()
+    }
+
     /// Sets the rules of a ServiceAccount, replacing any earlier ones.
     pub fn upsert(&mut self, sa: ServiceAccountRef, rules: Vec<ClaimRule>) {
         self.remove(&sa);

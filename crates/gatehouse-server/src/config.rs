@@ -89,8 +89,8 @@ pub struct KubernetesConfig {
 /// The OIDC issuer.
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
-    /// Issuer URL, compared exactly with `iss`.
-    pub issuer_url: Url,
+    /// Issuer URL exactly as configured; compared byte for byte with `iss`.
+    pub issuer_url: String,
     /// The web (server) client ID.
     pub client_id: String,
     /// The CLI client ID.
@@ -351,7 +351,7 @@ fn read_config(r: &mut Reader<'_>) -> Config {
 }
 
 fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
-    let issuer = r.url("oidc.issuerUrl", Some("OIDC_ISSUER_URL"));
+    let issuer = r.string("oidc.issuerUrl", Some("OIDC_ISSUER_URL")).map(|s| s.trim().to_owned());
     let enabled = r
         .bool("oidc.enabled", Some("OIDC_ENABLED"))
         .unwrap_or(issuer.is_some());
@@ -394,9 +394,17 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
         r.problem("oidc.issuerUrl", "required when oidc is enabled (env OIDC_ISSUER_URL)");
         return None;
     };
-    let loopback = matches!(issuer_url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    if issuer_url.scheme() != "https" && !loopback {
-        r.problem("oidc.issuerUrl", "must be an https URL");
+    match Url::parse(&issuer_url) {
+        Ok(u) => {
+            let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if u.scheme() != "https" && !loopback {
+                r.problem("oidc.issuerUrl", "must be an https URL");
+            }
+            if u.query().is_some() || u.fragment().is_some() {
+                r.problem("oidc.issuerUrl", "must not have a query or fragment");
+            }
+        }
+        Err(e) => r.problem("oidc.issuerUrl", &format!("expected an absolute URL ({e})")),
     }
     let Some(client_id) = client_id.filter(|c| !c.is_empty()) else {
         r.problem("oidc.clientId", "required when oidc is enabled (env OIDC_CLIENT_ID)");
@@ -791,7 +799,7 @@ unknownTop: 1
         )
         .unwrap();
         let o = c.oidc.unwrap();
-        assert_eq!(o.issuer_url.as_str(), "https://env.example/");
+        assert_eq!(o.issuer_url, "https://env.example/");
         assert_eq!(o.client_id, "from-env");
         assert_eq!(o.cli_client_id.as_deref(), Some("cli"));
         assert_eq!(o.additional_scopes, vec!["groups", "offline_access"]);

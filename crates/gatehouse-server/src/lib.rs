@@ -1,1 +1,9 @@
+//! `gatehouse serve`: authenticates every Kubernetes API request and proxies it to the
+//! kube-apiserver as the identity it maps to. See `ARCHITECTURE.md` for the request path.
+
 pub mod config;
+pub mod oidc;
+pub mod status;
+pub mod serviceaccounts;
+pub mod upstream;
+pub mod authn;

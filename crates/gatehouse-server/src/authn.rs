@@ -1,0 +1,210 @@
+//! Authentication of every request, in a fixed order.
+//!
+//! 1. **Admin token**: a JWT whose `iss` is gatehouse's admin issuer is verified with the admin
+//!    HMAC key, and only with it.
+//! 2. **OIDC token**: a JWT whose `iss` is the configured issuer is fully verified
+//!    ([`gatehouse_core::jwt`]).
+//! 3. **Fall-through**: anything else (another issuer's JWT, an opaque cloud-provider token) is
+//!    forwarded untouched for the kube-apiserver to authenticate, when `fallThrough.enabled`.
+//!
+//! # Security
+//! - Routing reads `iss` from the *unverified* payload, but only to choose the verifier; a token
+//!   that names gatehouse's admin issuer or the configured issuer and then fails verification is
+//!   refused with 401 and **never** falls through. Otherwise a tampered or expired token could
+//!   be replayed to the kube-apiserver hoping it is more lenient.
+//! - With fall-through off, every token gatehouse cannot verify is refused.
+//! - Verified principals are cached by the SHA-256 of the token until the token expires (and
+//!   for at most five minutes), so a repeat request costs a hash and a map lookup. An expired
+//!   token is never served from the cache: expiry is rechecked on every hit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::admin::{AdminTokenError, AdminTokens};
+use gatehouse_core::identity::{OidcUser, Principal};
+use gatehouse_core::token::{BearerToken, TokenFingerprint};
+use http::HeaderMap;
+
+use crate::oidc::{OidcError, OidcVerifier};
+use crate::status::ApiError;
+
+/// The outcome of authentication.
+#[derive(Debug, Clone)]
+pub enum Authenticated {
+    /// A verified principal (admin or OIDC user).
+    Principal(Arc<Principal>),
+    /// A token gatehouse does not own, to be forwarded for the kube-apiserver to judge.
+    FallThrough,
+}
+
+/// Authenticates bearer tokens.
+pub struct Authenticator {
+    admin: Option<AdminTokens>,
+    oidc: Option<Arc<OidcVerifier>>,
+    fall_through: bool,
+    cache: moka::sync::Cache<TokenFingerprint, Arc<Principal>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("admin", &self.admin.is_some())
+            .field("oidc", &self.oidc.is_some())
+            .field("fall_through", &self.fall_through)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the bearer token from the `Authorization` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<BearerToken> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| BearerToken::new(token))
+}
+
+impl Authenticator {
+    /// Builds the authenticator.
+    pub fn new(
+        admin: Option<AdminTokens>,
+        oidc: Option<Arc<OidcVerifier>>,
+        fall_through: bool,
+        cache_entries: u64,
+    ) -> Self {
+        Self {
+            admin,
+            oidc,
+            fall_through,
+            cache: moka::sync::Cache::builder()
+                .max_capacity(cache_entries)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        }
+    }
+
+    /// The admin token issuer, when the admin account is enabled.
+    pub fn admin(&self) -> Option<&AdminTokens> {
+        self.admin.as_ref()
+    }
+
+    /// Authenticates a request's token at time `now` (unix seconds).
+    pub async fn authenticate(
+        &self,
+        token: Option<&BearerToken>,
+        now: i64,
+    ) -> Result<Authenticated, ApiError> {
+        let Some(token) = token else {
+            return Err(ApiError::Unauthorized(
+                "no credentials: send a bearer token (run `gatehouse login`, or use a kubeconfig made by `gatehouse kubeconfig`)".to_owned(),
+            ));
+        };
+        let fingerprint = token.fingerprint();
+        if let Some(p) = self.cache.get(&fingerprint) {
+            if p.expires_at() > now {
+                return Ok(Authenticated::Principal(p));
+            }
+            self.cache.invalidate(&fingerprint);
+        }
+        let issuer = if token.looks_like_jwt() {
+            token.unverified_issuer()
+        } else {
+            None
+        };
+        if let (Some(admin), Some(iss)) = (&self.admin, &issuer)
+            && iss == admin.issuer()
+        {
+            return match admin.verify(token.expose_secret(), now) {
+                Ok(claims) => Ok(self.remember(fingerprint, Principal::Admin(claims))),
+                Err(e @ AdminTokenError::Expired) => Err(ApiError::Unauthorized(format!(
+                    "{e}: run `gatehouse login --admin`"
+                ))),
+                Err(_) => Err(ApiError::Unauthorized(
+                    "the admin token is invalid: run `gatehouse login --admin` for a new one".to_owned(),
+                )),
+            };
+        }
+        if let (Some(oidc), Some(iss)) = (&self.oidc, &issuer)
+            && iss == &oidc.config().issuer_url
+        {
+            return match oidc.verify(token.expose_secret(), now).await {
+                Ok(verified) => {
+                    let user = OidcUser::from_verified(verified, &oidc.config().username_claim);
+                    Ok(self.remember(fingerprint, Principal::Oidc(user)))
+                }
+                Err(OidcError::NotReady(reason)) => Err(ApiError::NotReady(format!(
+                    "gatehouse cannot verify tokens from {iss} yet ({reason}); try again shortly"
+                ))),
+                Err(OidcError::Invalid(e)) => {
+                    tracing::info!(reason = %e, "refused an OIDC token");
+                    Err(ApiError::Unauthorized(format!(
+                        "the token from {iss} was refused: {e}; sign in again with `gatehouse login`"
+                    )))
+                }
+            };
+        }
+        if self.fall_through {
+            Ok(Authenticated::FallThrough)
+        } else {
+            Err(ApiError::Unauthorized(
+                "this token was not issued by gatehouse's OIDC issuer or admin account, and fall-through to Kubernetes authentication is disabled".to_owned(),
+            ))
+        }
+    }
+
+    fn remember(&self, fingerprint: TokenFingerprint, p: Principal) -> Authenticated {
+        let p = Arc::new(p);
+        self.cache.insert(fingerprint, Arc::clone(&p));
+        Authenticated::Principal(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> AdminTokens {
+        AdminTokens::new(vec![3; 32], "gatehouse-admin", "gatehouse", 60).unwrap()
+    }
+
+    #[tokio::test]
+    async fn admin_token_round_trip_and_no_fall_through_on_failure() {
+        let a = Authenticator::new(Some(tokens()), None, true, 100);
+        let (tok, _) = tokens().issue(1000).unwrap();
+        let t = BearerToken::new(tok);
+        assert!(matches!(
+            a.authenticate(Some(&t), 1000).await,
+            Ok(Authenticated::Principal(p)) if matches!(*p, Principal::Admin(_))
+        ));
+        // Expired: refused, even though it is cached and fall-through is on.
+        assert!(matches!(
+            a.authenticate(Some(&t), 1060).await,
+            Err(ApiError::Unauthorized(_))
+        ));
+        // Signed with another key: refused, not forwarded.
+        let other = AdminTokens::new(vec![4; 32], "gatehouse-admin", "gatehouse", 60).unwrap();
+        let (forged, _) = other.issue(1000).unwrap();
+        assert!(matches!(
+            a.authenticate(Some(&BearerToken::new(forged)), 1000).await,
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_tokens_fall_through_only_when_enabled() {
+        let on = Authenticator::new(None, None, true, 100);
+        let off = Authenticator::new(None, None, false, 100);
+        let opaque = BearerToken::new("cloud-provider-opaque-token");
+        assert!(matches!(on.authenticate(Some(&opaque), 0).await, Ok(Authenticated::FallThrough)));
+        assert!(matches!(off.authenticate(Some(&opaque), 0).await, Err(ApiError::Unauthorized(_))));
+        assert!(matches!(on.authenticate(None, 0).await, Err(ApiError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn reads_bearer_header() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&h).unwrap().expose_secret(), "abc");
+        h.insert(http::header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert!(bearer_token(&h).is_none());
+    }
+}
