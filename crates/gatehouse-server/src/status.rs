@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The request is malformed or uses something gatehouse refuses (400).
     #[error("{0}")]
     BadRequest(String),
+    /// Nothing is served at this path (404).
+    #[error("{0}")]
+    NotFound(String),
     /// The request head is too large (431).
     #[error("{0}")]
     HeadersTooLarge(String),
@@ -39,6 +42,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::HeadersTooLarge(_) => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "RequestHeaderFieldsTooLarge",

@@ -146,13 +146,17 @@ impl Upstream {
 }
 
 fn client(tls: rustls::ClientConfig, http2: bool) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
     let connector = if http2 {
-        builder.enable_http1().enable_http2().build()
+        builder.enable_http1().enable_http2().wrap_connector(http)
     } else {
-        builder.enable_http1().build()
+        builder.enable_http1().wrap_connector(http)
     };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))

@@ -1,0 +1,139 @@
+//! Choosing the ServiceAccount a mapped user acts as for one request.
+//!
+//! The candidates come from [`gatehouse_core::identity::candidate_service_accounts`]: the
+//! request's namespace first, then the global namespaces. With one candidate there is nothing
+//! to decide and no network call. With several, a SubjectAccessReview per candidate (in order,
+//! answers cached for `limits.reviewCacheTtl`) picks the first one allowed to do the request;
+//! when none is, the first candidate is used and the kube-apiserver's own refusal reaches the
+//! user.
+//!
+//! Reviews are sent with the ServiceAccount's groups (`system:serviceaccounts`,
+//! `system:serviceaccounts:<ns>`, `system:authenticated`), so RBAC bound to those groups counts,
+//! exactly as it will when the impersonated request runs.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gatehouse_core::identity::candidate_service_accounts;
+use gatehouse_core::mapping::ServiceAccountRef;
+use gatehouse_core::request_info::RequestInfo;
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+
+/// Picks ServiceAccounts, with a short-lived cache of review answers.
+pub struct AccessResolver {
+    client: kube::Client,
+    global_namespaces: Vec<String>,
+    cache: moka::sync::Cache<(ServiceAccountRef, String), bool>,
+}
+
+impl std::fmt::Debug for AccessResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessResolver").finish_non_exhaustive()
+    }
+}
+
+impl AccessResolver {
+    /// Builds a resolver.
+    pub fn new(client: kube::Client, global_namespaces: Vec<String>, ttl: Duration) -> Self {
+        Self {
+            client,
+            global_namespaces,
+            cache: moka::sync::Cache::builder()
+                .max_capacity(50_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// The ServiceAccount to impersonate for `info`, or `None` when nothing is mapped.
+    pub async fn choose(
+        &self,
+        mapped: &BTreeSet<ServiceAccountRef>,
+        info: &RequestInfo,
+    ) -> Option<ServiceAccountRef> {
+        let candidates =
+            candidate_service_accounts(mapped, info.namespace.as_deref(), &self.global_namespaces);
+        if candidates.len() <= 1 {
+            return candidates.into_iter().next();
+        }
+        let key = review_key(info);
+        for sa in &candidates {
+            let cache_key = (sa.clone(), key.clone());
+            let allowed = match self.cache.get(&cache_key) {
+                Some(a) => a,
+                None => match self.review(sa, info).await {
+                    Ok(a) => {
+                        self.cache.insert(cache_key, a);
+                        a
+                    }
+                    Err(e) => {
+                        tracing::warn!(serviceaccount = %sa, error = %e, "SubjectAccessReview failed");
+                        false
+                    }
+                },
+            };
+            if allowed {
+                return Some(sa.clone());
+            }
+        }
+        candidates.into_iter().next()
+    }
+
+    async fn review(&self, sa: &ServiceAccountRef, info: &RequestInfo) -> Result<bool, kube::Error> {
+        let (resource_attributes, non_resource_attributes) = if info.is_resource_request {
+            (
+                Some(ResourceAttributes {
+                    group: Some(info.api_group.clone()),
+                    version: Some(info.api_version.clone()),
+                    resource: Some(info.resource.clone()),
+                    subresource: Some(info.subresource.clone()),
+                    name: Some(info.name.clone()),
+                    namespace: info.namespace.clone(),
+                    verb: Some(info.verb.clone()),
+                    ..Default::default()
+                }),
+                None,
+            )
+        } else {
+            (
+                None,
+                Some(NonResourceAttributes {
+                    path: Some(info.path.clone()),
+                    verb: Some(info.verb.clone()),
+                }),
+            )
+        };
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(sa.username()),
+                groups: Some(sa.groups()),
+                resource_attributes,
+                non_resource_attributes,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        let answer = api.create(&PostParams::default(), &review).await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}
+
+fn review_key(info: &RequestInfo) -> String {
+    if info.is_resource_request {
+        format!(
+            "{}|{}|{}|{}|{}|{}",
+            info.verb,
+            info.api_group,
+            info.resource,
+            info.subresource,
+            info.name,
+            info.namespace.as_deref().unwrap_or("")
+        )
+    } else {
+        format!("{}|{}", info.verb, info.path)
+    }
+}

@@ -1,0 +1,217 @@
+//! gatehouse's own endpoints under `/v1`.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use gatehouse_core::identity::Principal;
+use http_body_util::BodyExt as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::app::{App, unix_now};
+use crate::authn::{Authenticated, bearer_token};
+use crate::status::ApiError;
+use crate::upstream::Identity;
+
+fn rfc3339(unix: i64) -> String {
+    let secs = u64::try_from(unix).unwrap_or(0);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// `GET /v1/config`: what a CLI or UI needs to sign in. Public; holds no secret.
+pub async fn public_config(State(app): State<Arc<App>>) -> Json<Value> {
+    let c = &app.config;
+    let oidc = c.oidc.as_ref().map(|o| {
+        json!({
+            "issuerUrl": o.issuer_url,
+            "clientId": o.client_id,
+            "cliClientId": o.cli_client_id.as_deref().unwrap_or(&o.client_id),
+            "scopes": o.scopes(),
+            "audiences": o.audiences,
+            "usernameClaim": o.username_claim,
+            "additionalParameters": {},
+        })
+    });
+    Json(json!({
+        "publicUrl": c.public_url.as_ref().map(url::Url::as_str),
+        "oidc": oidc,
+        "adminEnabled": c.admin.is_some(),
+        "fallThrough": c.fall_through,
+    }))
+}
+
+/// `GET /v1/whoami`: who the caller is, how they were authenticated, and as whom gatehouse
+/// sends their requests.
+pub async fn whoami(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    crate::proxy::refuse_identity_headers(&headers)?;
+    let token = bearer_token(&headers);
+    match app.authn.authenticate(token.as_ref(), unix_now()).await? {
+        Authenticated::Principal(p) => match &*p {
+            Principal::Admin(c) => {
+                let admin = app.config.admin.as_ref();
+                Ok(Json(json!({
+                    "authenticatedBy": "admin",
+                    "username": c.sub,
+                    "issuer": c.iss,
+                    "expiresAt": rfc3339(c.exp),
+                    "kubernetes": {
+                        "username": admin.map(|a| a.impersonate_user.clone()),
+                        "groups": admin.map(|a| a.impersonate_groups.clone()),
+                        "via": "impersonation",
+                    },
+                })))
+            }
+            Principal::Oidc(u) => {
+                let mapped: Vec<String> = app.index.lookup(&u.claims).iter().map(ToString::to_string).collect();
+                let kubernetes = if mapped.is_empty() {
+                    if app.config.fall_through {
+                        let review = self_subject_review(&app, token.as_ref()).await;
+                        json!({ "via": "fallThrough", "review": review })
+                    } else {
+                        json!({ "via": "none", "message": "maps to no ServiceAccount and fall-through is disabled" })
+                    }
+                } else {
+                    json!({ "via": "impersonation", "serviceAccounts": mapped })
+                };
+                Ok(Json(json!({
+                    "authenticatedBy": "oidc",
+                    "username": u.username,
+                    "subject": u.subject,
+                    "issuer": u.issuer,
+                    "groups": u.groups,
+                    "audiences": u.audiences,
+                    "authorizedParty": u.authorized_party,
+                    "expiresAt": rfc3339(u.expires_at),
+                    "claims": u.claims,
+                    "serviceAccounts": mapped,
+                    "kubernetes": kubernetes,
+                })))
+            }
+        },
+        Authenticated::FallThrough => {
+            let review = self_subject_review(&app, token.as_ref()).await;
+            Ok(Json(json!({
+                "authenticatedBy": "fallThrough",
+                "serviceAccounts": [],
+                "kubernetes": { "via": "fallThrough", "review": review },
+            })))
+        }
+    }
+}
+
+/// Asks the kube-apiserver who the token is (`SelfSubjectReview`), with the user's own token
+/// over the anonymous pool. Returns the user info, or the error message.
+async fn self_subject_review(
+    app: &App,
+    token: Option<&gatehouse_core::token::BearerToken>,
+) -> Value {
+    let Some(token) = token else { return json!({ "error": "no token" }) };
+    let Ok(uri) = app.upstream.uri_for("/apis/authentication.k8s.io/v1/selfsubjectreviews") else {
+        return json!({ "error": "cannot build the review URL" });
+    };
+    let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let Ok(mut req) = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+    else {
+        return json!({ "error": "cannot build the review request" });
+    };
+    let Ok(mut auth) = http::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())) else {
+        return json!({ "error": "the token cannot be sent in a header" });
+    };
+    auth.set_sensitive(true);
+    req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+    let resp = match app.upstream.send(Identity::Anonymous, false, req).await {
+        Ok(r) => r,
+        Err(e) => return json!({ "error": format!("cannot reach the kube-apiserver: {e}") }),
+    };
+    let status = resp.status();
+    let bytes = match resp.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return json!({ "error": format!("cannot read the review: {e}") }),
+    };
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if status.is_success() {
+        v.pointer("/status/userInfo").cloned().unwrap_or(Value::Null)
+    } else {
+        json!({ "error": v.get("message").cloned().unwrap_or_else(|| json!(status.to_string())) })
+    }
+}
+
+/// The admin sign-in request.
+#[derive(Deserialize)]
+pub struct AdminLogin {
+    password: String,
+}
+
+impl std::fmt::Debug for AdminLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminLogin { password: <redacted> }")
+    }
+}
+
+/// The admin sign-in answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminToken {
+    token: String,
+    expires_at: String,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// `POST /v1/admin/login` with `{"password": "..."}`: an admin token.
+pub async fn admin_login(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<Json<AdminToken>, ApiError> {
+    let (Some(admin), Some(tokens)) = (app.config.admin.as_ref(), app.authn.admin()) else {
+        return Err(ApiError::NotFound(
+            "the admin account is disabled on this gatehouse (admin.enabled is false)".to_owned(),
+        ));
+    };
+    let login: AdminLogin = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
+    })?;
+    let _permit = app
+        .login_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Internal("shutting down".to_owned()))?;
+    let hash = {
+        use secrecy::ExposeSecret as _;
+        admin.password_hash.expose_secret().to_owned()
+    };
+    let ok = tokio::task::spawn_blocking(move || {
+        gatehouse_core::admin::verify_password(&login.password, &hash)
+    })
+    .await
+    .unwrap_or(false);
+    if !ok {
+        app.metrics.admin_login_failures.inc();
+        tracing::warn!("admin sign-in with a wrong password");
+        return Err(ApiError::Unauthorized("wrong admin password".to_owned()));
+    }
+    let (token, claims) = tokens
+        .issue(unix_now())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!("admin signed in");
+    Ok(Json(AdminToken {
+        token,
+        expires_at: rfc3339(claims.exp),
+    }))
+}

@@ -1,0 +1,167 @@
+//! The application: shared state, start-up, and the router.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use gatehouse_core::admin::AdminTokens;
+use secrecy::ExposeSecret as _;
+
+use crate::access::AccessResolver;
+use crate::authn::Authenticator;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::oidc::{FetchError, OidcVerifier};
+use crate::serviceaccounts::ServiceAccountIndex;
+use crate::status::ApiError;
+use crate::upstream::{Upstream, UpstreamError, load_kube_config};
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Token authentication.
+    pub authn: Authenticator,
+    /// The OIDC issuer, when configured.
+    pub oidc: Option<Arc<OidcVerifier>>,
+    /// The claim-to-ServiceAccount index.
+    pub index: Arc<ServiceAccountIndex>,
+    /// ServiceAccount choice.
+    pub access: AccessResolver,
+    /// The kube-apiserver.
+    pub upstream: Upstream,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// At most two bcrypt checks at a time, so password guessing cannot starve the proxy.
+    pub login_permits: tokio::sync::Semaphore,
+}
+
+/// gatehouse could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Kubernetes connection.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The OIDC issuer settings are unusable.
+    #[error(transparent)]
+    Oidc(#[from] FetchError),
+    /// The admin settings are unusable.
+    #[error("admin account: {0}")]
+    Admin(#[from] gatehouse_core::admin::AdminTokenError),
+    /// The Kubernetes client could not be built.
+    #[error("cannot build the Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl App {
+    /// Builds the application and starts its background tasks (OIDC discovery with retries,
+    /// the ServiceAccount watch). Returns once everything is wired; readiness follows later.
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let kube_config = load_kube_config(&config.kubernetes).await?;
+        let upstream = Upstream::new(&kube_config)?;
+        let client = kube::Client::try_from(kube_config)?;
+        let oidc = match &config.oidc {
+            Some(o) => Some(Arc::new(OidcVerifier::new(o.clone())?)),
+            None => None,
+        };
+        let admin = match &config.admin {
+            Some(a) => Some(AdminTokens::new(
+                a.token_signing_key.expose_secret().to_vec(),
+                a.token_issuer.clone(),
+                a.token_audience.clone(),
+                i64::try_from(a.token_ttl.as_secs()).unwrap_or(i64::MAX),
+            )?),
+            None => None,
+        };
+        let authn = Authenticator::new(
+            admin,
+            oidc.clone(),
+            config.fall_through,
+            config.limits.token_cache_entries,
+        );
+        let index = ServiceAccountIndex::new(&config.service_accounts);
+        let access = AccessResolver::new(
+            client.clone(),
+            config.service_accounts.global_namespaces.clone(),
+            config.limits.review_cache_ttl,
+        );
+        if let Some(o) = &oidc {
+            tokio::spawn(Arc::clone(o).run());
+            tokio::spawn(Arc::clone(&index).run(client, config.service_accounts.clone()));
+        }
+        Ok(Arc::new(Self {
+            config,
+            authn,
+            oidc,
+            index,
+            access,
+            upstream,
+            metrics: Metrics::default(),
+            login_permits: tokio::sync::Semaphore::new(2),
+        }))
+    }
+
+    /// Why gatehouse is not ready, or an empty list.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if let Some(o) = &self.oidc {
+            reasons.extend(o.not_ready_reason());
+            if !self.index.is_synced() {
+                reasons.push("ServiceAccounts have not been listed yet (check gatehouse's RBAC: list and watch serviceaccounts)".to_owned());
+            }
+        }
+        reasons
+    }
+}
+
+/// The router.
+pub fn router(app: Arc<App>) -> Router {
+    use crate::proxy::proxy;
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/config", get(crate::api::public_config))
+        .route("/v1/whoami", get(crate::api::whoami))
+        .route("/v1/admin/login", post(crate::api::admin_login))
+        .route("/version", any(proxy))
+        .route("/api", any(proxy))
+        .route("/api/{*rest}", any(proxy))
+        .route("/apis", any(proxy))
+        .route("/apis/{*rest}", any(proxy))
+        .route("/openapi/{*rest}", any(proxy))
+        .fallback(|| async {
+            ApiError::NotFound("gatehouse serves /api, /apis, /version, /openapi, /v1/* and health endpoints; this path is none of them".to_owned())
+        })
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let reasons = app.not_ready_reasons();
+    if reasons.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        let text = reasons.iter().map(|r| format!("not ready: {r}\n")).collect::<String>();
+        (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        app.metrics.encode(),
+    )
+        .into_response()
+}

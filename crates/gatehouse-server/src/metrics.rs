@@ -1,0 +1,81 @@
+//! Prometheus metrics. Labels never carry user data (no usernames, paths or tokens), so the
+//! series count stays small and nothing personal is exported.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// How the request was authenticated: `admin`, `oidc`, `fallthrough`, `refused`.
+    pub auth: &'static str,
+    /// HTTP status class: `2xx`, `4xx`, ...
+    pub code: &'static str,
+}
+
+/// gatehouse's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Proxied requests by authentication outcome and status class.
+    pub proxy_requests: Family<RequestLabels, Counter>,
+    /// Time until the kube-apiserver's response headers, in seconds.
+    pub upstream_seconds: Histogram,
+    /// Admin sign-in attempts that failed.
+    pub admin_login_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let proxy_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "proxy_requests",
+            "Kubernetes API requests proxied, by authentication outcome and status class",
+            proxy_requests.clone(),
+        );
+        let upstream_seconds = Histogram::new(exponential_buckets(0.001, 2.5, 12));
+        registry.register(
+            "upstream_response_seconds",
+            "Time until the kube-apiserver answered with response headers",
+            upstream_seconds.clone(),
+        );
+        let admin_login_failures = Counter::default();
+        registry.register(
+            "admin_login_failures",
+            "Admin sign-in attempts with a wrong password",
+            admin_login_failures.clone(),
+        );
+        Self {
+            registry,
+            proxy_requests,
+            upstream_seconds,
+            admin_login_failures,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The status class label for a status code.
+pub fn code_class(code: http::StatusCode) -> &'static str {
+    match code.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
