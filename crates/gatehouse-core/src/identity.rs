@@ -113,7 +113,11 @@ mod tests {
 
     #[test]
     fn namespace_first_then_global_then_all() {
-        let mapped = BTreeSet::from([sa("team-a", "dev"), sa("shared", "viewer"), sa("team-c", "x")]);
+        let mapped = BTreeSet::from([
+            sa("team-a", "dev"),
+            sa("shared", "viewer"),
+            sa("team-c", "x"),
+        ]);
         let global = vec!["shared".to_owned()];
         assert_eq!(
             candidate_service_accounts(&mapped, Some("team-a"), &global),
@@ -124,7 +128,10 @@ mod tests {
             vec![sa("shared", "viewer")]
         );
         assert_eq!(candidate_service_accounts(&mapped, None, &global).len(), 3);
-        assert_eq!(candidate_service_accounts(&mapped, Some("team-b"), &[]).len(), 3);
+        assert_eq!(
+            candidate_service_accounts(&mapped, Some("team-b"), &[]).len(),
+            3
+        );
     }
 
     #[test]

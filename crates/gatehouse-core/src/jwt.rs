@@ -50,7 +50,10 @@ impl Policy {
             issuer: issuer.into(),
             audiences,
             authorized_parties,
-            algorithms: algorithms.into_iter().filter(|a| is_asymmetric(*a)).collect(),
+            algorithms: algorithms
+                .into_iter()
+                .filter(|a| is_asymmetric(*a))
+                .collect(),
             skew_secs: skew_secs.min(MAX_SKEW_SECS),
         }
     }
@@ -308,7 +311,12 @@ mod tests {
     fn sign_rsa(claims: &serde_json::Value) -> String {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some("rsa1".into());
-        encode(&h, claims, &EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap()).unwrap()
+        encode(
+            &h,
+            claims,
+            &EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -324,7 +332,12 @@ mod tests {
     fn accepts_ecdsa_token() {
         let mut h = Header::new(Algorithm::ES256);
         h.kid = Some("ec1".into());
-        let t = encode(&h, &claims(), &EncodingKey::from_ec_pem(EC_PRIV.as_bytes()).unwrap()).unwrap();
+        let t = encode(
+            &h,
+            &claims(),
+            &EncodingKey::from_ec_pem(EC_PRIV.as_bytes()).unwrap(),
+        )
+        .unwrap();
         assert!(verify(&t, &keys(), &policy(), NOW).is_ok());
     }
 
@@ -332,7 +345,12 @@ mod tests {
     fn refuses_hmac_signed_with_public_key() {
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("rsa1".into());
-        let t = encode(&h, &claims(), &EncodingKey::from_secret(RSA_PUB.as_bytes()).unwrap()).unwrap();
+        let t = encode(
+            &h,
+            &claims(),
+            &EncodingKey::from_secret(RSA_PUB.as_bytes()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             verify(&t, &keys(), &policy(), NOW),
             Err(VerifyError::AlgorithmNotAllowed(Algorithm::HS256))
@@ -354,21 +372,33 @@ mod tests {
     #[test]
     fn refuses_tampered_payload() {
         let t = sign_rsa(&claims());
-        let other = sign_rsa(&json!({"iss": "https://idp.example", "sub": "admin", "aud": "gatehouse", "exp": NOW + 300}));
+        let other = sign_rsa(
+            &json!({"iss": "https://idp.example", "sub": "admin", "aud": "gatehouse", "exp": NOW + 300}),
+        );
         let parts: Vec<&str> = t.split('.').collect();
         let other_parts: Vec<&str> = other.split('.').collect();
         let forged = format!("{}.{}.{}", parts[0], other_parts[1], parts[2]);
-        assert_eq!(verify(&forged, &keys(), &policy(), NOW), Err(VerifyError::BadSignature));
+        assert_eq!(
+            verify(&forged, &keys(), &policy(), NOW),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
     fn refuses_unknown_kid() {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some("rotated".into());
-        let t = encode(&h, &claims(), &EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap()).unwrap();
+        let t = encode(
+            &h,
+            &claims(),
+            &EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             verify(&t, &keys(), &policy(), NOW),
-            Err(VerifyError::UnknownKey { kid: Some("rotated".into()) })
+            Err(VerifyError::UnknownKey {
+                kid: Some("rotated".into())
+            })
         );
     }
 
@@ -376,8 +406,16 @@ mod tests {
     fn refuses_key_of_other_family() {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some("ec1".into());
-        let t = encode(&h, &claims(), &EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap()).unwrap();
-        assert_eq!(verify(&t, &keys(), &policy(), NOW), Err(VerifyError::KeyMismatch(Algorithm::RS256)));
+        let t = encode(
+            &h,
+            &claims(),
+            &EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            verify(&t, &keys(), &policy(), NOW),
+            Err(VerifyError::KeyMismatch(Algorithm::RS256))
+        );
     }
 
     fn with(k: &str, v: serde_json::Value) -> serde_json::Value {
@@ -389,26 +427,46 @@ mod tests {
     #[test]
     fn claim_checks() {
         let p = policy();
-        let check = |c: serde_json::Value, now| {
-            check_claims(serde_json::from_value(c).unwrap(), &p, now)
-        };
-        assert!(matches!(check(with("iss", json!("https://idp.example/")), NOW), Err(VerifyError::WrongIssuer { .. })));
-        assert!(matches!(check(with("aud", json!(["kubernetes"])), NOW), Err(VerifyError::WrongAudience { .. })));
+        let check =
+            |c: serde_json::Value, now| check_claims(serde_json::from_value(c).unwrap(), &p, now);
+        assert!(matches!(
+            check(with("iss", json!("https://idp.example/")), NOW),
+            Err(VerifyError::WrongIssuer { .. })
+        ));
+        assert!(matches!(
+            check(with("aud", json!(["kubernetes"])), NOW),
+            Err(VerifyError::WrongAudience { .. })
+        ));
         assert!(check(with("aud", json!("gatehouse")), NOW).is_ok());
-        assert!(matches!(check(with("azp", json!("someone-else")), NOW), Err(VerifyError::WrongAuthorizedParty { .. })));
+        assert!(matches!(
+            check(with("azp", json!("someone-else")), NOW),
+            Err(VerifyError::WrongAuthorizedParty { .. })
+        ));
         let mut no_azp = claims();
         no_azp.as_object_mut().unwrap().remove("azp");
         assert!(check(no_azp, NOW).is_ok());
         // exp: accepted within the skew, refused past it.
         assert!(check(claims(), NOW + 300 + 30).is_ok());
-        assert_eq!(check(claims(), NOW + 300 + 31), Err(VerifyError::Expired { exp: NOW + 300 }));
-        assert!(matches!(check(with("nbf", json!(NOW + 31)), NOW), Err(VerifyError::NotYetValid { .. })));
+        assert_eq!(
+            check(claims(), NOW + 300 + 31),
+            Err(VerifyError::Expired { exp: NOW + 300 })
+        );
+        assert!(matches!(
+            check(with("nbf", json!(NOW + 31)), NOW),
+            Err(VerifyError::NotYetValid { .. })
+        ));
         assert!(check(with("nbf", json!(NOW + 30)), NOW).is_ok());
-        assert!(matches!(check(with("iat", json!(NOW + 31)), NOW), Err(VerifyError::IssuedInFuture { .. })));
+        assert!(matches!(
+            check(with("iat", json!(NOW + 31)), NOW),
+            Err(VerifyError::IssuedInFuture { .. })
+        ));
         let mut no_exp = claims();
         no_exp.as_object_mut().unwrap().remove("exp");
         assert_eq!(check(no_exp, NOW), Err(VerifyError::MissingClaim("exp")));
-        assert_eq!(check(with("sub", json!(5)), NOW), Err(VerifyError::MissingClaim("sub")));
+        assert_eq!(
+            check(with("sub", json!(5)), NOW),
+            Err(VerifyError::MissingClaim("sub"))
+        );
     }
 
     #[test]

@@ -224,7 +224,10 @@ mod tests {
         let (rules, errors) = rules_from_annotations(
             "rbac.kargo.akuity.io",
             &ann(&[
-                ("rbac.kargo.akuity.io/claims", r#"{"groups":["devs","ops"]}"#),
+                (
+                    "rbac.kargo.akuity.io/claims",
+                    r#"{"groups":["devs","ops"]}"#,
+                ),
                 ("rbac.kargo.akuity.io/claim.email", " a@x , b@x,, "),
                 ("gatehouse.dev/claims", r#"{"groups":["ignored"]}"#),
             ]),
@@ -278,7 +281,10 @@ mod tests {
         );
         assert!(idx.lookup(&claims(json!({"admin": true}))).is_empty());
         assert!(idx.lookup(&claims(json!({"groups": ["Devs"]}))).is_empty());
-        assert!(idx.lookup(&claims(json!({"groups": {"devs": 1}}))).is_empty());
+        assert!(
+            idx.lookup(&claims(json!({"groups": {"devs": 1}})))
+                .is_empty()
+        );
         assert!(idx.lookup(&claims(json!({"Groups": ["devs"]}))).is_empty());
     }
 
@@ -301,6 +307,9 @@ mod tests {
     fn serviceaccount_identity() {
         let sa = ServiceAccountRef::new("team-a", "dev");
         assert_eq!(sa.username(), "system:serviceaccount:team-a:dev");
-        assert!(sa.groups().contains(&"system:serviceaccounts:team-a".to_owned()));
+        assert!(
+            sa.groups()
+                .contains(&"system:serviceaccounts:team-a".to_owned())
+        );
     }
 }

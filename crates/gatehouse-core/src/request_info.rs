@@ -32,7 +32,11 @@ pub fn parse(method: &str, path: &str, query: Option<&str>) -> RequestInfo {
         path: path.to_owned(),
         ..RequestInfo::default()
     };
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     let rest: &[&str] = match parts.as_slice() {
         ["api", version, rest @ ..] if !rest.is_empty() => {
             info.api_version = (*version).to_owned();
@@ -87,7 +91,12 @@ pub fn parse(method: &str, path: &str, query: Option<&str>) -> RequestInfo {
         "PATCH" => "patch",
         "DELETE" if info.name.is_empty() => "deletecollection",
         "DELETE" => "delete",
-        other => return RequestInfo { verb: other.to_ascii_lowercase(), ..info },
+        other => {
+            return RequestInfo {
+                verb: other.to_ascii_lowercase(),
+                ..info
+            };
+        }
     }
     .to_owned();
     info
@@ -101,26 +110,55 @@ mod tests {
     fn namespaced_list_and_get() {
         let i = parse("GET", "/api/v1/namespaces/team-a/configmaps", None);
         assert_eq!(
-            (i.verb.as_str(), i.resource.as_str(), i.namespace.as_deref(), i.api_group.as_str()),
+            (
+                i.verb.as_str(),
+                i.resource.as_str(),
+                i.namespace.as_deref(),
+                i.api_group.as_str()
+            ),
             ("list", "configmaps", Some("team-a"), "")
         );
-        let i = parse("GET", "/apis/apps/v1/namespaces/x/deployments/web/scale", None);
+        let i = parse(
+            "GET",
+            "/apis/apps/v1/namespaces/x/deployments/web/scale",
+            None,
+        );
         assert_eq!(
-            (i.verb.as_str(), i.api_group.as_str(), i.name.as_str(), i.subresource.as_str()),
+            (
+                i.verb.as_str(),
+                i.api_group.as_str(),
+                i.name.as_str(),
+                i.subresource.as_str()
+            ),
             ("get", "apps", "web", "scale")
         );
     }
 
     #[test]
     fn watch_forms() {
-        assert_eq!(parse("GET", "/api/v1/namespaces/a/pods", Some("watch=true&rv=1")).verb, "watch");
-        assert_eq!(parse("GET", "/api/v1/watch/namespaces/a/pods", None).verb, "watch");
-        assert_eq!(parse("GET", "/api/v1/watch/namespaces/a/pods", None).namespace.as_deref(), Some("a"));
+        assert_eq!(
+            parse("GET", "/api/v1/namespaces/a/pods", Some("watch=true&rv=1")).verb,
+            "watch"
+        );
+        assert_eq!(
+            parse("GET", "/api/v1/watch/namespaces/a/pods", None).verb,
+            "watch"
+        );
+        assert_eq!(
+            parse("GET", "/api/v1/watch/namespaces/a/pods", None)
+                .namespace
+                .as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
     fn cluster_scoped_and_namespace_objects() {
-        let i = parse("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", None);
+        let i = parse(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            None,
+        );
         assert_eq!((i.verb.as_str(), i.namespace), ("create", None));
         let i = parse("GET", "/api/v1/namespaces/team-a", None);
         assert_eq!(
@@ -128,12 +166,23 @@ mod tests {
             ("namespaces", "team-a", Some("team-a"))
         );
         assert_eq!(parse("GET", "/api/v1/namespaces", None).verb, "list");
-        assert_eq!(parse("DELETE", "/api/v1/namespaces/a/pods", None).verb, "deletecollection");
+        assert_eq!(
+            parse("DELETE", "/api/v1/namespaces/a/pods", None).verb,
+            "deletecollection"
+        );
     }
 
     #[test]
     fn non_resource_paths() {
-        for p in ["/version", "/api", "/apis", "/apis/apps", "/apis/apps/v1", "/api/v1", "/openapi/v3"] {
+        for p in [
+            "/version",
+            "/api",
+            "/apis",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/api/v1",
+            "/openapi/v3",
+        ] {
             let i = parse("GET", p, None);
             assert!(!i.is_resource_request, "{p}");
             assert_eq!(i.verb, "get");

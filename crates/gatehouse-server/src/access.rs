@@ -82,7 +82,11 @@ impl AccessResolver {
         candidates.into_iter().next()
     }
 
-    async fn review(&self, sa: &ServiceAccountRef, info: &RequestInfo) -> Result<bool, kube::Error> {
+    async fn review(
+        &self,
+        sa: &ServiceAccountRef,
+        info: &RequestInfo,
+    ) -> Result<bool, kube::Error> {
         let (resource_attributes, non_resource_attributes) = if info.is_resource_request {
             (
                 Some(ResourceAttributes {

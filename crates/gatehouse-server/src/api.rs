@@ -69,7 +69,12 @@ pub async fn whoami(
                 })))
             }
             Principal::Oidc(u) => {
-                let mapped: Vec<String> = app.index.lookup(&u.claims).iter().map(ToString::to_string).collect();
+                let mapped: Vec<String> = app
+                    .index
+                    .lookup(&u.claims)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 let kubernetes = if mapped.is_empty() {
                     if app.config.fall_through {
                         let review = self_subject_review(&app, token.as_ref()).await;
@@ -112,8 +117,13 @@ async fn self_subject_review(
     app: &App,
     token: Option<&gatehouse_core::token::BearerToken>,
 ) -> Value {
-    let Some(token) = token else { return json!({ "error": "no token" }) };
-    let Ok(uri) = app.upstream.uri_for("/apis/authentication.k8s.io/v1/selfsubjectreviews") else {
+    let Some(token) = token else {
+        return json!({ "error": "no token" });
+    };
+    let Ok(uri) = app
+        .upstream
+        .uri_for("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+    else {
         return json!({ "error": "cannot build the review URL" });
     };
     let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
@@ -123,7 +133,8 @@ async fn self_subject_review(
     else {
         return json!({ "error": "cannot build the review request" });
     };
-    let Ok(mut auth) = http::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())) else {
+    let Ok(mut auth) = http::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+    else {
         return json!({ "error": "the token cannot be sent in a header" });
     };
     auth.set_sensitive(true);
@@ -139,7 +150,9 @@ async fn self_subject_review(
     };
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if status.is_success() {
-        v.pointer("/status/userInfo").cloned().unwrap_or(Value::Null)
+        v.pointer("/status/userInfo")
+            .cloned()
+            .unwrap_or(Value::Null)
     } else {
         json!({ "error": v.get("message").cloned().unwrap_or_else(|| json!(status.to_string())) })
     }

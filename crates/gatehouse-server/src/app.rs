@@ -153,14 +153,20 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if reasons.is_empty() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        let text = reasons.iter().map(|r| format!("not ready: {r}\n")).collect::<String>();
+        let text = reasons
+            .iter()
+            .map(|r| format!("not ready: {r}\n"))
+            .collect::<String>();
         (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
     }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         app.metrics.encode(),
     )
         .into_response()

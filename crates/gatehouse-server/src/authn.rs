@@ -119,7 +119,8 @@ impl Authenticator {
                     "{e}: run `gatehouse login --admin`"
                 ))),
                 Err(_) => Err(ApiError::Unauthorized(
-                    "the admin token is invalid: run `gatehouse login --admin` for a new one".to_owned(),
+                    "the admin token is invalid: run `gatehouse login --admin` for a new one"
+                        .to_owned(),
                 )),
             };
         }
@@ -194,9 +195,18 @@ mod tests {
         let on = Authenticator::new(None, None, true, 100);
         let off = Authenticator::new(None, None, false, 100);
         let opaque = BearerToken::new("cloud-provider-opaque-token");
-        assert!(matches!(on.authenticate(Some(&opaque), 0).await, Ok(Authenticated::FallThrough)));
-        assert!(matches!(off.authenticate(Some(&opaque), 0).await, Err(ApiError::Unauthorized(_))));
-        assert!(matches!(on.authenticate(None, 0).await, Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            on.authenticate(Some(&opaque), 0).await,
+            Ok(Authenticated::FallThrough)
+        ));
+        assert!(matches!(
+            off.authenticate(Some(&opaque), 0).await,
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            on.authenticate(None, 0).await,
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]

@@ -282,14 +282,24 @@ pub fn parse(text: &str, env: &dyn Source) -> Result<Config, ConfigError> {
 fn read_config(r: &mut Reader<'_>) -> Config {
     let listen = r
         .string("listen", None)
-        .and_then(|s| r.parse_with("listen", &s, |s| s.parse::<SocketAddr>().map_err(|e| e.to_string())))
+        .and_then(|s| {
+            r.parse_with("listen", &s, |s| {
+                s.parse::<SocketAddr>().map_err(|e| e.to_string())
+            })
+        })
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
     let public_url = r.url("publicUrl", None);
     let tls = match (r.path("tls.certFile", None), r.path("tls.keyFile", None)) {
-        (Some(cert_file), Some(key_file)) => Some(TlsFiles { cert_file, key_file }),
+        (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            cert_file,
+            key_file,
+        }),
         (None, None) => None,
         _ => {
-            r.problem("tls", "set both certFile and keyFile, or neither for plain HTTP");
+            r.problem(
+                "tls",
+                "set both certFile and keyFile, or neither for plain HTTP",
+            );
             None
         }
     };
@@ -302,12 +312,19 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         annotation_prefix: r
             .string("serviceAccounts.annotationPrefix", None)
             .unwrap_or_else(|| "gatehouse.dev".to_owned()),
-        namespaces: r.list("serviceAccounts.namespaces", None).unwrap_or_default(),
+        namespaces: r
+            .list("serviceAccounts.namespaces", None)
+            .unwrap_or_default(),
         global_namespaces: r
-            .list("serviceAccounts.globalNamespaces", Some("GLOBAL_SERVICE_ACCOUNT_NAMESPACES"))
+            .list(
+                "serviceAccounts.globalNamespaces",
+                Some("GLOBAL_SERVICE_ACCOUNT_NAMESPACES"),
+            )
             .unwrap_or_default(),
     };
-    if service_accounts.annotation_prefix.is_empty() || service_accounts.annotation_prefix.contains('/') {
+    if service_accounts.annotation_prefix.is_empty()
+        || service_accounts.annotation_prefix.contains('/')
+    {
         r.problem(
             "serviceAccounts.annotationPrefix",
             "must be a non-empty annotation prefix without `/`, for example `gatehouse.dev`",
@@ -351,7 +368,9 @@ fn read_config(r: &mut Reader<'_>) -> Config {
 }
 
 fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
-    let issuer = r.string("oidc.issuerUrl", Some("OIDC_ISSUER_URL")).map(|s| s.trim().to_owned());
+    let issuer = r
+        .string("oidc.issuerUrl", Some("OIDC_ISSUER_URL"))
+        .map(|s| s.trim().to_owned());
     let enabled = r
         .bool("oidc.enabled", Some("OIDC_ENABLED"))
         .unwrap_or(issuer.is_some());
@@ -380,7 +399,9 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
             })
             .collect()
     });
-    let clock_skew = r.duration("oidc.clockSkew", None).unwrap_or(Duration::from_secs(60));
+    let clock_skew = r
+        .duration("oidc.clockSkew", None)
+        .unwrap_or(Duration::from_secs(60));
     if clock_skew > Duration::from_secs(60) {
         r.problem("oidc.clockSkew", "must be at most 60s");
     }
@@ -391,7 +412,10 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
         return None;
     }
     let Some(issuer_url) = issuer else {
-        r.problem("oidc.issuerUrl", "required when oidc is enabled (env OIDC_ISSUER_URL)");
+        r.problem(
+            "oidc.issuerUrl",
+            "required when oidc is enabled (env OIDC_ISSUER_URL)",
+        );
         return None;
     };
     match Url::parse(&issuer_url) {
@@ -407,7 +431,10 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
         Err(e) => r.problem("oidc.issuerUrl", &format!("expected an absolute URL ({e})")),
     }
     let Some(client_id) = client_id.filter(|c| !c.is_empty()) else {
-        r.problem("oidc.clientId", "required when oidc is enabled (env OIDC_CLIENT_ID)");
+        r.problem(
+            "oidc.clientId",
+            "required when oidc is enabled (env OIDC_CLIENT_ID)",
+        );
         return None;
     };
     Some(OidcConfig {
@@ -425,12 +452,17 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
 }
 
 fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
-    let enabled = r.bool("admin.enabled", Some("ADMIN_ACCOUNT_ENABLED")).unwrap_or(false);
+    let enabled = r
+        .bool("admin.enabled", Some("ADMIN_ACCOUNT_ENABLED"))
+        .unwrap_or(false);
     let before = r.problems.len();
     let hash = r.secret("admin.passwordHash", Some("ADMIN_ACCOUNT_PASSWORD_HASH"));
     let hash_failed = r.problems.len() > before;
     let before = r.problems.len();
-    let key = r.secret("admin.tokenSigningKey", Some("ADMIN_ACCOUNT_TOKEN_SIGNING_KEY"));
+    let key = r.secret(
+        "admin.tokenSigningKey",
+        Some("ADMIN_ACCOUNT_TOKEN_SIGNING_KEY"),
+    );
     let key_failed = r.problems.len() > before;
     let token_ttl = r
         .duration("admin.tokenTtl", Some("ADMIN_ACCOUNT_TOKEN_TTL"))
@@ -463,9 +495,14 @@ fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
         }
     };
     let key = match key {
-        Some(k) if k.trim().len() >= gatehouse_core::admin::MIN_KEY_LEN => k.trim().as_bytes().to_vec(),
+        Some(k) if k.trim().len() >= gatehouse_core::admin::MIN_KEY_LEN => {
+            k.trim().as_bytes().to_vec()
+        }
         Some(_) => {
-            r.problem("admin.tokenSigningKey", "must be at least 32 bytes; make one with `openssl rand -hex 32`");
+            r.problem(
+                "admin.tokenSigningKey",
+                "must be at least 32 bytes; make one with `openssl rand -hex 32`",
+            );
             return None;
         }
         None if key_failed => return None,
@@ -567,7 +604,9 @@ impl Reader<'_> {
     fn int(&mut self, path: &str, alias: Option<&str>) -> Option<i64> {
         match self.raw(path, alias)? {
             (key, RawValue::Env(s)) => self.parse_with(&key, &s, |s| {
-                s.trim().parse::<i64>().map_err(|_| "expected an integer".to_owned())
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| "expected an integer".to_owned())
             }),
             (_, RawValue::File(Value::Number(n))) if n.is_i64() => n.as_i64(),
             (key, RawValue::File(_)) => {
@@ -663,7 +702,10 @@ impl Reader<'_> {
         let mut unknown = Vec::new();
         walk_unknown(&self.root, "", &self.seen, &mut unknown);
         for key in unknown {
-            self.problem(&key, "unknown setting (check the spelling; see docs/configuration.md)");
+            self.problem(
+                &key,
+                "unknown setting (check the spelling; see docs/configuration.md)",
+            );
         }
     }
 }
@@ -698,7 +740,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     const HASH: &str = "$2b$04$abcdefghijklmnopqrstuu5ZkS0yq8M8W8xHk3M4Q4QmWQm0u1u2a";
@@ -733,7 +778,10 @@ admin:
         let c = parse(&yaml, &env(&[])).unwrap();
         let o = c.oidc.unwrap();
         assert_eq!(o.client_ids(), vec!["gatehouse", "gatehouse-cli"]);
-        assert_eq!(o.scopes(), vec!["openid", "profile", "email", "groups", "offline_access"]);
+        assert_eq!(
+            o.scopes(),
+            vec!["openid", "profile", "email", "groups", "offline_access"]
+        );
         assert_eq!(o.clock_skew, Duration::from_secs(30));
         assert_eq!(o.algorithms, Some(vec![Algorithm::RS256, Algorithm::ES256]));
         assert!(!c.fall_through);
@@ -793,7 +841,10 @@ unknownTop: 1
                 ("GLOBAL_SERVICE_ACCOUNT_NAMESPACES", "shared,ops"),
                 ("ADMIN_ACCOUNT_ENABLED", "true"),
                 ("ADMIN_ACCOUNT_PASSWORD_HASH", HASH),
-                ("ADMIN_ACCOUNT_TOKEN_SIGNING_KEY", "0123456789abcdef0123456789abcdef"),
+                (
+                    "ADMIN_ACCOUNT_TOKEN_SIGNING_KEY",
+                    "0123456789abcdef0123456789abcdef",
+                ),
                 ("ADMIN_ACCOUNT_TOKEN_TTL", "2h"),
             ]),
         )
@@ -835,6 +886,9 @@ unknownTop: 1
 
     #[test]
     fn yaml_syntax_error_is_reported() {
-        assert!(matches!(parse("oidc: [", &env(&[])), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            parse("oidc: [", &env(&[])),
+            Err(ConfigError::Syntax { .. })
+        ));
     }
 }

@@ -62,7 +62,9 @@ pub enum FetchError {
         source: reqwest::Error,
     },
     /// The discovery document names another issuer.
-    #[error("discovery document names issuer {found:?}, but gatehouse is configured with {expected:?}; set oidc.issuerUrl to exactly the issuer's value")]
+    #[error(
+        "discovery document names issuer {found:?}, but gatehouse is configured with {expected:?}; set oidc.issuerUrl to exactly the issuer's value"
+    )]
     IssuerMismatch {
         /// Configured.
         expected: String,
@@ -141,7 +143,11 @@ impl OidcVerifier {
         if self.loaded.load().is_some() {
             None
         } else {
-            Some(format!("OIDC issuer {}: {}", self.config.issuer_url, self.status.load()))
+            Some(format!(
+                "OIDC issuer {}: {}",
+                self.config.issuer_url,
+                self.status.load()
+            ))
         }
     }
 
@@ -166,7 +172,10 @@ impl OidcVerifier {
 
     async fn load(&self) -> Result<(), FetchError> {
         let issuer = &self.config.issuer_url;
-        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
         let discovery: Discovery = self.get_json(&url).await?;
         if &discovery.issuer != issuer {
             return Err(FetchError::IssuerMismatch {
@@ -282,7 +291,8 @@ pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client,
             reason,
         };
         let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?;
         if certs.is_empty() {
             return Err(ca_err("no PEM certificate in the file".to_owned()));
         }

@@ -24,8 +24,8 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_core::identity::Principal;
 use gatehouse_core::request_info;
 use gatehouse_core::token::BearerToken;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 
 use crate::app::App;
@@ -67,24 +67,26 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     let token = bearer_token(req.headers()).or_else(|| websocket_bearer(req.headers()));
     let now = crate::app::unix_now();
     let authenticated = app.authn.authenticate(token.as_ref(), now).await?;
-    let info = request_info::parse(
-        req.method().as_str(),
-        req.uri().path(),
-        req.uri().query(),
-    );
+    let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
     let plan = match authenticated {
         Authenticated::FallThrough => fall_through(),
         Authenticated::Principal(p) => match &*p {
             Principal::Admin(claims) => {
                 let admin = app.config.admin.as_ref().ok_or_else(|| {
-                    ApiError::Internal("admin token accepted while the admin account is off".to_owned())
+                    ApiError::Internal(
+                        "admin token accepted while the admin account is off".to_owned(),
+                    )
                 })?;
                 let mut h = vec![header_pair("impersonate-user", &admin.impersonate_user)?];
                 for g in &admin.impersonate_groups {
                     h.push(header_pair("impersonate-group", g)?);
                 }
                 h.extend(extras(&claims.sub, &claims.sub, &claims.iss));
-                Plan { identity: Identity::Privileged, label: "admin", impersonate: h }
+                Plan {
+                    identity: Identity::Privileged,
+                    label: "admin",
+                    impersonate: h,
+                }
             }
             Principal::Oidc(user) => {
                 let mapped = app.index.lookup(&user.claims);
@@ -92,7 +94,11 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                     Some(sa) => {
                         let mut h = vec![header_pair("impersonate-user", &sa.username())?];
                         h.extend(extras(&user.subject, &user.username, &user.issuer));
-                        Plan { identity: Identity::Privileged, label: "oidc", impersonate: h }
+                        Plan {
+                            identity: Identity::Privileged,
+                            label: "oidc",
+                            impersonate: h,
+                        }
                     }
                     None if app.config.fall_through => fall_through(),
                     None => {
@@ -143,7 +149,9 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                 error_chain(&e)
             ))
         })?;
-    app.metrics.upstream_seconds.observe(started.elapsed().as_secs_f64());
+    app.metrics
+        .upstream_seconds
+        .observe(started.elapsed().as_secs_f64());
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -157,7 +165,8 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
                         tracing::debug!(error = %e, "upgraded connection closed");
                     }
                 }
@@ -182,7 +191,9 @@ fn fall_through() -> Plan {
 
 fn header_pair(name: &'static str, value: &str) -> Result<(HeaderName, HeaderValue), ApiError> {
     let value = HeaderValue::from_str(value).map_err(|_| {
-        ApiError::BadRequest(format!("the identity value for {name} cannot be sent in an HTTP header"))
+        ApiError::BadRequest(format!(
+            "the identity value for {name} cannot be sent in an HTTP header"
+        ))
     })?;
     Ok((HeaderName::from_static(name), value))
 }
@@ -191,22 +202,28 @@ fn header_pair(name: &'static str, value: &str) -> Result<(HeaderName, HeaderVal
 /// kube-apiserver expects (`/` becomes `%2F`); values that are not valid header text are left
 /// out rather than mangled.
 fn extras(subject: &str, username: &str, issuer: &str) -> Vec<(HeaderName, HeaderValue)> {
-    [("subject", subject), ("username", username), ("issuer", issuer)]
-        .into_iter()
-        .filter_map(|(key, value)| {
-            let name = HeaderName::from_bytes(
-                format!("impersonate-extra-{EXTRA_PREFIX}%2f{key}").as_bytes(),
-            )
-            .ok()?;
-            match HeaderValue::from_str(value) {
-                Ok(v) => Some((name, v)),
-                Err(_) => {
-                    tracing::warn!(key, "identity value is not valid header text; not sent as an extra");
-                    None
-                }
+    [
+        ("subject", subject),
+        ("username", username),
+        ("issuer", issuer),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| {
+        let name =
+            HeaderName::from_bytes(format!("impersonate-extra-{EXTRA_PREFIX}%2f{key}").as_bytes())
+                .ok()?;
+        match HeaderValue::from_str(value) {
+            Ok(v) => Some((name, v)),
+            Err(_) => {
+                tracing::warn!(
+                    key,
+                    "identity value is not valid header text; not sent as an extra"
+                );
+                None
             }
-        })
-        .collect()
+        }
+    })
+    .collect()
 }
 
 /// Refuses client-sent identity headers.
@@ -286,7 +303,11 @@ fn websocket_bearer(headers: &HeaderMap) -> Option<BearerToken> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .find_map(|p| p.trim().strip_prefix(WS_BEARER_PROTOCOL).map(str::to_owned))
-        .and_then(|enc| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(enc.trim_end_matches('=')).ok())
+        .and_then(|enc| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(enc.trim_end_matches('='))
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok())
         .map(BearerToken::new)
 }
@@ -326,9 +347,17 @@ mod tests {
 
     #[test]
     fn identity_headers_are_refused() {
-        for name in ["impersonate-user", "Impersonate-Group", "impersonate-extra-x", "x-remote-user"] {
+        for name in [
+            "impersonate-user",
+            "Impersonate-Group",
+            "impersonate-extra-x",
+            "x-remote-user",
+        ] {
             let mut h = HeaderMap::new();
-            h.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
             assert!(refuse_identity_headers(&h).is_err(), "{name}");
         }
         let mut h = HeaderMap::new();
@@ -339,7 +368,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_forwarding_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert(header::FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
@@ -368,11 +400,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_str(&format!("{WS_BEARER_PROTOCOL}{enc}, v4.channel.k8s.io")).unwrap(),
+            HeaderValue::from_str(&format!("{WS_BEARER_PROTOCOL}{enc}, v4.channel.k8s.io"))
+                .unwrap(),
         );
         assert_eq!(websocket_bearer(&h).unwrap().expose_secret(), "tok");
         strip_websocket_bearer(&mut h);
-        assert_eq!(h.get(header::SEC_WEBSOCKET_PROTOCOL).unwrap(), "v4.channel.k8s.io");
+        assert_eq!(
+            h.get(header::SEC_WEBSOCKET_PROTOCOL).unwrap(),
+            "v4.channel.k8s.io"
+        );
     }
 
     #[test]

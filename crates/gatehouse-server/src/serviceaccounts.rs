@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt as _;
-use gatehouse_core::mapping::{MappingIndex, ServiceAccountRef, rules_from_annotations};
+use gatehouse_core::mapping::{ClaimRule, MappingIndex, ServiceAccountRef, rules_from_annotations};
+
+type Entry = (ServiceAccountRef, Vec<ClaimRule>);
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -60,7 +62,7 @@ impl ServiceAccountIndex {
         }
     }
 
-    fn rules_of(&self, sa: &PartialObjectMeta<ServiceAccount>) -> Option<(ServiceAccountRef, Vec<(String, String)>)> {
+    fn rules_of(&self, sa: &PartialObjectMeta<ServiceAccount>) -> Option<Entry> {
         let namespace = sa.metadata.namespace.clone()?;
         let name = sa.metadata.name.clone()?;
         let sa_ref = ServiceAccountRef::new(namespace, name);
@@ -95,7 +97,7 @@ impl ServiceAccountIndex {
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
-        let mut buffer: Option<Vec<(ServiceAccountRef, Vec<(String, String)>)>> = None;
+        let mut buffer: Option<Vec<Entry>> = None;
         let mut synced = false;
         while let Some(event) = stream.next().await {
             match event {
@@ -121,7 +123,11 @@ impl ServiceAccountIndex {
                         }
                         idx.len()
                     });
-                    tracing::info!(namespace = scope.as_deref().unwrap_or("(all)"), mapped = count, "ServiceAccounts listed");
+                    tracing::info!(
+                        namespace = scope.as_deref().unwrap_or("(all)"),
+                        mapped = count,
+                        "ServiceAccounts listed"
+                    );
                     if !synced {
                         synced = true;
                         self.synced_streams.fetch_add(1, Ordering::AcqRel);

@@ -21,7 +21,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server.
-    #[command(after_help = "Examples:\n  gatehouse serve --config /etc/gatehouse/config.yaml\n  gatehouse serve --check-config --config config.yaml")]
+    #[command(
+        after_help = "Examples:\n  gatehouse serve --config /etc/gatehouse/config.yaml\n  gatehouse serve --check-config --config config.yaml"
+    )]
     Serve {
         /// The YAML configuration file.
         #[arg(long, short = 'c', env = "GATEHOUSE_CONFIG")]
@@ -44,7 +46,9 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -72,7 +76,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             init_logging(log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("gatehouse: cannot start the async runtime: {e}");
