@@ -231,7 +231,7 @@ pub fn refuse_identity_headers(headers: &HeaderMap) -> Result<(), ApiError> {
     for name in headers.keys() {
         let n = name.as_str();
         if n.starts_with("impersonate-") || n.starts_with("x-remote-") {
-            return Err(ApiError::BadRequest(format!(
+            return Err(ApiError::Forbidden(format!(
                 "gatehouse does not accept the {n} header: it decides which identity reaches the kube-apiserver; remove --as/--as-group (or the header) and sign in as the user you want to act as"
             )));
         }

@@ -1,0 +1,290 @@
+//! Shared helpers for the integration tests: start the real `gatehouse` binary, read the test
+//! bed's environment, get tokens from the real Dex, run the real kubectl.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The test bed's `testbed/.state/env`, parsed.
+pub struct Testbed {
+    vars: HashMap<String, String>,
+}
+
+impl Testbed {
+    /// Loads the env file; panics with a hint when the test bed is not up.
+    pub fn load() -> Self {
+        let path = workspace_root().join("testbed/.state/env");
+        assert!(
+            path.exists(),
+            "{} is missing: run `testbed/up` first (these tests need the test bed)",
+            path.display()
+        );
+        // Let the shell undo its own quoting: source the file and print the environment.
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(r#"set -a; . "$1"; env -0"#)
+            .arg("bash")
+            .arg(&path)
+            .env_clear()
+            .output()
+            .unwrap();
+        let vars = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok())
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self { vars }
+    }
+
+    /// One variable.
+    pub fn var(&self, name: &str) -> String {
+        self.vars
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not in the test bed env"))
+    }
+
+    /// An HTTP client trusting the test bed CA.
+    pub fn http(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.var("TESTBED_CA_FILE")).unwrap();
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
+            b = b.add_root_certificate(c);
+        }
+        b.build().unwrap()
+    }
+
+    /// An ID token for a fixture user from Dex (password grant with the CLI client).
+    pub async fn id_token(&self, user: &str, extra_scope: &str) -> String {
+        self.id_token_for_client(user, &self.var("DEX_CLI_CLIENT_ID"), None, extra_scope)
+            .await
+    }
+
+    /// An ID token for a fixture user requested by a given client.
+    pub async fn id_token_for_client(
+        &self,
+        user: &str,
+        client_id: &str,
+        client_secret: Option<&str>,
+        extra_scope: &str,
+    ) -> String {
+        let upper = user.to_ascii_uppercase();
+        let scope = format!("openid email profile groups {extra_scope}");
+        let mut form = vec![
+            ("grant_type", "password".to_owned()),
+            ("client_id", client_id.to_owned()),
+            ("username", self.var(&format!("{upper}_EMAIL"))),
+            ("password", self.var(&format!("{upper}_PASSWORD"))),
+            ("scope", scope.trim().to_owned()),
+        ];
+        if let Some(s) = client_secret {
+            form.push(("client_secret", s.to_owned()));
+        }
+        let resp = self
+            .http()
+            .post(self.var("DEX_TOKEN_URL"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "Dex refused the password grant: {}",
+            resp.status()
+        );
+        let v: serde_json::Value = resp.json().await.unwrap();
+        v["id_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `gatehouse serve`, stopped on drop.
+pub struct Gatehouse {
+    child: Child,
+    pub url: String,
+    pub dir: tempdir::TempDir,
+}
+
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A temporary folder removed on drop.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "gatehouse-test-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Gatehouse {
+    /// Starts gatehouse with `config` (YAML; `{{PORT}}` is replaced by a free port) and waits
+    /// until `/healthz` answers. `wait_ready` also waits for `/readyz`.
+    pub fn start(config: &str, scheme: &str, wait_ready: bool) -> Self {
+        let port = free_port();
+        let dir = tempdir::TempDir::new("gh");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config.replace("{{PORT}}", &port.to_string())).unwrap();
+        let log = std::fs::File::create(dir.path().join("gatehouse.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("GATEHOUSE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut gh = Self {
+            child,
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            dir,
+        };
+        gh.wait_for(if wait_ready { "/readyz" } else { "/healthz" });
+        gh
+    }
+
+    fn wait_for(&mut self, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = self.url.rsplit("//").next().unwrap().to_owned();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gatehouse exited ({status}); log:\n{}", self.log());
+            }
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                // Ask with curl-free plain HTTP via a tiny blocking client below.
+                if probe(&self.url, path) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not answer {path} within 30 s; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gatehouse.log")).unwrap_or_default()
+    }
+
+    /// Writes a kubeconfig pointing at this gatehouse with `token`, and returns its path.
+    pub fn kubeconfig(&self, tb: &Testbed, name: &str, token: &str) -> PathBuf {
+        kubeconfig(
+            self.dir.path(),
+            name,
+            &self.url,
+            &tb.var("TESTBED_CA_FILE"),
+            token,
+        )
+    }
+}
+
+/// Writes a kubeconfig for `server` with a bearer token.
+pub fn kubeconfig(dir: &Path, name: &str, server: &str, ca: &str, token: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.kubeconfig"));
+    let mut f = std::fs::File::create(&path).unwrap();
+    write!(
+        f,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: ctx\n  context: {{cluster: c, user: u}}\ncurrent-context: ctx\n"
+    )
+    .unwrap();
+    path
+}
+
+/// Runs the test bed's kubectl.
+pub fn kubectl(tb: &Testbed, kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(tb.var("KUBECTL"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// kubectl as the test bed's cluster admin (straight to the kube-apiserver).
+pub fn kubectl_admin(tb: &Testbed, args: &[&str]) -> Output {
+    kubectl(tb, Path::new(&tb.var("KUBECONFIG_ADMIN")), args)
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Blocking GET returning whether the answer was 200, trusting any certificate (health probe
+/// of our own freshly started server only).
+fn probe(url: &str, path: &str) -> bool {
+    let target = format!("{url}{path}");
+    // A thread of its own, so this works from inside an async test too.
+    std::thread::spawn(move || probe_blocking(&target))
+        .join()
+        .unwrap_or(false)
+}
+
+fn probe_blocking(target: &str) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        matches!(client.get(target).send().await, Ok(r) if r.status() == 200)
+    })
+}
+
+/// stdout and stderr of a command, as text.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
