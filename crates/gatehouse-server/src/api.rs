@@ -33,7 +33,8 @@ pub async fn public_config(State(app): State<Arc<App>>) -> Json<Value> {
             "scopes": o.scopes(),
             "audiences": o.audiences,
             "usernameClaim": o.username_claim,
-            "additionalParameters": {},
+            "additionalParameters": o.additional_parameters,
+            "userParameters": o.user_parameters.iter().map(|(k, v)| (k.clone(), json!({"pattern": v.pattern}))).collect::<serde_json::Map<_, _>>(),
         })
     });
     Json(json!({

@@ -13,7 +13,7 @@
 //! key naming a file (for mounted Kubernetes Secrets), or through their environment alias. They
 //! are held as `secrecy` types and never printed, not even in problems.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,6 +68,45 @@ pub struct Config {
     pub limits: Limits,
 }
 
+impl Config {
+    /// The effective configuration as JSON, secrets left out. Printed by
+    /// `gatehouse serve --check-config` so operators (and the Helm chart's tests) can see exactly
+    /// what gatehouse read.
+    pub fn describe(&self) -> Value {
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "publicUrl": self.public_url.as_ref().map(Url::as_str),
+            "tls": self.tls.as_ref().map(|t| serde_json::json!({"certFile": t.cert_file, "keyFile": t.key_file})),
+            "kubernetes": {"kubeconfig": self.kubernetes.kubeconfig, "context": self.kubernetes.context},
+            "oidc": self.oidc.as_ref().map(|o| serde_json::json!({
+                "issuerUrl": o.issuer_url,
+                "clientId": o.client_id,
+                "cliClientId": o.cli_client_id,
+                "scopes": o.scopes(),
+                "audiences": o.audiences,
+                "usernameClaim": o.username_claim,
+                "caFile": o.ca_file,
+                "algorithms": o.algorithms.as_ref().map(|a| a.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>()),
+                "clockSkew": humantime::format_duration(o.clock_skew).to_string(),
+                "additionalParameters": o.additional_parameters,
+                "userParameters": o.user_parameters.iter().map(|(k, v)| (k.clone(), serde_json::json!({"pattern": v.pattern}))).collect::<serde_json::Map<_, _>>(),
+            })),
+            "serviceAccounts": {
+                "annotationPrefix": self.service_accounts.annotation_prefix,
+                "namespaces": self.service_accounts.namespaces,
+                "globalNamespaces": self.service_accounts.global_namespaces,
+            },
+            "fallThrough": {"enabled": self.fall_through},
+            "admin": self.admin.as_ref().map(|a| serde_json::json!({
+                "enabled": true,
+                "tokenTtl": humantime::format_duration(a.token_ttl).to_string(),
+                "tokenIssuer": a.token_issuer,
+                "impersonate": {"user": a.impersonate_user, "groups": a.impersonate_groups},
+            })).unwrap_or_else(|| serde_json::json!({"enabled": false})),
+        })
+    }
+}
+
 /// Serving certificate files.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -109,6 +148,77 @@ pub struct OidcConfig {
     pub clock_skew: Duration,
     /// The shortest interval between two JWKS fetches triggered by unknown key IDs.
     pub jwks_min_refresh_interval: Duration,
+    /// Static parameters added to every authorization request (`oidc.additionalParameters`).
+    pub additional_parameters: BTreeMap<String, String>,
+    /// Parameters a user may set per sign-in, each with an optional full-match pattern.
+    pub user_parameters: BTreeMap<String, UserParameter>,
+}
+
+/// A parameter a user may set per sign-in.
+#[derive(Debug, Clone)]
+pub struct UserParameter {
+    /// The pattern the whole value must match, when set (as configured, unanchored).
+    pub pattern: Option<String>,
+    anchored: Option<regex::Regex>,
+}
+
+impl UserParameter {
+    /// Whether `value` is acceptable.
+    pub fn accepts(&self, value: &str) -> bool {
+        self.anchored.as_ref().is_none_or(|p| p.is_match(value))
+    }
+}
+
+/// Authorization-request parameters that belong to the protocol and can never be configured:
+/// setting them would let configuration (or a user) override PKCE, state, nonce or the client.
+pub const RESERVED_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "request",
+    "request_uri",
+];
+
+/// Parses `OIDC_ADDITIONAL_PARAMETERS`: `k=v,k2=v2`, each pair split at its first `=` (so
+/// values may hold `=`). A comma inside a value is written `\,` and a backslash `\\`.
+pub fn parse_parameter_list(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut pairs = Vec::new();
+    let mut cur = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next @ (',' | '\\')) => cur.push(next),
+                Some(other) => {
+                    cur.push('\\');
+                    cur.push(other);
+                }
+                None => cur.push('\\'),
+            },
+            ',' => pairs.push(std::mem::take(&mut cur)),
+            other => cur.push(other),
+        }
+    }
+    pairs.push(cur);
+    let mut out = BTreeMap::new();
+    for pair in pairs {
+        if pair.trim().is_empty() {
+            continue;
+        }
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(format!(
+                "{:?} has no `=`; write pairs as name=value, separated by commas (a comma inside a value is written \\,)",
+                pair.trim()
+            ));
+        };
+        out.insert(k.trim().to_owned(), v.to_owned());
+    }
+    Ok(out)
 }
 
 impl OidcConfig {
@@ -408,6 +518,8 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
     let jwks_min_refresh_interval = r
         .duration("oidc.jwksMinRefreshInterval", None)
         .unwrap_or(Duration::from_secs(10));
+    let additional_parameters = read_additional_parameters(r);
+    let user_parameters = read_user_parameters(r, &additional_parameters);
     if !enabled {
         return None;
     }
@@ -448,7 +560,129 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
         algorithms,
         clock_skew,
         jwks_min_refresh_interval,
+        additional_parameters,
+        user_parameters,
     })
+}
+
+fn check_parameter_name(r: &mut Reader<'_>, key: &str, name: &str) -> bool {
+    if name.trim().is_empty() {
+        r.problem(key, "a parameter name is empty");
+        return false;
+    }
+    if RESERVED_PARAMETERS.contains(&name) {
+        r.problem(
+            key,
+            &format!("{name:?} is a reserved OAuth/OIDC protocol parameter that gatehouse sets itself; it cannot be configured (reserved: {})", RESERVED_PARAMETERS.join(", ")),
+        );
+        return false;
+    }
+    true
+}
+
+fn read_additional_parameters(r: &mut Reader<'_>) -> BTreeMap<String, String> {
+    let path = "oidc.additionalParameters";
+    let mut out = BTreeMap::new();
+    let (key, raw) = match r.raw(path, Some("OIDC_ADDITIONAL_PARAMETERS")) {
+        None => return out,
+        Some(kv) => kv,
+    };
+    let parsed = match raw {
+        RawValue::Env(text) => match parse_parameter_list(&text) {
+            Ok(map) => map,
+            Err(e) => {
+                r.problem(&key, &e);
+                return out;
+            }
+        },
+        RawValue::File(Value::Object(map)) => {
+            let mut m = BTreeMap::new();
+            for (k, v) in map {
+                match v {
+                    Value::String(s) => {
+                        m.insert(k, s);
+                    }
+                    Value::Number(n) => {
+                        m.insert(k, n.to_string());
+                    }
+                    Value::Bool(b) => {
+                        m.insert(k, b.to_string());
+                    }
+                    _ => r.problem(&format!("{path}.{k}"), "expected a string value"),
+                }
+            }
+            m
+        }
+        RawValue::File(_) => {
+            r.problem(&key, "expected a map of parameter name to value");
+            return out;
+        }
+    };
+    for (name, value) in parsed {
+        if check_parameter_name(r, &format!("{key}.{name}"), &name) {
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+fn read_user_parameters(
+    r: &mut Reader<'_>,
+    statics: &BTreeMap<String, String>,
+) -> BTreeMap<String, UserParameter> {
+    let path = "oidc.userParameters";
+    let mut out = BTreeMap::new();
+    let Some((key, raw)) = r.raw(path, None) else {
+        return out;
+    };
+    let RawValue::File(Value::Object(map)) = raw else {
+        r.problem(
+            &key,
+            "expected a map of parameter name to {pattern: REGEX} (or {} for any value)",
+        );
+        return out;
+    };
+    for (name, spec) in map {
+        let k = format!("{path}.{name}");
+        if !check_parameter_name(r, &k, &name) {
+            continue;
+        }
+        if statics.contains_key(&name) {
+            r.problem(&k, "is also a static additional parameter; a parameter is either fixed by the server or set by the user, not both");
+            continue;
+        }
+        let pattern = match spec {
+            Value::Null => None,
+            Value::Object(o) => {
+                let mut pattern = None;
+                for (field, v) in o {
+                    match (field.as_str(), v) {
+                        ("pattern", Value::String(p)) => {
+                            match regex::Regex::new(&format!("^(?:{p})$")) {
+                                Ok(re) => pattern = Some((p, re)),
+                                Err(e) => r.problem(
+                                    &format!("{k}.pattern"),
+                                    &format!("not a valid regular expression: {e}"),
+                                ),
+                            }
+                        }
+                        ("pattern", _) => r.problem(&format!("{k}.pattern"), "expected a string"),
+                        (other, _) => {
+                            r.problem(&format!("{k}.{other}"), "unknown setting (only `pattern`)")
+                        }
+                    }
+                }
+                pattern
+            }
+            _ => {
+                r.problem(&k, "expected {pattern: REGEX} or {}");
+                continue;
+            }
+        };
+        let (pattern, anchored) = pattern.unzip();
+        out.insert(name, UserParameter { pattern, anchored });
+    }
+    out
 }
 
 fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
@@ -882,6 +1116,103 @@ unknownTop: 1
         let c = parse("", &env(&[])).unwrap();
         assert!(c.oidc.is_none() && c.admin.is_none() && c.fall_through);
         assert!(parse("fallThrough: {enabled: false}", &env(&[])).is_err());
+    }
+
+    #[test]
+    fn additional_parameters_from_file_and_env() {
+        let yaml = r#"
+oidc:
+  issuerUrl: https://idp.example
+  clientId: c
+  additionalParameters: { connector_id: ldap, prompt: login, max_age: 0, "audience": "a=b, c" }
+  userParameters:
+    login_hint: { pattern: '[^@]+@example\.com' }
+    kc_idp_hint: {}
+"#;
+        let o = parse(yaml, &env(&[])).unwrap().oidc.unwrap();
+        assert_eq!(o.additional_parameters["connector_id"], "ldap");
+        assert_eq!(o.additional_parameters["max_age"], "0");
+        assert_eq!(o.additional_parameters["audience"], "a=b, c");
+        let hint = &o.user_parameters["login_hint"];
+        assert!(hint.accepts("alice@example.com"));
+        assert!(
+            !hint.accepts("alice@example.com.evil"),
+            "the pattern must match the whole value"
+        );
+        assert!(o.user_parameters["kc_idp_hint"].accepts("anything"));
+
+        let o = parse(
+            "oidc: { issuerUrl: https://idp.example, clientId: c }",
+            &env(&[(
+                "OIDC_ADDITIONAL_PARAMETERS",
+                r"resource=https://k8s?x=1,domain_hint=a\,b, prompt=",
+            )]),
+        )
+        .unwrap()
+        .oidc
+        .unwrap();
+        assert_eq!(o.additional_parameters["resource"], "https://k8s?x=1");
+        assert_eq!(o.additional_parameters["domain_hint"], "a,b");
+        assert_eq!(o.additional_parameters["prompt"], "");
+    }
+
+    #[test]
+    fn reserved_and_malformed_parameters_are_refused() {
+        for (yaml, envs, key) in [
+            (
+                "oidc: { issuerUrl: https://i.example, clientId: c, additionalParameters: { state: x } }",
+                vec![],
+                "oidc.additionalParameters.state",
+            ),
+            (
+                "oidc: { issuerUrl: https://i.example, clientId: c, additionalParameters: { '': x } }",
+                vec![],
+                "oidc.additionalParameters.",
+            ),
+            (
+                "oidc: { issuerUrl: https://i.example, clientId: c }",
+                vec![("OIDC_ADDITIONAL_PARAMETERS", "a=1,broken")],
+                "OIDC_ADDITIONAL_PARAMETERS",
+            ),
+            (
+                "oidc: { issuerUrl: https://i.example, clientId: c }",
+                vec![("OIDC_ADDITIONAL_PARAMETERS", "code_challenge=x")],
+                "OIDC_ADDITIONAL_PARAMETERS.code_challenge",
+            ),
+            (
+                "oidc: { issuerUrl: https://i.example, clientId: c, userParameters: { redirect_uri: {} } }",
+                vec![],
+                "oidc.userParameters.redirect_uri",
+            ),
+            (
+                "oidc: { issuerUrl: https://i.example, clientId: c, additionalParameters: { prompt: login }, userParameters: { prompt: {} } }",
+                vec![],
+                "oidc.userParameters.prompt",
+            ),
+            (
+                "oidc: { issuerUrl: https://i.example, clientId: c, userParameters: { login_hint: { pattern: '(' } } }",
+                vec![],
+                "oidc.userParameters.login_hint.pattern",
+            ),
+        ] {
+            let Err(ConfigError::Invalid(problems)) = parse(yaml, &env(&envs)) else {
+                panic!("{yaml} {envs:?} should fail")
+            };
+            assert!(
+                problems.iter().any(|p| p.key == key),
+                "{key} not in {problems:?}"
+            );
+        }
+        let Err(ConfigError::Invalid(problems)) = parse(
+            "oidc: { issuerUrl: https://i.example, clientId: c }",
+            &env(&[("OIDC_ADDITIONAL_PARAMETERS", "a=1,broken")]),
+        ) else {
+            panic!()
+        };
+        assert!(
+            problems[0].message.contains("\"broken\" has no `=`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

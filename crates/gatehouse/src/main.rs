@@ -28,7 +28,8 @@ enum Command {
         /// The YAML configuration file.
         #[arg(long, short = 'c', env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,
-        /// Validate the configuration, print every problem, and exit.
+        /// Validate the configuration and exit: every problem is listed on stderr (exit 2);
+        /// a valid configuration is printed as JSON on stdout, secrets left out.
         #[arg(long)]
         check_config: bool,
         /// Log format.
@@ -72,6 +73,11 @@ fn main() -> ExitCode {
                 }
             };
             if check_config {
+                // The effective configuration, secrets left out, for people and scripts.
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{:#}", cfg.describe());
+                }
                 eprintln!("gatehouse: configuration is valid");
                 return ExitCode::SUCCESS;
             }
