@@ -34,7 +34,9 @@ admin:
 "#,
         cert = tb.var("GATEHOUSE_TLS_CERT"),
         key = tb.var("GATEHOUSE_TLS_KEY"),
-        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
+        // The Helm chart's tests run this suite as the chart's own ServiceAccount.
+        kubeconfig = std::env::var("GATEHOUSE_E2E_KUBECONFIG")
+            .unwrap_or_else(|_| tb.var("GATEHOUSE_KUBECONFIG")),
         issuer = tb.var("DEX_ISSUER"),
         ca = tb.var("TESTBED_CA_FILE"),
         hash = tb.var("GATEHOUSE_ADMIN_PASSWORD_HASH"),
