@@ -1215,6 +1215,36 @@ oidc:
         );
     }
 
+    /// The documented example is a valid configuration (secret files aside).
+    #[test]
+    fn documented_example_parses() {
+        let text = include_str!("../../../docs/examples/config.yaml");
+        let dir = std::env::temp_dir().join(format!("gh-doc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hash = dir.join("hash");
+        let key = dir.join("key");
+        std::fs::write(&hash, HASH).unwrap();
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef").unwrap();
+        let text = text
+            .replace(
+                "/etc/gatehouse/secret/admin-password-hash",
+                hash.to_str().unwrap(),
+            )
+            .replace(
+                "/etc/gatehouse/secret/admin-signing-key",
+                key.to_str().unwrap(),
+            );
+        let c = parse(&text, &env(&[])).unwrap();
+        assert_eq!(
+            c.oidc.unwrap().additional_parameters["connector_id"],
+            "ldap"
+        );
+        assert_eq!(
+            c.service_accounts.global_namespaces,
+            vec!["platform-shared"]
+        );
+    }
+
     #[test]
     fn yaml_syntax_error_is_reported() {
         assert!(matches!(
