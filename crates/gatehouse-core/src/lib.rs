@@ -7,6 +7,7 @@
 //! exhaustively without a network.
 
 pub mod admin;
+pub mod authorize;
 pub mod identity;
 pub mod jwt;
 pub mod mapping;

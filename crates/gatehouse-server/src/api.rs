@@ -193,14 +193,27 @@ pub async fn admin_login(
     State(app): State<Arc<App>>,
     body: axum::body::Bytes,
 ) -> Result<Json<AdminToken>, ApiError> {
+    let login: AdminLogin = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
+    })?;
+    let (token, claims) = admin_sign_in(&app, login.password).await?;
+    tracing::info!("admin signed in");
+    Ok(Json(AdminToken {
+        token,
+        expires_at: rfc3339(claims.exp),
+    }))
+}
+
+/// Checks the admin password (at most two bcrypt checks at a time) and issues an admin token.
+pub async fn admin_sign_in(
+    app: &App,
+    password: String,
+) -> Result<(String, gatehouse_core::admin::AdminClaims), ApiError> {
     let (Some(admin), Some(tokens)) = (app.config.admin.as_ref(), app.authn.admin()) else {
         return Err(ApiError::NotFound(
             "the admin account is disabled on this gatehouse (admin.enabled is false)".to_owned(),
         ));
     };
-    let login: AdminLogin = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
-    })?;
     let _permit = app
         .login_permits
         .acquire()
@@ -211,7 +224,7 @@ pub async fn admin_login(
         admin.password_hash.expose_secret().to_owned()
     };
     let ok = tokio::task::spawn_blocking(move || {
-        gatehouse_core::admin::verify_password(&login.password, &hash)
+        gatehouse_core::admin::verify_password(&password, &hash)
     })
     .await
     .unwrap_or(false);
@@ -220,12 +233,7 @@ pub async fn admin_login(
         tracing::warn!("admin sign-in with a wrong password");
         return Err(ApiError::Unauthorized("wrong admin password".to_owned()));
     }
-    let (token, claims) = tokens
+    tokens
         .issue(unix_now())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    tracing::info!("admin signed in");
-    Ok(Json(AdminToken {
-        token,
-        expires_at: rfc3339(claims.exp),
-    }))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }

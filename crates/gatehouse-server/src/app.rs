@@ -39,6 +39,8 @@ pub struct App {
     pub metrics: Metrics,
     /// At most two bcrypt checks at a time, so password guessing cannot starve the proxy.
     pub login_permits: tokio::sync::Semaphore,
+    /// Seals session and flow cookies, when browser sign-in or admin UI sessions are configured.
+    pub cookies: Option<crate::session::CookieCodec>,
 }
 
 /// gatehouse could not start.
@@ -53,6 +55,9 @@ pub enum StartError {
     /// The admin settings are unusable.
     #[error("admin account: {0}")]
     Admin(#[from] gatehouse_core::admin::AdminTokenError),
+    /// Cookie encryption could not be set up.
+    #[error("session cookies: {0}")]
+    Session(String),
     /// The Kubernetes client could not be built.
     #[error("cannot build the Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
@@ -101,7 +106,15 @@ impl App {
             tokio::spawn(Arc::clone(o).run());
             tokio::spawn(Arc::clone(&index).run(client, config.service_accounts.clone()));
         }
+        let cookies = match &config.browser {
+            Some(b) => Some(
+                crate::session::CookieCodec::new(b.session_key.expose_secret())
+                    .map_err(|e| StartError::Session(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Arc::new(Self {
+            cookies,
             config,
             authn,
             oidc,
@@ -129,7 +142,21 @@ impl App {
 /// The router.
 pub fn router(app: Arc<App>) -> Router {
     use crate::proxy::proxy;
+    use crate::{browser, ui};
+    let pages = Router::new()
+        .route("/", get(ui::home))
+        .route("/ui/whoami", get(ui::whoami))
+        .route("/ui/access", get(ui::access))
+        .route("/ui/cli", get(ui::cli))
+        .route("/ui/kubeconfig", get(ui::kubeconfig))
+        .route("/ui/admin-login", post(ui::admin_login))
+        .route("/ui/static/style.css", get(ui::style))
+        .route("/auth/login", get(browser::login))
+        .route("/auth/callback", get(browser::callback))
+        .route("/auth/logout", post(browser::logout))
+        .layer(axum::middleware::from_fn(ui::security_headers));
     Router::new()
+        .merge(pages)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -145,6 +172,10 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async {
             ApiError::NotFound("gatehouse serves /api, /apis, /version, /openapi, /v1/* and health endpoints; this path is none of them".to_owned())
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            browser::session_layer,
+        ))
         .with_state(app)
 }
 

@@ -64,6 +64,8 @@ pub struct Config {
     pub fall_through: bool,
     /// The admin account, when enabled.
     pub admin: Option<AdminConfig>,
+    /// Browser sign-in, when `oidc.clientSecret` and `session.key` are set.
+    pub browser: Option<BrowserConfig>,
     /// Limits.
     pub limits: Limits,
 }
@@ -169,20 +171,7 @@ impl UserParameter {
     }
 }
 
-/// Authorization-request parameters that belong to the protocol and can never be configured:
-/// setting them would let configuration (or a user) override PKCE, state, nonce or the client.
-pub const RESERVED_PARAMETERS: &[&str] = &[
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-    "request",
-    "request_uri",
-];
+pub use gatehouse_core::authorize::RESERVED_PARAMETERS;
 
 /// Parses `OIDC_ADDITIONAL_PARAMETERS`: `k=v,k2=v2`, each pair split at its first `=` (so
 /// values may hold `=`). A comma inside a value is written `\,` and a backslash `\\`.
@@ -242,6 +231,34 @@ impl OidcConfig {
             }
         }
         scopes
+    }
+}
+
+/// Browser sign-in (backend-for-frontend) and the web UI.
+#[derive(Debug)]
+pub struct BrowserConfig {
+    /// The web client's secret (`oidc.clientSecret`, `oidc.clientSecretFile`, env `OIDC_CLIENT_SECRET`).
+    pub client_secret: SecretString,
+    /// The key that encrypts session cookies (`session.key`, `session.keyFile`,
+    /// env `GATEHOUSE_SESSION_KEY`); replicas that share it share sessions.
+    pub session_key: SecretSlice<u8>,
+    /// The longest a session lives, refreshes included (`session.ttl`, default 12h).
+    pub session_ttl: Duration,
+    /// Session cookie name (`session.cookieName`, default `gatehouse_session`).
+    pub cookie_name: String,
+    /// Mark cookies `Secure` (`session.secureCookies`, default true).
+    pub secure_cookies: bool,
+    /// The public URL; the redirect URI is `<publicUrl>/auth/callback`.
+    pub public_url: Url,
+}
+
+impl BrowserConfig {
+    /// The OAuth redirect URI.
+    pub fn redirect_uri(&self) -> String {
+        format!(
+            "{}/auth/callback",
+            self.public_url.as_str().trim_end_matches('/')
+        )
     }
 }
 
@@ -442,6 +459,7 @@ fn read_config(r: &mut Reader<'_>) -> Config {
     }
     let fall_through = r.bool("fallThrough.enabled", None).unwrap_or(true);
     let admin = read_admin(r);
+    let browser = read_browser(r, oidc.is_some(), public_url.as_ref());
     let limits = Limits {
         max_header_bytes: r
             .int("limits.maxHeaderBytes", None)
@@ -473,7 +491,80 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         service_accounts,
         fall_through,
         admin,
+        browser,
         limits,
+    }
+}
+
+fn read_browser(r: &mut Reader<'_>, oidc: bool, public_url: Option<&Url>) -> Option<BrowserConfig> {
+    let before = r.problems.len();
+    let secret = r.secret("oidc.clientSecret", Some("OIDC_CLIENT_SECRET"));
+    let key = r.secret("session.key", Some("GATEHOUSE_SESSION_KEY"));
+    let failed = r.problems.len() > before;
+    let session_ttl = r
+        .duration("session.ttl", None)
+        .unwrap_or(Duration::from_secs(12 * 3600));
+    let cookie_name = r
+        .string("session.cookieName", None)
+        .unwrap_or_else(|| "gatehouse_session".to_owned());
+    let secure_cookies = r.bool("session.secureCookies", None).unwrap_or(true);
+    if !cookie_name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        || cookie_name.is_empty()
+    {
+        r.problem(
+            "session.cookieName",
+            "use letters, digits, `_` and `-` only",
+        );
+    }
+    if failed {
+        return None;
+    }
+    match (secret, key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            r.problem("session.key", "required for browser sign-in (oidc.clientSecret is set); make one with `openssl rand -hex 32`");
+            None
+        }
+        (None, Some(_)) => {
+            r.problem(
+                "oidc.clientSecret",
+                "required for browser sign-in (session.key is set)",
+            );
+            None
+        }
+        (Some(secret), Some(key)) => {
+            if key.trim().len() < 32 {
+                r.problem(
+                    "session.key",
+                    "must be at least 32 bytes; make one with `openssl rand -hex 32`",
+                );
+                return None;
+            }
+            if !oidc {
+                r.problem(
+                    "oidc",
+                    "browser sign-in needs oidc.issuerUrl and oidc.clientId",
+                );
+                return None;
+            }
+            let Some(public_url) = public_url.cloned() else {
+                r.problem(
+                    "publicUrl",
+                    "required for browser sign-in: the redirect URI is <publicUrl>/auth/callback",
+                );
+                return None;
+            };
+            Some(BrowserConfig {
+                client_secret: SecretString::from(secret),
+                session_key: SecretSlice::from(key.trim().as_bytes().to_vec()),
+                session_ttl,
+                cookie_name,
+                secure_cookies,
+                public_url,
+            })
+        }
     }
 }
 

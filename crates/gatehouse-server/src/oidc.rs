@@ -133,6 +133,11 @@ impl OidcVerifier {
         &self.config
     }
 
+    /// The HTTP client for this issuer (its CA bundle included).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The discovery document, once loaded.
     pub fn discovery(&self) -> Option<Discovery> {
         self.loaded.load().as_ref().map(|l| l.discovery.clone())

@@ -1,0 +1,594 @@
+//! Browser sign-in: the authorization-code flow with PKCE, run by the server
+//! (backend-for-frontend), and the session cookie that authenticates the UI and the proxy.
+//!
+//! # Security
+//! - `/auth/login` creates fresh `state`, `nonce` and PKCE verifier, seals them with the page to
+//!   return to into a short-lived flow cookie (10 minutes, `Path=/auth`), and sends the browser
+//!   to the IdP with the static parameters and the user parameters that the configuration allows
+//!   (any other parameter is refused with 400 naming it; patterns must match the whole value).
+//! - `/auth/callback` requires the flow cookie, compares `state` in constant time, exchanges the
+//!   code with the verifier and the client secret, verifies the ID token like any other token,
+//!   and compares `nonce` in constant time. The flow cookie is cleared on every outcome, so a
+//!   replayed callback finds no flow; a reused code is refused by the IdP. On success the
+//!   browser is sent (303) to the page it came from, so `code` never stays in the URL or history.
+//! - The return page must be a same-origin path ([`safe_return_path`]).
+//! - The session cookie holds the tokens sealed ([`crate::session`]); it is refreshed with the
+//!   refresh token shortly before the ID token expires, and never outlives `session.ttl`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use gatehouse_core::authorize::{
+    FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path,
+};
+use secrecy::ExposeSecret as _;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
+
+use crate::app::{App, unix_now};
+use crate::config::BrowserConfig;
+use crate::session::{CookieAttrs, clear_cookie, read_cookie, same_origin, set_cookie};
+use crate::status::ApiError;
+use crate::ui;
+
+/// The flow cookie's name.
+pub const FLOW_COOKIE: &str = "gatehouse_flow";
+const FLOW_TTL: i64 = 600;
+/// Largest accepted value of one user parameter, in bytes.
+pub const MAX_PARAMETER_LEN: usize = 512;
+
+/// What the session cookie holds.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct Session {
+    /// The bearer token that authenticates requests (ID token, or admin token).
+    pub token: String,
+    /// The refresh token, when the IdP gave one.
+    pub refresh_token: Option<String>,
+    /// How the session was made: `oidc` or `admin`.
+    pub kind: String,
+    /// When the session started, unix seconds.
+    pub created: i64,
+    /// When `token` expires, unix seconds.
+    pub expires: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    secrets: FlowSecrets,
+    return_to: String,
+    created: i64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("kind", &self.kind)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Marks a request authenticated by the session cookie.
+#[derive(Clone, Copy, Debug)]
+pub struct CookieAuthenticated;
+
+fn attrs<'a>(b: &BrowserConfig, path: &'a str, max_age: u64) -> CookieAttrs<'a> {
+    CookieAttrs {
+        path,
+        max_age,
+        secure: b.secure_cookies,
+    }
+}
+
+fn public_origin(b: &BrowserConfig) -> String {
+    b.public_url.origin().ascii_serialization()
+}
+
+impl App {
+    /// `Set-Cookie` headers for a new or refreshed session.
+    pub fn session_cookies(&self, session: &Session) -> Result<Vec<HeaderValue>, ApiError> {
+        let (Some(b), Some(codec)) = (&self.config.browser, &self.cookies) else {
+            return Err(ApiError::NotFound(
+                "browser sign-in is not configured".to_owned(),
+            ));
+        };
+        let json = serde_json::to_vec(session).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let sealed = codec
+            .seal(&b.cookie_name, &json)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let lifetime = (session.created + i64::try_from(b.session_ttl.as_secs()).unwrap_or(0)
+            - unix_now())
+        .max(0);
+        Ok(set_cookie(
+            &b.cookie_name,
+            &sealed,
+            attrs(b, "/", u64::try_from(lifetime).unwrap_or(0)),
+        ))
+    }
+
+    /// The session from the request's cookie, when valid and within its lifetime.
+    pub fn session_from(&self, headers: &HeaderMap) -> Option<Session> {
+        let (b, codec) = (self.config.browser.as_ref()?, self.cookies.as_ref()?);
+        let sealed = read_cookie(headers, &b.cookie_name)?;
+        let session: Session =
+            serde_json::from_slice(&codec.open(&b.cookie_name, &sealed)?).ok()?;
+        let ttl = i64::try_from(b.session_ttl.as_secs()).unwrap_or(0);
+        (unix_now() < session.created + ttl).then_some(session)
+    }
+}
+
+/// Middleware: a request without `Authorization` but with a valid session cookie is
+/// authenticated with the session's token (refreshed when due). State-changing requests
+/// authenticated this way must come from gatehouse's own origin.
+pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let Some(b) = app.config.browser.as_ref() else {
+        return next.run(req).await;
+    };
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return next.run(req).await;
+    }
+    let Some(mut session) = app.session_from(req.headers()) else {
+        return next.run(req).await;
+    };
+    let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if state_changing && !same_origin(req.headers(), &public_origin(b)) {
+        return ApiError::Forbidden(
+            "cross-site request refused: requests authenticated by the gatehouse session cookie must come from gatehouse's own pages".to_owned(),
+        )
+        .into_response();
+    }
+    let mut new_cookies = Vec::new();
+    if session.expires - 60 <= unix_now() {
+        match refresh(&app, &session).await {
+            Ok(fresh) => {
+                new_cookies = app.session_cookies(&fresh).unwrap_or_default();
+                session = fresh;
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "session could not be refreshed; signed out");
+                let mut resp = next.run(req).await;
+                for c in clear_cookie(&b.cookie_name, attrs(b, "/", 0)) {
+                    resp.headers_mut().append(header::SET_COOKIE, c);
+                }
+                return resp;
+            }
+        }
+    }
+    if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", session.token)) {
+        v.set_sensitive(true);
+        req.headers_mut().insert(header::AUTHORIZATION, v);
+        req.extensions_mut().insert(CookieAuthenticated);
+    }
+    let mut resp = next.run(req).await;
+    for c in new_cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse, String> {
+    let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
+        return Err("browser sign-in is not configured".to_owned());
+    };
+    let discovery = oidc
+        .discovery()
+        .ok_or("the IdP's metadata is not loaded yet")?;
+    let resp = oidc
+        .http()
+        .post(&discovery.token_endpoint)
+        .basic_auth(
+            &oidc.config().client_id,
+            Some(b.client_secret.expose_secret()),
+        )
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the IdP's token endpoint: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        #[derive(Deserialize)]
+        struct OAuthError {
+            error: Option<String>,
+            error_description: Option<String>,
+        }
+        let err: OAuthError = resp.json().await.unwrap_or(OAuthError {
+            error: None,
+            error_description: None,
+        });
+        return Err(format!(
+            "the IdP refused ({status}): {} {}",
+            err.error.unwrap_or_default(),
+            err.error_description.unwrap_or_default()
+        ));
+    }
+    resp.json()
+        .await
+        .map_err(|e| format!("the IdP's token response is not valid: {e}"))
+}
+
+async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
+    let Some(rt) = session.refresh_token.as_deref() else {
+        return Err("the session expired and has no refresh token".to_owned());
+    };
+    let tokens = token_request(
+        app,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+    .await?;
+    let id_token = tokens
+        .id_token
+        .ok_or("the refresh response has no ID token")?;
+    let oidc = app.oidc.as_ref().ok_or("no issuer")?;
+    let verified = oidc
+        .verify(&id_token, unix_now())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Session {
+        token: id_token,
+        refresh_token: tokens
+            .refresh_token
+            .or_else(|| session.refresh_token.clone()),
+        kind: "oidc".to_owned(),
+        created: session.created,
+        expires: verified.expires_at,
+    })
+}
+
+/// `GET /auth/login?return_to=/path&<user parameters>`.
+pub async fn login(
+    State(app): State<Arc<App>>,
+    Query(mut query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
+        return ui::error_page(
+            StatusCode::NOT_FOUND,
+            "Browser sign-in is not configured",
+            "This gatehouse has no oidc.clientSecret and session.key, so it cannot sign you in with a browser. Use `gatehouse login` in a terminal, or ask your platform team.",
+            None,
+        );
+    };
+    let return_to = query
+        .remove("return_to")
+        .unwrap_or_else(|| "/ui/whoami".to_owned());
+    let Some(return_to) = safe_return_path(&return_to).map(str::to_owned) else {
+        return ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "Unsafe return address",
+            "The page to return to after sign-in must be a path on this gatehouse (starting with a single /). Sign-in was not started.",
+            Some("/"),
+        );
+    };
+    let config = oidc.config();
+    let mut params = config.additional_parameters.clone();
+    for (name, value) in query {
+        if RESERVED_PARAMETERS.contains(&name.as_str()) {
+            return ui::error_page(
+                StatusCode::BAD_REQUEST,
+                "Reserved parameter",
+                &format!(
+                    "{name:?} is a protocol parameter that gatehouse sets itself; it cannot be passed to sign-in."
+                ),
+                Some("/auth/login"),
+            );
+        }
+        let Some(allowed) = config.user_parameters.get(&name) else {
+            return ui::error_page(
+                StatusCode::BAD_REQUEST,
+                "Parameter not allowed",
+                &format!(
+                    "{name:?} is not a parameter you may set at sign-in on this gatehouse. Allowed: {}.",
+                    list_or_none(config.user_parameters.keys())
+                ),
+                Some("/auth/login"),
+            );
+        };
+        if value.len() > MAX_PARAMETER_LEN {
+            return ui::error_page(
+                StatusCode::BAD_REQUEST,
+                "Parameter too long",
+                &format!("The value of {name:?} is longer than {MAX_PARAMETER_LEN} bytes."),
+                Some("/auth/login"),
+            );
+        }
+        if !allowed.accepts(&value) {
+            return ui::error_page(
+                StatusCode::BAD_REQUEST,
+                "Parameter value refused",
+                &format!(
+                    "The value given for {name:?} does not match the pattern the server allows ({}).",
+                    allowed.pattern.as_deref().unwrap_or("")
+                ),
+                Some("/auth/login"),
+            );
+        }
+        params.insert(name, value);
+    }
+    let Some(discovery) = oidc.discovery() else {
+        return ui::error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Identity provider not reachable",
+            &format!(
+                "gatehouse has not loaded the identity provider's metadata yet ({}). Try again in a moment.",
+                oidc.not_ready_reason().unwrap_or_default()
+            ),
+            Some("/auth/login"),
+        );
+    };
+    let mut random = [0u8; 96];
+    if codec.random(&mut random).is_err() {
+        return ApiError::Internal("no randomness".to_owned()).into_response();
+    }
+    let secrets = FlowSecrets::from_random(&random);
+    let url = match authorization_url(
+        &discovery.authorization_endpoint,
+        &config.client_id,
+        &b.redirect_uri(),
+        &config.scopes(),
+        &secrets,
+        &params,
+    ) {
+        Ok(u) => u,
+        Err(e) => {
+            return ui::error_page(
+                StatusCode::BAD_GATEWAY,
+                "Cannot start sign-in",
+                &e.to_string(),
+                Some("/"),
+            );
+        }
+    };
+    let flow = Flow {
+        secrets,
+        return_to,
+        created: unix_now(),
+    };
+    let Ok(json) = serde_json::to_vec(&flow) else {
+        return ApiError::Internal("cannot encode the flow".to_owned()).into_response();
+    };
+    let Ok(sealed) = codec.seal(FLOW_COOKIE, &json) else {
+        return ApiError::Internal("cannot seal the flow".to_owned()).into_response();
+    };
+    let mut resp = Redirect::to(url.as_str()).into_response();
+    for c in set_cookie(
+        FLOW_COOKIE,
+        &sealed,
+        attrs(b, "/auth", u64::try_from(FLOW_TTL).unwrap_or(600)),
+    ) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The callback's query.
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /auth/callback`.
+pub async fn callback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(cb): Query<Callback>,
+) -> Response {
+    let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
+        return ui::error_page(
+            StatusCode::NOT_FOUND,
+            "Browser sign-in is not configured",
+            "This gatehouse cannot complete a browser sign-in.",
+            None,
+        );
+    };
+    let clear_flow = clear_cookie(FLOW_COOKIE, attrs(b, "/auth", 0));
+    let with_cleared = |mut resp: Response| {
+        for c in &clear_flow {
+            resp.headers_mut().append(header::SET_COOKIE, c.clone());
+        }
+        resp
+    };
+    let flow: Option<Flow> = read_cookie(&headers, FLOW_COOKIE)
+        .and_then(|sealed| codec.open(FLOW_COOKIE, &sealed))
+        .and_then(|json| serde_json::from_slice(&json).ok());
+    let Some(flow) = flow else {
+        return with_cleared(ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in flow not found",
+            "This sign-in response does not belong to a sign-in started in this browser, or it was already used, or cookies are blocked. Nothing was signed in.",
+            Some("/auth/login"),
+        ));
+    };
+    let start_again = format!(
+        "/auth/login?return_to={}",
+        url::form_urlencoded::byte_serialize(flow.return_to.as_bytes()).collect::<String>()
+    );
+    if unix_now() > flow.created + FLOW_TTL {
+        return with_cleared(ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in took too long",
+            "The sign-in flow expired after 10 minutes. Nothing was signed in.",
+            Some(&start_again),
+        ));
+    }
+    if let Some(error) = cb.error {
+        let detail = cb.error_description.unwrap_or_default();
+        return with_cleared(ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "The identity provider did not sign you in",
+            &format!(
+                "It answered {error:?}{}{}.",
+                if detail.is_empty() { "" } else { ": " },
+                detail
+            ),
+            Some(&start_again),
+        ));
+    }
+    let state_ok = cb
+        .state
+        .as_deref()
+        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow.secrets.state.as_bytes())));
+    if !state_ok {
+        return with_cleared(ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in state does not match",
+            "The response does not match the sign-in this browser started (state mismatch). Nothing was signed in.",
+            Some(&start_again),
+        ));
+    }
+    let Some(code) = cb.code else {
+        return with_cleared(ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "No authorization code",
+            "The identity provider's response has no code.",
+            Some(&start_again),
+        ));
+    };
+    let redirect_uri = b.redirect_uri();
+    let tokens = match token_request(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect_uri),
+            ("code_verifier", &flow.secrets.verifier),
+        ],
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return with_cleared(ui::error_page(
+                StatusCode::BAD_GATEWAY,
+                "The code could not be exchanged",
+                &format!("{e}. A code can be used only once and for a short time."),
+                Some(&start_again),
+            ));
+        }
+    };
+    let Some(id_token) = tokens.id_token else {
+        return with_cleared(ui::error_page(
+            StatusCode::BAD_GATEWAY,
+            "No ID token",
+            "The identity provider's token response has no ID token (is the `openid` scope allowed for this client?).",
+            Some(&start_again),
+        ));
+    };
+    let verified = match oidc.verify(&id_token, unix_now()).await {
+        Ok(v) => v,
+        Err(e) => {
+            return with_cleared(ui::error_page(
+                StatusCode::BAD_GATEWAY,
+                "The ID token was refused",
+                &e.to_string(),
+                Some(&start_again),
+            ));
+        }
+    };
+    let nonce_ok = verified
+        .claims
+        .get("nonce")
+        .and_then(|v| v.as_str())
+        .is_some_and(|n| bool::from(n.as_bytes().ct_eq(flow.secrets.nonce.as_bytes())));
+    if !nonce_ok {
+        return with_cleared(ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in nonce does not match",
+            "The ID token was not issued for this sign-in (nonce mismatch). Nothing was signed in.",
+            Some(&start_again),
+        ));
+    }
+    let session = Session {
+        token: id_token,
+        refresh_token: tokens.refresh_token,
+        kind: "oidc".to_owned(),
+        created: unix_now(),
+        expires: verified.expires_at,
+    };
+    let cookies = match app.session_cookies(&session) {
+        Ok(c) => c,
+        Err(e) => return with_cleared(e.into_response()),
+    };
+    tracing::info!(subject = %verified.subject, "browser sign-in");
+    let mut resp = with_cleared(Redirect::to(&flow.return_to).into_response());
+    for c in cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// `POST /auth/logout`: clears the session, then uses the IdP's end-session endpoint when it has one.
+pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(b) = &app.config.browser else {
+        return Redirect::to("/").into_response();
+    };
+    if !same_origin(&headers, &public_origin(b)) {
+        return ui::error_page(
+            StatusCode::FORBIDDEN,
+            "Cross-site sign-out refused",
+            "Sign out from gatehouse's own page.",
+            Some("/ui/whoami"),
+        );
+    }
+    let session = app.session_from(&headers);
+    let signed_out = format!(
+        "{}/?signed_out=1",
+        b.public_url.as_str().trim_end_matches('/')
+    );
+    let target = match (&session, app.oidc.as_ref().and_then(|o| o.discovery())) {
+        (Some(s), Some(d)) if s.kind == "oidc" => match d
+            .end_session_endpoint
+            .as_deref()
+            .and_then(|e| url::Url::parse(e).ok())
+        {
+            Some(mut url) => {
+                url.query_pairs_mut()
+                    .append_pair("id_token_hint", &s.token)
+                    .append_pair("post_logout_redirect_uri", &signed_out)
+                    .append_pair(
+                        "client_id",
+                        &app.oidc
+                            .as_ref()
+                            .map(|o| o.config().client_id.clone())
+                            .unwrap_or_default(),
+                    );
+                url.to_string()
+            }
+            None => "/?signed_out=1".to_owned(),
+        },
+        _ => "/?signed_out=1".to_owned(),
+    };
+    let mut resp = Redirect::to(&target).into_response();
+    for c in clear_cookie(&b.cookie_name, attrs(b, "/", 0)) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}

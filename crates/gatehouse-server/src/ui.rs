@@ -1,0 +1,512 @@
+//! The web UI: server-rendered pages (askama templates compiled into the binary), no
+//! JavaScript at all, a strict Content-Security-Policy, and plain forms and links, so every
+//! page works with a keyboard, a screen reader and a phone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use gatehouse_core::identity::Principal;
+use http_body_util::BodyExt as _;
+use serde::Deserialize;
+
+use crate::app::{App, unix_now};
+use crate::authn::{Authenticated, bearer_token};
+use crate::browser::Session;
+use crate::session::same_origin;
+use crate::status::ApiError;
+
+/// Security headers for every UI and sign-in response.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn render(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => ApiError::Internal(format!("cannot render the page: {e}")).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    signed_in: bool,
+    page: &'a str,
+    title: &'a str,
+    message: &'a str,
+    retry: Option<&'a str>,
+}
+
+/// An error page that says what happened and offers to start again.
+pub fn error_page(status: StatusCode, title: &str, message: &str, retry: Option<&str>) -> Response {
+    render(
+        status,
+        &ErrorPage {
+            signed_in: false,
+            page: "",
+            title,
+            message,
+            retry,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SigninPage {
+    signed_in: bool,
+    page: &'static str,
+    signed_out: bool,
+    error: Option<String>,
+    sso: bool,
+    admin: bool,
+    issuer_host: String,
+    return_to: String,
+    return_to_encoded: String,
+    user_parameters: Vec<(String, Option<String>)>,
+}
+
+fn signin(
+    app: &App,
+    return_to: &str,
+    signed_out: bool,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let oidc = app.oidc.as_ref().filter(|_| app.config.browser.is_some());
+    let return_to = gatehouse_core::authorize::safe_return_path(return_to)
+        .unwrap_or("/ui/whoami")
+        .to_owned();
+    render(
+        status,
+        &SigninPage {
+            signed_in: false,
+            page: "signin",
+            signed_out,
+            error,
+            sso: oidc.is_some(),
+            admin: app.config.admin.is_some() && app.cookies.is_some(),
+            issuer_host: oidc
+                .and_then(|o| url::Url::parse(&o.config().issuer_url).ok())
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default(),
+            return_to_encoded: url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect(),
+            return_to,
+            user_parameters: oidc
+                .map(|o| {
+                    o.config()
+                        .user_parameters
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.pattern.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+    )
+}
+
+/// `GET /`: the sign-in page, or who-am-I when signed in.
+pub async fn home(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if bearer_token(&headers).is_some() {
+        return Redirect::to("/ui/whoami").into_response();
+    }
+    let return_to = q.get("return_to").map_or("/ui/whoami", String::as_str);
+    signin(
+        &app,
+        return_to,
+        q.contains_key("signed_out"),
+        None,
+        StatusCode::OK,
+    )
+}
+
+/// The admin form.
+#[derive(Deserialize)]
+pub struct AdminForm {
+    password: String,
+}
+
+impl std::fmt::Debug for AdminForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminForm { password: <redacted> }")
+    }
+}
+
+/// `POST /ui/admin-login`: admin password to a session.
+pub async fn admin_login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<AdminForm>,
+) -> Response {
+    let Some(b) = &app.config.browser else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "No browser sessions",
+            "This gatehouse has no session key; sign in with `gatehouse login --admin`.",
+            None,
+        );
+    };
+    if !same_origin(&headers, &b.public_url.origin().ascii_serialization()) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Cross-site sign-in refused",
+            "Sign in from gatehouse's own page.",
+            Some("/"),
+        );
+    }
+    match crate::api::admin_sign_in(&app, form.password).await {
+        Ok((token, claims)) => {
+            let session = Session {
+                token,
+                refresh_token: None,
+                kind: "admin".to_owned(),
+                created: unix_now(),
+                expires: claims.exp,
+            };
+            match app.session_cookies(&session) {
+                Ok(cookies) => {
+                    let mut resp = Redirect::to("/ui/whoami").into_response();
+                    for c in cookies {
+                        resp.headers_mut().append(header::SET_COOKIE, c);
+                    }
+                    resp
+                }
+                Err(e) => e.into_response(),
+            }
+        }
+        Err(e) => signin(&app, "/ui/whoami", false, Some(e.to_string()), e.status()),
+    }
+}
+
+/// The principal of a UI request, or a redirect to the sign-in page.
+async fn principal(
+    app: &App,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<(Authenticated, String), Response> {
+    let to_signin = || {
+        Redirect::to(&format!(
+            "/?return_to={}",
+            url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+        ))
+        .into_response()
+    };
+    let Some(token) = bearer_token(headers) else {
+        return Err(to_signin());
+    };
+    match app.authn.authenticate(Some(&token), unix_now()).await {
+        Ok(a) => Ok((a, token.expose_secret().to_owned())),
+        Err(_) => Err(to_signin()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "whoami.html")]
+struct WhoamiPage {
+    signed_in: bool,
+    page: &'static str,
+    username: String,
+    authenticated_by: String,
+    issuer: Option<String>,
+    subject: Option<String>,
+    groups: Vec<String>,
+    expires_at: String,
+    kubernetes: String,
+    service_accounts: Vec<String>,
+    fall_through: bool,
+    claims: Vec<(String, String)>,
+}
+
+fn rfc3339(unix: i64) -> String {
+    let secs = u64::try_from(unix).unwrap_or(0);
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// `GET /ui/whoami`.
+pub async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let (auth, _) = match principal(&app, &headers, "/ui/whoami").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let page = match auth {
+        Authenticated::Principal(p) => match &*p {
+            Principal::Admin(c) => {
+                let admin = app.config.admin.as_ref();
+                WhoamiPage {
+                    signed_in: true,
+                    page: "whoami",
+                    username: "admin".to_owned(),
+                    authenticated_by: "gatehouse admin account".to_owned(),
+                    issuer: Some(c.iss.clone()),
+                    subject: None,
+                    groups: Vec::new(),
+                    expires_at: rfc3339(c.exp),
+                    kubernetes: admin.map_or_else(String::new, |a| {
+                        format!(
+                            "{} (groups {})",
+                            a.impersonate_user,
+                            a.impersonate_groups.join(", ")
+                        )
+                    }),
+                    service_accounts: Vec::new(),
+                    fall_through: app.config.fall_through,
+                    claims: Vec::new(),
+                }
+            }
+            Principal::Oidc(u) => {
+                let sas: Vec<String> = app
+                    .index
+                    .lookup(&u.claims)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let kubernetes = match (sas.first(), app.config.fall_through) {
+                    (Some(_), _) => format!(
+                        "{} (per namespace)",
+                        sas.iter()
+                            .map(|s| {
+                                let (ns, n) = s.split_once('/').unwrap_or(("", s));
+                                format!("system:serviceaccount:{ns}:{n}")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    (None, true) => {
+                        "yourself: your own token goes to Kubernetes (fall-through)".to_owned()
+                    }
+                    (None, false) => "nobody: no ServiceAccount maps to you".to_owned(),
+                };
+                WhoamiPage {
+                    signed_in: true,
+                    page: "whoami",
+                    username: u.username.clone(),
+                    authenticated_by: "OpenID Connect".to_owned(),
+                    issuer: Some(u.issuer.clone()),
+                    subject: Some(u.subject.clone()),
+                    groups: u.groups.clone(),
+                    expires_at: rfc3339(u.expires_at),
+                    kubernetes,
+                    service_accounts: sas,
+                    fall_through: app.config.fall_through,
+                    claims: u
+                        .claims
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .collect(),
+                }
+            }
+        },
+        Authenticated::FallThrough => WhoamiPage {
+            signed_in: true,
+            page: "whoami",
+            username: "(not verified by gatehouse)".to_owned(),
+            authenticated_by: "Kubernetes (fall-through)".to_owned(),
+            issuer: None,
+            subject: None,
+            groups: Vec::new(),
+            expires_at: "unknown".to_owned(),
+            kubernetes: "whoever Kubernetes authenticates your token as".to_owned(),
+            service_accounts: Vec::new(),
+            fall_through: true,
+            claims: Vec::new(),
+        },
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "access.html")]
+struct AccessPage {
+    signed_in: bool,
+    page: &'static str,
+    namespace: String,
+    shown: bool,
+    error: Option<String>,
+    rules: Vec<(String, String, String, String)>,
+    non_resource: Vec<(String, String)>,
+    incomplete: bool,
+}
+
+/// `GET /ui/access?namespace=NS`: a SelfSubjectRulesReview sent through the proxy as the user.
+pub async fn access(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let (_, token) = match principal(&app, &headers, "/ui/access").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let namespace = q.get("namespace").cloned().unwrap_or_default();
+    let mut page = AccessPage {
+        signed_in: true,
+        page: "access",
+        namespace: namespace.clone(),
+        shown: false,
+        error: None,
+        rules: Vec::new(),
+        non_resource: Vec::new(),
+        incomplete: false,
+    };
+    if namespace.is_empty() {
+        return render(StatusCode::OK, &page);
+    }
+    let body = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": namespace}});
+    let Ok(mut req) = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+    else {
+        return ApiError::Internal("cannot build the review".to_owned()).into_response();
+    };
+    if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        v.set_sensitive(true);
+        req.headers_mut().insert(header::AUTHORIZATION, v);
+    }
+    let resp = crate::proxy::proxy(State(Arc::clone(&app)), req).await;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !status.is_success() {
+        page.error = Some(
+            v["message"]
+                .as_str()
+                .map_or_else(|| format!("Kubernetes answered {status}"), str::to_owned),
+        );
+        return render(StatusCode::OK, &page);
+    }
+    let join = |x: &serde_json::Value| {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str())
+                    .map(|s| if s.is_empty() { "(core)" } else { s })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    page.shown = true;
+    page.rules = v["status"]["resourceRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                join(&r["verbs"]),
+                join(&r["apiGroups"]),
+                join(&r["resources"]),
+                join(&r["resourceNames"]),
+            )
+        })
+        .collect();
+    page.non_resource = v["status"]["nonResourceRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (join(&r["verbs"]), join(&r["nonResourceURLs"])))
+        .collect();
+    page.incomplete = v["status"]["incomplete"].as_bool().unwrap_or(false);
+    render(StatusCode::OK, &page)
+}
+
+fn server_url(app: &App) -> String {
+    app.config.public_url.as_ref().map_or_else(
+        || "https://gatehouse.example.com".to_owned(),
+        |u| u.as_str().trim_end_matches('/').to_owned(),
+    )
+}
+
+/// A kubeconfig for gatehouse with `gatehouse token` as its exec credential plugin.
+pub fn kubeconfig_text(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: gatehouse\n  cluster:\n    server: {server}\nusers:\n- name: gatehouse\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: gatehouse\n      args: [token, --server, {server}]\n      interactiveMode: IfAvailable\n      provideClusterInfo: false\ncontexts:\n- name: gatehouse\n  context:\n    cluster: gatehouse\n    user: gatehouse\ncurrent-context: gatehouse\n"
+    )
+}
+
+#[derive(Template)]
+#[template(path = "cli.html")]
+struct CliPage {
+    signed_in: bool,
+    page: &'static str,
+    server: String,
+    kubeconfig: String,
+}
+
+/// `GET /ui/cli`.
+pub async fn cli(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = principal(&app, &headers, "/ui/cli").await {
+        return r;
+    }
+    let server = server_url(&app);
+    render(
+        StatusCode::OK,
+        &CliPage {
+            signed_in: true,
+            page: "cli",
+            kubeconfig: kubeconfig_text(&server),
+            server,
+        },
+    )
+}
+
+/// `GET /ui/kubeconfig`: the kubeconfig as a download.
+pub async fn kubeconfig(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = principal(&app, &headers, "/ui/cli").await {
+        return r;
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/yaml"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"gatehouse.kubeconfig\"",
+            ),
+        ],
+        kubeconfig_text(&server_url(&app)),
+    )
+        .into_response()
+}
+
+/// `GET /ui/static/style.css`.
+pub async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/style.css"),
+    )
+        .into_response()
+}
