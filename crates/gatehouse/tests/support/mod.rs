@@ -161,7 +161,11 @@ impl Gatehouse {
     /// Starts gatehouse with `config` (YAML; `{{PORT}}` is replaced by a free port) and waits
     /// until `/healthz` answers. `wait_ready` also waits for `/readyz`.
     pub fn start(config: &str, scheme: &str, wait_ready: bool) -> Self {
-        let port = free_port();
+        Self::start_on(config, free_port(), scheme, wait_ready)
+    }
+
+    /// Like [`Gatehouse::start`] on a given port.
+    pub fn start_on(config: &str, port: u16, scheme: &str, wait_ready: bool) -> Self {
         let dir = tempdir::TempDir::new("gh");
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config.replace("{{PORT}}", &port.to_string())).unwrap();

@@ -1,0 +1,500 @@
+//! Browser sign-in against the real Dex of the test bed, driven over HTTP the way a browser
+//! follows redirects and submits forms (the Chromium tests in `tests/browser/` cover the pages
+//! themselves). Hostile inputs are checked here: each must give a clear error and no session.
+//!
+//! Dex's `gatehouse` client only accepts `https://127.0.0.1:8443/auth/callback`, so these tests
+//! share that port and run one at a time.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::await_holding_lock
+)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use support::{Gatehouse, Testbed};
+
+static PORT_8443: Mutex<()> = Mutex::new(());
+const SESSION_KEY: &str = "e2e-session-key-0123456789abcdef0123456789";
+const BASE: &str = "https://127.0.0.1:8443";
+
+fn start(tb: &Testbed) -> Gatehouse {
+    let cfg = format!(
+        r#"
+listen: 127.0.0.1:8443
+publicUrl: {BASE}
+tls: {{ certFile: "{cert}", keyFile: "{key}" }}
+kubernetes: {{ kubeconfig: "{kubeconfig}" }}
+oidc:
+  issuerUrl: "{issuer}"
+  clientId: gatehouse
+  clientSecret: "{secret}"
+  cliClientId: gatehouse-cli
+  caFile: "{ca}"
+  additionalScopes: [groups, offline_access]
+  additionalParameters: {{ connector_id: local }}
+  userParameters:
+    login_hint: {{ pattern: '[a-z]+@example\.com' }}
+session: {{ key: "{SESSION_KEY}" }}
+admin:
+  enabled: true
+  passwordHash: '{hash}'
+  tokenSigningKey: '{signing}'
+"#,
+        cert = tb.var("GATEHOUSE_TLS_CERT"),
+        key = tb.var("GATEHOUSE_TLS_KEY"),
+        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
+        issuer = tb.var("DEX_ISSUER"),
+        secret = tb.var("DEX_WEB_CLIENT_SECRET"),
+        ca = tb.var("TESTBED_CA_FILE"),
+        hash = tb.var("GATEHOUSE_ADMIN_PASSWORD_HASH"),
+        signing = tb.var("GATEHOUSE_ADMIN_SIGNING_KEY"),
+    );
+    Gatehouse::start_on(&cfg, 8443, "https", true)
+}
+
+/// A minimal browser: a cookie jar per origin, manual redirects, a record of visited URLs.
+struct Browser {
+    http: reqwest::Client,
+    jar: HashMap<String, BTreeMap<String, String>>,
+    visited: Vec<String>,
+}
+
+struct Page {
+    status: u16,
+    url: String,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(tb: &Testbed) -> Self {
+        let pem = std::fs::read(tb.var("TESTBED_CA_FILE")).unwrap();
+        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
+            b = b.add_root_certificate(c);
+        }
+        Self {
+            http: b.build().unwrap(),
+            jar: HashMap::new(),
+            visited: Vec::new(),
+        }
+    }
+
+    fn origin(url: &str) -> String {
+        let u = url::Url::parse(url).unwrap();
+        u.origin().ascii_serialization()
+    }
+
+    fn cookie(&self, origin: &str, name: &str) -> Option<&String> {
+        self.jar.get(origin).and_then(|j| j.get(name))
+    }
+
+    async fn request(
+        &mut self,
+        method: reqwest::Method,
+        url: &str,
+        form: Option<&[(&str, &str)]>,
+        origin_header: Option<&str>,
+    ) -> Page {
+        self.visited.push(url.to_owned());
+        let origin = Self::origin(url);
+        let mut req = self.http.request(method, url);
+        if let Some(jar) = self.jar.get(&origin).filter(|j| !j.is_empty()) {
+            let header = jar
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            req = req.header("cookie", header);
+        }
+        if let Some(f) = form {
+            req = req.form(f);
+        }
+        if let Some(o) = origin_header {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| {
+            url::Url::parse(url)
+                .unwrap()
+                .join(l.to_str().unwrap())
+                .unwrap()
+                .to_string()
+        });
+        let set_cookies: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for c in &set_cookies {
+            let first = c.split(';').next().unwrap();
+            let (name, value) = first.split_once('=').unwrap();
+            let jar = self.jar.entry(origin.clone()).or_default();
+            if c.contains("Max-Age=0") {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Page {
+            status,
+            url: url.to_owned(),
+            location,
+            set_cookies,
+            body,
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        self.request(reqwest::Method::GET, url, None, None).await
+    }
+
+    /// Follows redirects with GET until a page answers, or until the next URL matches `stop`
+    /// (which is then returned, not requested).
+    async fn follow(&mut self, url: &str, stop: impl Fn(&str) -> bool) -> Result<Page, String> {
+        let mut page = self.get(url).await;
+        for _ in 0..10 {
+            match page.location.clone() {
+                Some(next) if stop(&next) => return Err(next),
+                Some(next) => page = self.get(&next).await,
+                None => return Ok(page),
+            }
+        }
+        panic!("too many redirects from {url}")
+    }
+
+    /// Signs `user` in at Dex's password form; returns the callback URL Dex sends back to.
+    async fn dex_login(&mut self, tb: &Testbed, login_page: &Page, user: &str) -> String {
+        let action = regex::Regex::new(r#"<form method="post" action="([^"]+)""#).unwrap();
+        let action =
+            action.captures(&login_page.body).expect("Dex login form")[1].replace("&amp;", "&");
+        let action = url::Url::parse(&login_page.url)
+            .unwrap()
+            .join(&action)
+            .unwrap()
+            .to_string();
+        let upper = user.to_ascii_uppercase();
+        let email = tb.var(&format!("{upper}_EMAIL"));
+        let password = tb.var(&format!("{upper}_PASSWORD"));
+        let mut page = self
+            .request(
+                reqwest::Method::POST,
+                &action,
+                Some(&[("login", &email), ("password", &password)]),
+                None,
+            )
+            .await;
+        for _ in 0..10 {
+            let next = page.location.clone().unwrap_or_else(|| {
+                panic!(
+                    "Dex did not redirect after login ({}): {}",
+                    page.status,
+                    &page.body[..page.body.len().min(300)]
+                )
+            });
+            if next.starts_with(BASE) {
+                return next;
+            }
+            page = self.get(&next).await;
+        }
+        panic!("Dex never redirected back")
+    }
+
+    /// A full sign-in; returns the final page.
+    async fn sign_in(&mut self, tb: &Testbed, start: &str, user: &str) -> Page {
+        let login = self.follow(start, |_| false).await.unwrap();
+        let callback = self.dex_login(tb, &login, user).await;
+        self.follow(&callback, |_| false).await.unwrap()
+    }
+
+    fn has_session(&self) -> bool {
+        self.cookie(BASE, "gatehouse_session").is_some()
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn sign_in_with_dex_then_session_authenticates_ui_and_proxy() {
+    let _port = PORT_8443
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tb = Testbed::load();
+    let gh = start(&tb);
+    let mut b = Browser::new(&tb);
+
+    // The authorization request carries PKCE, state, nonce, and the static connector_id.
+    let first = b
+        .get(&format!(
+            "{BASE}/auth/login?return_to=%2Fui%2Fwhoami&login_hint=alice%40example.com"
+        ))
+        .await;
+    assert_eq!(first.status, 303);
+    let to_idp = url::Url::parse(first.location.as_deref().unwrap()).unwrap();
+    let q: BTreeMap<String, String> = to_idp.query_pairs().into_owned().collect();
+    assert!(to_idp.as_str().starts_with(&tb.var("DEX_ISSUER")));
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["connector_id"], "local");
+    assert_eq!(q["login_hint"], "alice@example.com");
+    assert_eq!(q["redirect_uri"], format!("{BASE}/auth/callback"));
+    assert!(q["state"].len() >= 43 && q["nonce"].len() >= 43 && q["code_challenge"].len() == 43);
+    let flow_cookie = first
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("gatehouse_flow="))
+        .unwrap();
+    assert!(
+        flow_cookie.contains("HttpOnly")
+            && flow_cookie.contains("Secure")
+            && flow_cookie.contains("SameSite=Lax")
+    );
+
+    // connector_id skipped Dex's connector chooser: straight to the password form.
+    let login = b.follow(to_idp.as_str(), |_| false).await.unwrap();
+    assert!(login.url.contains("/auth/local/login"), "{}", login.url);
+    let callback = b.dex_login(&tb, &login, "alice").await;
+    let landed = b.follow(&callback, |_| false).await.unwrap();
+    assert_eq!(
+        landed.url,
+        format!("{BASE}/ui/whoami"),
+        "back where the user started, code gone from the URL"
+    );
+    assert!(landed.body.contains("alice@example.com"));
+    assert!(landed.body.contains("team-a/dev"));
+    assert!(b.has_session());
+    assert!(
+        b.cookie(BASE, "gatehouse_flow").is_none(),
+        "the flow cookie is single use"
+    );
+    let session_value = b.cookie(BASE, "gatehouse_session").unwrap().clone();
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+
+    // The session cookie authenticates the proxy (as the mapped ServiceAccount)...
+    let cms = b
+        .get(&format!("{BASE}/api/v1/namespaces/team-a/configmaps"))
+        .await;
+    assert_eq!(cms.status, 200, "{}", cms.body);
+    // ...and the what-can-I-do page runs a SelfSubjectRulesReview as alice.
+    let access = b.get(&format!("{BASE}/ui/access?namespace=team-a")).await;
+    assert!(
+        access.body.contains("configmaps") && access.body.contains("watch"),
+        "{}",
+        access.body
+    );
+
+    // A state-changing request with the cookie from another origin is refused.
+    let cross = b
+        .request(
+            reqwest::Method::POST,
+            &format!("{BASE}/api/v1/namespaces/team-a/configmaps"),
+            None,
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(cross.status, 403);
+    assert!(cross.body.contains("cross-site request refused"));
+
+    // Replaying the callback finds no flow: clear error, no new session.
+    let replay = b.get(&callback).await;
+    assert_eq!(replay.status, 400);
+    assert!(replay.body.contains("Sign-in flow not found"));
+
+    // Logout clears the session (Dex has no end-session endpoint: back to the sign-in page).
+    let out = b
+        .request(
+            reqwest::Method::POST,
+            &format!("{BASE}/auth/logout"),
+            None,
+            Some(BASE),
+        )
+        .await;
+    assert_eq!(out.status, 303);
+    assert!(!b.has_session());
+    let after = b.get(&format!("{BASE}/ui/whoami")).await;
+    assert_eq!(after.status, 303, "signed out: sent to sign in");
+    let log = gh.log();
+    assert!(log.contains("browser sign-in"), "the sign-in is logged");
+    assert!(
+        !log.contains(&session_value) && !log.contains(&code),
+        "no cookie or code in the log"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn hostile_callbacks_give_clear_errors_and_no_session() {
+    let _port = PORT_8443
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tb = Testbed::load();
+    let _gh = start(&tb);
+
+    // State mismatch.
+    let mut b = Browser::new(&tb);
+    let login = b
+        .follow(&format!("{BASE}/auth/login"), |_| false)
+        .await
+        .unwrap();
+    let callback = b.dex_login(&tb, &login, "alice").await;
+    let tampered = regex::Regex::new(r"state=[^&]+")
+        .unwrap()
+        .replace(&callback, "state=forged")
+        .to_string();
+    let page = b.get(&tampered).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("state does not match"), "{}", page.body);
+    assert!(!b.has_session());
+
+    // Missing flow cookie: a callback in a browser that never started a sign-in.
+    let mut stranger = Browser::new(&tb);
+    let page = stranger.get(&callback).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("Sign-in flow not found"));
+    assert!(!stranger.has_session());
+
+    // Reused code: a fresh flow, but the code of an earlier, already exchanged sign-in.
+    let mut c = Browser::new(&tb);
+    let done = c.sign_in(&tb, &format!("{BASE}/auth/login"), "bob").await;
+    assert_eq!(done.status, 200);
+    let used_code = c
+        .visited
+        .iter()
+        .find(|u| u.starts_with(&format!("{BASE}/auth/callback")))
+        .unwrap()
+        .clone();
+    let mut d = Browser::new(&tb);
+    let fresh = d.get(&format!("{BASE}/auth/login")).await;
+    let state = url::Url::parse(fresh.location.as_deref().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let reuse = regex::Regex::new(r"state=[^&]+")
+        .unwrap()
+        .replace(&used_code, format!("state={state}").as_str())
+        .to_string();
+    let page = d.get(&reuse).await;
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(page.body.contains("could not be exchanged"));
+    assert!(!d.has_session());
+
+    // The IdP says no.
+    let mut e = Browser::new(&tb);
+    let fresh = e.get(&format!("{BASE}/auth/login")).await;
+    let state = url::Url::parse(fresh.location.as_deref().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let page = e
+        .get(&format!(
+            "{BASE}/auth/callback?error=access_denied&error_description=user+declined&state={state}"
+        ))
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("access_denied") && page.body.contains("user declined"));
+    assert!(!e.has_session());
+
+    // An expired flow cookie (sealed with the server's key, created 11 minutes ago).
+    let codec = gatehouse_server::session::CookieCodec::new(SESSION_KEY.as_bytes()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let stale = serde_json::json!({"secrets": {"state": "s", "nonce": "n", "verifier": "v"}, "return_to": "/", "created": now - 660});
+    let sealed = codec
+        .seal("gatehouse_flow", stale.to_string().as_bytes())
+        .unwrap();
+    let mut f = Browser::new(&tb);
+    f.jar
+        .entry(BASE.to_owned())
+        .or_default()
+        .insert("gatehouse_flow".into(), sealed);
+    let page = f.get(&format!("{BASE}/auth/callback?code=x&state=s")).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("took too long"), "{}", page.body);
+    assert!(!f.has_session());
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn hostile_login_requests_are_refused_before_the_idp() {
+    let _port = PORT_8443
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tb = Testbed::load();
+    let _gh = start(&tb);
+    let mut b = Browser::new(&tb);
+    let long = "a".repeat(600);
+    for (query, expect) in [
+        ("return_to=%2F%2Fevil.example", "Unsafe return address"),
+        (
+            "return_to=https%3A%2F%2Fevil.example",
+            "Unsafe return address",
+        ),
+        ("return_to=%2F%5Cevil.example", "Unsafe return address"),
+        ("state=attacker", "Reserved parameter"),
+        (
+            "redirect_uri=https%3A%2F%2Fevil.example",
+            "Reserved parameter",
+        ),
+        ("prompt=none", "Parameter not allowed"),
+        (
+            "login_hint=mallory%40evil.example",
+            "does not match the pattern",
+        ),
+        (
+            &format!("login_hint={long}%40example.com"),
+            "Parameter too long",
+        ),
+    ] {
+        let page = b.get(&format!("{BASE}/auth/login?{query}")).await;
+        assert_eq!(page.status, 400, "{query}");
+        assert!(page.body.contains(expect), "{query}: {}", page.body);
+        assert!(page.location.is_none(), "{query}: must not go to the IdP");
+        assert!(
+            b.cookie(BASE, "gatehouse_flow").is_none(),
+            "{query}: no flow started"
+        );
+    }
+    // Pages carry a strict CSP and no script.
+    let page = b.get(&format!("{BASE}/")).await;
+    assert!(!page.body.contains("<script"));
+    let resp = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(tb.var("TESTBED_CA_FILE")).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+        .get(format!("{BASE}/"))
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+}
