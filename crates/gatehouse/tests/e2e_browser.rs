@@ -498,3 +498,88 @@ async fn hostile_login_requests_are_refused_before_the_idp() {
         "{csp}"
     );
 }
+
+/// A session whose ID token is about to expire is refreshed with its refresh token at Dex, and
+/// the request goes through with a fresh cookie; a session whose refresh fails is signed out.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn session_refreshes_before_expiry_and_signs_out_when_refresh_fails() {
+    let _port = PORT_8443
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tb = Testbed::load();
+    let _gh = start(&tb);
+    // Real tokens for the web client (password grant with its secret), offline_access for a
+    // refresh token.
+    let resp: serde_json::Value = tb
+        .http()
+        .post(tb.var("DEX_TOKEN_URL"))
+        .basic_auth("gatehouse", Some(tb.var("DEX_WEB_CLIENT_SECRET")))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", &tb.var("ALICE_EMAIL")),
+            ("password", &tb.var("ALICE_PASSWORD")),
+            ("scope", "openid email profile groups offline_access"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codec = gatehouse_server::session::CookieCodec::new(SESSION_KEY.as_bytes()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let seal = |refresh: &str| {
+        let session = serde_json::json!({
+            "token": resp["id_token"], "refresh_token": refresh, "kind": "oidc",
+            "created": now - 60, "expires": now + 30,   // inside the refresh window
+        });
+        codec
+            .seal("gatehouse_session", session.to_string().as_bytes())
+            .unwrap()
+    };
+
+    let mut b = Browser::new(&tb);
+    b.jar.entry(BASE.to_owned()).or_default().insert(
+        "gatehouse_session".into(),
+        seal(resp["refresh_token"].as_str().unwrap()),
+    );
+    let page = b.get(&format!("{BASE}/ui/whoami")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("alice@example.com"));
+    let renewed = page
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("gatehouse_session=") && !c.contains("Max-Age=0"))
+        .expect("a refreshed session cookie");
+    let value = renewed
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("gatehouse_session=");
+    let fresh: serde_json::Value =
+        serde_json::from_slice(&codec.open("gatehouse_session", value).unwrap()).unwrap();
+    assert!(
+        fresh["expires"].as_i64().unwrap() > now + 600,
+        "a new ID token with a new expiry"
+    );
+    assert_ne!(fresh["token"], resp["id_token"]);
+
+    // A refresh token the IdP refuses: the session ends and the user is sent to sign in.
+    let mut c = Browser::new(&tb);
+    c.jar
+        .entry(BASE.to_owned())
+        .or_default()
+        .insert("gatehouse_session".into(), seal("not-a-refresh-token"));
+    let page = c.get(&format!("{BASE}/ui/whoami")).await;
+    assert_eq!(page.status, 303);
+    assert!(
+        page.location
+            .unwrap()
+            .starts_with(&format!("{BASE}/?return_to="))
+    );
+    assert!(!c.has_session(), "the dead session cookie is cleared");
+}
