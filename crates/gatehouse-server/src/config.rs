@@ -1324,8 +1324,18 @@ oidc:
             .replace(
                 "/etc/gatehouse/secret/admin-signing-key",
                 key.to_str().unwrap(),
-            );
+            )
+            .replace(
+                "/etc/gatehouse/secret/oidc-client-secret",
+                key.to_str().unwrap(),
+            )
+            .replace("/etc/gatehouse/secret/session-key", key.to_str().unwrap());
         let c = parse(&text, &env(&[])).unwrap();
+        let b = c.browser.as_ref().unwrap();
+        assert_eq!(
+            b.redirect_uri(),
+            "https://gatehouse.example.com/auth/callback"
+        );
         assert_eq!(
             c.oidc.unwrap().additional_parameters["connector_id"],
             "ldap"
