@@ -1,7 +1,10 @@
-//! The `gatehouse` binary: the server (`serve`) and, in time, the CLI.
+//! The `gatehouse` binary: the server (`serve`) and the CLI (`login`, `token`, `kubeconfig`,
+//! `whoami`, `logout`, `completion`; see [`cli`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod cli;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse_server::{app, config, serve};
@@ -20,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(flatten)]
+    Client(cli::Command),
     /// Run the server.
     #[command(
         after_help = "Examples:\n  gatehouse serve --config /etc/gatehouse/config.yaml\n  gatehouse serve --check-config --config config.yaml"
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
+        Command::Client(command) => cli::run(command),
         Command::Serve {
             config,
             check_config,

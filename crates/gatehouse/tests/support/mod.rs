@@ -292,3 +292,220 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// A minimal HTTP "browser" for Dex's pages: a cookie jar per origin and manual redirects.
+/// Used by the CLI tests to play the user's browser.
+pub struct DexBrowser {
+    http: reqwest::Client,
+    jar: HashMap<String, Vec<(String, String)>>,
+}
+
+/// One answer seen by [`DexBrowser`].
+pub struct DexPage {
+    pub status: u16,
+    pub url: String,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl DexBrowser {
+    /// A browser trusting the test bed CA.
+    pub fn new(tb: &Testbed) -> Self {
+        let pem = std::fs::read(tb.var("TESTBED_CA_FILE")).unwrap();
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30));
+        for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
+            b = b.add_root_certificate(c);
+        }
+        Self {
+            http: b.build().unwrap(),
+            jar: HashMap::new(),
+        }
+    }
+
+    /// GET or POST (with a form) one URL, keeping cookies.
+    pub async fn request(&mut self, url: &str, form: Option<&[(&str, &str)]>) -> DexPage {
+        let parsed = url::Url::parse(url).unwrap();
+        let origin = parsed.origin().ascii_serialization();
+        let mut req = match form {
+            Some(f) => self.http.post(url).form(f),
+            None => self.http.get(url),
+        };
+        if let Some(jar) = self.jar.get(&origin).filter(|j| !j.is_empty()) {
+            let header = jar
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            req = req.header("cookie", header);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|l| parsed.join(l.to_str().unwrap()).unwrap().to_string());
+        for c in resp.headers().get_all("set-cookie") {
+            let first = c.to_str().unwrap().split(';').next().unwrap().to_owned();
+            if let Some((k, v)) = first.split_once('=') {
+                let jar = self.jar.entry(origin.clone()).or_default();
+                jar.retain(|(n, _)| n != k);
+                jar.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        let body = resp.text().await.unwrap_or_default();
+        DexPage {
+            status,
+            url: url.to_owned(),
+            location,
+            body,
+        }
+    }
+
+    /// Follows redirects from `url` until a page answers or the next URL starts with `stop`
+    /// (returned as `Err(url)` without requesting it). A redirect to Dex's bare `/auth`
+    /// (connector chooser) gets `connector_id=local` added, as a user picking the password
+    /// connector would.
+    pub async fn follow(&mut self, url: &str, stop: &str) -> Result<DexPage, String> {
+        let mut page = self.request(&with_local_connector(url), None).await;
+        for _ in 0..15 {
+            match page.location.clone() {
+                Some(next) if next.starts_with(stop) => return Err(next),
+                Some(next) => page = self.request(&with_local_connector(&next), None).await,
+                None => return Ok(page),
+            }
+        }
+        panic!("too many redirects from {url}")
+    }
+
+    /// Submits Dex's password form on `page` as `user` and follows the redirects; returns
+    /// the first URL that starts with `stop` (the client's redirect URI), or the final page.
+    pub async fn submit_login(
+        &mut self,
+        tb: &Testbed,
+        page: &DexPage,
+        user: &str,
+        stop: &str,
+    ) -> Result<DexPage, String> {
+        let re = regex::Regex::new(r#"<form method="post" action="([^"]+)""#).unwrap();
+        let action = re
+            .captures(&page.body)
+            .unwrap_or_else(|| panic!("no login form at {}: {}", page.url, page.body))[1]
+            .replace("&amp;", "&");
+        let action = url::Url::parse(&page.url)
+            .unwrap()
+            .join(&action)
+            .unwrap()
+            .to_string();
+        let upper = user.to_ascii_uppercase();
+        let email = tb.var(&format!("{upper}_EMAIL"));
+        let password = tb.var(&format!("{upper}_PASSWORD"));
+        let first = self
+            .request(&action, Some(&[("login", &email), ("password", &password)]))
+            .await;
+        match first.location {
+            Some(next) if next.starts_with(stop) => Err(next),
+            Some(next) => self.follow(&next, stop).await,
+            None => Ok(first),
+        }
+    }
+}
+
+impl DexBrowser {
+    /// Submits the form whose opening tag contains `marker` (for example `id="kc-form-login"`)
+    /// with `fields`, and follows the redirects like [`DexBrowser::submit_login`].
+    pub async fn submit_form(
+        &mut self,
+        page: &DexPage,
+        marker: &str,
+        fields: &[(&str, &str)],
+        stop: &str,
+    ) -> Result<DexPage, String> {
+        let tag_re = regex::Regex::new(r"<form[^>]*>").unwrap();
+        let tag = tag_re
+            .find_iter(&page.body)
+            .map(|m| m.as_str())
+            .find(|t| t.contains(marker))
+            .unwrap_or_else(|| panic!("no form {marker} at {}: {}", page.url, page.body));
+        let action = regex::Regex::new(r#"action="([^"]+)""#)
+            .unwrap()
+            .captures(tag)
+            .unwrap()[1]
+            .replace("&amp;", "&");
+        let action = url::Url::parse(&page.url)
+            .unwrap()
+            .join(&action)
+            .unwrap()
+            .to_string();
+        let first = self.request(&action, Some(fields)).await;
+        match first.location {
+            Some(next) if next.starts_with(stop) => Err(next),
+            Some(next) => self.follow(&next, stop).await,
+            None => Ok(first),
+        }
+    }
+}
+
+/// Adds `connector_id=local` to a request for Dex's bare `/auth` endpoint that names no
+/// connector (Dex would show its connector chooser).
+pub fn with_local_connector(url: &str) -> String {
+    let u = url::Url::parse(url).unwrap();
+    if u.path().ends_with("/dex/auth") && !u.query_pairs().any(|(k, _)| k == "connector_id") {
+        format!("{url}&connector_id=local")
+    } else {
+        url.to_owned()
+    }
+}
+
+/// Collects a child's stderr in the background and lets a test wait for a line.
+pub struct LineReader {
+    rx: std::sync::mpsc::Receiver<String>,
+    pub seen: std::sync::Arc<std::sync::Mutex<String>>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl LineReader {
+    /// Starts reading `stream` line by line.
+    pub fn new(stream: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead as _;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let seen2 = seen.clone();
+        let handle = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                seen2.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Self { rx, seen, handle }
+    }
+
+    /// The first line (trimmed) for which `pred` holds, waiting up to `timeout`.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if pred(line.trim()) => return line.trim().to_owned(),
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no matching line within {timeout:?}; output so far:\n{}",
+                    self.seen.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Everything read so far.
+    pub fn text(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits for the end of the stream (the child exited) and returns everything.
+    pub fn finish(self) -> String {
+        let _ = self.handle.join();
+        self.seen.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,536 @@
+//! `gatehouse kubeconfig` (write or print a context using the exec plugin) and
+//! `gatehouse login --kubeconfig` (take the credential of a kubeconfig context).
+//!
+//! The context has the same shape as the one the web UI offers (`ui.rs`, `kubeconfig_text`):
+//! cluster `gatehouse` with the server URL, user `gatehouse` running
+//! `gatehouse token --server URL` with `client.authentication.k8s.io/v1`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::cli::cache::{Cache, Entry, Kind};
+use crate::cli::error::CliError;
+use crate::cli::login::Target;
+use crate::cli::net::{self, Net, SERVER};
+use crate::cli::{Common, process_env, resolve_server};
+
+/// `gatehouse kubeconfig`.
+#[derive(Args, Debug)]
+pub struct KubeconfigArgs {
+    /// The gatehouse server URL (default: the server signed in to last).
+    #[arg(env = "GATEHOUSE_SERVER")]
+    pub server: Option<String>,
+    /// PEM file with the CA of the gatehouse server, embedded as certificate-authority-data.
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
+    /// Print the kubeconfig on stdout instead of merging it into a file.
+    #[arg(long)]
+    pub print: bool,
+    /// Also add a context `gatehouse-direct` straight to the kube-apiserver, with the same
+    /// plugin (for tokens whose audience the kube-apiserver accepts too).
+    #[arg(long, requires = "apiserver")]
+    pub direct: bool,
+    /// The kube-apiserver URL for --direct.
+    #[arg(long, value_name = "URL")]
+    pub apiserver: Option<String>,
+    /// PEM file with the kube-apiserver's CA for --direct.
+    #[arg(long, value_name = "FILE")]
+    pub apiserver_certificate_authority: Option<PathBuf>,
+    /// The kubeconfig file to merge into (default: the first of $KUBECONFIG, else
+    /// ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Make `gatehouse` the current context (it is made current anyway when the file has none).
+    #[arg(long)]
+    pub set_current: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn ca_data(path: Option<&PathBuf>) -> Result<Option<String>, CliError> {
+    path.map(|p| {
+        let pem = std::fs::read(p).map_err(|e| CliError::Ca {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(CliError::Ca {
+                path: p.display().to_string(),
+                reason: "no PEM certificate in it".to_owned(),
+            });
+        }
+        Ok(STANDARD.encode(pem))
+    })
+    .transpose()
+}
+
+fn cluster(name: &str, server: &str, ca: Option<&str>) -> Value {
+    let mut c = json!({ "server": server });
+    if let Some(ca) = ca {
+        c["certificate-authority-data"] = json!(ca);
+    }
+    json!({ "name": name, "cluster": c })
+}
+
+/// The entries gatehouse adds: clusters, users, contexts.
+pub fn entries(
+    server: &str,
+    ca: Option<&str>,
+    direct: Option<(&str, Option<&str>)>,
+) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let mut clusters = vec![cluster("gatehouse", server, ca)];
+    let users = vec![json!({
+        "name": "gatehouse",
+        "user": { "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": "gatehouse",
+            "args": ["token", "--server", server],
+            "interactiveMode": "IfAvailable",
+            "provideClusterInfo": false,
+        }},
+    })];
+    let mut contexts = vec![json!({
+        "name": "gatehouse",
+        "context": { "cluster": "gatehouse", "user": "gatehouse" },
+    })];
+    if let Some((url, ca)) = direct {
+        clusters.push(cluster("gatehouse-direct", url, ca));
+        contexts.push(json!({
+            "name": "gatehouse-direct",
+            "context": { "cluster": "gatehouse-direct", "user": "gatehouse" },
+        }));
+    }
+    (clusters, users, contexts)
+}
+
+/// Inserts or replaces `items` (by `name`) in the list `doc[key]`.
+fn upsert(doc: &mut Value, key: &str, items: Vec<Value>) {
+    if !doc.get(key).is_some_and(Value::is_array) {
+        doc[key] = json!([]);
+    }
+    if let Some(list) = doc.get_mut(key).and_then(Value::as_array_mut) {
+        for item in items {
+            let name = item.get("name").cloned();
+            match list.iter_mut().find(|x| x.get("name") == name.as_ref()) {
+                Some(slot) => *slot = item,
+                None => list.push(item),
+            }
+        }
+    }
+}
+
+/// Merges gatehouse's entries into a kubeconfig document.
+pub fn merge(doc: &mut Value, parts: (Vec<Value>, Vec<Value>, Vec<Value>), set_current: bool) {
+    if !doc.is_object() {
+        *doc = json!({});
+    }
+    if doc.get("apiVersion").is_none() {
+        doc["apiVersion"] = json!("v1");
+    }
+    if doc.get("kind").is_none() {
+        doc["kind"] = json!("Config");
+    }
+    let (clusters, users, contexts) = parts;
+    upsert(doc, "clusters", clusters);
+    upsert(doc, "users", users);
+    upsert(doc, "contexts", contexts);
+    let has_current = doc
+        .get("current-context")
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.is_empty());
+    if set_current || !has_current {
+        doc["current-context"] = json!("gatehouse");
+    }
+}
+
+/// The kubeconfig files from `$KUBECONFIG`, else `~/.kube/config`.
+fn kubeconfig_paths(explicit: Option<&Path>) -> Result<Vec<PathBuf>, CliError> {
+    if let Some(p) = explicit {
+        return Ok(vec![p.to_owned()]);
+    }
+    if let Some(list) = process_env("KUBECONFIG") {
+        let paths: Vec<PathBuf> = std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !paths.is_empty() {
+            return Ok(paths);
+        }
+    }
+    process_env("HOME")
+        .map(|h| vec![PathBuf::from(h).join(".kube").join("config")])
+        .ok_or_else(|| CliError::Usage {
+            reason: "cannot find the kubeconfig: neither KUBECONFIG nor HOME is set".to_owned(),
+            hint: "pass --kubeconfig FILE".to_owned(),
+        })
+}
+
+fn read_yaml(path: &Path) -> Result<Option<Value>, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CliError::io(format!("cannot read {}", path.display()), e)),
+    };
+    if text.trim().is_empty() {
+        return Ok(Some(json!({})));
+    }
+    serde_saphyr::from_str::<Value>(&text)
+        .map(Some)
+        .map_err(|e| CliError::Usage {
+            reason: format!("{} is not a valid kubeconfig: {e}", path.display()),
+            hint: "fix the file, or write elsewhere with --kubeconfig FILE, or use --print"
+                .to_owned(),
+        })
+}
+
+fn to_yaml(doc: &Value) -> Result<String, CliError> {
+    let mut text = serde_saphyr::to_string(doc).map_err(|e| CliError::Usage {
+        reason: format!("cannot render YAML: {e}"),
+        hint: String::new(),
+    })?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// `gatehouse kubeconfig`.
+pub fn run(args: KubeconfigArgs) -> Result<(), CliError> {
+    let cache = Cache::open(args.common.token_cache, &process_env)?;
+    let server = resolve_server(args.server.clone(), &cache)?;
+    let ca = ca_data(args.certificate_authority.as_ref())?;
+    let direct_ca = ca_data(args.apiserver_certificate_authority.as_ref())?;
+    let direct = if args.direct {
+        args.apiserver.as_deref().map(|u| (u, direct_ca.as_deref()))
+    } else {
+        None
+    };
+    let parts = entries(&server, ca.as_deref(), direct);
+    if args.print {
+        let mut doc = json!({});
+        merge(&mut doc, parts, true);
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(to_yaml(&doc)?.as_bytes())
+            .map_err(|e| CliError::io("cannot write to stdout", e));
+    }
+    let path = kubeconfig_paths(args.kubeconfig.as_deref())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CliError::Usage {
+            reason: "no kubeconfig file".to_owned(),
+            hint: "pass --kubeconfig FILE".to_owned(),
+        })?;
+    let mut doc = read_yaml(&path)?.unwrap_or_else(|| json!({}));
+    merge(&mut doc, parts, args.set_current);
+    write_private(&path, to_yaml(&doc)?.as_bytes())?;
+    eprintln!(
+        "Wrote context \"gatehouse\"{} to {}.\nTry: kubectl --context gatehouse get namespaces",
+        if direct.is_some() {
+            " and \"gatehouse-direct\""
+        } else {
+            ""
+        },
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes a file atomically with mode 0600 (kubeconfigs may hold credentials of others).
+fn write_private(path: &Path, body: &[u8]) -> Result<(), CliError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    let tmp = path.with_extension(format!("gatehouse-{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::io(format!("cannot write {}", path.display()), e)
+    })
+}
+
+/// A credential taken from a kubeconfig context.
+struct Credential {
+    token: String,
+    expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
+}
+
+fn find_named<'a>(docs: &'a [Value], key: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .filter_map(|d| d.get(key).and_then(Value::as_array))
+        .flatten()
+        .find(|x| x.get("name").and_then(Value::as_str) == Some(name))
+}
+
+fn kubeconfig_credential(
+    file: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Credential, CliError> {
+    let paths = kubeconfig_paths(file)?;
+    let mut docs = Vec::new();
+    for p in &paths {
+        if let Some(d) = read_yaml(p)? {
+            docs.push(d);
+        }
+    }
+    let usage = |reason: String| CliError::Usage {
+        reason,
+        hint: "pick a context with --context NAME (see `kubectl config get-contexts`)".to_owned(),
+    };
+    let context = match context {
+        Some(c) => c.to_owned(),
+        None => docs
+            .iter()
+            .find_map(|d| d.get("current-context").and_then(Value::as_str))
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| usage("the kubeconfig has no current context".to_owned()))?
+            .to_owned(),
+    };
+    let user_name = find_named(&docs, "contexts", &context)
+        .and_then(|c| c.pointer("/context/user"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            usage(format!(
+                "no context {context:?} with a user in the kubeconfig"
+            ))
+        })?;
+    let user = find_named(&docs, "users", user_name)
+        .and_then(|u| u.get("user"))
+        .ok_or_else(|| usage(format!("no user {user_name:?} in the kubeconfig")))?;
+    if let Some(t) = user.get("token").and_then(Value::as_str) {
+        return Ok(Credential {
+            token: t.to_owned(),
+            expires_at: None,
+        });
+    }
+    if let Some(f) = user.get("tokenFile").and_then(Value::as_str) {
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| CliError::io(format!("cannot read the token file {f}"), e))?;
+        return Ok(Credential {
+            token: t.trim().to_owned(),
+            expires_at: None,
+        });
+    }
+    if let Some(exec) = user.get("exec") {
+        return run_exec_plugin(exec, user_name);
+    }
+    Err(usage(format!(
+        "user {user_name:?} has no token, tokenFile or exec plugin (client certificates cannot be used with gatehouse)"
+    )))
+}
+
+fn run_exec_plugin(exec: &Value, user: &str) -> Result<Credential, CliError> {
+    let command = exec
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CliError::Usage {
+            reason: format!("the exec plugin of user {user:?} names no command"),
+            hint: String::new(),
+        })?;
+    let args: Vec<&str> = exec
+        .get("args")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let api_version = exec
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("client.authentication.k8s.io/v1");
+    let mut cmd = std::process::Command::new(command);
+    cmd.args(&args).env(
+        "KUBERNETES_EXEC_INFO",
+        json!({"apiVersion": api_version, "kind": "ExecCredential", "spec": {"interactive": false}})
+            .to_string(),
+    );
+    for e in exec
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(n), Some(v)) = (
+            e.get("name").and_then(Value::as_str),
+            e.get("value").and_then(Value::as_str),
+        ) {
+            cmd.env(n, v);
+        }
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| CliError::io(format!("cannot run the exec plugin {command:?}"), e))?;
+    if !out.status.success() {
+        return Err(CliError::Usage {
+            reason: format!("the exec plugin {command:?} failed ({})", out.status),
+            hint: "run kubectl with that context once to see the plugin's own message".to_owned(),
+        });
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| CliError::Usage {
+        reason: format!(
+            "the exec plugin {command:?} printed no ExecCredential ({:?} error)",
+            e.classify()
+        ),
+        hint: String::new(),
+    })?;
+    let token = v
+        .pointer("/status/token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CliError::Usage {
+            reason: format!("the ExecCredential of {command:?} has no status.token"),
+            hint: "client certificates cannot be used with gatehouse".to_owned(),
+        })?;
+    let expires_at = v
+        .pointer("/status/expirationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok());
+    Ok(Credential {
+        token: token.to_owned(),
+        expires_at,
+    })
+}
+
+/// `gatehouse login --kubeconfig`: the context's token, checked against the server's
+/// `/v1/whoami` before it is cached.
+pub async fn login_with_kubeconfig(
+    net: &Net,
+    target: &Target,
+    file: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Entry, CliError> {
+    let cred = kubeconfig_credential(file, context)?;
+    let url = format!("{}/v1/whoami", target.server);
+    let who: Value = net
+        .get_json(SERVER, &url, Some(&cred.token))
+        .await
+        .map_err(|e| match e {
+            CliError::Refused {
+                what,
+                url,
+                status,
+                message,
+                ..
+            } => CliError::Refused {
+                what,
+                url,
+                status,
+                message,
+                hint: "gatehouse does not accept this kubeconfig's token; check the context with --context"
+                    .to_owned(),
+            },
+            other => other,
+        })?;
+    let now = net::unix_now();
+    let expires_at = cred
+        .expires_at
+        .or_else(|| {
+            crate::cli::token::unverified_claims(&cred.token)
+                .and_then(|c| c.get("exp").and_then(Value::as_i64))
+        })
+        // A static token without a known expiry: re-check it once a day.
+        .unwrap_or(now + 86_400);
+    eprintln!(
+        "Signed in to {} with the kubeconfig's credential ({}).",
+        target.server,
+        who.get("authenticatedBy")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    );
+    let mut login_command = format!(
+        "gatehouse login --kubeconfig {}",
+        crate::cli::login::shell_quote(&target.server)
+    );
+    if let Some(f) = file {
+        login_command.push_str(&format!(
+            " --kubeconfig-file {}",
+            crate::cli::login::shell_quote(&f.display().to_string())
+        ));
+    }
+    if let Some(c) = context {
+        login_command.push_str(&format!(" --context {}", crate::cli::login::shell_quote(c)));
+    }
+    Ok(Entry {
+        server: target.server.clone(),
+        issuer: None,
+        client_id: None,
+        parameters: BTreeMap::from([("context".to_owned(), context.unwrap_or("").to_owned())]),
+        kind: Kind::Kubeconfig,
+        token: cred.token,
+        refresh_token: None,
+        expires_at,
+        ca_pem: target.ca_pem.clone(),
+        updated_at: now,
+        login_command,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_replaces_own_entries_and_keeps_others() {
+        let mut doc: Value = serde_saphyr::from_str(
+            "apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n- name: other\n  cluster: {server: https://o}\n- name: gatehouse\n  cluster: {server: https://old}\nusers:\n- name: other\n  user: {token: x}\ncontexts:\n- name: other\n  context: {cluster: other, user: other}\n",
+        )
+        .unwrap();
+        merge(
+            &mut doc,
+            entries("https://gh", Some("Q0E="), Some(("https://k8s:6443", None))),
+            false,
+        );
+        assert_eq!(doc["current-context"], "other");
+        let clusters = doc["clusters"].as_array().unwrap();
+        assert_eq!(clusters.len(), 3);
+        assert_eq!(clusters[1]["cluster"]["server"], "https://gh");
+        assert_eq!(clusters[1]["cluster"]["certificate-authority-data"], "Q0E=");
+        assert_eq!(clusters[2]["name"], "gatehouse-direct");
+        let user = &doc["users"].as_array().unwrap()[1];
+        assert_eq!(
+            user["user"]["exec"]["args"],
+            json!(["token", "--server", "https://gh"])
+        );
+        assert_eq!(doc["contexts"].as_array().unwrap().len(), 3);
+        // Round trip through YAML.
+        let text = to_yaml(&doc).unwrap();
+        let back: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn matches_the_ui_kubeconfig() {
+        let mut doc = json!({});
+        merge(&mut doc, entries("https://gh:8443", None, None), true);
+        let ui: Value =
+            serde_saphyr::from_str(&gatehouse_server::ui::kubeconfig_text("https://gh:8443"))
+                .unwrap();
+        assert_eq!(doc, ui);
+    }
+}

@@ -1,0 +1,863 @@
+//! `gatehouse login`: browser (authorization code + PKCE on a loopback redirect), device
+//! authorization grant (RFC 8628), admin password, or a kubeconfig's credential.
+//!
+//! # Security
+//! - `state`, `nonce` and the PKCE verifier come from core's `FlowSecrets` (96 bytes from the
+//!   OS's CSPRNG via aws-lc-rs); the challenge is S256; `state` and `nonce` are compared in
+//!   constant time.
+//! - The loopback listener binds 127.0.0.1 only and answers one path; a request with a wrong
+//!   `state` gets a failure page and does not end the wait (a local process cannot abort or
+//!   hijack the sign-in by guessing).
+//! - The ID token is verified (signature against the IdP's JWKS, `iss`, `aud`, `azp`, expiry,
+//!   `nonce`) before it is stored.
+//! - User parameters are checked against the server's list and patterns before the browser is
+//!   opened; reserved protocol names are refused by core's `authorization_url`.
+//! - No token, code or password is ever printed.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use gatehouse_core::authorize::{FlowSecrets, RESERVED_PARAMETERS, authorization_url};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::cli::cache::{Entry, Kind};
+use crate::cli::error::CliError;
+use crate::cli::net::{self, Discovery, IDP, Net, OidcSettings, SERVER, TokenResponse};
+use crate::cli::spinner::Spinner;
+
+/// What the login needs besides the flow.
+#[derive(Debug)]
+pub struct Target {
+    /// The normalised server URL.
+    pub server: String,
+    /// The CA PEM for server and IdP.
+    pub ca_pem: Option<String>,
+    /// The CA file path, for messages and the renewal command.
+    pub ca_path: Option<String>,
+    /// `--param` values.
+    pub params: Vec<(String, String)>,
+    /// Ask for `offline_access` when the IdP lists it (`--no-offline-access` turns it off).
+    pub offline_access: bool,
+}
+
+impl Target {
+    fn ca_flag(&self) -> String {
+        self.ca_path
+            .as_deref()
+            .map(|p| format!(" --certificate-authority {}", shell_quote(p)))
+            .unwrap_or_default()
+    }
+
+    fn param_flags(&self) -> String {
+        self.params
+            .iter()
+            .map(|(k, v)| format!(" --param {}", shell_quote(&format!("{k}={v}"))))
+            .collect()
+    }
+
+    /// The command that signs in again the same way.
+    pub fn command(&self, flow: &str) -> String {
+        format!(
+            "gatehouse login {flow} {}{}{}{}",
+            shell_quote(&self.server),
+            self.ca_flag(),
+            if flow == "--admin" {
+                String::new()
+            } else {
+                self.param_flags()
+            },
+            if flow != "--admin" && !self.offline_access {
+                " --no-offline-access"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The sign-in parameters: the server's static ones plus vetted `--param`s.
+pub fn parameters(
+    oidc: &OidcSettings,
+    user: &[(String, String)],
+) -> Result<BTreeMap<String, String>, CliError> {
+    let allowed = || {
+        if oidc.user_parameters.is_empty() {
+            "this server allows no per-user parameters".to_owned()
+        } else {
+            format!(
+                "this server allows: {}",
+                oidc.user_parameters
+                    .iter()
+                    .map(|(k, v)| match &v.pattern {
+                        Some(p) => format!("{k} (matching {p})"),
+                        None => k.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    };
+    let mut out = oidc.additional_parameters.clone();
+    for (name, value) in user {
+        if RESERVED_PARAMETERS.contains(&name.as_str()) {
+            return Err(CliError::Parameter {
+                name: name.clone(),
+                reason: "is a reserved protocol parameter and cannot be set".to_owned(),
+                hint: allowed(),
+            });
+        }
+        let Some(spec) = oidc.user_parameters.get(name) else {
+            return Err(CliError::Parameter {
+                name: name.clone(),
+                reason: "is not a parameter the server lets users set".to_owned(),
+                hint: allowed(),
+            });
+        };
+        if value.len() > 512 {
+            return Err(CliError::Parameter {
+                name: name.clone(),
+                reason: "the value is longer than 512 characters".to_owned(),
+                hint: allowed(),
+            });
+        }
+        if let Some(p) = &spec.pattern {
+            let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| CliError::Parameter {
+                name: name.clone(),
+                reason: format!("the server's pattern does not compile here: {e}"),
+                hint: String::new(),
+            })?;
+            if !re.is_match(value) {
+                return Err(CliError::Parameter {
+                    name: name.clone(),
+                    reason: format!("the value {value:?} does not match the server's pattern {p}"),
+                    hint: allowed(),
+                });
+            }
+        }
+        out.insert(name.clone(), value.clone());
+    }
+    Ok(out)
+}
+
+/// The scopes to ask for: the server's, plus `offline_access` when the IdP offers it.
+pub fn scopes(oidc: &OidcSettings, d: &Discovery, offline_access: bool) -> Vec<String> {
+    let mut scopes = oidc.scopes.clone();
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".to_owned());
+    }
+    if offline_access
+        && d.scopes_supported.iter().any(|s| s == "offline_access")
+        && !scopes.iter().any(|s| s == "offline_access")
+    {
+        scopes.push("offline_access".to_owned());
+    }
+    scopes
+}
+
+fn random_secrets() -> Result<FlowSecrets, CliError> {
+    let mut bytes = [0u8; 96];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| CliError::Login {
+            reason: "the system's random number generator failed".to_owned(),
+            hint: String::new(),
+        })?;
+    Ok(FlowSecrets::from_random(&bytes))
+}
+
+/// The server config and discovery, with OIDC required.
+pub async fn oidc_context(
+    net: &Net,
+    target: &Target,
+) -> Result<(OidcSettings, Discovery), CliError> {
+    let config = net.server_config(&target.server).await?;
+    let Some(oidc) = config.oidc else {
+        return Err(CliError::Usage {
+            reason: format!("{} has no OpenID Connect sign-in configured", target.server),
+            hint: if config.admin_enabled {
+                format!("sign in as admin: {}", target.command("--admin"))
+            } else {
+                "ask the operator to configure oidc on the server".to_owned()
+            },
+        });
+    };
+    let d = net.discovery(&oidc.issuer_url).await?;
+    Ok((oidc, d))
+}
+
+fn oidc_entry(
+    target: &Target,
+    oidc: &OidcSettings,
+    params: BTreeMap<String, String>,
+    id_token: String,
+    refresh_token: Option<String>,
+    expires_at: i64,
+    command: String,
+) -> Entry {
+    Entry {
+        server: target.server.clone(),
+        issuer: Some(oidc.issuer_url.clone()),
+        client_id: Some(oidc.cli_client_id.clone()),
+        parameters: params,
+        kind: Kind::Oidc,
+        token: id_token,
+        refresh_token,
+        expires_at,
+        ca_pem: target.ca_pem.clone(),
+        updated_at: net::unix_now(),
+        login_command: command,
+    }
+}
+
+/// Options of the browser flow.
+#[derive(Debug)]
+pub struct SsoOptions {
+    /// The loopback port (0: any free port).
+    pub callback_port: u16,
+    /// Print the URL instead of opening a browser.
+    pub no_browser: bool,
+    /// How long to wait for the browser.
+    pub timeout: Duration,
+}
+
+/// The browser flow. Returns the entry to store.
+pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry, CliError> {
+    let (oidc, d) = oidc_context(net, target).await?;
+    let params = parameters(&oidc, &target.params)?;
+    let scopes = scopes(&oidc, &d, target.offline_access);
+    let listener = TcpListener::bind(("127.0.0.1", opts.callback_port))
+        .await
+        .map_err(|e| CliError::Usage {
+            reason: format!(
+                "cannot listen on 127.0.0.1:{} for the browser's redirect: {e}",
+                opts.callback_port
+            ),
+            hint: "pick another port with --callback-port, or leave it out for a free one"
+                .to_owned(),
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| CliError::io("cannot read the loopback address", e))?
+        .port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let secrets = random_secrets()?;
+    let url = authorization_url(
+        &d.authorization_endpoint,
+        &oidc.cli_client_id,
+        &redirect_uri,
+        &scopes,
+        &secrets,
+        &params,
+    )
+    .map_err(|e| CliError::Usage {
+        reason: e.to_string(),
+        hint: "check the server's oidc.additionalParameters".to_owned(),
+    })?;
+    eprintln!("Sign in to {} in your browser:", target.server);
+    eprintln!("  {url}");
+    if !opts.no_browser && !open_browser(url.as_str()) {
+        eprintln!("(could not open a browser; open the URL above yourself)");
+    }
+    eprintln!(
+        "Waiting for the browser on {redirect_uri} (up to {})...",
+        humantime::format_duration(opts.timeout)
+    );
+    let command = target.command("--sso");
+    let wait = wait_for_callback(&listener, &secrets, |code| {
+        let net = net.clone();
+        let d = d.clone();
+        let client = oidc.cli_client_id.clone();
+        let redirect_uri = redirect_uri.clone();
+        let verifier = secrets.verifier.clone();
+        let nonce = secrets.nonce.clone();
+        async move {
+            let tokens: TokenResponse = net
+                .post_form(
+                    IDP,
+                    &d.token_endpoint,
+                    &[
+                        ("grant_type", "authorization_code"),
+                        ("code", &code),
+                        ("redirect_uri", &redirect_uri),
+                        ("client_id", &client),
+                        ("code_verifier", &verifier),
+                    ],
+                )
+                .await
+                .map_err(offline_hint)?;
+            let id_token = tokens.id_token.ok_or_else(|| CliError::BadAnswer {
+                what: IDP,
+                url: d.token_endpoint.clone(),
+                reason: "no id_token in the token response (is `openid` among the scopes?)"
+                    .to_owned(),
+            })?;
+            let verified = net
+                .verify_id_token(&d, &client, &id_token, Some(&nonce), net::unix_now())
+                .await?;
+            Ok((id_token, tokens.refresh_token, verified))
+        }
+    });
+    let (id_token, refresh_token, verified) = match tokio::time::timeout(opts.timeout, wait).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(CliError::Login {
+                reason: format!(
+                    "no answer from the browser within {}",
+                    humantime::format_duration(opts.timeout)
+                ),
+                hint: format!(
+                    "run `{command}` again and finish the sign-in in the browser, or use --timeout, or --device on a machine without a browser"
+                ),
+            });
+        }
+    };
+    report_identity(&target.server, &verified.claims, verified.expires_at);
+    Ok(oidc_entry(
+        target,
+        &oidc,
+        params,
+        id_token,
+        refresh_token,
+        verified.expires_at,
+        command,
+    ))
+}
+
+/// Adds a hint to an IdP refusal caused by `offline_access` (Keycloak refuses it for users
+/// without the `offline_access` role even though its discovery lists the scope).
+fn offline_hint(e: CliError) -> CliError {
+    match e {
+        CliError::Refused {
+            what,
+            url,
+            status,
+            message,
+            hint,
+        } if message.to_ascii_lowercase().contains("offline") => CliError::Refused {
+            what,
+            url,
+            status,
+            message,
+            hint: format!(
+                "the identity provider does not allow offline_access for you: sign in again with --no-offline-access{}",
+                if hint.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {hint}")
+                }
+            ),
+        },
+        other => other,
+    }
+}
+
+/// Prints who signed in (no token).
+fn report_identity(server: &str, claims: &serde_json::Map<String, serde_json::Value>, exp: i64) {
+    let who = ["email", "preferred_username", "name", "sub"]
+        .iter()
+        .find_map(|c| claims.get(*c).and_then(|v| v.as_str()))
+        .unwrap_or("?");
+    eprintln!(
+        "Signed in to {server} as {who}; the token is valid until {}.",
+        crate::cli::rfc3339(exp)
+    );
+}
+
+fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}
+
+const PAGE_OK: &str = "<!doctype html><html lang=en><head><meta charset=utf-8><title>gatehouse: signed in</title></head><body><h1>Signed in</h1><p>You are signed in to gatehouse. You can close this tab and return to the terminal.</p></body></html>";
+
+fn page_failed(reason: &str) -> String {
+    let escaped = reason
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>gatehouse: sign-in failed</title></head><body><h1>Sign-in failed</h1><p>{escaped}</p><p>Return to the terminal for details.</p></body></html>"
+    )
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, body: &str) {
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nreferrer-policy: no-referrer\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads the request line's target (path and query) of one HTTP/1 request.
+async fn read_target(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 || buf.len() > 16 * 1024 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = buf.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim_end();
+    let mut parts = line.split(' ');
+    (parts.next()? == "GET").then_some(())?;
+    parts.next().map(str::to_owned)
+}
+
+async fn wait_for_callback<F, Fut, T>(
+    listener: &TcpListener,
+    secrets: &FlowSecrets,
+    exchange: F,
+) -> Result<T, CliError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CliError>>,
+{
+    loop {
+        let (mut stream, _) = listener
+            .accept()
+            .await
+            .map_err(|e| CliError::io("the loopback listener failed", e))?;
+        let Some(target) = read_target(&mut stream).await else {
+            respond(&mut stream, "400 Bad Request", &page_failed("bad request")).await;
+            continue;
+        };
+        let Ok(url) = url::Url::parse(&format!("http://127.0.0.1{target}")) else {
+            respond(&mut stream, "400 Bad Request", &page_failed("bad request")).await;
+            continue;
+        };
+        if url.path() != "/callback" {
+            respond(&mut stream, "404 Not Found", &page_failed("not found")).await;
+            continue;
+        }
+        let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+        let state_ok = q
+            .get("state")
+            .is_some_and(|s| net::secrets_equal(s, &secrets.state));
+        if !state_ok {
+            // Not this sign-in's answer: refuse it and keep waiting for the real one.
+            respond(
+                &mut stream,
+                "400 Bad Request",
+                &page_failed("This answer does not belong to the sign-in running in your terminal (state mismatch)."),
+            )
+            .await;
+            continue;
+        }
+        if let Some(error) = q.get("error") {
+            let description = q.get("error_description").cloned().unwrap_or_default();
+            let reason = if description.is_empty() {
+                format!("the identity provider refused the sign-in: {error}")
+            } else {
+                format!("the identity provider refused the sign-in: {error} ({description})")
+            };
+            respond(&mut stream, "200 OK", &page_failed(&reason)).await;
+            return Err(CliError::Login {
+                reason,
+                hint: "check the parameters the server sends (`gatehouse doctor`), or sign in with another account".to_owned(),
+            });
+        }
+        let Some(code) = q.get("code").cloned() else {
+            respond(
+                &mut stream,
+                "400 Bad Request",
+                &page_failed("no authorization code"),
+            )
+            .await;
+            continue;
+        };
+        return match exchange(code).await {
+            Ok(v) => {
+                respond(&mut stream, "200 OK", PAGE_OK).await;
+                Ok(v)
+            }
+            Err(e) => {
+                respond(&mut stream, "200 OK", &page_failed(&e.to_string())).await;
+                Err(e)
+            }
+        };
+    }
+}
+
+#[derive(Deserialize)]
+struct DeviceCode {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    #[serde(default)]
+    verification_uri_complete: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    interval: Option<u64>,
+}
+
+impl std::fmt::Debug for DeviceCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceCode(<redacted>)")
+    }
+}
+
+/// The device authorization grant (RFC 8628). Returns the entry to store.
+pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Entry, CliError> {
+    let (oidc, d) = oidc_context(net, target).await?;
+    let params = parameters(&oidc, &target.params)?;
+    let scopes = scopes(&oidc, &d, target.offline_access).join(" ");
+    let Some(endpoint) = d.device_authorization_endpoint.clone() else {
+        return Err(CliError::Usage {
+            reason: format!("the identity provider {} offers no device flow", d.issuer),
+            hint: format!("sign in with the browser: {}", target.command("--sso")),
+        });
+    };
+    let secrets = random_secrets()?;
+    let challenge = secrets.code_challenge();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("client_id", &oidc.cli_client_id),
+        ("scope", &scopes),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    form.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let dc: DeviceCode = net.post_form(IDP, &endpoint, &form).await?;
+    eprintln!("To sign in to {}, open", target.server);
+    eprintln!(
+        "  {}",
+        dc.verification_uri_complete
+            .as_deref()
+            .unwrap_or(&dc.verification_uri)
+    );
+    eprintln!("and enter the code {}", dc.user_code);
+    let lifetime = Duration::from_secs(dc.expires_in.unwrap_or(600)).min(timeout);
+    let deadline = Instant::now() + lifetime;
+    let mut interval = Duration::from_secs(dc.interval.unwrap_or(5).max(1));
+    let command = target.command("--device");
+    let spinner = Spinner::start("waiting for the sign-in on the other device...".to_owned());
+    loop {
+        if Instant::now() + interval > deadline {
+            return Err(CliError::Login {
+                reason: "the device code expired before the sign-in was completed".to_owned(),
+                hint: format!("run `{command}` again and finish in time"),
+            });
+        }
+        tokio::time::sleep(interval).await;
+        let resp = net
+            .http()
+            .post(&d.token_endpoint)
+            .header("accept", "application/json")
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", &dc.device_code),
+                ("client_id", &oidc.cli_client_id),
+                ("code_verifier", &secrets.verifier),
+            ])
+            .send()
+            .await
+            .map_err(|e| CliError::Unreachable {
+                what: IDP,
+                url: d.token_endpoint.clone(),
+                source: e.without_url(),
+                hint: "check the network, then run the login again".to_owned(),
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CliError::Unreachable {
+            what: IDP,
+            url: d.token_endpoint.clone(),
+            source: e,
+            hint: String::new(),
+        })?;
+        if status.is_success() {
+            let tokens: TokenResponse =
+                serde_json::from_slice(&bytes).map_err(|e| CliError::BadAnswer {
+                    what: IDP,
+                    url: d.token_endpoint.clone(),
+                    reason: format!("{:?} error", e.classify()),
+                })?;
+            let id_token = tokens.id_token.ok_or_else(|| CliError::BadAnswer {
+                what: IDP,
+                url: d.token_endpoint.clone(),
+                reason: "no id_token in the token response".to_owned(),
+            })?;
+            let verified = net
+                .verify_id_token(&d, &oidc.cli_client_id, &id_token, None, net::unix_now())
+                .await?;
+            drop(spinner);
+            report_identity(&target.server, &verified.claims, verified.expires_at);
+            return Ok(oidc_entry(
+                target,
+                &oidc,
+                params,
+                id_token,
+                tokens.refresh_token,
+                verified.expires_at,
+                command,
+            ));
+        }
+        let err: net::OAuthError = serde_json::from_slice(&bytes).unwrap_or_default();
+        match err.error.as_str() {
+            "authorization_pending" => {}
+            "slow_down" => interval += Duration::from_secs(5),
+            other => {
+                return Err(CliError::Login {
+                    reason: match other {
+                        "access_denied" => "the sign-in was denied".to_owned(),
+                        "expired_token" => "the device code expired".to_owned(),
+                        "" => format!("the identity provider answered {status}"),
+                        o => format!(
+                            "the identity provider answered {o}{}",
+                            err.error_description
+                                .as_deref()
+                                .map(|d| format!(" ({d})"))
+                                .unwrap_or_default()
+                        ),
+                    },
+                    hint: format!("run `{command}` again"),
+                });
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AdminToken {
+    token: String,
+    expires_at: String,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// Reads the admin password: from stdin (`--password-stdin`) or a prompt without echo.
+pub fn read_password(from_stdin: bool) -> Result<String, CliError> {
+    let password = if from_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::io("cannot read the password from stdin", e))?;
+        s.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        rpassword::prompt_password("gatehouse admin password: ").map_err(|e| CliError::Usage {
+            reason: format!("cannot prompt for the password: {e}"),
+            hint: "pipe the password in with --password-stdin".to_owned(),
+        })?
+    };
+    if password.is_empty() {
+        return Err(CliError::Usage {
+            reason: "the password is empty".to_owned(),
+            hint: String::new(),
+        });
+    }
+    Ok(password)
+}
+
+/// The admin sign-in. Returns the entry to store.
+pub async fn admin(net: &Net, target: &Target, password: String) -> Result<Entry, CliError> {
+    let url = format!("{}/v1/admin/login", target.server);
+    let resp = net
+        .http()
+        .post(&url)
+        .json(&serde_json::json!({ "password": password }))
+        .send()
+        .await
+        .map_err(|e| CliError::Unreachable {
+            what: SERVER,
+            url: url.clone(),
+            source: e.without_url(),
+            hint: "check the server URL; with a private CA pass --certificate-authority FILE"
+                .to_owned(),
+        })?;
+    drop(password);
+    let status = resp.status();
+    if !status.is_success() {
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        return Err(CliError::Refused {
+            what: SERVER,
+            url,
+            status: status.as_u16(),
+            message: v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("refused")
+                .to_owned(),
+            hint: if status == reqwest::StatusCode::NOT_FOUND {
+                "the admin sign-in is not enabled on this server".to_owned()
+            } else {
+                "check the password".to_owned()
+            },
+        });
+    }
+    let t: AdminToken = resp.json().await.map_err(|e| CliError::BadAnswer {
+        what: SERVER,
+        url: url.clone(),
+        reason: e.without_url().to_string(),
+    })?;
+    let expires_at = humantime::parse_rfc3339(&t.expires_at)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .ok_or_else(|| CliError::BadAnswer {
+            what: SERVER,
+            url,
+            reason: "expiresAt is not an RFC 3339 time".to_owned(),
+        })?;
+    eprintln!(
+        "Signed in to {} as admin; the token is valid until {}.",
+        target.server,
+        crate::cli::rfc3339(expires_at)
+    );
+    Ok(Entry {
+        server: target.server.clone(),
+        issuer: None,
+        client_id: None,
+        parameters: BTreeMap::new(),
+        kind: Kind::Admin,
+        token: t.token,
+        refresh_token: None,
+        expires_at,
+        ca_pem: target.ca_pem.clone(),
+        updated_at: net::unix_now(),
+        login_command: target.command("--admin"),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::cli::net::UserParameter;
+
+    fn settings() -> OidcSettings {
+        OidcSettings {
+            issuer_url: "https://idp".into(),
+            cli_client_id: "cli".into(),
+            scopes: vec!["openid".into(), "email".into()],
+            additional_parameters: BTreeMap::from([("connector_id".into(), "local".into())]),
+            user_parameters: BTreeMap::from([
+                (
+                    "login_hint".into(),
+                    UserParameter {
+                        pattern: Some(r"[a-z]+@example\.com".into()),
+                    },
+                ),
+                ("prompt".into(), UserParameter { pattern: None }),
+            ]),
+        }
+    }
+
+    #[test]
+    fn user_parameters_are_vetted() {
+        let s = settings();
+        let ok = parameters(&s, &[("login_hint".into(), "alice@example.com".into())]).unwrap();
+        assert_eq!(ok["connector_id"], "local");
+        assert_eq!(ok["login_hint"], "alice@example.com");
+
+        let e = parameters(
+            &s,
+            &[("login_hint".into(), "alice@example.com.evil".into())],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("login_hint") && e.to_string().contains("pattern"),
+            "{e}"
+        );
+        let e = parameters(&s, &[("domain_hint".into(), "x".into())]).unwrap_err();
+        assert!(e.to_string().contains("domain_hint"), "{e}");
+        assert!(e.hint().unwrap().contains("login_hint"), "{:?}", e.hint());
+        let e = parameters(&s, &[("state".into(), "x".into())]).unwrap_err();
+        assert!(e.to_string().contains("reserved"), "{e}");
+        assert!(parameters(&s, &[("prompt".into(), "login".into())]).is_ok());
+    }
+
+    #[test]
+    fn offline_access_only_when_supported() {
+        let s = settings();
+        let mut d = Discovery {
+            issuer: "https://idp".into(),
+            authorization_endpoint: "https://idp/auth".into(),
+            token_endpoint: "https://idp/token".into(),
+            jwks_uri: "https://idp/keys".into(),
+            device_authorization_endpoint: None,
+            revocation_endpoint: None,
+            scopes_supported: vec![],
+            id_token_signing_alg_values_supported: vec![],
+        };
+        assert!(!scopes(&s, &d, true).contains(&"offline_access".to_owned()));
+        d.scopes_supported = vec!["openid".into(), "offline_access".into()];
+        assert_eq!(scopes(&s, &d, true), ["openid", "email", "offline_access"]);
+        assert_eq!(scopes(&s, &d, false), ["openid", "email"]);
+    }
+
+    #[test]
+    fn renewal_command_quotes_words() {
+        let t = Target {
+            server: "https://gh.example".into(),
+            ca_pem: None,
+            ca_path: Some("/tmp/my ca.pem".into()),
+            params: vec![("login_hint".into(), "a@example.com".into())],
+            offline_access: true,
+        };
+        assert_eq!(
+            t.command("--sso"),
+            "gatehouse login --sso https://gh.example --certificate-authority '/tmp/my ca.pem' --param login_hint=a@example.com"
+        );
+        assert_eq!(
+            t.command("--admin"),
+            "gatehouse login --admin https://gh.example --certificate-authority '/tmp/my ca.pem'"
+        );
+    }
+
+    #[test]
+    fn offline_access_refusal_gets_a_hint() {
+        let e = offline_hint(CliError::Refused {
+            what: IDP,
+            url: "https://idp/token".into(),
+            status: 400,
+            message: "not_allowed (Offline tokens not allowed for the user or client)".into(),
+            hint: String::new(),
+        });
+        assert!(e.hint().unwrap().contains("--no-offline-access"));
+    }
+
+    #[test]
+    fn failure_page_escapes_html() {
+        let p = page_failed("<script>x</script>");
+        assert!(!p.contains("<script>"));
+    }
+}

@@ -1,0 +1,322 @@
+//! The client side of `gatehouse`: `login`, `logout`, `whoami`, `token`, `kubeconfig`,
+//! `completion`.
+//!
+//! `gatehouse token` is on kubectl's path for every request, so its common case (a valid cached
+//! token) reads one file and prints; no async runtime, TLS configuration or network is set up
+//! unless the token must be refreshed.
+
+pub mod cache;
+pub mod error;
+pub mod kubeconfig;
+pub mod login;
+pub mod net;
+pub mod spinner;
+pub mod token;
+
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::cli::cache::{Backend, Cache};
+use crate::cli::error::CliError;
+
+/// Options every client command shares.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Where tokens are kept: `auto` (the OS keyring when reachable, else the file), `file`
+    /// (0600 file under $XDG_CONFIG_HOME/gatehouse or ~/.config/gatehouse), `keyring`.
+    #[arg(long, value_enum, default_value_t = Backend::Auto, env = "GATEHOUSE_TOKEN_CACHE", global = true)]
+    pub token_cache: Backend,
+}
+
+/// How data is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// The client commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Sign in to a gatehouse server and cache the token.
+    #[command(after_help = "Examples:
+  gatehouse login --sso https://gatehouse.example.com
+  gatehouse login --sso https://gatehouse.example.com --param login_hint=me@example.com
+  gatehouse login --device https://gatehouse.example.com        # over SSH, no browser here
+  gatehouse login --sso https://127.0.0.1:8443 --certificate-authority ca.crt --no-browser
+  echo \"$PASSWORD\" | gatehouse login --admin https://gatehouse.example.com --password-stdin
+  gatehouse login --kubeconfig https://gatehouse.example.com --context my-cluster")]
+    Login(LoginArgs),
+    /// Revoke the refresh token at the identity provider (when it offers revocation) and
+    /// forget the cached tokens of a server.
+    #[command(after_help = "Examples:\n  gatehouse logout https://gatehouse.example.com")]
+    Logout {
+        /// The gatehouse server URL (default: the server signed in to last).
+        #[arg(env = "GATEHOUSE_SERVER")]
+        server: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show who you are to gatehouse (its /v1/whoami) and what your cached token says.
+    #[command(
+        after_help = "Examples:\n  gatehouse whoami\n  gatehouse whoami https://gatehouse.example.com --output json"
+    )]
+    Whoami {
+        /// The gatehouse server URL (default: the server signed in to last).
+        #[arg(env = "GATEHOUSE_SERVER")]
+        server: Option<String>,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// kubectl credential plugin: print an ExecCredential (client.authentication.k8s.io/v1)
+    /// with the cached token, refreshing it first when it has expired.
+    #[command(after_help = "Used from a kubeconfig (see `gatehouse kubeconfig`):
+  users:
+  - name: gatehouse
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1
+        command: gatehouse
+        args: [token, --server, https://gatehouse.example.com]
+        interactiveMode: IfAvailable
+
+With a valid cached token this touches no network. The ExecCredential on stdout is the only
+place gatehouse ever prints a token.")]
+    Token {
+        /// The gatehouse server URL (default: the server signed in to last).
+        #[arg(long, env = "GATEHOUSE_SERVER")]
+        server: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Add a `gatehouse` context (cluster, exec-plugin user) to your kubeconfig, or print it.
+    #[command(after_help = "Examples:
+  gatehouse kubeconfig https://gatehouse.example.com
+  gatehouse kubeconfig https://127.0.0.1:8443 --certificate-authority ca.crt --print
+  gatehouse kubeconfig https://gatehouse.example.com --direct \\
+      --apiserver https://k8s.example.com:6443 --apiserver-certificate-authority k8s-ca.crt
+  kubectl --context gatehouse get namespaces")]
+    Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  gatehouse completion bash > /etc/bash_completion.d/gatehouse\n  gatehouse completion zsh > \"${fpath[1]}/_gatehouse\"\n  gatehouse completion fish > ~/.config/fish/completions/gatehouse.fish"
+    )]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `gatehouse login`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("flow").args(["sso", "device", "admin", "kubeconfig"])))]
+pub struct LoginArgs {
+    /// The gatehouse server URL (default: the server signed in to last).
+    #[arg(env = "GATEHOUSE_SERVER")]
+    pub server: Option<String>,
+    /// Sign in with the browser: authorization code with PKCE, redirect to a loopback port
+    /// (the default).
+    #[arg(long)]
+    pub sso: bool,
+    /// Sign in with the device flow (RFC 8628): open the URL shown on any device, enter the
+    /// code.
+    #[arg(long)]
+    pub device: bool,
+    /// Sign in as gatehouse's admin with its password.
+    #[arg(long)]
+    pub admin: bool,
+    /// Use the credential of a kubeconfig context (token, token file or exec plugin).
+    #[arg(long)]
+    pub kubeconfig: bool,
+    /// The kubeconfig file for --kubeconfig (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
+    pub kubeconfig_file: Option<PathBuf>,
+    /// The context for --kubeconfig (default: the current context).
+    #[arg(long, requires = "kubeconfig")]
+    pub context: Option<String>,
+    /// PEM file with the CA certificate(s) of the server and the identity provider.
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
+    /// A sign-in parameter the server lets users set (see `allowed` in the error otherwise),
+    /// as NAME=VALUE; repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Do not ask for `offline_access` even when the identity provider lists it (for IdPs
+    /// that refuse it to some users; most still give a refresh token bound to the session).
+    #[arg(long)]
+    pub no_offline_access: bool,
+    /// The loopback port for the browser's redirect (default: a free port).
+    #[arg(long, default_value_t = 0)]
+    pub callback_port: u16,
+    /// Print the sign-in URL instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// How long to wait for the browser or the device sign-in.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Read the admin password from stdin instead of prompting.
+    #[arg(long, requires = "admin")]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err("expected NAME=VALUE".to_owned()),
+    }
+}
+
+/// Reads the process environment (the one place the CLI does).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// RFC 3339 for unix seconds.
+pub fn rfc3339(unix: i64) -> String {
+    let secs = u64::try_from(unix).unwrap_or(0);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// A current-thread runtime for the commands that talk to the network.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("cannot start the async runtime", e))
+}
+
+/// The server to use: given, else the one signed in to last.
+pub fn resolve_server(given: Option<String>, cache: &Cache) -> Result<String, CliError> {
+    if let Some(s) = given {
+        let url = url::Url::parse(&s).map_err(|e| CliError::Usage {
+            reason: format!("{s:?} is not a URL: {e}"),
+            hint: "give the server as https://host[:port]".to_owned(),
+        })?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(CliError::Usage {
+                reason: format!("{s:?} is not an http(s) URL"),
+                hint: "give the server as https://host[:port]".to_owned(),
+            });
+        }
+        return Ok(cache::normalize_server(&s));
+    }
+    cache
+        .read()?
+        .newest_server()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Usage {
+            reason: "no server given and none signed in to yet".to_owned(),
+            hint: "gatehouse login --sso https://gatehouse.example.com".to_owned(),
+        })
+}
+
+/// Runs a client command; prints the error with its causes and hint.
+pub fn run(command: Command) -> std::process::ExitCode {
+    match dispatch(command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            e.report();
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Token { server, common } => token::token(server, &common),
+        Command::Login(args) => login_command(args),
+        Command::Logout { server, common } => token::logout(server, &common),
+        Command::Whoami {
+            server,
+            output,
+            common,
+        } => token::whoami(server, output, &common),
+        Command::Kubeconfig(args) => kubeconfig::run(args),
+        Command::Completion { shell } => {
+            let mut cmd = <crate::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "gatehouse", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// Reads a CA file for `--certificate-authority`; returns its PEM and absolute path.
+pub fn read_ca(path: Option<&PathBuf>) -> Result<(Option<String>, Option<String>), CliError> {
+    let Some(path) = path else {
+        return Ok((None, None));
+    };
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+    let pem = std::fs::read_to_string(&abs).map_err(|e| CliError::Ca {
+        path: abs.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((Some(pem), Some(abs.display().to_string())))
+}
+
+fn login_command(args: LoginArgs) -> Result<(), CliError> {
+    let cache = Cache::open(args.common.token_cache, &process_env)?;
+    let server = resolve_server(args.server.clone(), &cache)?;
+    let (ca_pem, ca_path) = read_ca(args.certificate_authority.as_ref())?;
+    let target = login::Target {
+        server,
+        ca_pem,
+        ca_path,
+        params: args.params.clone(),
+        offline_access: !args.no_offline_access,
+    };
+    // Read the password before anything else, so a prompt is not interleaved with messages.
+    let password = if args.admin {
+        Some(login::read_password(args.password_stdin)?)
+    } else {
+        None
+    };
+    // Fail early on a corrupted cache, before the user signs in for nothing.
+    cache.read()?;
+    let net = net::Net::new(
+        target.ca_pem.as_deref(),
+        target.ca_path.as_deref().unwrap_or(""),
+    )?;
+    let rt = runtime()?;
+    let entry = rt.block_on(async {
+        if let Some(password) = password {
+            login::admin(&net, &target, password).await
+        } else if args.device {
+            login::device(&net, &target, args.timeout).await
+        } else if args.kubeconfig {
+            kubeconfig::login_with_kubeconfig(
+                &net,
+                &target,
+                args.kubeconfig_file.as_deref(),
+                args.context.as_deref(),
+            )
+            .await
+        } else {
+            login::sso(
+                &net,
+                &target,
+                &login::SsoOptions {
+                    callback_port: args.callback_port,
+                    no_browser: args.no_browser,
+                    timeout: args.timeout,
+                },
+            )
+            .await
+        }
+    })?;
+    let lock = cache.lock()?;
+    let mut file = lock.read()?;
+    file.put(entry);
+    lock.write(&file)?;
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! HTTP to the gatehouse server and the IdP: public config, discovery, the token endpoint,
+//! ID token verification (core's `jwt::verify` against the IdP's JWKS).
+//!
+//! # Security
+//! - TLS is rustls with the system roots plus the CA given at login (kept in the cache entry
+//!   so `gatehouse token` can refresh without flags).
+//! - Redirects are not followed: a token endpoint must answer itself.
+//! - Error bodies from the IdP are reduced to `error` / `error_description`; bodies that could
+//!   hold tokens are never printed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gatehouse_core::jwt::{self, Policy, Verified};
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+
+use crate::cli::error::CliError;
+
+/// The gatehouse server's `GET /v1/config`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerConfig {
+    /// OIDC settings, when OIDC is configured.
+    #[serde(default)]
+    pub oidc: Option<OidcSettings>,
+    /// Whether the admin sign-in is enabled.
+    #[serde(default)]
+    pub admin_enabled: bool,
+}
+
+/// The `oidc` part of the public config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcSettings {
+    /// The issuer.
+    pub issuer_url: String,
+    /// The CLI's client ID.
+    pub cli_client_id: String,
+    /// Scopes to request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Static authorization parameters.
+    #[serde(default)]
+    pub additional_parameters: BTreeMap<String, String>,
+    /// Parameters a user may set, with their patterns.
+    #[serde(default)]
+    pub user_parameters: BTreeMap<String, UserParameter>,
+}
+
+/// One user-settable parameter.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserParameter {
+    /// The pattern the whole value must match.
+    #[serde(default)]
+    pub pattern: Option<String>,
+}
+
+/// The parts of the IdP's discovery document the CLI uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    /// `issuer`.
+    pub issuer: String,
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: String,
+    /// `token_endpoint`.
+    pub token_endpoint: String,
+    /// `jwks_uri`.
+    pub jwks_uri: String,
+    /// `device_authorization_endpoint`.
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
+    /// `revocation_endpoint`.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    /// `scopes_supported`.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// `id_token_signing_alg_values_supported`.
+    #[serde(default)]
+    pub id_token_signing_alg_values_supported: Vec<String>,
+}
+
+/// A token endpoint answer. `Debug` is redacted.
+#[derive(Deserialize)]
+pub struct TokenResponse {
+    /// `id_token`.
+    #[serde(default)]
+    pub id_token: Option<String>,
+    /// `refresh_token`.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenResponse(<redacted>)")
+    }
+}
+
+/// An OAuth error answer.
+#[derive(Debug, Default, Deserialize)]
+pub struct OAuthError {
+    /// `error`.
+    #[serde(default)]
+    pub error: String,
+    /// `error_description`.
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+impl OAuthError {
+    fn message(&self) -> String {
+        match &self.error_description {
+            Some(d) if !d.is_empty() => format!("{} ({d})", self.error),
+            _ => self.error.clone(),
+        }
+    }
+}
+
+/// An HTTP client for one server/IdP pair.
+#[derive(Debug, Clone)]
+pub struct Net {
+    http: reqwest::Client,
+}
+
+/// Who is being talked to, for error messages.
+pub const SERVER: &str = "the gatehouse server";
+/// Who is being talked to, for error messages.
+pub const IDP: &str = "the identity provider";
+
+impl Net {
+    /// A client trusting the system roots and `ca_pem` when given.
+    pub fn new(ca_pem: Option<&str>, ca_path: &str) -> Result<Self, CliError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("gatehouse-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                CliError::Ca {
+                    path: ca_path.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
+            if certs.is_empty() {
+                return Err(CliError::Ca {
+                    path: ca_path.to_owned(),
+                    reason: "no PEM certificate in it".to_owned(),
+                });
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b.build().map_err(|e| CliError::Ca {
+            path: ca_path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { http })
+    }
+
+    /// The underlying client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn unreachable(what: &'static str, url: &str, e: reqwest::Error) -> CliError {
+        let mut chain = String::new();
+        let mut cause: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(c) = cause {
+            chain.push_str(&c.to_string());
+            cause = c.source();
+        }
+        let hint = if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+            format!(
+                "{what}'s TLS certificate is not trusted here: pass the CA that signed it with --certificate-authority FILE"
+            )
+        } else if e.is_timeout() {
+            format!("{what} did not answer in time: check the network and the URL")
+        } else if what == SERVER {
+            "check the server URL, and that gatehouse runs there".to_owned()
+        } else {
+            "check that the identity provider is reachable from this machine".to_owned()
+        };
+        CliError::Unreachable {
+            what,
+            url: url.to_owned(),
+            source: e.without_url(),
+            hint,
+        }
+    }
+
+    /// GETs JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<T, CliError> {
+        let mut req = self.http.get(url).header("accept", "application/json");
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(what, url, e))?;
+        Self::json(what, url, resp).await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        what: &'static str,
+        url: &str,
+        resp: reqwest::Response,
+    ) -> Result<T, CliError> {
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Self::unreachable(what, url, e))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<OAuthError>(&bytes)
+                .ok()
+                .filter(|e| !e.error.is_empty())
+                .map(|e| e.message())
+                .or_else(|| {
+                    serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                })
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            return Err(CliError::Refused {
+                what,
+                url: url.to_owned(),
+                status: status.as_u16(),
+                message,
+                hint: String::new(),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CliError::BadAnswer {
+            what,
+            url: url.to_owned(),
+            reason: format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        })
+    }
+
+    /// POSTs a form and reads JSON. Errors keep the OAuth `error` code.
+    pub async fn post_form<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<T, CliError> {
+        let resp = self
+            .http
+            .post(url)
+            .header("accept", "application/json")
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(what, url, e))?;
+        Self::json(what, url, resp).await
+    }
+
+    /// The server's public config.
+    pub async fn server_config(&self, server: &str) -> Result<ServerConfig, CliError> {
+        let url = format!("{server}/v1/config");
+        self.get_json(SERVER, &url, None)
+            .await
+            .map_err(|e| match e {
+                CliError::Refused {
+                    what,
+                    url,
+                    status,
+                    message,
+                    ..
+                } => CliError::Refused {
+                    what,
+                    url,
+                    status,
+                    message,
+                    hint: "is this a gatehouse server? Check the URL".to_owned(),
+                },
+                other => other,
+            })
+    }
+
+    /// The IdP's discovery document; its `issuer` must equal `issuer`.
+    pub async fn discovery(&self, issuer: &str) -> Result<Discovery, CliError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let d: Discovery = self.get_json(IDP, &url, None).await?;
+        if d.issuer != issuer {
+            return Err(CliError::BadAnswer {
+                what: IDP,
+                url,
+                reason: format!(
+                    "its issuer {:?} differs from the configured issuer {issuer:?}",
+                    d.issuer
+                ),
+            });
+        }
+        Ok(d)
+    }
+
+    /// Verifies an ID token against the IdP's key set. `nonce`, when given, must equal the
+    /// token's `nonce` claim (compared in constant time).
+    pub async fn verify_id_token(
+        &self,
+        d: &Discovery,
+        client_id: &str,
+        id_token: &str,
+        nonce: Option<&str>,
+        now: i64,
+    ) -> Result<Verified, CliError> {
+        let keys: JwkSet = self.get_json(IDP, &d.jwks_uri, None).await?;
+        let mut algorithms: Vec<Algorithm> = d
+            .id_token_signing_alg_values_supported
+            .iter()
+            .filter_map(|a| a.parse::<Algorithm>().ok())
+            .filter(|a| jwt::is_asymmetric(*a))
+            .collect();
+        if algorithms.is_empty() {
+            algorithms.push(Algorithm::RS256);
+        }
+        let policy = Policy::new(
+            d.issuer.clone(),
+            vec![client_id.to_owned()],
+            vec![client_id.to_owned()],
+            algorithms,
+            jwt::MAX_SKEW_SECS,
+        );
+        let verified =
+            jwt::verify(id_token, &keys, &policy, now).map_err(|source| CliError::Verify {
+                issuer: d.issuer.clone(),
+                source,
+            })?;
+        if let Some(expected) = nonce {
+            let found = verified
+                .claims
+                .get("nonce")
+                .and_then(|n| n.as_str())
+                .unwrap_or("");
+            if !bool::from(found.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(CliError::Login {
+                    reason: "the ID token's nonce does not match this sign-in".to_owned(),
+                    hint: "sign in again; if it keeps failing, something replays old tokens"
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(verified)
+    }
+}
+
+/// Compares two secrets in constant time.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Now, unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,361 @@
+//! `gatehouse token` (the kubectl credential plugin), refresh, `whoami` and `logout`.
+//!
+//! # Refresh
+//! A token counts as valid while it has more than [`MIN_REMAINING_SECS`] left, so kubectl is
+//! never handed a token that expires in flight. An expired token is refreshed under the
+//! cache's exclusive lock, after re-reading the cache: of many kubectl processes that find it
+//! expired at once, the first refreshes and the rest read its result.
+//!
+//! `GATEHOUSE_CLI_TRACE=FILE` appends one line per refresh request sent to the IdP (no token in
+//! it); the end-to-end tests count those lines.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use crate::cli::cache::{Cache, Entry, Kind};
+use crate::cli::error::CliError;
+use crate::cli::net::{self, IDP, Net, SERVER, TokenResponse};
+use crate::cli::{Common, Output, process_env, resolve_server, rfc3339, runtime};
+
+/// A token with less than this left is refreshed first.
+pub const MIN_REMAINING_SECS: i64 = 10;
+
+fn valid(entry: &Entry, now: i64) -> bool {
+    entry.expires_at - MIN_REMAINING_SECS > now
+}
+
+fn not_logged_in(server: &str) -> CliError {
+    CliError::NotLoggedIn {
+        server: server.to_owned(),
+        hint: format!("sign in first: gatehouse login --sso {server}"),
+    }
+}
+
+/// A valid token for `server`: from the cache, refreshed when needed (under the lock).
+pub fn current(cache: &Cache, server: &str) -> Result<Entry, CliError> {
+    let file = cache.read()?;
+    let entry = file
+        .for_server(server)
+        .cloned()
+        .ok_or_else(|| not_logged_in(server))?;
+    if valid(&entry, net::unix_now()) {
+        return Ok(entry);
+    }
+    let lock = cache.lock()?;
+    let mut file = lock.read()?;
+    let entry = file
+        .for_server(server)
+        .cloned()
+        .ok_or_else(|| not_logged_in(server))?;
+    if valid(&entry, net::unix_now()) {
+        // Another process refreshed it while we waited for the lock.
+        return Ok(entry);
+    }
+    let fresh = refresh(&entry).map_err(|e| CliError::RefreshFailed {
+        server: server.to_owned(),
+        source: Box::new(e),
+        hint: format!("sign in again: {}", entry.login_command),
+    })?;
+    file.put(fresh.clone());
+    lock.write(&file)?;
+    Ok(fresh)
+}
+
+fn trace(line: &str) {
+    if let Some(path) = process_env("GATEHOUSE_CLI_TRACE")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{line} pid={}", std::process::id());
+    }
+}
+
+fn refresh(entry: &Entry) -> Result<Entry, CliError> {
+    let (Kind::Oidc, Some(refresh_token), Some(issuer), Some(client_id)) = (
+        entry.kind,
+        entry.refresh_token.as_deref(),
+        entry.issuer.as_deref(),
+        entry.client_id.as_deref(),
+    ) else {
+        return Err(CliError::Login {
+            reason: match entry.kind {
+                Kind::Oidc => {
+                    "the identity provider gave no refresh token (it may not offer offline_access)"
+                }
+                Kind::Admin => "admin tokens cannot be refreshed",
+                Kind::Kubeconfig => "tokens taken from a kubeconfig cannot be refreshed",
+            }
+            .to_owned(),
+            hint: String::new(),
+        });
+    };
+    let net = Net::new(entry.ca_pem.as_deref(), "(the CA stored at login)")?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let d = net.discovery(issuer).await?;
+        trace("refresh");
+        let tokens: TokenResponse = net
+            .post_form(
+                IDP,
+                &d.token_endpoint,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                    ("client_id", client_id),
+                ],
+            )
+            .await?;
+        let id_token = tokens.id_token.ok_or_else(|| CliError::BadAnswer {
+            what: IDP,
+            url: d.token_endpoint.clone(),
+            reason: "no id_token in the refresh response".to_owned(),
+        })?;
+        let verified = net
+            .verify_id_token(&d, client_id, &id_token, None, net::unix_now())
+            .await?;
+        Ok(Entry {
+            token: id_token,
+            // IdPs that rotate refresh tokens send a new one; others keep the old valid.
+            refresh_token: tokens.refresh_token.or_else(|| entry.refresh_token.clone()),
+            expires_at: verified.expires_at,
+            updated_at: net::unix_now(),
+            ..entry.clone()
+        })
+    })
+}
+
+/// `gatehouse token`: the ExecCredential on stdout.
+pub fn token(server: Option<String>, common: &Common) -> Result<(), CliError> {
+    let cache = Cache::open(common.token_cache, &process_env)?;
+    let server = resolve_server(server, &cache)?;
+    let entry = current(&cache, &server)?;
+    let credential = json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {
+            "token": entry.token,
+            "expirationTimestamp": rfc3339(entry.expires_at),
+        },
+    });
+    // The one place a token is printed: kubectl reads it from stdout.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{credential}").map_err(|e| CliError::io("cannot write to stdout", e))?;
+    Ok(())
+}
+
+/// The token's claims, decoded **without verification** (for display only).
+pub fn unverified_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Prints data as text, JSON or YAML.
+pub fn print_data(
+    output: Output,
+    value: &Value,
+    text: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    let rendered = match output {
+        Output::Text => text(),
+        Output::Json => format!("{value:#}"),
+        Output::Yaml => serde_saphyr::to_string(value).map_err(|e| CliError::Usage {
+            reason: format!("cannot render YAML: {e}"),
+            hint: "use --output json".to_owned(),
+        })?,
+    };
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", rendered.trim_end())
+        .and_then(|()| writeln!(out))
+        .map_err(|e| CliError::io("cannot write to stdout", e))
+}
+
+/// `gatehouse whoami`.
+pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result<(), CliError> {
+    let cache = Cache::open(common.token_cache, &process_env)?;
+    let server = resolve_server(server, &cache)?;
+    let entry = current(&cache, &server)?;
+    let net = Net::new(entry.ca_pem.as_deref(), "(the CA stored at login)")?;
+    let url = format!("{server}/v1/whoami");
+    let remote: Value = runtime()?
+        .block_on(net.get_json(SERVER, &url, Some(&entry.token)))
+        .map_err(|e| match e {
+            CliError::Refused {
+                what,
+                url,
+                status,
+                message,
+                ..
+            } => CliError::Refused {
+                what,
+                url,
+                status,
+                message,
+                hint: format!("sign in again: {}", entry.login_command),
+            },
+            other => other,
+        })?;
+    let claims = unverified_claims(&entry.token).unwrap_or_default();
+    let local = json!({
+        "kind": entry.kind,
+        "issuer": claims.get("iss"),
+        "audiences": claims.get("aud"),
+        "authorizedParty": claims.get("azp"),
+        "expiresAt": rfc3339(entry.expires_at),
+        "refreshable": entry.refresh_token.is_some(),
+    });
+    let value = json!({ "server": server, "token": local, "gatehouse": remote });
+    print_data(output, &value, || {
+        let s = |v: Option<&Value>| match v {
+            None | Some(Value::Null) => "-".to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Some(v) => v.to_string(),
+        };
+        let k = remote.get("kubernetes");
+        let kube = match k.and_then(|k| k.get("via")).and_then(Value::as_str) {
+            Some("impersonation") => format!(
+                "as {} (impersonation)",
+                s(k.and_then(|k| k.get("serviceAccounts"))
+                    .or_else(|| k.and_then(|k| k.get("username"))))
+            ),
+            Some("fallThrough") => format!(
+                "with your own token (fall-through){}",
+                k.and_then(|k| k.pointer("/review/username"))
+                    .and_then(Value::as_str)
+                    .map(|u| format!(": {u}"))
+                    .unwrap_or_default()
+            ),
+            Some(other) => other.to_owned(),
+            None => "-".to_owned(),
+        };
+        format!(
+            "Server:            {server}\nAuthenticated by:  {}\nUsername:          {}\nGroups:            {}\nKubernetes access: {kube}\nToken audiences:   {}\nToken azp:         {}\nToken expires:     {}{}\n",
+            s(remote.get("authenticatedBy")),
+            s(remote.get("username")),
+            s(remote.get("groups")),
+            s(claims.get("aud")),
+            s(claims.get("azp")),
+            rfc3339(entry.expires_at),
+            if entry.refresh_token.is_some() {
+                " (refreshable)"
+            } else {
+                ""
+            },
+        )
+    })
+}
+
+/// `gatehouse logout`.
+pub fn logout(server: Option<String>, common: &Common) -> Result<(), CliError> {
+    let cache = Cache::open(common.token_cache, &process_env)?;
+    let server = resolve_server(server, &cache)?;
+    let lock = cache.lock()?;
+    let mut file = lock.read()?;
+    let removed = file.remove_server(&server);
+    if removed.is_empty() {
+        eprintln!("Not signed in to {server}; nothing to do.");
+        return Ok(());
+    }
+    for e in &removed {
+        if let Err(err) = revoke(e) {
+            eprintln!("gatehouse: warning: could not revoke the refresh token: {err}");
+        }
+    }
+    lock.write(&file)?;
+    eprintln!("Signed out of {server}; cached tokens removed.");
+    Ok(())
+}
+
+/// Revokes the refresh token of an entry where the IdP offers RFC 7009 revocation.
+fn revoke(entry: &Entry) -> Result<(), CliError> {
+    let (Some(refresh_token), Some(issuer), Some(client_id)) = (
+        entry.refresh_token.as_deref(),
+        entry.issuer.as_deref(),
+        entry.client_id.as_deref(),
+    ) else {
+        return Ok(());
+    };
+    let net = Net::new(entry.ca_pem.as_deref(), "(the CA stored at login)")?;
+    runtime()?.block_on(async {
+        let d = net.discovery(issuer).await?;
+        let Some(endpoint) = d.revocation_endpoint else {
+            eprintln!(
+                "(the identity provider offers no token revocation; the refresh token stays valid there until it expires)"
+            );
+            return Ok(());
+        };
+        let resp = net
+            .http()
+            .post(&endpoint)
+            .form(&[
+                ("token", refresh_token),
+                ("token_type_hint", "refresh_token"),
+                ("client_id", client_id),
+            ])
+            .send()
+            .await
+            .map_err(|e| CliError::Unreachable {
+                what: IDP,
+                url: endpoint.clone(),
+                source: e.without_url(),
+                hint: String::new(),
+            })?;
+        if resp.status().is_success() {
+            eprintln!("Refresh token revoked at the identity provider.");
+            Ok(())
+        } else {
+            Err(CliError::Refused {
+                what: IDP,
+                url: endpoint,
+                status: resp.status().as_u16(),
+                message: "revocation refused".to_owned(),
+                hint: String::new(),
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_keeps_a_margin() {
+        let mut e = Entry {
+            server: "s".into(),
+            issuer: None,
+            client_id: None,
+            parameters: Default::default(),
+            kind: Kind::Admin,
+            token: "t".into(),
+            refresh_token: None,
+            expires_at: 1000,
+            ca_pem: None,
+            updated_at: 0,
+            login_command: String::new(),
+        };
+        assert!(valid(&e, 989));
+        assert!(!valid(&e, 990));
+        e.expires_at = 0;
+        assert!(!valid(&e, 0));
+    }
+
+    #[test]
+    fn claims_decode_without_padding() {
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"aud":["a","b"],"azp":"a"}"#);
+        let c = unverified_claims(&format!("x.{payload}.y")).unwrap();
+        assert_eq!(c["azp"], "a");
+        assert!(unverified_claims("opaque").is_none());
+    }
+}

@@ -1,0 +1,902 @@
+//! The CLI end to end: the real `gatehouse` binary as server and as CLI, the test bed's Dex,
+//! kube-apiserver and kubectl. The test plays the user's browser over HTTP (Dex's login form),
+//! and kubectl runs `gatehouse token` as its exec credential plugin from PATH.
+//!
+//! Each test has its own gatehouse server, token cache (`XDG_CONFIG_HOME`), `HOME` and
+//! kubeconfig, so tests run in parallel with each other and with other suites.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{DexBrowser, Gatehouse, LineReader, Testbed, free_port, tempdir::TempDir, text};
+
+fn config(tb: &Testbed) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{{{{PORT}}}}
+tls: {{ certFile: "{cert}", keyFile: "{key}" }}
+kubernetes: {{ kubeconfig: "{kubeconfig}" }}
+oidc:
+  issuerUrl: "{issuer}"
+  clientId: gatehouse
+  cliClientId: gatehouse-cli
+  caFile: "{ca}"
+  additionalScopes: [groups]
+  additionalParameters: {{ connector_id: local }}
+  userParameters:
+    login_hint: {{ pattern: '[a-z]+@example\.com' }}
+fallThrough: {{ enabled: true }}
+admin:
+  enabled: true
+  passwordHash: '{hash}'
+  tokenSigningKey: '{signing}'
+"#,
+        cert = tb.var("GATEHOUSE_TLS_CERT"),
+        key = tb.var("GATEHOUSE_TLS_KEY"),
+        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
+        issuer = tb.var("DEX_ISSUER"),
+        ca = tb.var("TESTBED_CA_FILE"),
+        hash = tb.var("GATEHOUSE_ADMIN_PASSWORD_HASH"),
+        signing = tb.var("GATEHOUSE_ADMIN_SIGNING_KEY"),
+    )
+}
+
+/// One user's machine: a home, a token cache, a kubeconfig, PATH with the built binary.
+struct Machine {
+    dir: TempDir,
+    ca: String,
+    kubectl: String,
+}
+
+impl Machine {
+    fn new(tb: &Testbed) -> Self {
+        Self {
+            dir: TempDir::new("cli"),
+            ca: tb.var("TESTBED_CA_FILE"),
+            kubectl: tb.var("KUBECTL"),
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn cache_file(&self) -> PathBuf {
+        self.dir.path().join("xdg/gatehouse/tokens.json")
+    }
+
+    fn trace_file(&self) -> PathBuf {
+        self.dir.path().join("trace")
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_gatehouse")).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env_remove("GATEHOUSE_SERVER")
+            .env_remove("GATEHOUSE_TOKEN_CACHE")
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("GATEHOUSE_CLI_TRACE", self.trace_file())
+            .env("PATH", path);
+    }
+
+    fn gatehouse(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.gatehouse(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    fn refreshes(&self) -> usize {
+        std::fs::read_to_string(self.trace_file())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("refresh"))
+            .count()
+    }
+
+    fn cache(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.cache_file()).unwrap()).unwrap()
+    }
+
+    fn write_cache(&self, v: &serde_json::Value) {
+        std::fs::write(self.cache_file(), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    }
+
+    /// The only cached entry.
+    fn entry(&self) -> serde_json::Value {
+        let c = self.cache();
+        let entries = c["entries"].as_object().unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries.values().next().unwrap().clone()
+    }
+
+    /// Sets `expiresAt` of every entry to the past, keeping the real refresh token.
+    fn expire(&self) {
+        let mut c = self.cache();
+        for e in c["entries"].as_object_mut().unwrap().values_mut() {
+            e["expiresAt"] = serde_json::json!(1_000_000);
+        }
+        self.write_cache(&c);
+    }
+}
+
+fn assert_no_secret(haystack: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            s.len() < 8 || !haystack.contains(s),
+            "a secret was printed:\n{haystack}"
+        );
+    }
+}
+
+/// `gatehouse login --sso` with the test playing the browser; returns the login's stderr.
+async fn sso_login(tb: &Testbed, m: &Machine, server: &str, user: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "login",
+        "--sso",
+        server,
+        "--certificate-authority",
+        &m.ca,
+        "--no-browser",
+        "--timeout",
+        "60s",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = m
+        .gatehouse(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let auth_url = stderr.wait_for(Duration::from_secs(20), |l| {
+        l.starts_with(&tb.var("DEX_ISSUER")) && l.contains("/auth?")
+    });
+    let q: BTreeMap<String, String> = url::Url::parse(&auth_url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(q["client_id"], "gatehouse-cli");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["connector_id"], "local", "the server's static parameter");
+    assert!(
+        q["scope"].split(' ').any(|s| s == "offline_access"),
+        "{q:?}"
+    );
+    let redirect = q["redirect_uri"].clone();
+    assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
+
+    let mut b = DexBrowser::new(tb);
+    // A stray request with a wrong state is refused and does not end the sign-in.
+    let stray = b
+        .request(&format!("{redirect}?code=x&state=wrong"), None)
+        .await;
+    assert_eq!(stray.status, 400);
+    assert!(stray.body.contains("state mismatch"), "{}", stray.body);
+
+    let login = b.follow(&auth_url, &redirect).await.unwrap();
+    let callback = b
+        .submit_login(tb, &login, user, &redirect)
+        .await
+        .err()
+        .expect("Dex redirects to the CLI's loopback listener");
+    let done = b.request(&callback, None).await;
+    assert_eq!(done.status, 200);
+    assert!(done.body.contains("Signed in"), "{}", done.body);
+    let status = child.wait().unwrap();
+    let err = stderr.finish();
+    assert!(status.success(), "login failed:\n{err}");
+    err
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn sso_login_then_kubectl_through_the_exec_plugin() {
+    let tb = Testbed::load();
+    let gh = Gatehouse::start(&config(&tb), "https", true);
+    let m = Machine::new(&tb);
+    let t0 = Instant::now();
+    let err = sso_login(
+        &tb,
+        &m,
+        &gh.url,
+        "alice",
+        &["--param", "login_hint=alice@example.com"],
+    )
+    .await;
+    eprintln!("sso login took {:?}", t0.elapsed());
+    assert!(err.contains("alice@example.com"), "{err}");
+
+    // The cache: 0600 in a 0700 folder, the key's parameters recorded, the token verified.
+    let mode = std::fs::metadata(m.cache_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(m.cache_file().parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let entry = m.entry();
+    assert_eq!(entry["parameters"]["connector_id"], "local");
+    assert_eq!(entry["parameters"]["login_hint"], "alice@example.com");
+    let token = entry["token"].as_str().unwrap().to_owned();
+    let refresh = entry["refreshToken"].as_str().unwrap().to_owned();
+    assert_no_secret(&err, &[&token, &refresh]);
+
+    // The kubeconfig context and kubectl through the plugin.
+    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_no_secret(&text(&out).0, &[&token]);
+    let kc = std::fs::read_to_string(m.kubeconfig()).unwrap();
+    assert!(
+        kc.contains("command: gatehouse") && kc.contains("certificate-authority-data"),
+        "{kc}"
+    );
+    let ok = m.kubectl(&[
+        "--context",
+        "gatehouse",
+        "get",
+        "configmaps",
+        "-n",
+        "team-a",
+        "-o",
+        "name",
+    ]);
+    let (out, err) = text(&ok);
+    assert!(ok.status.success(), "kubectl failed: {err}");
+    assert!(out.contains("configmap/hello"), "{out}");
+    assert_eq!(m.refreshes(), 0, "a valid token needs no refresh");
+
+    // `gatehouse token` itself: an ExecCredential, and fast.
+    let t0 = Instant::now();
+    let out = m.run(&["token", "--server", &gh.url]);
+    let elapsed = t0.elapsed();
+    eprintln!("gatehouse token with a cached token took {elapsed:?}");
+    assert!(out.status.success());
+    let cred: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cred["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(cred["kind"], "ExecCredential");
+    assert_eq!(cred["status"]["token"], token.as_str());
+    assert!(
+        cred["status"]["expirationTimestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+
+    // whoami: gatehouse's view and the local token's.
+    let out = m.run(&["whoami", "--output", "json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["gatehouse"]["username"], "alice@example.com");
+    assert_eq!(who["gatehouse"]["kubernetes"]["via"], "impersonation");
+    assert_eq!(who["token"]["audiences"], "gatehouse-cli");
+    let out = m.run(&["whoami"]);
+    let (o, e) = text(&out);
+    assert!(
+        o.contains("team-a/dev") && o.contains("refreshable"),
+        "{o}{e}"
+    );
+    assert_no_secret(&format!("{o}{e}"), &[&token, &refresh]);
+    let out = m.run(&["whoami", "-o", "yaml"]);
+    assert!(
+        text(&out).0.contains("username: alice@example.com"),
+        "{:?}",
+        text(&out)
+    );
+
+    // logout clears the cache; the plugin then names the login command.
+    let out = m.run(&["logout", &gh.url]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = m.run(&["token", "--server", &gh.url]);
+    let (o, e) = text(&out);
+    assert!(!out.status.success() && o.is_empty());
+    assert!(
+        e.contains(&format!("gatehouse login --sso {}", gh.url)),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn expired_token_is_refreshed_once_for_20_parallel_kubectl() {
+    let tb = Testbed::load();
+    let gh = Gatehouse::start(&config(&tb), "https", true);
+    let m = Machine::new(&tb);
+    sso_login(&tb, &m, &gh.url, "alice", &[]).await;
+    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let before = m.entry();
+
+    // Refresh after expiry, one process.
+    m.expire();
+    let t0 = Instant::now();
+    let out = m.run(&["token", "--server", &gh.url]);
+    eprintln!("gatehouse token with a refresh took {:?}", t0.elapsed());
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(m.refreshes(), 1);
+    let after = m.entry();
+    assert!(after["expiresAt"].as_i64().unwrap() > 2_000_000_000 - 1_000_000_000);
+    assert_ne!(
+        after["refreshToken"], before["refreshToken"],
+        "Dex rotates refresh tokens"
+    );
+    assert_no_secret(&text(&out).1, &[after["token"].as_str().unwrap()]);
+
+    // 20 kubectl processes at once, all with an expired token: one refresh.
+    m.expire();
+    let t0 = Instant::now();
+    let results: Vec<Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                s.spawn(|| {
+                    m.kubectl(&[
+                        "--context",
+                        "gatehouse",
+                        "get",
+                        "configmaps",
+                        "-n",
+                        "team-a",
+                        "-o",
+                        "name",
+                    ])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    eprintln!(
+        "20 parallel kubectl with an expired token took {:?}",
+        t0.elapsed()
+    );
+    for r in &results {
+        let (o, e) = text(r);
+        assert!(r.status.success(), "kubectl failed: {e}");
+        assert!(o.contains("configmap/hello"), "{o}");
+    }
+    assert_eq!(
+        m.refreshes(),
+        2,
+        "exactly one more refresh for the 20 processes"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn device_flow_then_kubectl() {
+    let tb = Testbed::load();
+    let gh = Gatehouse::start(&config(&tb), "https", true);
+    let m = Machine::new(&tb);
+    let mut child = m
+        .gatehouse(&[
+            "login",
+            "--device",
+            &gh.url,
+            "--certificate-authority",
+            &m.ca,
+            "--timeout",
+            "90s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let verify_url = stderr.wait_for(Duration::from_secs(20), |l| l.contains("user_code="));
+    let code_line = stderr.wait_for(Duration::from_secs(5), |l| {
+        l.starts_with("and enter the code")
+    });
+    let user_code = code_line.rsplit(' ').next().unwrap();
+    assert!(verify_url.contains(user_code), "{verify_url} / {user_code}");
+
+    // The user opens the URL: Dex's page with the code filled in, submits it, signs in.
+    let mut b = DexBrowser::new(&tb);
+    let page = b.follow(&verify_url, "never:").await.unwrap();
+    let re = regex::Regex::new(r#"<form method="post" action="([^"]+)""#).unwrap();
+    let action = re.captures(&page.body).expect("Dex's user code form")[1].replace("&amp;", "&");
+    let action = url::Url::parse(&page.url)
+        .unwrap()
+        .join(&action)
+        .unwrap()
+        .to_string();
+    let after_code = b.request(&action, Some(&[("user_code", user_code)])).await;
+    let next = after_code
+        .location
+        .expect("Dex redirects to its auth endpoint");
+    let login = b.follow(&next, "never:").await.unwrap();
+    let done = b.submit_login(&tb, &login, "bob", "never:").await.unwrap();
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    let status = child.wait().unwrap();
+    let err = stderr.finish();
+    assert!(status.success(), "device login failed:\n{err}");
+    assert!(err.contains("bob@example.com"), "{err}");
+    let entry = m.entry();
+    assert!(entry["refreshToken"].is_string());
+    assert_no_secret(&err, &[entry["token"].as_str().unwrap()]);
+
+    // bob is not mapped: fall-through, his own RBAC in team-b.
+    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let ok = m.kubectl(&[
+        "--context",
+        "gatehouse",
+        "get",
+        "configmaps",
+        "-n",
+        "team-b",
+        "-o",
+        "name",
+    ]);
+    let (o, e) = text(&ok);
+    assert!(ok.status.success(), "kubectl failed: {e}");
+    assert!(o.contains("configmap/hello"), "{o}");
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn direct_context_reaches_the_kube_apiserver_with_the_same_plugin() {
+    let tb = Testbed::load();
+    let gh = Gatehouse::start(&config(&tb), "https", true);
+    let m = Machine::new(&tb);
+    sso_login(&tb, &m, &gh.url, "bob", &[]).await;
+    let out = m.run(&[
+        "kubeconfig",
+        &gh.url,
+        "--certificate-authority",
+        &m.ca,
+        "--direct",
+        "--apiserver",
+        &tb.var("KUBE_APISERVER_URL"),
+        "--apiserver-certificate-authority",
+        &m.ca,
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    // The test bed's kube-apiserver accepts the gatehouse-cli audience.
+    let ok = m.kubectl(&[
+        "--context",
+        "gatehouse-direct",
+        "get",
+        "configmaps",
+        "-n",
+        "team-b",
+        "-o",
+        "name",
+    ]);
+    let (o, e) = text(&ok);
+    assert!(ok.status.success(), "kubectl failed: {e}");
+    assert!(o.contains("configmap/hello"), "{o}");
+    let who = m.kubectl(&[
+        "--context",
+        "gatehouse-direct",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(text(&who).0, "oidc:bob@example.com");
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn admin_and_kubeconfig_logins() {
+    let tb = Testbed::load();
+    let gh = Gatehouse::start(&config(&tb), "https", true);
+    let m = Machine::new(&tb);
+
+    // Wrong password: refused, clear, no panic.
+    let mut child = m
+        .gatehouse(&[
+            "login",
+            "--admin",
+            &gh.url,
+            "--certificate-authority",
+            &m.ca,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"wrong-password\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let (o, e) = text(&out);
+    assert!(!out.status.success() && o.is_empty());
+    assert!(
+        e.contains("401") && e.contains("hint: check the password"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("wrong-password") && !e.contains("panicked"),
+        "{e}"
+    );
+
+    let password = tb.var("GATEHOUSE_ADMIN_PASSWORD");
+    let mut child = m
+        .gatehouse(&[
+            "login",
+            "--admin",
+            &gh.url,
+            "--certificate-authority",
+            &m.ca,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_no_secret(&text(&out).1, &[&password]);
+    let who = m.run(&["whoami", &gh.url, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(v["gatehouse"]["authenticatedBy"], "admin");
+
+    // --kubeconfig: a context with a plain token (alice's ID token from Dex).
+    let m2 = Machine::new(&tb);
+    let token = tb.id_token("alice", "").await;
+    support::kubeconfig(m2.dir.path(), "src", &gh.url, &m2.ca, &token);
+    let src = m2.dir.path().join("src.kubeconfig");
+    let out = m2.run(&[
+        "login",
+        "--kubeconfig",
+        &gh.url,
+        "--kubeconfig-file",
+        src.to_str().unwrap(),
+        "--certificate-authority",
+        &m2.ca,
+    ]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{e}");
+    assert_no_secret(&format!("{o}{e}"), &[&token]);
+    let who = m2.run(&["whoami", &gh.url, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(v["gatehouse"]["username"], "alice@example.com");
+
+    // --kubeconfig with an exec-plugin user (bob's token from a script), current context.
+    let m3 = Machine::new(&tb);
+    let bob = tb.id_token("bob", "").await;
+    let script = m3.dir.path().join("plugin.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ -n \"$KUBERNETES_EXEC_INFO\" ] || exit 3\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{bob}\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        m3.kubeconfig(),
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: plug\nclusters:\n- name: c\n  cluster: {{server: {}}}\nusers:\n- name: p\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\ncontexts:\n- name: plug\n  context: {{cluster: c, user: p}}\n",
+            gh.url,
+            script.display()
+        ),
+    )
+    .unwrap();
+    let out = m3.run(&[
+        "login",
+        "--kubeconfig",
+        &gh.url,
+        "--certificate-authority",
+        &m3.ca,
+    ]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{e}");
+    assert_no_secret(&format!("{o}{e}"), &[&bob]);
+    let who = m3.run(&["whoami", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(v["gatehouse"]["username"], "bob@example.com");
+    assert_eq!(v["token"]["kind"], "kubeconfig");
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn failures_are_clear_with_a_hint_and_print_no_token() {
+    let tb = Testbed::load();
+    let gh = Gatehouse::start(&config(&tb), "https", true);
+    let m = Machine::new(&tb);
+    let check = |out: &Output, must: &[&str]| {
+        let (o, e) = text(out);
+        assert!(!out.status.success(), "should fail: {e}");
+        assert!(o.is_empty(), "nothing on stdout: {o}");
+        assert!(e.contains("hint:"), "a hint: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+        for s in must {
+            assert!(e.contains(s), "{s:?} missing in:\n{e}");
+        }
+    };
+
+    // Server down.
+    let down = format!("https://127.0.0.1:{}", free_port());
+    let out = m.run(&["login", "--sso", &down, "--no-browser", "--timeout", "5s"]);
+    check(&out, &["cannot reach the gatehouse server", &down]);
+
+    // No CA for a private certificate.
+    let out = m.run(&["login", "--sso", &gh.url, "--no-browser", "--timeout", "5s"]);
+    check(&out, &["--certificate-authority"]);
+
+    // A parameter the server does not allow, and one that does not match the pattern.
+    let out = m.run(&[
+        "login",
+        "--sso",
+        &gh.url,
+        "--certificate-authority",
+        &m.ca,
+        "--no-browser",
+        "--param",
+        "domain_hint=x",
+    ]);
+    check(&out, &["domain_hint", "login_hint"]);
+    let out = m.run(&[
+        "login",
+        "--sso",
+        &gh.url,
+        "--certificate-authority",
+        &m.ca,
+        "--no-browser",
+        "--param",
+        "login_hint=evil@attacker.test",
+    ]);
+    check(&out, &["login_hint", "pattern"]);
+
+    // Browser never comes back: the timeout names the command.
+    let out = m.run(&[
+        "login",
+        "--sso",
+        &gh.url,
+        "--certificate-authority",
+        &m.ca,
+        "--no-browser",
+        "--timeout",
+        "1s",
+    ]);
+    check(
+        &out,
+        &["no answer from the browser", "gatehouse login --sso"],
+    );
+
+    // Not signed in.
+    let out = m.run(&["token", "--server", &gh.url]);
+    check(
+        &out,
+        &[
+            "not logged in",
+            &format!("gatehouse login --sso {}", gh.url),
+        ],
+    );
+
+    // The IdP refuses the refresh token: the message names the exact login command.
+    sso_login(&tb, &m, &gh.url, "carol", &[]).await;
+    let mut c = m.cache();
+    let real_token = m.entry()["token"].as_str().unwrap().to_owned();
+    for e in c["entries"].as_object_mut().unwrap().values_mut() {
+        e["expiresAt"] = serde_json::json!(1_000_000);
+        e["refreshToken"] = serde_json::json!("not-a-valid-refresh-token");
+    }
+    m.write_cache(&c);
+    let out = m.run(&["token", "--server", &gh.url]);
+    check(
+        &out,
+        &[
+            "could not be refreshed",
+            "the identity provider",
+            &format!(
+                "gatehouse login --sso {} --certificate-authority {}",
+                gh.url, m.ca
+            ),
+        ],
+    );
+    assert_no_secret(&text(&out).1, &[&real_token]);
+
+    // A corrupted cache, and a foreign file in its place.
+    std::fs::write(
+        m.cache_file(),
+        b"{\"version\":1,\"entries\":{\"x\": garbage",
+    )
+    .unwrap();
+    let out = m.run(&["token", "--server", &gh.url]);
+    check(&out, &["corrupted", "tokens.json", "mv "]);
+    std::fs::write(m.cache_file(), b"apiVersion: v1\nkind: Config\n").unwrap();
+    let out = m.run(&["token", "--server", &gh.url]);
+    check(&out, &["not a gatehouse token cache"]);
+    let out = m.run(&["whoami", &gh.url]);
+    check(&out, &["corrupted"]);
+
+    // A cache readable by others is refused.
+    std::fs::write(m.cache_file(), br#"{"version":1,"entries":{}}"#).unwrap();
+    std::fs::set_permissions(m.cache_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = m.run(&["token", "--server", &gh.url]);
+    check(&out, &["readable by other users", "chmod 600"]);
+
+    // The keyring is asked for explicitly but is not available.
+    let out = m.run(&["token", "--server", &gh.url, "--token-cache", "keyring"]);
+    check(&out, &["keyring", "--token-cache file"]);
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
+    let tb = Testbed::load();
+    if std::env::var("TESTBED_WITH_KEYCLOAK").is_err()
+        && tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref() != Some("1")
+    {
+        eprintln!("skipped: Keycloak is not in this test bed");
+        return;
+    }
+    let cfg = format!(
+        r#"
+listen: 127.0.0.1:{{{{PORT}}}}
+tls: {{ certFile: "{cert}", keyFile: "{key}" }}
+kubernetes: {{ kubeconfig: "{kubeconfig}" }}
+oidc:
+  issuerUrl: "{issuer}"
+  clientId: gatehouse
+  cliClientId: gatehouse-cli
+  caFile: "{ca}"
+  additionalScopes: [groups]
+  userParameters:
+    login_hint: {{ pattern: '[a-z]+@example\.com' }}
+fallThrough: {{ enabled: true }}
+"#,
+        cert = tb.var("GATEHOUSE_TLS_CERT"),
+        key = tb.var("GATEHOUSE_TLS_KEY"),
+        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
+        issuer = tb.var("KEYCLOAK_ISSUER"),
+        ca = tb.var("TESTBED_CA_FILE"),
+    );
+    let gh = Gatehouse::start(&cfg, "https", true);
+    let m = Machine::new(&tb);
+    let mut child = m
+        .gatehouse(&[
+            "login",
+            "--sso",
+            &gh.url,
+            "--certificate-authority",
+            &m.ca,
+            "--no-browser",
+            "--param",
+            "login_hint=alice@example.com",
+            // The test bed's realm lists offline_access but does not grant it to users.
+            "--no-offline-access",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let auth_url = stderr.wait_for(Duration::from_secs(20), |l| {
+        l.starts_with(&tb.var("KEYCLOAK_ISSUER")) && l.contains("/auth?")
+    });
+    let q: BTreeMap<String, String> = url::Url::parse(&auth_url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert!(
+        !q["scope"].split(' ').any(|s| s == "offline_access"),
+        "{q:?}"
+    );
+    let redirect = q["redirect_uri"].clone();
+    let mut b = DexBrowser::new(&tb);
+    let login = b.follow(&auth_url, &redirect).await.unwrap();
+    assert!(
+        login.body.contains("alice@example.com"),
+        "login_hint pre-fills the username"
+    );
+    let callback = b
+        .submit_form(
+            &login,
+            "kc-form-login",
+            &[
+                ("username", &tb.var("ALICE_EMAIL")),
+                ("password", &tb.var("ALICE_PASSWORD")),
+                ("credentialId", ""),
+            ],
+            &redirect,
+        )
+        .await
+        .err()
+        .expect("Keycloak redirects to the CLI's loopback listener");
+    let done = b.request(&callback, None).await;
+    assert!(done.body.contains("Signed in"), "{}", done.body);
+    let status = child.wait().unwrap();
+    let err = stderr.finish();
+    assert!(status.success(), "login failed:\n{err}");
+
+    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let ok = m.kubectl(&[
+        "--context",
+        "gatehouse",
+        "get",
+        "configmaps",
+        "-n",
+        "team-a",
+        "-o",
+        "name",
+    ]);
+    let (o, e) = text(&ok);
+    assert!(ok.status.success(), "kubectl failed: {e}");
+    assert!(o.contains("configmap/hello"), "{o}");
+
+    // Refresh at Keycloak, then logout revokes the refresh token there.
+    m.expire();
+    let out = m.run(&["token", "--server", &gh.url]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(m.refreshes(), 1);
+    let refresh = m.entry()["refreshToken"].as_str().unwrap().to_owned();
+    let out = m.run(&["logout", &gh.url]);
+    let (_, e) = text(&out);
+    assert!(out.status.success() && e.contains("revoked"), "{e}");
+    let resp = tb
+        .http()
+        .post(tb.var("KEYCLOAK_TOKEN_URL"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "gatehouse-cli"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        400,
+        "the revoked refresh token no longer works"
+    );
+}
+
+fn tb_var(tb: &Testbed, name: &str) -> Option<String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tb.var(name))).ok()
+}
