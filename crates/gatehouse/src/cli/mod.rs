@@ -6,6 +6,7 @@
 //! unless the token must be refreshed.
 
 pub mod cache;
+pub mod doctor;
 pub mod error;
 pub mod kubeconfig;
 pub mod login;
@@ -106,6 +107,15 @@ place gatehouse ever prints a token.")]
       --apiserver https://k8s.example.com:6443 --apiserver-certificate-authority k8s-ca.crt
   kubectl --context gatehouse get namespaces")]
     Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Check a whole installation step by step (server, IdP, clients, parameters, your token,
+    /// what gatehouse and Kubernetes make of it) and say how to fix each failing step.
+    #[command(after_help = "Examples:
+  gatehouse doctor
+  gatehouse doctor --server https://gatehouse.example.com --apiserver https://k8s.example.com:6443
+  gatehouse doctor --server https://127.0.0.1:8443 --certificate-authority ca.crt --output json
+
+Exit status: 0 when every step passes or is skipped, 1 when one fails.")]
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  gatehouse completion bash > /etc/bash_completion.d/gatehouse\n  gatehouse completion zsh > \"${fpath[1]}/_gatehouse\"\n  gatehouse completion fish > ~/.config/fish/completions/gatehouse.fish"
@@ -243,6 +253,16 @@ fn dispatch(command: Command) -> Result<(), CliError> {
             common,
         } => token::whoami(server, output, &common),
         Command::Kubeconfig(args) => kubeconfig::run(args),
+        Command::Doctor(args) => {
+            if doctor::run(args)? {
+                Ok(())
+            } else {
+                Err(CliError::Usage {
+                    reason: "some checks failed".to_owned(),
+                    hint: "see the fix under each failed step".to_owned(),
+                })
+            }
+        }
         Command::Completion { shell } => {
             let mut cmd = <crate::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "gatehouse", &mut std::io::stdout());
