@@ -1,0 +1,161 @@
+{{/* Names and labels. */}}
+{{- define "gatehouse.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gatehouse.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "gatehouse.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gatehouse.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gatehouse.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "gatehouse.labels" -}}
+helm.sh/chart: {{ include "gatehouse.chart" . }}
+{{ include "gatehouse.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: gatehouse
+{{- end }}
+
+{{- define "gatehouse.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "gatehouse.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "gatehouse.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "gatehouse.secretName" -}}
+{{- default (printf "%s-secret" (include "gatehouse.fullname" .)) .Values.existingSecret }}
+{{- end }}
+
+{{- define "gatehouse.portName" -}}
+{{- if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
+Checks that mirror the server's own, with the server's exact messages, so a wrong value fails
+`helm install` instead of a crash-looping pod.
+*/}}
+{{- define "gatehouse.reservedParameters" -}}
+{{- list "response_type" "client_id" "redirect_uri" "scope" "state" "nonce" "code_challenge" "code_challenge_method" "request" "request_uri" | toJson }}
+{{- end }}
+
+{{- define "gatehouse.checkParameterName" -}}
+{{- $reserved := include "gatehouse.reservedParameters" .root | fromJsonArray }}
+{{- if eq (trim .name) "" }}
+{{- fail (printf "%s: a parameter name is empty" .key) }}
+{{- end }}
+{{- if has .name $reserved }}
+{{- fail (printf "%s: %q is a reserved OAuth/OIDC protocol parameter that gatehouse sets itself; it cannot be configured (reserved: %s)" .key .name (join ", " $reserved)) }}
+{{- end }}
+{{- end }}
+
+{{- define "gatehouse.validate" -}}
+{{- $v := .Values }}
+{{- range $name, $_ := $v.oidc.additionalParameters }}
+{{- include "gatehouse.checkParameterName" (dict "root" $ "key" (printf "oidc.additionalParameters.%s" $name) "name" $name) }}
+{{- end }}
+{{- range $name, $_ := $v.oidc.userParameters }}
+{{- include "gatehouse.checkParameterName" (dict "root" $ "key" (printf "oidc.userParameters.%s" $name) "name" $name) }}
+{{- if hasKey $v.oidc.additionalParameters $name }}
+{{- fail (printf "oidc.userParameters.%s: is also a static additional parameter; a parameter is either fixed by the server or set by the user, not both" $name) }}
+{{- end }}
+{{- end }}
+{{- if $v.oidc.enabled }}
+{{- if not $v.oidc.issuerUrl }}{{ fail "oidc.issuerUrl: required when oidc is enabled (env OIDC_ISSUER_URL)" }}{{ end }}
+{{- if not $v.oidc.clientId }}{{ fail "oidc.clientId: required when oidc is enabled (env OIDC_CLIENT_ID)" }}{{ end }}
+{{- end }}
+{{- if and $v.admin.enabled (not $v.existingSecret) }}
+{{- if not $v.admin.passwordHash }}{{ fail "admin.passwordHash: required when admin is enabled (or existingSecret with the key admin-password-hash)" }}{{ end }}
+{{- if not (regexMatch "^\\$2[aby]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$" (trim $v.admin.passwordHash)) }}{{ fail "admin.passwordHash: is not a bcrypt hash (`$2a$`/`$2b$`/`$2y$`, 60 characters); make one with `htpasswd -nbBC 10 '' PASSWORD | tr -d ':\\n'`" }}{{ end }}
+{{- if not $v.admin.tokenSigningKey }}{{ fail "admin.tokenSigningKey: required when admin is enabled (or existingSecret with the key admin-token-signing-key)" }}{{ end }}
+{{- if lt (len (trim $v.admin.tokenSigningKey)) 32 }}{{ fail "admin.tokenSigningKey: must be at least 32 bytes; make one with `openssl rand -hex 32`" }}{{ end }}
+{{- end }}
+{{- if and (not $v.oidc.enabled) (not $v.admin.enabled) (not $v.fallThrough.enabled) }}
+{{- fail "(top level): nothing can authenticate: enable oidc, admin or fallThrough" }}
+{{- end }}
+{{- if and $v.tls.enabled (not $v.tls.secretName) }}
+{{- fail "tls.secretName: required when tls.enabled (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
+{{- end }}
+{{- if and $v.rbac.create (eq $v.rbac.serviceAccountScope "namespaces") (empty $v.serviceAccounts.namespaces) }}
+{{- fail "rbac.serviceAccountScope: `namespaces` needs serviceAccounts.namespaces (the namespaces gatehouse may map ServiceAccounts in); with none, gatehouse watches every namespace and needs the cluster scope" }}
+{{- end }}
+{{- end }}
+
+{{/* Paths inside the pod. */}}
+{{- define "gatehouse.paths" -}}
+{{- dict "config" "/etc/gatehouse/config" "secret" "/etc/gatehouse/secret" "tls" "/etc/gatehouse/tls" "kubeconfig" "/etc/gatehouse/kubeconfig" | toJson }}
+{{- end }}
+
+{{/*
+gatehouse's YAML config, built as a dict and printed with toYaml, so every value (any string,
+any map key) is quoted by the YAML emitter and read back exactly. Empty values are left out so
+the server's defaults apply.
+*/}}
+{{- define "gatehouse.config" -}}
+{{- include "gatehouse.validate" . }}
+{{- $v := .Values }}
+{{- $p := include "gatehouse.paths" . | fromJson }}
+{{- $c := dict "listen" (printf "0.0.0.0:%d" (int $v.containerPort)) }}
+{{- with $v.publicUrl }}{{ $_ := set $c "publicUrl" . }}{{ end }}
+{{- if $v.tls.enabled }}
+{{- $_ := set $c "tls" (dict "certFile" (printf "%s/tls.crt" $p.tls) "keyFile" (printf "%s/tls.key" $p.tls)) }}
+{{- end }}
+{{- $k := dict }}
+{{- if $v.kubernetes.kubeconfigSecret }}{{ $_ := set $k "kubeconfig" (printf "%s/kubeconfig" $p.kubeconfig) }}{{ end }}
+{{- with $v.kubernetes.context }}{{ $_ := set $k "context" . }}{{ end }}
+{{- if $k }}{{ $_ := set $c "kubernetes" $k }}{{ end }}
+{{- if $v.oidc.enabled }}
+{{- $o := dict "enabled" true "issuerUrl" $v.oidc.issuerUrl "clientId" $v.oidc.clientId }}
+{{- range $key := list "cliClientId" "usernameClaim" "clockSkew" "jwksMinRefreshInterval" "additionalScopes" "audiences" "algorithms" "additionalParameters" "userParameters" }}
+{{- with index $v.oidc $key }}{{ $_ := set $o $key . }}{{ end }}
+{{- end }}
+{{- if $v.oidc.caBundle }}{{ $_ := set $o "caFile" (printf "%s/oidc-ca.pem" $p.config) }}{{ end }}
+{{- $_ := set $c "oidc" $o }}
+{{- end }}
+{{- $sa := dict }}
+{{- range $key := list "annotationPrefix" "namespaces" "globalNamespaces" }}
+{{- with index $v.serviceAccounts $key }}{{ $_ := set $sa $key . }}{{ end }}
+{{- end }}
+{{- if $sa }}{{ $_ := set $c "serviceAccounts" $sa }}{{ end }}
+{{- $_ := set $c "fallThrough" (dict "enabled" $v.fallThrough.enabled) }}
+{{- if $v.admin.enabled }}
+{{- $a := dict "enabled" true "passwordHashFile" (printf "%s/admin-password-hash" $p.secret) "tokenSigningKeyFile" (printf "%s/admin-token-signing-key" $p.secret) }}
+{{- range $key := list "tokenTtl" "tokenIssuer" "tokenAudience" }}
+{{- with index $v.admin $key }}{{ $_ := set $a $key . }}{{ end }}
+{{- end }}
+{{- $_ := set $a "impersonate" (dict "user" $v.admin.impersonate.user "groups" $v.admin.impersonate.groups) }}
+{{- $_ := set $c "admin" $a }}
+{{- end }}
+{{- $l := dict }}
+{{- with $v.limits.maxHeaderBytes }}{{ $_ := set $l "maxHeaderBytes" (int64 .) }}{{ end }}
+{{- with $v.limits.tokenCacheEntries }}{{ $_ := set $l "tokenCacheEntries" (int64 .) }}{{ end }}
+{{- with $v.limits.reviewCacheTtl }}{{ $_ := set $l "reviewCacheTtl" . }}{{ end }}
+{{- if $l }}{{ $_ := set $c "limits" $l }}{{ end }}
+{{- toYaml $c }}
+{{- end }}
