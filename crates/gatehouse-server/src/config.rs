@@ -529,7 +529,7 @@ fn read_browser(r: &mut Reader<'_>, oidc: bool, public_url: Option<&Url>) -> Opt
         }
         (None, Some(_)) => {
             r.problem(
-                "oidc.clientSecret",
+                "oidc.clientSecrets",
                 "required for browser sign-in (session.key is set)",
             );
             None
@@ -1125,7 +1125,7 @@ admin:
 listen: not-an-address
 oidc:
   issuerUrl: http://idp.example
-  clientSecret: x
+  clientSecrets: x
   clockSkew: 5m
   algorithms: [HS256]
 serviceAccounts: { globalNamespaces: shared }
@@ -1140,7 +1140,7 @@ unknownTop: 1
             "listen",
             "oidc.issuerUrl",
             "oidc.clientId",
-            "oidc.clientSecret",
+            "oidc.clientSecrets",
             "oidc.clockSkew",
             "oidc.algorithms",
             "serviceAccounts.globalNamespaces",
