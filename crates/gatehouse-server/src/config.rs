@@ -529,7 +529,7 @@ fn read_browser(r: &mut Reader<'_>, oidc: bool, public_url: Option<&Url>) -> Opt
         }
         (None, Some(_)) => {
             r.problem(
-                "oidc.clientSecrets",
+                "oidc.clientSecret",
                 "required for browser sign-in (session.key is set)",
             );
             None
