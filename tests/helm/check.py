@@ -150,7 +150,8 @@ def local_config(rendered, outdir, *mappings):
     # Only the known path keys are rewritten, so parameter values are never touched.
     for section, key in [("tls", "certFile"), ("tls", "keyFile"), ("kubernetes", "kubeconfig"),
                          ("oidc", "caFile"), ("admin", "passwordHashFile"),
-                         ("admin", "tokenSigningKeyFile")]:
+                         ("admin", "tokenSigningKeyFile"), ("oidc", "clientSecretFile"),
+                         ("session", "keyFile")]:
         if key in config.get(section, {}):
             config[section][key] = rewrite(config[section][key])
     if listen:
@@ -159,6 +160,60 @@ def local_config(rendered, outdir, *mappings):
     with open(out, "w", encoding="utf-8") as f:
         yaml.safe_dump(config, f, allow_unicode=True, sort_keys=True)
     print(out)
+
+
+def secret_wiring(rendered, browser):
+    """Every file the config names under /etc/gatehouse/secret is projected from the mounted
+    Secret (and present in the chart's Secret when the chart renders it), nothing else is
+    projected, and browser sign-in (browser=on|off) is wired or absent: oidc.clientSecretFile and
+    session.keyFile name the keys oidc-client-secret and session-key."""
+    ds = docs(rendered)
+    (cm,) = [d for d in ds if d["kind"] == "ConfigMap"]
+    (dep,) = [d for d in ds if d["kind"] == "Deployment"]
+    secrets = [d for d in ds if d["kind"] == "Secret"]
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    problems = []
+    want_browser = {"oidc.clientSecretFile": f"{POD}/secret/oidc-client-secret",
+                    "session.keyFile": f"{POD}/secret/session-key"}
+    got_browser = {k: config.get(k.split(".")[0], {}).get(k.split(".")[1]) for k in want_browser}
+    if browser == "on" and got_browser != want_browser:
+        problems.append(f"browser sign-in: config has {got_browser}, want {want_browser}")
+    if browser == "off" and any(got_browser.values()):
+        problems.append(f"browser sign-in is off, but the config has {got_browser}")
+    named = set()
+
+    def walk(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, str) and v.startswith(f"{POD}/secret/"):
+            named.add(v[len(f"{POD}/secret/"):])
+
+    walk({k: config.get(k) for k in ("admin", "oidc", "session")})
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = [c for c in spec["containers"] if c["name"] == "gatehouse"]
+    mounts = [m for m in c.get("volumeMounts", []) if m.get("mountPath") == f"{POD}/secret"]
+    vols = [v for v in spec.get("volumes", []) if v["name"] == "secret"]
+    if not named:
+        if mounts or vols:
+            problems.append("a secret volume is mounted, but the config names no file in it")
+    elif len(mounts) != 1 or len(vols) != 1 or mounts[0]["name"] != "secret" or not mounts[0].get("readOnly"):
+        problems.append(f"the config names {sorted(named)}, but no read-only secret volume is mounted at {POD}/secret")
+    else:
+        items = {i["key"]: i["path"] for i in vols[0]["secret"].get("items", [])}
+        if items != {n: n for n in named}:
+            problems.append(f"the secret volume projects {items}, the config names {sorted(named)}")
+        name = vols[0]["secret"]["secretName"]
+        chart = [s for s in secrets if s["metadata"]["name"] == name]
+        if chart:
+            keys = set(chart[0].get("data", {}))
+            if keys != named:
+                problems.append(f"the chart's Secret {name} has keys {sorted(keys)}, the config names {sorted(named)}")
+        elif secrets:
+            problems.append(f"the chart renders Secrets {[s['metadata']['name'] for s in secrets]} but mounts {name}")
+    if problems:
+        die("\n".join(problems))
+    print(f"secret files named by the config and projected: {sorted(named) or 'none'}; browser sign-in {browser}")
 
 
 def extract_config(rendered, out):
@@ -236,6 +291,7 @@ if __name__ == "__main__":
         "checksum": checksum,
         "local-config": local_config,
         "extract-config": extract_config,
+        "secret-wiring": secret_wiring,
         "compare-parameters": compare_parameters,
         "rbac": rbac,
         "drop-rule": drop_rule,

@@ -53,6 +53,22 @@ app.kubernetes.io/part-of: gatehouse
 {{- default (printf "%s-secret" (include "gatehouse.fullname" .)) .Values.existingSecret }}
 {{- end }}
 
+{{/*
+"true" when browser sign-in is on: the web client secret and the session key are both set (the
+chart's Secret), or come from existingSecret (session.fromExistingSecret); "" otherwise.
+*/}}
+{{- define "gatehouse.browser" -}}
+{{- if .Values.existingSecret }}
+{{- if .Values.session.fromExistingSecret }}true{{ end }}
+{{- else if and .Values.oidc.clientSecret .Values.session.key }}true
+{{- end }}
+{{- end }}
+
+{{/* The chart's Secret (or existingSecret) is mounted when the admin account or browser sign-in is on. */}}
+{{- define "gatehouse.needsSecret" -}}
+{{- if or .Values.admin.enabled (include "gatehouse.browser" .) }}true{{ end }}
+{{- end }}
+
 {{- define "gatehouse.portName" -}}
 {{- if .Values.tls.enabled }}https{{ else }}http{{ end }}
 {{- end }}
@@ -96,6 +112,23 @@ Checks that mirror the server's own, with the server's exact messages, so a wron
 {{- if not $v.admin.tokenSigningKey }}{{ fail "admin.tokenSigningKey: required when admin is enabled (or existingSecret with the key admin-token-signing-key)" }}{{ end }}
 {{- if lt (len (trim $v.admin.tokenSigningKey)) 32 }}{{ fail "admin.tokenSigningKey: must be at least 32 bytes; make one with `openssl rand -hex 32`" }}{{ end }}
 {{- end }}
+{{- $s := $v.session }}
+{{- if and $s.cookieName (not (regexMatch "^[A-Za-z0-9_-]+$" $s.cookieName)) }}
+{{- fail "session.cookieName: use letters, digits, `_` and `-` only" }}
+{{- end }}
+{{- if $v.existingSecret }}
+{{- if $v.oidc.clientSecret }}{{ fail "oidc.clientSecret: not used with existingSecret; store it there under the key oidc-client-secret and set session.fromExistingSecret: true" }}{{ end }}
+{{- if $s.key }}{{ fail "session.key: not used with existingSecret; store it there under the key session-key and set session.fromExistingSecret: true" }}{{ end }}
+{{- else }}
+{{- if $s.fromExistingSecret }}{{ fail "session.fromExistingSecret: needs existingSecret (a Secret with the keys oidc-client-secret and session-key)" }}{{ end }}
+{{- if and $v.oidc.clientSecret (not $s.key) }}{{ fail "session.key: required for browser sign-in (oidc.clientSecret is set); make one with `openssl rand -hex 32`" }}{{ end }}
+{{- if and $s.key (not $v.oidc.clientSecret) }}{{ fail "oidc.clientSecret: required for browser sign-in (session.key is set)" }}{{ end }}
+{{- if and $s.key (lt (len (trim $s.key)) 32) }}{{ fail "session.key: must be at least 32 bytes; make one with `openssl rand -hex 32`" }}{{ end }}
+{{- end }}
+{{- if include "gatehouse.browser" $ }}
+{{- if not $v.oidc.enabled }}{{ fail "oidc: browser sign-in needs oidc.issuerUrl and oidc.clientId" }}{{ end }}
+{{- if not $v.publicUrl }}{{ fail "publicUrl: required for browser sign-in: the redirect URI is <publicUrl>/auth/callback" }}{{ end }}
+{{- end }}
 {{- if and (not $v.oidc.enabled) (not $v.admin.enabled) (not $v.fallThrough.enabled) }}
 {{- fail "(top level): nothing can authenticate: enable oidc, admin or fallThrough" }}
 {{- end }}
@@ -121,6 +154,7 @@ the server's defaults apply.
 {{- include "gatehouse.validate" . }}
 {{- $v := .Values }}
 {{- $p := include "gatehouse.paths" . | fromJson }}
+{{- $browser := include "gatehouse.browser" . }}
 {{- $c := dict "listen" (printf "0.0.0.0:%d" (int $v.containerPort)) }}
 {{- with $v.publicUrl }}{{ $_ := set $c "publicUrl" . }}{{ end }}
 {{- if $v.tls.enabled }}
@@ -136,8 +170,20 @@ the server's defaults apply.
 {{- with index $v.oidc $key }}{{ $_ := set $o $key . }}{{ end }}
 {{- end }}
 {{- if $v.oidc.caBundle }}{{ $_ := set $o "caFile" (printf "%s/oidc-ca.pem" $p.config) }}{{ end }}
+{{- if $browser }}{{ $_ := set $o "clientSecretFile" (printf "%s/oidc-client-secret" $p.secret) }}{{ end }}
 {{- $_ := set $c "oidc" $o }}
 {{- end }}
+{{- $s := dict }}
+{{- if $browser }}
+{{- $_ := set $s "keyFile" (printf "%s/session-key" $p.secret) }}
+{{- $_ := set $s "secureCookies" $v.session.secureCookies }}
+{{- else if not $v.session.secureCookies }}
+{{- $_ := set $s "secureCookies" false }}
+{{- end }}
+{{- range $key := list "ttl" "cookieName" }}
+{{- with index $v.session $key }}{{ $_ := set $s $key . }}{{ end }}
+{{- end }}
+{{- if $s }}{{ $_ := set $c "session" $s }}{{ end }}
 {{- $sa := dict }}
 {{- range $key := list "annotationPrefix" "namespaces" "globalNamespaces" }}
 {{- with index $v.serviceAccounts $key }}{{ $_ := set $sa $key . }}{{ end }}
