@@ -154,7 +154,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/auth/login", get(browser::login))
         .route("/auth/callback", get(browser::callback))
         .route("/auth/logout", post(browser::logout))
-        .layer(axum::middleware::from_fn(ui::security_headers));
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            ui::security_headers,
+        ));
     Router::new()
         .merge(pages)
         .route("/healthz", get(|| async { "ok\n" }))

@@ -181,9 +181,12 @@ fn cookie_line(name: &str, value: &str, attrs: CookieAttrs<'_>) -> String {
 }
 
 /// True when a state-changing request comes from `public_origin` (scheme://host[:port]),
-/// judged by `Origin`, or else by `Sec-Fetch-Site: same-origin`.
+/// judged by `Origin`, or, when the browser sends none or an opaque `null` (as Chromium does
+/// for some form posts), by Fetch Metadata (`Sec-Fetch-Site: same-origin`).
 pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && origin != "null"
+    {
         return origin == public_origin;
     }
     headers
@@ -266,6 +269,11 @@ mod tests {
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert!(same_origin(&h, "https://gh"));
         h.insert(header::ORIGIN, HeaderValue::from_static("https://evil"));
+        assert!(!same_origin(&h, "https://gh"));
+        // An opaque origin falls back to Sec-Fetch-Site.
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(same_origin(&h, "https://gh"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h, "https://gh"));
     }
 }

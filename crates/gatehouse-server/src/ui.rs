@@ -22,20 +22,46 @@ use crate::session::same_origin;
 use crate::status::ApiError;
 
 /// Security headers for every UI and sign-in response.
-pub async fn security_headers(req: Request, next: Next) -> Response {
+///
+/// `form-action` names gatehouse itself and the IdP's origins: browsers apply it to the
+/// redirects that follow a form submission too, and the sign-in form (user parameters) and the
+/// sign-out button end at the IdP's authorization and end-session endpoints.
+pub async fn security_headers(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    let mut form_action = vec!["'self'".to_owned()];
+    if let Some(oidc) = &app.oidc {
+        let discovery = oidc.discovery();
+        let endpoints = [
+            Some(oidc.config().issuer_url.clone()),
+            discovery.as_ref().map(|d| d.authorization_endpoint.clone()),
+            discovery.and_then(|d| d.end_session_endpoint),
+        ];
+        for e in endpoints.into_iter().flatten() {
+            if let Ok(u) = url::Url::parse(&e) {
+                let origin = u.origin().ascii_serialization();
+                if origin != "null" && !form_action.contains(&origin) {
+                    form_action.push(origin);
+                }
+            }
+        }
+    }
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        form_action.join(" ")
     );
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on form
+    // posts, and the same-origin check of state-changing requests needs the real origin.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

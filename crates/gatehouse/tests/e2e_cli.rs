@@ -767,12 +767,12 @@ async fn failures_are_clear_with_a_hint_and_print_no_token() {
 #[ignore = "needs testbed"]
 async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
     let tb = Testbed::load();
-    if std::env::var("TESTBED_WITH_KEYCLOAK").is_err()
-        && tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref() != Some("1")
-    {
-        eprintln!("skipped: Keycloak is not in this test bed");
-        return;
-    }
+    // A test that cannot run fails; it never counts as passed.
+    assert_eq!(
+        tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref(),
+        Some("1"),
+        "Keycloak is not running in this test bed: run testbed/up without TESTBED_WITHOUT_KEYCLOAK"
+    );
     let cfg = format!(
         r#"
 listen: 127.0.0.1:{{{{PORT}}}}
