@@ -135,6 +135,15 @@ describe('gatehouse in Chromium', () => {
     assert.match(await page.locator('#service-accounts').innerText(), /team-a\/dev/);
     assert.match(await page.locator('#kubernetes-user').innerText(), /system:serviceaccount:team-a:dev/);
     await page.screenshot({ path: join(shots, 'whoami.png'), fullPage: true });
+    // Readable on a phone: nothing wider than the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways on a phone by ${overflow}px`);
+    await page.screenshot({ path: join(shots, 'whoami-phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1100, height: 800 });
+    // Keyboard: the first Tab reaches the skip link, which leads to the content.
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
 
     await page.getByRole('link', { name: 'What can I do' }).click();
     await page.getByLabel('Namespace').fill('team-a');

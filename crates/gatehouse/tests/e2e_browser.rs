@@ -23,9 +23,13 @@ const SESSION_KEY: &str = "e2e-session-key-0123456789abcdef0123456789";
 const BASE: &str = "https://127.0.0.1:8443";
 
 fn start(tb: &Testbed) -> Gatehouse {
-    let cfg = format!(
+    Gatehouse::start_on(&browser_config(tb, 8443), 8443, "https", true)
+}
+
+fn browser_config(tb: &Testbed, port: u16) -> String {
+    format!(
         r#"
-listen: 127.0.0.1:8443
+listen: 127.0.0.1:{port}
 publicUrl: {BASE}
 tls: {{ certFile: "{cert}", keyFile: "{key}" }}
 kubernetes: {{ kubeconfig: "{kubeconfig}" }}
@@ -53,8 +57,7 @@ admin:
         ca = tb.var("TESTBED_CA_FILE"),
         hash = tb.var("GATEHOUSE_ADMIN_PASSWORD_HASH"),
         signing = tb.var("GATEHOUSE_ADMIN_SIGNING_KEY"),
-    );
-    Gatehouse::start_on(&cfg, 8443, "https", true)
+    )
 }
 
 /// A minimal browser: a cookie jar per origin, manual redirects, a record of visited URLs.
@@ -282,6 +285,26 @@ async fn sign_in_with_dex_then_session_authenticates_ui_and_proxy() {
         .unwrap()
         .1
         .to_string();
+
+    // Another replica with the same session key accepts the session: nothing is stored on the
+    // server that signed the user in.
+    let replica_port = support::free_port();
+    let replica = Gatehouse::start_on(
+        &browser_config(&tb, replica_port),
+        replica_port,
+        "https",
+        true,
+    );
+    let seen = tb
+        .http()
+        .get(format!("{}/ui/whoami", replica.url))
+        .header("cookie", format!("gatehouse_session={session_value}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seen.status(), 200);
+    assert!(seen.text().await.unwrap().contains("alice@example.com"));
+    drop(replica);
 
     // The session cookie authenticates the proxy (as the mapped ServiceAccount)...
     let cms = b
