@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod discovery;
 pub mod identity;
 pub mod jwt;
 pub mod mapping;

@@ -1,7 +1,6 @@
 //! gatehouse's own endpoints under `/v1`.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Body;
@@ -12,15 +11,10 @@ use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::app::{App, unix_now};
+use crate::app::{App, rfc3339, unix_now};
 use crate::authn::{Authenticated, bearer_token};
 use crate::status::ApiError;
 use crate::upstream::Identity;
-
-fn rfc3339(unix: i64) -> String {
-    let secs = u64::try_from(unix).unwrap_or(0);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
 
 /// `GET /v1/config`: what a CLI or UI needs to sign in. Public; holds no secret.
 pub async fn public_config(State(app): State<Arc<App>>) -> Json<Value> {

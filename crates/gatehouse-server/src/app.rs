@@ -70,6 +70,12 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// RFC 3339 (seconds) for unix seconds.
+pub fn rfc3339(unix: i64) -> String {
+    let secs = u64::try_from(unix).unwrap_or(0);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
 impl App {
     /// Builds the application and starts its background tasks (OIDC discovery with retries,
     /// the ServiceAccount watch). Returns once everything is wired; readiness follows later.

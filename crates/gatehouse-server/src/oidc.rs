@@ -19,35 +19,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use gatehouse_core::jwt::{self, Policy, Verified, VerifyError};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::config::OidcConfig;
 
-/// The parts of the discovery document gatehouse uses.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub struct Discovery {
-    /// `issuer`.
-    pub issuer: String,
-    /// `authorization_endpoint`.
-    pub authorization_endpoint: String,
-    /// `token_endpoint`.
-    pub token_endpoint: String,
-    /// `jwks_uri`.
-    pub jwks_uri: String,
-    /// `end_session_endpoint`.
-    #[serde(default)]
-    pub end_session_endpoint: Option<String>,
-    /// `device_authorization_endpoint`.
-    #[serde(default)]
-    pub device_authorization_endpoint: Option<String>,
-    /// `revocation_endpoint`.
-    #[serde(default)]
-    pub revocation_endpoint: Option<String>,
-    /// `id_token_signing_alg_values_supported`.
-    #[serde(default)]
-    pub id_token_signing_alg_values_supported: Vec<String>,
-}
+pub use gatehouse_core::discovery::Discovery;
 
 /// Why the issuer's metadata could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use gatehouse_core::identity::Principal;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
-use crate::app::{App, unix_now};
+use crate::app::{App, rfc3339, unix_now};
 use crate::authn::{Authenticated, bearer_token};
 use crate::browser::Session;
 use crate::session::same_origin;
@@ -267,12 +267,6 @@ struct WhoamiPage {
     service_accounts: Vec<String>,
     fall_through: bool,
     claims: Vec<(String, String)>,
-}
-
-fn rfc3339(unix: i64) -> String {
-    let secs = u64::try_from(unix).unwrap_or(0);
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
 }
 
 /// `GET /ui/whoami`.

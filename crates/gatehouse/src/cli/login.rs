@@ -813,10 +813,7 @@ mod tests {
             authorization_endpoint: "https://idp/auth".into(),
             token_endpoint: "https://idp/token".into(),
             jwks_uri: "https://idp/keys".into(),
-            device_authorization_endpoint: None,
-            revocation_endpoint: None,
-            scopes_supported: vec![],
-            id_token_signing_alg_values_supported: vec![],
+            ..Discovery::default()
         };
         assert!(!scopes(&s, &d, true).contains(&"offline_access".to_owned()));
         d.scopes_supported = vec!["openid".into(), "offline_access".into()];

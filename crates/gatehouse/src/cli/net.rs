@@ -58,30 +58,7 @@ pub struct UserParameter {
     pub pattern: Option<String>,
 }
 
-/// The parts of the IdP's discovery document the CLI uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Discovery {
-    /// `issuer`.
-    pub issuer: String,
-    /// `authorization_endpoint`.
-    pub authorization_endpoint: String,
-    /// `token_endpoint`.
-    pub token_endpoint: String,
-    /// `jwks_uri`.
-    pub jwks_uri: String,
-    /// `device_authorization_endpoint`.
-    #[serde(default)]
-    pub device_authorization_endpoint: Option<String>,
-    /// `revocation_endpoint`.
-    #[serde(default)]
-    pub revocation_endpoint: Option<String>,
-    /// `scopes_supported`.
-    #[serde(default)]
-    pub scopes_supported: Vec<String>,
-    /// `id_token_signing_alg_values_supported`.
-    #[serde(default)]
-    pub id_token_signing_alg_values_supported: Vec<String>,
-}
+pub use gatehouse_core::discovery::Discovery;
 
 /// A token endpoint answer. `Debug` is redacted.
 #[derive(Deserialize)]
