@@ -27,6 +27,7 @@ pub async fn public_config(State(app): State<Arc<App>>) -> Json<Value> {
             "scopes": o.scopes(),
             "audiences": o.audiences,
             "usernameClaim": o.username_claim,
+            "tokenType": o.token_type,
             "additionalParameters": o.additional_parameters,
             "userParameters": o.user_parameters.iter().map(|(k, v)| (k.clone(), json!({"pattern": v.pattern}))).collect::<serde_json::Map<_, _>>(),
         })

@@ -90,6 +90,7 @@ impl Config {
                 "caFile": o.ca_file,
                 "algorithms": o.algorithms.as_ref().map(|a| a.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>()),
                 "clockSkew": humantime::format_duration(o.clock_skew).to_string(),
+                "tokenType": o.token_type,
                 "additionalParameters": o.additional_parameters,
                 "userParameters": o.user_parameters.iter().map(|(k, v)| (k.clone(), serde_json::json!({"pattern": v.pattern}))).collect::<serde_json::Map<_, _>>(),
             })),
@@ -154,6 +155,9 @@ pub struct OidcConfig {
     pub additional_parameters: BTreeMap<String, String>,
     /// Parameters a user may set per sign-in, each with an optional full-match pattern.
     pub user_parameters: BTreeMap<String, UserParameter>,
+    /// Which token the CLI hands to kubectl: `id_token` (default) or `access_token` (a JWT
+    /// access token for a resource, from resource indicators). Published in `/v1/config`.
+    pub token_type: String,
 }
 
 /// A parameter a user may set per sign-in.
@@ -609,6 +613,12 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
     let jwks_min_refresh_interval = r
         .duration("oidc.jwksMinRefreshInterval", None)
         .unwrap_or(Duration::from_secs(10));
+    let token_type = r
+        .string("oidc.tokenType", None)
+        .unwrap_or_else(|| "id_token".to_owned());
+    if !matches!(token_type.as_str(), "id_token" | "access_token") {
+        r.problem("oidc.tokenType", "must be id_token or access_token");
+    }
     let additional_parameters = read_additional_parameters(r);
     let user_parameters = read_user_parameters(r, &additional_parameters);
     if !enabled {
@@ -653,6 +663,7 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
         jwks_min_refresh_interval,
         additional_parameters,
         user_parameters,
+        token_type,
     })
 }
 

@@ -900,3 +900,170 @@ fallThrough: {{ enabled: true }}
 fn tb_var(tb: &Testbed, name: &str) -> Option<String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tb.var(name))).ok()
 }
+
+/// A parameter-driven audience: node oidc-provider with a resource indicator
+/// (`resource` as a static parameter), `tokenType: access_token` on the server, so the CLI
+/// hands kubectl the JWT access token whose `aud` is the cluster's resource. The same token
+/// works through gatehouse (alice, mapped; bob, fall-through) and straight at the
+/// kube-apiserver.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn node_access_token_for_a_resource_works_three_ways() {
+    let tb = Testbed::load();
+    let resource = tb.var("NODE_OIDC_RESOURCE");
+    let cfg = format!(
+        r#"
+listen: 127.0.0.1:{{{{PORT}}}}
+tls: {{ certFile: "{cert}", keyFile: "{key}" }}
+kubernetes: {{ kubeconfig: "{kubeconfig}" }}
+oidc:
+  issuerUrl: "{issuer}"
+  clientId: "{web}"
+  cliClientId: "{cli}"
+  caFile: "{ca}"
+  additionalScopes: [groups]
+  audiences: ["{resource}"]
+  additionalParameters: {{ resource: "{resource}" }}
+  tokenType: access_token
+fallThrough: {{ enabled: true }}
+"#,
+        cert = tb.var("GATEHOUSE_TLS_CERT"),
+        key = tb.var("GATEHOUSE_TLS_KEY"),
+        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
+        issuer = tb.var("NODE_OIDC_ISSUER"),
+        web = tb.var("NODE_OIDC_WEB_CLIENT_ID"),
+        cli = tb.var("NODE_OIDC_CLI_CLIENT_ID"),
+        ca = tb.var("TESTBED_CA_FILE"),
+    );
+    let gh = Gatehouse::start(&cfg, "https", true);
+
+    for user in ["alice", "bob"] {
+        let m = Machine::new(&tb);
+        let mut child = m
+            .gatehouse(&[
+                "login",
+                "--sso",
+                &gh.url,
+                "--certificate-authority",
+                &m.ca,
+                "--no-browser",
+                "--timeout",
+                "60s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = LineReader::new(child.stderr.take().unwrap());
+        let auth_url = stderr.wait_for(Duration::from_secs(20), |l| {
+            l.starts_with(&tb.var("NODE_OIDC_ISSUER"))
+        });
+        let q: BTreeMap<String, String> = url::Url::parse(&auth_url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(
+            q["resource"], resource,
+            "the static parameter asks for the cluster's audience"
+        );
+        let redirect = q["redirect_uri"].clone();
+        let mut b = DexBrowser::new(&tb);
+        let login = b.follow(&auth_url, &redirect).await.unwrap();
+        let upper = user.to_ascii_uppercase();
+        let (email, password) = (
+            tb.var(&format!("{upper}_EMAIL")),
+            tb.var(&format!("{upper}_PASSWORD")),
+        );
+        let callback = b
+            .submit_form(
+                &login,
+                "login-form",
+                &[("login", &email), ("password", &password)],
+                &redirect,
+            )
+            .await
+            .err()
+            .expect("node redirects to the CLI's loopback listener");
+        assert_eq!(b.request(&callback, None).await.status, 200);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "login failed:\n{}", stderr.finish());
+
+        let entry = m.entry();
+        assert_eq!(entry["tokenType"], "accessToken");
+        use base64::Engine as _;
+        let payload = entry["token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["aud"], resource.as_str(), "{claims}");
+
+        let out = m.run(&[
+            "kubeconfig",
+            &gh.url,
+            "--certificate-authority",
+            &m.ca,
+            "--direct",
+            "--apiserver",
+            &tb.var("KUBE_APISERVER_URL"),
+            "--apiserver-certificate-authority",
+            &m.ca,
+        ]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        // Straight at the kube-apiserver: its own structured authentication accepts the token.
+        let direct = m.kubectl(&[
+            "--context",
+            "gatehouse-direct",
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ]);
+        assert_eq!(
+            text(&direct).0,
+            format!("oidc:{email}"),
+            "{}",
+            text(&direct).1
+        );
+        // Through gatehouse: alice as her ServiceAccount, bob by fall-through.
+        let (ns, who) = if user == "alice" {
+            ("team-a", "system:serviceaccount:team-a:dev".to_owned())
+        } else {
+            ("team-b", format!("oidc:{email}"))
+        };
+        let list = m.kubectl(&[
+            "--context",
+            "gatehouse",
+            "get",
+            "configmaps",
+            "-n",
+            ns,
+            "-o",
+            "name",
+        ]);
+        assert!(
+            text(&list).0.contains("configmap/hello"),
+            "{user}: {}",
+            text(&list).1
+        );
+        let through = m.kubectl(&[
+            "--context",
+            "gatehouse",
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ]);
+        assert_eq!(text(&through).0, who);
+    }
+}

@@ -40,6 +40,18 @@ pub enum Kind {
     Kubeconfig,
 }
 
+/// Which token of the IdP's answer is handed to kubectl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenType {
+    /// The ID token (the default; its `aud` holds the client and any peer audiences).
+    #[default]
+    IdToken,
+    /// The access token, when the IdP issues it as a JWT for a resource (RFC 8707 resource
+    /// indicators): its `aud` is the resource, for example the cluster.
+    AccessToken,
+}
+
 /// One cached sign-in.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +83,9 @@ pub struct Entry {
     pub updated_at: i64,
     /// The login command that renews this entry, shown in hints.
     pub login_command: String,
+    /// Which token `token` holds.
+    #[serde(default)]
+    pub token_type: TokenType,
 }
 
 impl std::fmt::Debug for Entry {
@@ -434,6 +449,7 @@ mod tests {
 
     fn entry(server: &str, token: &str, updated_at: i64) -> Entry {
         Entry {
+            token_type: TokenType::IdToken,
             server: server.to_owned(),
             issuer: Some("https://idp".to_owned()),
             client_id: Some("cli".to_owned()),

@@ -487,6 +487,7 @@ pub async fn login_with_kubeconfig(
         ca_pem: target.ca_pem.clone(),
         updated_at: now,
         login_command,
+        token_type: crate::cli::cache::TokenType::IdToken,
     })
 }
 

@@ -42,6 +42,8 @@ pub struct Target {
     pub params: Vec<(String, String)>,
     /// Ask for `offline_access` when the IdP lists it (`--no-offline-access` turns it off).
     pub offline_access: bool,
+    /// Which token to hand to kubectl (`--token-type`; else the server's `tokenType`).
+    pub token_type: Option<crate::cli::cache::TokenType>,
 }
 
 impl Target {
@@ -201,22 +203,34 @@ pub async fn oidc_context(
     Ok((oidc, d))
 }
 
+/// The token type for a sign-in: the flag, else the server's setting, else the ID token.
+pub fn token_type(target: &Target, oidc: &OidcSettings) -> crate::cli::cache::TokenType {
+    target
+        .token_type
+        .unwrap_or(match oidc.token_type.as_deref() {
+            Some("access_token") => crate::cli::cache::TokenType::AccessToken,
+            _ => crate::cli::cache::TokenType::IdToken,
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn oidc_entry(
     target: &Target,
     oidc: &OidcSettings,
     params: BTreeMap<String, String>,
-    id_token: String,
+    token: String,
     refresh_token: Option<String>,
     expires_at: i64,
     command: String,
 ) -> Entry {
     Entry {
+        token_type: token_type(target, oidc),
         server: target.server.clone(),
         issuer: Some(oidc.issuer_url.clone()),
         client_id: Some(oidc.cli_client_id.clone()),
         parameters: params,
         kind: Kind::Oidc,
-        token: id_token,
+        token,
         refresh_token,
         expires_at,
         ca_pem: target.ca_pem.clone(),
@@ -283,6 +297,7 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
         let net = net.clone();
         let d = d.clone();
         let client = oidc.cli_client_id.clone();
+        let kind = token_type(target, &oidc);
         let redirect_uri = redirect_uri.clone();
         let verifier = secrets.verifier.clone();
         let nonce = secrets.nonce.clone();
@@ -301,7 +316,7 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
                 )
                 .await
                 .map_err(offline_hint)?;
-            let id_token = tokens.id_token.ok_or_else(|| CliError::BadAnswer {
+            let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
                 what: IDP,
                 url: d.token_endpoint.clone(),
                 reason: "no id_token in the token response (is `openid` among the scopes?)"
@@ -310,10 +325,17 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
             let verified = net
                 .verify_id_token(&d, &client, &id_token, Some(&nonce), net::unix_now())
                 .await?;
-            Ok((id_token, tokens.refresh_token, verified))
+            let (token, expires_at) =
+                net::pick_token(kind, &tokens, &id_token, &verified, &d.token_endpoint)?;
+            Ok((token, tokens.refresh_token, verified, expires_at))
         }
     });
-    let (id_token, refresh_token, verified) = match tokio::time::timeout(opts.timeout, wait).await {
+    let (token, refresh_token, verified, expires_at) = match tokio::time::timeout(
+        opts.timeout,
+        wait,
+    )
+    .await
+    {
         Ok(r) => r?,
         Err(_) => {
             return Err(CliError::Login {
@@ -327,14 +349,14 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
             });
         }
     };
-    report_identity(&target.server, &verified.claims, verified.expires_at);
+    report_identity(&target.server, &verified.claims, expires_at);
     Ok(oidc_entry(
         target,
         &oidc,
         params,
-        id_token,
+        token,
         refresh_token,
-        verified.expires_at,
+        expires_at,
         command,
     ))
 }
@@ -606,7 +628,7 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
                     url: d.token_endpoint.clone(),
                     reason: format!("{:?} error", e.classify()),
                 })?;
-            let id_token = tokens.id_token.ok_or_else(|| CliError::BadAnswer {
+            let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
                 what: IDP,
                 url: d.token_endpoint.clone(),
                 reason: "no id_token in the token response".to_owned(),
@@ -614,15 +636,22 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
             let verified = net
                 .verify_id_token(&d, &oidc.cli_client_id, &id_token, None, net::unix_now())
                 .await?;
+            let (token, expires_at) = net::pick_token(
+                token_type(target, &oidc),
+                &tokens,
+                &id_token,
+                &verified,
+                &d.token_endpoint,
+            )?;
             drop(spinner);
-            report_identity(&target.server, &verified.claims, verified.expires_at);
+            report_identity(&target.server, &verified.claims, expires_at);
             return Ok(oidc_entry(
                 target,
                 &oidc,
                 params,
-                id_token,
+                token,
                 tokens.refresh_token,
-                verified.expires_at,
+                expires_at,
                 command,
             ));
         }
@@ -754,6 +783,7 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<Entry
         ca_pem: target.ca_pem.clone(),
         updated_at: net::unix_now(),
         login_command: target.command("--admin"),
+        token_type: crate::cli::cache::TokenType::IdToken,
     })
 }
 
@@ -765,6 +795,7 @@ mod tests {
 
     fn settings() -> OidcSettings {
         OidcSettings {
+            token_type: None,
             issuer_url: "https://idp".into(),
             cli_client_id: "cli".into(),
             scopes: vec!["openid".into(), "email".into()],
@@ -825,6 +856,7 @@ mod tests {
     fn renewal_command_quotes_words() {
         let t = Target {
             server: "https://gh.example".into(),
+            token_type: None,
             ca_pem: None,
             ca_path: Some("/tmp/my ca.pem".into()),
             params: vec![("login_hint".into(), "a@example.com".into())],

@@ -164,6 +164,10 @@ pub struct LoginArgs {
     /// that refuse it to some users; most still give a refresh token bound to the session).
     #[arg(long)]
     pub no_offline_access: bool,
+    /// Which token to hand to kubectl: the ID token, or the IdP's JWT access token (for an
+    /// audience requested with a resource indicator). Default: the server's `oidc.tokenType`.
+    #[arg(long, value_enum)]
+    pub token_type: Option<crate::cli::cache::TokenType>,
     /// The loopback port for the browser's redirect (default: a free port).
     #[arg(long, default_value_t = 0)]
     pub callback_port: u16,
@@ -294,6 +298,7 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
         ca_path,
         params: args.params.clone(),
         offline_access: !args.no_offline_access,
+        token_type: args.token_type,
     };
     // Read the password before anything else, so a prompt is not interleaved with messages.
     let password = if args.admin {

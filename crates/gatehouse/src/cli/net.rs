@@ -48,6 +48,9 @@ pub struct OidcSettings {
     /// Parameters a user may set, with their patterns.
     #[serde(default)]
     pub user_parameters: BTreeMap<String, UserParameter>,
+    /// `id_token` or `access_token`: which token the CLI hands to kubectl.
+    #[serde(default)]
+    pub token_type: Option<String>,
 }
 
 /// One user-settable parameter.
@@ -69,6 +72,9 @@ pub struct TokenResponse {
     /// `refresh_token`.
     #[serde(default)]
     pub refresh_token: Option<String>,
+    /// `access_token`.
+    #[serde(default)]
+    pub access_token: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -351,4 +357,39 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The token handed to kubectl and its expiry: the verified ID token, or, with
+/// [`TokenType::AccessToken`], the access token, which must be a JWT. The access token's claims
+/// are read here only for its expiry; gatehouse and the kube-apiserver verify it.
+pub fn pick_token(
+    token_type: crate::cli::cache::TokenType,
+    tokens: &TokenResponse,
+    id_token: &str,
+    id_verified: &Verified,
+    token_endpoint: &str,
+) -> Result<(String, i64), CliError> {
+    use base64::Engine as _;
+    match token_type {
+        crate::cli::cache::TokenType::IdToken => Ok((id_token.to_owned(), id_verified.expires_at)),
+        crate::cli::cache::TokenType::AccessToken => {
+            let bad = |reason: &str| CliError::BadAnswer {
+                what: IDP,
+                url: token_endpoint.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let access = tokens
+                .access_token
+                .clone()
+                .ok_or_else(|| bad("no access_token in the token response"))?;
+            let exp = access
+                .split('.')
+                .nth(1)
+                .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|c| c.get("exp").and_then(serde_json::Value::as_i64))
+                .ok_or_else(|| bad("the access token is not a JWT with an exp claim; tokenType access_token needs JWT access tokens (for example a resource indicator)"))?;
+            Ok((access, exp))
+        }
+    }
 }

@@ -110,7 +110,7 @@ fn refresh(entry: &Entry) -> Result<Entry, CliError> {
                 ],
             )
             .await?;
-        let id_token = tokens.id_token.ok_or_else(|| CliError::BadAnswer {
+        let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
             what: IDP,
             url: d.token_endpoint.clone(),
             reason: "no id_token in the refresh response".to_owned(),
@@ -118,11 +118,18 @@ fn refresh(entry: &Entry) -> Result<Entry, CliError> {
         let verified = net
             .verify_id_token(&d, client_id, &id_token, None, net::unix_now())
             .await?;
+        let (token, expires_at) = net::pick_token(
+            entry.token_type,
+            &tokens,
+            &id_token,
+            &verified,
+            &d.token_endpoint,
+        )?;
         Ok(Entry {
-            token: id_token,
+            token,
             // IdPs that rotate refresh tokens send a new one; others keep the old valid.
             refresh_token: tokens.refresh_token.or_else(|| entry.refresh_token.clone()),
-            expires_at: verified.expires_at,
+            expires_at,
             updated_at: net::unix_now(),
             ..entry.clone()
         })
@@ -333,6 +340,7 @@ mod tests {
     #[test]
     fn validity_keeps_a_margin() {
         let mut e = Entry {
+            token_type: crate::cli::cache::TokenType::IdToken,
             server: "s".into(),
             issuer: None,
             client_id: None,
