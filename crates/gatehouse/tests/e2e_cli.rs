@@ -27,7 +27,7 @@ oidc:
   clientId: gatehouse
   cliClientId: gatehouse-cli
   caFile: "{ca}"
-  additionalScopes: [groups]
+  additionalScopes: [groups, "audience:server:client_id:kubernetes"]
   additionalParameters: {{ connector_id: local }}
   userParameters:
     login_hint: {{ pattern: '[a-z]+@example\.com' }}
@@ -299,7 +299,13 @@ async fn sso_login_then_kubectl_through_the_exec_plugin() {
     let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(who["gatehouse"]["username"], "alice@example.com");
     assert_eq!(who["gatehouse"]["kubernetes"]["via"], "impersonation");
-    assert_eq!(who["token"]["audiences"], "gatehouse-cli");
+    // One sign-in, one token, two audiences (Dex's cross-client scope from the server's
+    // additionalScopes): gatehouse's CLI client and the cluster.
+    assert_eq!(
+        who["token"]["audiences"],
+        serde_json::json!(["kubernetes", "gatehouse-cli"])
+    );
+    assert_eq!(who["token"]["authorizedParty"], "gatehouse-cli");
     let out = m.run(&["whoami"]);
     let (o, e) = text(&out);
     assert!(
@@ -482,7 +488,8 @@ async fn direct_context_reaches_the_kube_apiserver_with_the_same_plugin() {
         &m.ca,
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
-    // The test bed's kube-apiserver accepts the gatehouse-cli audience.
+    // The token carries the cluster's audience (Dex cross-client scope), which is all the test
+    // bed's kube-apiserver accepts.
     let ok = m.kubectl(&[
         "--context",
         "gatehouse-direct",

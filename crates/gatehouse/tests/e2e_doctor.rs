@@ -221,6 +221,23 @@ async fn broken_installations_name_the_step_and_the_fix() {
         "the cluster itself accepts its own audience"
     );
 
+    // Missing the cluster's audience: gatehouse accepts the token, the kube-apiserver does not,
+    // and doctor says where to look.
+    let no_cluster = tb.id_token_without_cluster_audience("bob").await;
+    let d = doctor(&tb, &gh, Some(&no_cluster), true, true);
+    assert_eq!(d.verdict("gatehouse's view"), "pass", "{}", d.stdout);
+    assert_eq!(d.verdict("Kubernetes directly"), "fail", "{}", d.stdout);
+    assert_eq!(
+        d.verdict("Kubernetes through gatehouse"),
+        "fail",
+        "bob falls through with the same token"
+    );
+    assert!(
+        d.fix("Kubernetes directly").contains("audience"),
+        "{}",
+        d.fix("Kubernetes directly")
+    );
+
     // Skewed clock: a crafted token issued ten minutes in the future.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;

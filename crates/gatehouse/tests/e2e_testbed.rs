@@ -750,3 +750,65 @@ async fn review_picks_the_allowed_serviceaccount_and_watch_sees_new_mappings() {
         text(&who).0
     );
 }
+
+/// Multi-audience negatives: a token for the cluster only is refused by gatehouse unless its
+/// audience is configured; a token whose `azp` is not an accepted client is refused even when
+/// its `aud` is fine.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn audience_and_azp_rules() {
+    let tb = Testbed::load();
+    let http = tb.http();
+    let cluster_only = tb
+        .id_token_for_client(
+            "alice",
+            &tb.var("DEX_PEER_CLIENT_ID"),
+            Some(&tb.var("DEX_PEER_CLIENT_SECRET")),
+            "",
+        )
+        .await;
+    let whoami = |url: String, token: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("{url}/v1/whoami"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let gh = start(&tb, true);
+    let (code, body) = whoami(gh.url.clone(), cluster_only.clone()).await;
+    assert_eq!(code, 401);
+    assert!(
+        body.contains("contains no accepted client ID or audience"),
+        "{body}"
+    );
+    drop(gh);
+    let with_aud = config(&tb, true).replace(
+        "  additionalScopes:",
+        "  audiences: [kubernetes]\n  additionalScopes:",
+    );
+    let gh = Gatehouse::start(&with_aud, "https", true);
+    let (code, body) = whoami(gh.url.clone(), cluster_only).await;
+    assert_eq!(code, 200, "{body}");
+    drop(gh);
+
+    // aud holds `gatehouse`, but the token was requested by `gatehouse-cli`, which this
+    // gatehouse does not accept as a client.
+    let other_azp = tb
+        .id_token_for_client(
+            "alice",
+            &tb.var("DEX_CLI_CLIENT_ID"),
+            None,
+            &format!("audience:server:client_id:{}", tb.var("DEX_WEB_CLIENT_ID")),
+        )
+        .await;
+    let only_web = config(&tb, true).replace("  cliClientId: gatehouse-cli\n", "");
+    let gh = Gatehouse::start(&only_web, "https", true);
+    let (code, body) = whoami(gh.url.clone(), other_azp).await;
+    assert_eq!(code, 401);
+    assert!(body.contains("authorized party (azp)"), "{body}");
+}

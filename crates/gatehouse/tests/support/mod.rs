@@ -60,9 +60,22 @@ impl Testbed {
         b.build().unwrap()
     }
 
-    /// An ID token for a fixture user from Dex (password grant with the CLI client).
+    /// An ID token for a fixture user from Dex (password grant with the CLI client), with the
+    /// cluster's audience added through Dex's cross-client scope, as a real installation
+    /// configures it (the test bed's kube-apiserver accepts only the `kubernetes` audience).
     pub async fn id_token(&self, user: &str, extra_scope: &str) -> String {
-        self.id_token_for_client(user, &self.var("DEX_CLI_CLIENT_ID"), None, extra_scope)
+        let scope = format!(
+            "audience:server:client_id:{} {extra_scope}",
+            self.var("DEX_PEER_CLIENT_ID")
+        );
+        self.id_token_for_client(user, &self.var("DEX_CLI_CLIENT_ID"), None, &scope)
+            .await
+    }
+
+    /// An ID token for the CLI client only (`aud` is just `gatehouse-cli`): one the
+    /// kube-apiserver does not accept.
+    pub async fn id_token_without_cluster_audience(&self, user: &str) -> String {
+        self.id_token_for_client(user, &self.var("DEX_CLI_CLIENT_ID"), None, "")
             .await
     }
 
