@@ -908,169 +908,296 @@ fn tb_var(tb: &Testbed, name: &str) -> Option<String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tb.var(name))).ok()
 }
 
-/// A parameter-driven audience: node oidc-provider with a resource indicator
-/// (`resource` as a static parameter), `tokenType: access_token` on the server, so the CLI
-/// hands kubectl the JWT access token whose `aud` is the cluster's resource. The same token
-/// works through gatehouse (alice, mapped; bob, fall-through) and straight at the
-/// kube-apiserver.
+/// A gatehouse configuration from `docs/examples/multi-audience/<name>.yaml` (its `${VAR}`
+/// placeholders filled from the test bed), with the listener and Kubernetes settings added.
+fn multi_audience_config(tb: &Testbed, name: &str) -> String {
+    let path = support::workspace_root().join(format!("docs/examples/multi-audience/{name}.yaml"));
+    let mut oidc = std::fs::read_to_string(&path).unwrap();
+    let re = regex::Regex::new(r"\$\{([A-Z_]+)\}").unwrap();
+    let vars: Vec<String> = re.captures_iter(&oidc).map(|c| c[1].to_owned()).collect();
+    for v in vars {
+        oidc = oidc.replace(&format!("${{{v}}}"), &tb.var(&v));
+    }
+    format!(
+        "listen: 127.0.0.1:{{{{PORT}}}}\ntls: {{ certFile: \"{}\", keyFile: \"{}\" }}\nkubernetes: {{ kubeconfig: \"{}\" }}\nfallThrough: {{ enabled: true }}\n{oidc}",
+        tb.var("GATEHOUSE_TLS_CERT"),
+        tb.var("GATEHOUSE_TLS_KEY"),
+        tb.var("GATEHOUSE_KUBECONFIG"),
+    )
+}
+
+/// `gatehouse login --sso` against any IdP of the test bed, the test filling in the IdP's
+/// login form (`form` marks its opening tag, `fields` are the user's entries).
+async fn cli_sign_in(
+    tb: &Testbed,
+    m: &Machine,
+    server: &str,
+    issuer: &str,
+    extra: &[&str],
+    form: &str,
+    fields: &[(&str, &str)],
+) -> BTreeMap<String, String> {
+    let mut args = vec![
+        "login",
+        "--sso",
+        server,
+        "--certificate-authority",
+        &m.ca,
+        "--no-browser",
+        "--timeout",
+        "60s",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = m
+        .gatehouse(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let auth_url = stderr.wait_for(Duration::from_secs(20), |l| l.starts_with(issuer));
+    let q: BTreeMap<String, String> = url::Url::parse(&auth_url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let redirect = q["redirect_uri"].clone();
+    let mut b = DexBrowser::new(tb);
+    let login = b.follow(&auth_url, &redirect).await.unwrap();
+    let callback = b
+        .submit_form(&login, form, fields, &redirect)
+        .await
+        .err()
+        .expect("the IdP redirects to the CLI's loopback listener");
+    assert_eq!(b.request(&callback, None).await.status, 200);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "login failed:\n{}", stderr.finish());
+    q
+}
+
+/// The cached token names the cluster's audience, and works three ways: straight at the
+/// kube-apiserver, and through gatehouse (alice as her ServiceAccount, bob by fall-through).
+fn check_three_ways(tb: &Testbed, m: &Machine, server: &str, user: &str, cluster_audience: &str) {
+    use base64::Engine as _;
+    let entry = m.entry();
+    let payload = entry["token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let aud: Vec<String> = match &claims["aud"] {
+        serde_json::Value::String(s) => vec![s.clone()],
+        v => v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect(),
+    };
+    assert!(
+        aud.iter().any(|a| a == cluster_audience),
+        "{user}: aud {aud:?}"
+    );
+    let email = tb.var(&format!("{}_EMAIL", user.to_ascii_uppercase()));
+    let out = m.run(&[
+        "kubeconfig",
+        server,
+        "--certificate-authority",
+        &m.ca,
+        "--direct",
+        "--apiserver",
+        &tb.var("KUBE_APISERVER_URL"),
+        "--apiserver-certificate-authority",
+        &m.ca,
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let direct = m.kubectl(&[
+        "--context",
+        "gatehouse-direct",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(
+        text(&direct).0,
+        format!("oidc:{email}"),
+        "{}",
+        text(&direct).1
+    );
+    let (ns, who) = if user == "alice" {
+        ("team-a", "system:serviceaccount:team-a:dev".to_owned())
+    } else {
+        ("team-b", format!("oidc:{email}"))
+    };
+    let list = m.kubectl(&[
+        "--context",
+        "gatehouse",
+        "get",
+        "configmaps",
+        "-n",
+        ns,
+        "-o",
+        "name",
+    ]);
+    assert!(
+        text(&list).0.contains("configmap/hello"),
+        "{user}: {}",
+        text(&list).1
+    );
+    let through = m.kubectl(&[
+        "--context",
+        "gatehouse",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(text(&through).0, who);
+}
+
 #[tokio::test]
 #[ignore = "needs testbed"]
-async fn node_access_token_for_a_resource_works_three_ways() {
+async fn one_token_three_ways_with_dex() {
     let tb = Testbed::load();
-    let resource = tb.var("NODE_OIDC_RESOURCE");
-    let cfg = format!(
-        r#"
-listen: 127.0.0.1:{{{{PORT}}}}
-tls: {{ certFile: "{cert}", keyFile: "{key}" }}
-kubernetes: {{ kubeconfig: "{kubeconfig}" }}
-oidc:
-  issuerUrl: "{issuer}"
-  clientId: "{web}"
-  cliClientId: "{cli}"
-  caFile: "{ca}"
-  additionalScopes: [groups]
-  audiences: ["{resource}"]
-  additionalParameters: {{ resource: "{resource}" }}
-  tokenType: access_token
-fallThrough: {{ enabled: true }}
-"#,
-        cert = tb.var("GATEHOUSE_TLS_CERT"),
-        key = tb.var("GATEHOUSE_TLS_KEY"),
-        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
-        issuer = tb.var("NODE_OIDC_ISSUER"),
-        web = tb.var("NODE_OIDC_WEB_CLIENT_ID"),
-        cli = tb.var("NODE_OIDC_CLI_CLIENT_ID"),
-        ca = tb.var("TESTBED_CA_FILE"),
-    );
-    let gh = Gatehouse::start(&cfg, "https", true);
-
+    let gh = Gatehouse::start(&multi_audience_config(&tb, "dex"), "https", true);
     for user in ["alice", "bob"] {
         let m = Machine::new(&tb);
-        let mut child = m
-            .gatehouse(&[
-                "login",
-                "--sso",
-                &gh.url,
-                "--certificate-authority",
-                &m.ca,
-                "--no-browser",
-                "--timeout",
-                "60s",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = LineReader::new(child.stderr.take().unwrap());
-        let auth_url = stderr.wait_for(Duration::from_secs(20), |l| {
-            l.starts_with(&tb.var("NODE_OIDC_ISSUER"))
-        });
-        let q: BTreeMap<String, String> = url::Url::parse(&auth_url)
-            .unwrap()
-            .query_pairs()
-            .into_owned()
-            .collect();
-        assert_eq!(
-            q["resource"], resource,
-            "the static parameter asks for the cluster's audience"
-        );
-        let redirect = q["redirect_uri"].clone();
-        let mut b = DexBrowser::new(&tb);
-        let login = b.follow(&auth_url, &redirect).await.unwrap();
         let upper = user.to_ascii_uppercase();
         let (email, password) = (
             tb.var(&format!("{upper}_EMAIL")),
             tb.var(&format!("{upper}_PASSWORD")),
         );
-        let callback = b
-            .submit_form(
-                &login,
-                "login-form",
-                &[("login", &email), ("password", &password)],
-                &redirect,
-            )
-            .await
-            .err()
-            .expect("node redirects to the CLI's loopback listener");
-        assert_eq!(b.request(&callback, None).await.status, 200);
-        let status = child.wait().unwrap();
-        assert!(status.success(), "login failed:\n{}", stderr.finish());
-
-        let entry = m.entry();
-        assert_eq!(entry["tokenType"], "accessToken");
-        use base64::Engine as _;
-        let payload = entry["token"]
-            .as_str()
-            .unwrap()
-            .split('.')
-            .nth(1)
-            .unwrap()
-            .to_owned();
-        let claims: serde_json::Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(claims["aud"], resource.as_str(), "{claims}");
-
-        let out = m.run(&[
-            "kubeconfig",
+        let q = cli_sign_in(
+            &tb,
+            &m,
             &gh.url,
-            "--certificate-authority",
-            &m.ca,
-            "--direct",
-            "--apiserver",
-            &tb.var("KUBE_APISERVER_URL"),
-            "--apiserver-certificate-authority",
-            &m.ca,
-        ]);
-        assert!(out.status.success(), "{:?}", text(&out));
-        // Straight at the kube-apiserver: its own structured authentication accepts the token.
-        let direct = m.kubectl(&[
-            "--context",
-            "gatehouse-direct",
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ]);
-        assert_eq!(
-            text(&direct).0,
-            format!("oidc:{email}"),
-            "{}",
-            text(&direct).1
-        );
-        // Through gatehouse: alice as her ServiceAccount, bob by fall-through.
-        let (ns, who) = if user == "alice" {
-            ("team-a", "system:serviceaccount:team-a:dev".to_owned())
-        } else {
-            ("team-b", format!("oidc:{email}"))
-        };
-        let list = m.kubectl(&[
-            "--context",
-            "gatehouse",
-            "get",
-            "configmaps",
-            "-n",
-            ns,
-            "-o",
-            "name",
-        ]);
+            &tb.var("DEX_ISSUER"),
+            &[],
+            "method=\"post\"",
+            &[("login", &email), ("password", &password)],
+        )
+        .await;
         assert!(
-            text(&list).0.contains("configmap/hello"),
-            "{user}: {}",
-            text(&list).1
+            q["scope"].contains("audience:server:client_id:kubernetes"),
+            "{q:?}"
         );
-        let through = m.kubectl(&[
-            "--context",
-            "gatehouse",
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ]);
-        assert_eq!(text(&through).0, who);
+        check_three_ways(&tb, &m, &gh.url, user, "kubernetes");
+        assert_eq!(m.entry()["tokenType"], "idToken");
     }
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn one_token_three_ways_with_keycloak() {
+    let tb = Testbed::load();
+    assert_eq!(
+        tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref(),
+        Some("1"),
+        "Keycloak is not running in this test bed"
+    );
+    let gh = Gatehouse::start(&multi_audience_config(&tb, "keycloak"), "https", true);
+    for user in ["alice", "bob"] {
+        let m = Machine::new(&tb);
+        let upper = user.to_ascii_uppercase();
+        let (email, password) = (
+            tb.var(&format!("{upper}_EMAIL")),
+            tb.var(&format!("{upper}_PASSWORD")),
+        );
+        cli_sign_in(
+            &tb,
+            &m,
+            &gh.url,
+            &tb.var("KEYCLOAK_ISSUER"),
+            &["--no-offline-access"],
+            "kc-form-login",
+            &[
+                ("username", &email),
+                ("password", &password),
+                ("credentialId", ""),
+            ],
+        )
+        .await;
+        check_three_ways(&tb, &m, &gh.url, user, "kubernetes");
+    }
+}
+
+/// A parameter-driven audience: node oidc-provider with a resource indicator (`resource` as a
+/// static parameter) and `tokenType: access_token`, so the CLI hands kubectl the JWT access
+/// token whose `aud` is the cluster's resource.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn node_access_token_for_a_resource_works_three_ways() {
+    let tb = Testbed::load();
+    let resource = tb.var("NODE_OIDC_RESOURCE");
+    let gh = Gatehouse::start(&multi_audience_config(&tb, "node"), "https", true);
+    for user in ["alice", "bob"] {
+        let m = Machine::new(&tb);
+        let upper = user.to_ascii_uppercase();
+        let (email, password) = (
+            tb.var(&format!("{upper}_EMAIL")),
+            tb.var(&format!("{upper}_PASSWORD")),
+        );
+        let q = cli_sign_in(
+            &tb,
+            &m,
+            &gh.url,
+            &tb.var("NODE_OIDC_ISSUER"),
+            &[],
+            "login-form",
+            &[("login", &email), ("password", &password)],
+        )
+        .await;
+        assert_eq!(
+            q["resource"], resource,
+            "the static parameter asks for the cluster's audience"
+        );
+        assert_eq!(m.entry()["tokenType"], "accessToken");
+        check_three_ways(&tb, &m, &gh.url, user, &resource);
+    }
+}
+
+/// Every snippet of docs/multi-audience.md is a file the tests use (`# file:`), or its lines
+/// appear, in order, in the test bed file it names (`# checked against`).
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn docs_multi_audience_match_the_test_bed() {
+    let root = support::workspace_root();
+    let doc = std::fs::read_to_string(root.join("docs/multi-audience.md")).unwrap();
+    let mut checked = 0;
+    for block in doc.split("```").skip(1).step_by(2) {
+        let body = block.split_once('\n').map_or("", |(_, b)| b);
+        let Some((first, rest)) = body.split_once('\n') else {
+            continue;
+        };
+        if let Some(path) = first.strip_prefix("# file: ") {
+            assert_eq!(
+                rest,
+                std::fs::read_to_string(root.join(path)).unwrap(),
+                "{path} differs from the doc"
+            );
+            checked += 1;
+        } else if let Some(path) = first.strip_prefix("# checked against ") {
+            let target = std::fs::read_to_string(root.join(path)).unwrap();
+            let lines: Vec<&str> = target.lines().map(str::trim).collect();
+            let mut at = 0;
+            for want in rest.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let found = lines[at..].iter().position(|l| {
+                    *l == want || l.trim_end_matches(',') == want.trim_end_matches(',')
+                });
+                at += found.unwrap_or_else(|| panic!("{path} lacks (in order) {want:?}")) + 1;
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6, "every snippet is checked");
 }
