@@ -264,6 +264,30 @@ describe('gatehouse in Chromium', () => {
     await stopGatehouse(gh);
   });
 
+  test('Keycloak: sign-out ends the Keycloak session too (RP-initiated logout)', async () => {
+    gh = await startGatehouse(keycloak());
+    const { context, page } = await open(browser);
+    const requested = [];
+    page.on('request', (r) => requested.push(r.url()));
+    await page.goto(`${BASE}/auth/login`);
+    await page.locator('#username').fill(env.ALICE_EMAIL);
+    await page.locator('#password').fill(env.ALICE_PASSWORD);
+    await page.locator('#kc-login').click();
+    await page.waitForURL(`${BASE}/ui/whoami`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(`${BASE}/?signed_out=1`);
+    const endSession = requested.find((u) => u.startsWith(`${env.KEYCLOAK_ISSUER}/protocol/openid-connect/logout`));
+    assert.ok(endSession, `the browser went to Keycloak's end-session endpoint: ${requested.join(' ')}`);
+    assert.ok(new URL(endSession).searchParams.get('id_token_hint'), 'with id_token_hint');
+    assert.ok(!(await context.cookies(BASE)).some((c) => c.name === 'gatehouse_session'));
+    // The Keycloak session is gone as well: signing in again asks for the password.
+    await page.goto(`${BASE}/auth/login`);
+    await page.locator('#kc-login').waitFor();
+    assert.ok(await page.locator('#password').isVisible());
+    await context.close();
+    await stopGatehouse(gh);
+  });
+
   test('node oidc-provider: a custom static parameter reaches the IdP', async () => {
     const marker = `gatehouse-${randomBytes(6).toString('hex')}`;
     gh = await startGatehouse({ ...node(), params: { custom_param: marker } });
