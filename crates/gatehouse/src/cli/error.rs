@@ -120,6 +120,26 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// Sets the hint of a refusal (`Refused`); other errors are returned unchanged.
+    pub fn refusal_hint(self, hint: impl Into<String>) -> Self {
+        match self {
+            CliError::Refused {
+                what,
+                url,
+                status,
+                message,
+                ..
+            } => CliError::Refused {
+                what,
+                url,
+                status,
+                message,
+                hint: hint.into(),
+            },
+            other => other,
+        }
+    }
+
     /// A hint for the user, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {

@@ -429,22 +429,10 @@ pub async fn login_with_kubeconfig(
     let who: Value = net
         .get_json(SERVER, &url, Some(&cred.token))
         .await
-        .map_err(|e| match e {
-            CliError::Refused {
-                what,
-                url,
-                status,
-                message,
-                ..
-            } => CliError::Refused {
-                what,
-                url,
-                status,
-                message,
-                hint: "gatehouse does not accept this kubeconfig's token; check the context with --context"
-                    .to_owned(),
-            },
-            other => other,
+        .map_err(|e| {
+            e.refusal_hint(
+                "gatehouse does not accept this kubeconfig's token; check the context with --context",
+            )
         })?;
     let now = net::unix_now();
     let expires_at = cred

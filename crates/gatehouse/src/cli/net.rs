@@ -259,22 +259,7 @@ impl Net {
         let url = format!("{server}/v1/config");
         self.get_json(SERVER, &url, None)
             .await
-            .map_err(|e| match e {
-                CliError::Refused {
-                    what,
-                    url,
-                    status,
-                    message,
-                    ..
-                } => CliError::Refused {
-                    what,
-                    url,
-                    status,
-                    message,
-                    hint: "is this a gatehouse server? Check the URL".to_owned(),
-                },
-                other => other,
-            })
+            .map_err(|e| e.refusal_hint("is this a gatehouse server? Check the URL"))
     }
 
     /// The IdP's discovery document; its `issuer` must equal `issuer`.

@@ -191,22 +191,7 @@ pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result
     let url = format!("{server}/v1/whoami");
     let remote: Value = runtime()?
         .block_on(net.get_json(SERVER, &url, Some(&entry.token)))
-        .map_err(|e| match e {
-            CliError::Refused {
-                what,
-                url,
-                status,
-                message,
-                ..
-            } => CliError::Refused {
-                what,
-                url,
-                status,
-                message,
-                hint: format!("sign in again: {}", entry.login_command),
-            },
-            other => other,
-        })?;
+        .map_err(|e| e.refusal_hint(format!("sign in again: {}", entry.login_command)))?;
     let claims = unverified_claims(&entry.token).unwrap_or_default();
     let local = json!({
         "kind": entry.kind,
