@@ -1,5 +1,15 @@
-//! The token cache: one 0600 JSON file under `$XDG_CONFIG_HOME/gatehouse/` (else
-//! `$HOME/.config/gatehouse/`).
+//! The token cache: one JSON document, kept in the OS keyring (see [`crate::cli::keyring`])
+//! or in a 0600 file `tokens.json` under `$XDG_CONFIG_HOME/gatehouse/` (else
+//! `$HOME/.config/gatehouse/`). The lock file lives in that folder in both cases.
+//!
+//! # Where: `--token-cache auto|file|keyring`
+//! `auto` (the default) uses the keyring when a session bus is configured and the Secret
+//! Service answers, else the file; `keyring` insists (an unreachable keyring is an error with a
+//! hint, never a silent downgrade); `file` never touches D-Bus. With the keyring, a
+//! `tokens.json` left from an earlier file-mode sign-in is read while the keyring has no item,
+//! and removed once the next write has put the cache into the keyring, so tokens do not stay
+//! on disk in clear. With `auto`, a keyring that answers reads but refuses a write (locked, or
+//! its unlock needs a prompt) means the file; the login message says so.
 //!
 //! # Concurrency and safety
 //! - Writes go to a temporary file in the same folder (created 0600), are synced, then renamed
@@ -21,9 +31,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use crate::cli::keyring::{self, Keyring};
 
 /// The format version written in the file.
 const VERSION: u32 = 1;
@@ -206,9 +219,26 @@ pub enum CacheError {
         /// Its permission bits.
         mode: u32,
     },
-    /// The OS keyring was asked for but is not available.
-    #[error("the OS keyring is not available in this build of gatehouse")]
-    KeyringUnavailable,
+    /// The OS keyring was asked for but cannot be used.
+    #[error("cannot {action} the OS keyring: {reason}")]
+    Keyring {
+        /// What was being done.
+        action: &'static str,
+        /// Why (the keyring's message; never secret content).
+        reason: String,
+    },
+    /// The keyring item is not a gatehouse token cache of this version.
+    #[error(
+        "the token cache in the OS keyring (item service={service} username={account}) is corrupted or not a gatehouse token cache ({reason})"
+    )]
+    KeyringCorrupt {
+        /// The item's `service` attribute.
+        service: &'static str,
+        /// The item's `username` attribute (the cache folder).
+        account: String,
+        /// The parse error (positions only).
+        reason: String,
+    },
 }
 
 impl CacheError {
@@ -228,9 +258,10 @@ impl CacheError {
                 "make it private with `chmod 600 {}`, and sign in again if others may have read it",
                 path.display()
             ),
-            CacheError::KeyringUnavailable => {
-                "use --token-cache file (or auto), which stores tokens in a 0600 file".to_owned()
-            }
+            CacheError::Keyring { .. } => "unlock your keyring (sign in to the desktop session, or start a Secret Service such as gnome-keyring-daemon), or use `--token-cache file` (a 0600 file)".to_owned(),
+            CacheError::KeyringCorrupt { service, account, .. } => format!(
+                "remove the item (`secret-tool clear service {service} username '{account}'`), then sign in again with `gatehouse login`"
+            ),
         }
     }
 }
@@ -246,10 +277,15 @@ pub enum Backend {
     Keyring,
 }
 
-/// The token cache on disk.
+/// The token cache.
 #[derive(Debug, Clone)]
 pub struct Cache {
+    /// The folder of `tokens.json` and `tokens.lock`.
     dir: PathBuf,
+    /// The keyring item, when the cache lives in the keyring.
+    keyring: Option<Arc<Keyring>>,
+    /// `auto`: a keyring that refuses a write means the file.
+    fallback_to_file: bool,
 }
 
 /// An exclusive hold on the cache; released on drop.
@@ -265,18 +301,58 @@ impl Cache {
         backend: Backend,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, CacheError> {
-        match backend {
-            // No keyring is reachable from this build (the Linux Secret Service needs D-Bus):
-            // `auto` is the file, and asking for the keyring explicitly is an error, never a
-            // silent downgrade.
-            Backend::Keyring => Err(CacheError::KeyringUnavailable),
-            Backend::Auto | Backend::File => Ok(Self::in_dir(config_dir(env)?)),
+        let dir = config_dir(env)?;
+        let account = dir.display().to_string();
+        let keyring = match backend {
+            Backend::File => None,
+            Backend::Keyring => {
+                if !keyring::bus_configured(env) {
+                    return Err(CacheError::Keyring {
+                        action: "reach",
+                        reason: "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set and there is no $XDG_RUNTIME_DIR/bus)".to_owned(),
+                    });
+                }
+                let k = Keyring::connect(&account).map_err(|e| CacheError::Keyring {
+                    action: "connect to",
+                    reason: e.0,
+                })?;
+                Some(Arc::new(k))
+            }
+            // Try the keyring only when a bus is configured, and use it only when it answers a
+            // read (a locked or absent Secret Service means the file).
+            Backend::Auto => keyring::bus_configured(env)
+                .then(|| Keyring::connect(&account).ok())
+                .flatten()
+                .filter(|k| k.get().is_ok())
+                .map(Arc::new),
+        };
+        Ok(Self {
+            dir,
+            keyring,
+            fallback_to_file: backend == Backend::Auto,
+        })
+    }
+
+    /// A file cache in `dir` (tests).
+    #[cfg(test)]
+    pub fn in_dir(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            keyring: None,
+            fallback_to_file: false,
         }
     }
 
-    /// A cache in `dir` (tests).
-    pub fn in_dir(dir: PathBuf) -> Self {
-        Self { dir }
+    /// Where the tokens are kept, for people.
+    pub fn location(&self) -> String {
+        match &self.keyring {
+            Some(_) => format!(
+                "the OS keyring (Secret Service item service={} username={})",
+                keyring::SERVICE,
+                self.dir.display()
+            ),
+            None => self.path().display().to_string(),
+        }
     }
 
     /// The cache file.
@@ -296,8 +372,26 @@ impl Cache {
         }
     }
 
-    /// Reads the cache without a lock (writes are atomic renames). A missing file is empty.
+    /// Reads the cache without a lock (writes are atomic). A missing cache is empty.
     pub fn read(&self) -> Result<CacheFile, CacheError> {
+        if let Some(k) = &self.keyring {
+            let secret = k.get().map_err(|e| CacheError::Keyring {
+                action: "read from",
+                reason: e.0,
+            })?;
+            if let Some(secret) = secret {
+                return parse(&secret).map_err(|reason| CacheError::KeyringCorrupt {
+                    service: keyring::SERVICE,
+                    account: self.dir.display().to_string(),
+                    reason,
+                });
+            }
+            // No item yet: a file from an earlier file-mode sign-in still counts.
+        }
+        self.read_file()
+    }
+
+    fn read_file(&self) -> Result<CacheFile, CacheError> {
         let path = self.path();
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -309,33 +403,10 @@ impl Cache {
         if mode & 0o077 != 0 {
             return Err(CacheError::Insecure { path, mode });
         }
-        let mut text = String::new();
-        if let Err(e) = file.read_to_string(&mut text) {
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                return Err(CacheError::Corrupt {
-                    path,
-                    reason: "not UTF-8 text".to_owned(),
-                });
-            }
-            return Err(self.io("read", path)(e));
-        }
-        let parsed: CacheFile = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt {
-            path: path.clone(),
-            // serde_json's message may quote file content; keep only the category and place.
-            reason: format!(
-                "{:?} error at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        })?;
-        if parsed.version != VERSION {
-            return Err(CacheError::Corrupt {
-                path,
-                reason: format!("format version {} (expected {VERSION})", parsed.version),
-            });
-        }
-        Ok(parsed)
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(self.io("read", path.clone()))?;
+        parse(&bytes).map_err(|reason| CacheError::Corrupt { path, reason })
     }
 
     /// Takes the exclusive lock, blocking until other gatehouse processes release it.
@@ -374,14 +445,14 @@ impl Locked<'_> {
         self.cache.read()
     }
 
-    /// Writes the whole cache atomically: a 0600 temporary file, synced, renamed into place.
-    pub fn write(&self, file: &CacheFile) -> Result<(), CacheError> {
+    /// Writes the whole cache atomically: into the keyring item, or into a 0600 temporary
+    /// file, synced, renamed into place. Returns where it went, for people.
+    ///
+    /// With `auto`, a keyring that answers reads but refuses the write (a locked or
+    /// uninitialised keyring whose unlock needs a prompt nobody can see) means the file: reads
+    /// fall back to the file while the keyring has no item, so the two stay consistent.
+    pub fn write(&self, file: &CacheFile) -> Result<String, CacheError> {
         let path = self.cache.path();
-        let tmp = self
-            .cache
-            .dir
-            .join(format!(".tokens.json.{}.tmp", std::process::id()));
-        let _ = fs::remove_file(&tmp);
         let body = serde_json::to_vec_pretty(&CacheFileRef {
             version: VERSION,
             entries: &file.entries,
@@ -391,6 +462,42 @@ impl Locked<'_> {
             path: path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
+        let mut refused = None;
+        if let Some(k) = &self.cache.keyring {
+            let done = if file.entries.is_empty() {
+                k.delete().map_err(|e| CacheError::Keyring {
+                    action: "remove the item from",
+                    reason: e.0,
+                })
+            } else {
+                k.set(&body).map_err(|e| CacheError::Keyring {
+                    action: "write to",
+                    reason: e.0,
+                })
+            };
+            match done {
+                Ok(()) => {
+                    // The cache is in the keyring now: no copy stays on disk.
+                    return match fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::Io {
+                            action: "remove the old file of",
+                            path,
+                            source: e,
+                        }),
+                        _ => Ok(self.cache.location()),
+                    };
+                }
+                Err(CacheError::Keyring { reason, .. }) if self.cache.fallback_to_file => {
+                    refused = Some(reason);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let tmp = self
+            .cache
+            .dir
+            .join(format!(".tokens.json.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new()
                 .create_new(true)
@@ -408,8 +515,33 @@ impl Locked<'_> {
                 path: path.clone(),
                 source: e,
             }
+        })?;
+        Ok(match refused {
+            Some(reason) => format!("{} (the OS keyring refused it: {reason})", path.display()),
+            None => path.display().to_string(),
         })
     }
+}
+
+/// Parses a cache document; the error names the problem's category and position only
+/// (serde_json's messages may quote content, which may be a token).
+fn parse(bytes: &[u8]) -> Result<CacheFile, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+    let parsed: CacheFile = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    if parsed.version != VERSION {
+        return Err(format!(
+            "format version {} (expected {VERSION})",
+            parsed.version
+        ));
+    }
+    Ok(parsed)
 }
 
 #[derive(Serialize)]
@@ -598,13 +730,26 @@ mod tests {
     }
 
     #[test]
-    fn keyring_is_refused_explicitly() {
+    fn keyring_without_a_bus_is_refused_explicitly_and_auto_is_the_file() {
         let env = |k: &str| (k == "HOME").then(|| "/h".to_owned());
-        assert!(matches!(
-            Cache::open(Backend::Keyring, &env),
-            Err(CacheError::KeyringUnavailable)
-        ));
-        assert!(Cache::open(Backend::Auto, &env).is_ok());
+        let err = Cache::open(Backend::Keyring, &env).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheError::Keyring {
+                    action: "reach",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("DBUS_SESSION_BUS_ADDRESS"),
+            "{err}"
+        );
+        assert!(err.hint().contains("--token-cache file"), "{}", err.hint());
+        let auto = Cache::open(Backend::Auto, &env).unwrap();
+        assert_eq!(auto.location(), "/h/.config/gatehouse/tokens.json");
     }
 
     #[test]

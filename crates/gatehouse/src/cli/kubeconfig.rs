@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::cli::cache::{Cache, Entry, Kind};
+use crate::cli::cache::{Backend, Cache, Entry, Kind};
 use crate::cli::error::CliError;
 use crate::cli::login::Target;
 use crate::cli::net::{self, Net, SERVER};
@@ -80,18 +80,28 @@ fn cluster(name: &str, server: &str, ca: Option<&str>) -> Value {
 }
 
 /// The entries gatehouse adds: clusters, users, contexts.
+///
+/// An explicit `--token-cache file|keyring` is carried into the plugin's arguments, so kubectl's
+/// `gatehouse token` reads the cache that `gatehouse login` wrote; `auto` is left out.
 pub fn entries(
     server: &str,
     ca: Option<&str>,
     direct: Option<(&str, Option<&str>)>,
+    token_cache: Backend,
 ) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     let mut clusters = vec![cluster("gatehouse", server, ca)];
+    let mut args = vec!["token", "--server", server];
+    match token_cache {
+        Backend::Auto => {}
+        Backend::File => args.extend(["--token-cache", "file"]),
+        Backend::Keyring => args.extend(["--token-cache", "keyring"]),
+    }
     let users = vec![json!({
         "name": "gatehouse",
         "user": { "exec": {
             "apiVersion": "client.authentication.k8s.io/v1",
             "command": "gatehouse",
-            "args": ["token", "--server", server],
+            "args": args,
             "interactiveMode": "IfAvailable",
             "provideClusterInfo": false,
         }},
@@ -211,7 +221,7 @@ pub fn run(args: KubeconfigArgs) -> Result<(), CliError> {
     } else {
         None
     };
-    let parts = entries(&server, ca.as_deref(), direct);
+    let parts = entries(&server, ca.as_deref(), direct, args.common.token_cache);
     if args.print {
         let mut doc = json!({});
         merge(&mut doc, parts, true);
@@ -492,7 +502,12 @@ mod tests {
         .unwrap();
         merge(
             &mut doc,
-            entries("https://gh", Some("Q0E="), Some(("https://k8s:6443", None))),
+            entries(
+                "https://gh",
+                Some("Q0E="),
+                Some(("https://k8s:6443", None)),
+                Backend::Auto,
+            ),
             false,
         );
         assert_eq!(doc["current-context"], "other");
@@ -507,6 +522,12 @@ mod tests {
             json!(["token", "--server", "https://gh"])
         );
         assert_eq!(doc["contexts"].as_array().unwrap().len(), 3);
+        // An explicit cache back-end reaches kubectl's `gatehouse token`.
+        let (_, users, _) = entries("https://gh", None, None, Backend::File);
+        assert_eq!(
+            users[0]["user"]["exec"]["args"],
+            json!(["token", "--server", "https://gh", "--token-cache", "file"])
+        );
         // Round trip through YAML.
         let text = to_yaml(&doc).unwrap();
         let back: Value = serde_saphyr::from_str(&text).unwrap();
@@ -516,7 +537,11 @@ mod tests {
     #[test]
     fn matches_the_ui_kubeconfig() {
         let mut doc = json!({});
-        merge(&mut doc, entries("https://gh:8443", None, None), true);
+        merge(
+            &mut doc,
+            entries("https://gh:8443", None, None, Backend::Auto),
+            true,
+        );
         let ui: Value =
             serde_saphyr::from_str(&gatehouse_server::ui::kubeconfig_text("https://gh:8443"))
                 .unwrap();

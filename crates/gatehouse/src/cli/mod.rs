@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod doctor;
 pub mod error;
+pub mod keyring;
 pub mod kubeconfig;
 pub mod login;
 pub mod net;
@@ -342,6 +343,7 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
     let lock = cache.lock()?;
     let mut file = lock.read()?;
     file.put(entry);
-    lock.write(&file)?;
+    let location = lock.write(&file)?;
+    eprintln!("Token cached in {location}.");
     Ok(())
 }

@@ -201,7 +201,8 @@ pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result
         "expiresAt": rfc3339(entry.expires_at),
         "refreshable": entry.refresh_token.is_some(),
     });
-    let value = json!({ "server": server, "token": local, "gatehouse": remote });
+    let location = cache.location();
+    let value = json!({ "server": server, "token": local, "cache": location, "gatehouse": remote });
     print_data(output, &value, || {
         let s = |v: Option<&Value>| match v {
             None | Some(Value::Null) => "-".to_owned(),
@@ -231,7 +232,7 @@ pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result
             None => "-".to_owned(),
         };
         format!(
-            "Server:            {server}\nAuthenticated by:  {}\nUsername:          {}\nGroups:            {}\nKubernetes access: {kube}\nToken audiences:   {}\nToken azp:         {}\nToken expires:     {}{}\n",
+            "Server:            {server}\nAuthenticated by:  {}\nUsername:          {}\nGroups:            {}\nKubernetes access: {kube}\nToken audiences:   {}\nToken azp:         {}\nToken expires:     {}{}\nToken cache:       {location}\n",
             s(remote.get("authenticatedBy")),
             s(remote.get("username")),
             s(remote.get("groups")),

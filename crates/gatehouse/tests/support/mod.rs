@@ -2,6 +2,9 @@
 //! bed's environment, get tokens from the real Dex, run the real kubectl.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod machine;
+pub mod secret_service;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::TcpListener;
