@@ -62,8 +62,13 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    // kubectl runs `gatehouse token` before every request it makes: parse it alone, without
+    // building the whole CLI. Its help and errors are the same as through the full parser.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "token") {
+        return cli::TokenCli::parse().run();
+    }
     let cli = Cli::parse();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    cli::install_crypto_provider();
     match cli.command {
         Command::Client(command) => cli::run(command),
         Command::Serve {

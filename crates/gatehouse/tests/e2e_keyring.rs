@@ -68,6 +68,17 @@ async fn keyring_holds_the_tokens_when_a_secret_service_is_reachable() {
     assert_eq!(m.refreshes(), 1);
     assert!(!m.cache_file().exists(), "tokens.json must be gone");
     assert_eq!(only_token(&keyring_cache(&ss, &m)), refreshed);
+    let search = ss
+        .command("secret-tool")
+        .args(["search", "service", "gatehouse"])
+        .output()
+        .unwrap();
+    // (The output holds the secret: not printed on failure.)
+    assert!(
+        String::from_utf8_lossy(&search.stdout)
+            .contains(&format!("label = gatehouse token cache ({})", account(&m))),
+        "the item's label names gatehouse and the cache folder"
+    );
 
     // kubectl through the exec plugin reads the keyring (no refresh: the token is valid).
     let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);

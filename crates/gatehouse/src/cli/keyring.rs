@@ -69,8 +69,11 @@ mod imp {
             off_runtime(|| {
                 let store: Arc<CredentialStore> =
                     zbus_secret_service_keyring_store::Store::new().map_err(|e| message(&e))?;
+                let label = format!("gatehouse token cache ({account})");
+                let modifiers = std::collections::HashMap::from([("label", label.as_str())]);
                 let entry =
-                    Entry::new_in_store(&store, SERVICE, account).map_err(|e| message(&e))?;
+                    Entry::new_in_store_with_modifiers(&store, SERVICE, account, &modifiers)
+                        .map_err(|e| message(&e))?;
                 Ok(Self { entry })
             })
         }

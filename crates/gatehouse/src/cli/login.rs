@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use gatehouse_core::authorize::{FlowSecrets, RESERVED_PARAMETERS, authorization_url};
@@ -584,18 +584,10 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
     );
     eprintln!("and enter the code {}", dc.user_code);
     let lifetime = Duration::from_secs(dc.expires_in.unwrap_or(600)).min(timeout);
-    let deadline = Instant::now() + lifetime;
-    let mut interval = Duration::from_secs(dc.interval.unwrap_or(5).max(1));
+    let interval = Duration::from_secs(dc.interval.unwrap_or(5).max(1));
     let command = target.command("--device");
     let spinner = Spinner::start("waiting for the sign-in on the other device...".to_owned());
-    loop {
-        if Instant::now() + interval > deadline {
-            return Err(CliError::Login {
-                reason: "the device code expired before the sign-in was completed".to_owned(),
-                hint: format!("run `{command}` again and finish in time"),
-            });
-        }
-        tokio::time::sleep(interval).await;
+    let tokens = poll_device(interval, lifetime, &command, || async {
         let resp = net
             .http()
             .post(&d.token_endpoint)
@@ -628,35 +620,88 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
                     url: d.token_endpoint.clone(),
                     reason: format!("{:?} error", e.classify()),
                 })?;
-            let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
-                what: IDP,
-                url: d.token_endpoint.clone(),
-                reason: "no id_token in the token response".to_owned(),
-            })?;
-            let verified = net
-                .verify_id_token(&d, &oidc.cli_client_id, &id_token, None, net::unix_now())
-                .await?;
-            let (token, expires_at) = net::pick_token(
-                token_type(target, &oidc),
-                &tokens,
-                &id_token,
-                &verified,
-                &d.token_endpoint,
-            )?;
-            drop(spinner);
-            report_identity(&target.server, &verified.claims, expires_at);
-            return Ok(oidc_entry(
-                target,
-                &oidc,
-                params,
-                token,
-                tokens.refresh_token,
-                expires_at,
-                command,
-            ));
+            return Ok(DevicePoll::Done(tokens));
         }
         let err: net::OAuthError = serde_json::from_slice(&bytes).unwrap_or_default();
-        match err.error.as_str() {
+        Ok(DevicePoll::Refused {
+            status: status.as_u16(),
+            error: err.error,
+            description: err.error_description,
+        })
+    })
+    .await?;
+    let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
+        what: IDP,
+        url: d.token_endpoint.clone(),
+        reason: "no id_token in the token response".to_owned(),
+    })?;
+    let verified = net
+        .verify_id_token(&d, &oidc.cli_client_id, &id_token, None, net::unix_now())
+        .await?;
+    let (token, expires_at) = net::pick_token(
+        token_type(target, &oidc),
+        &tokens,
+        &id_token,
+        &verified,
+        &d.token_endpoint,
+    )?;
+    drop(spinner);
+    report_identity(&target.server, &verified.claims, expires_at);
+    Ok(oidc_entry(
+        target,
+        &oidc,
+        params,
+        token,
+        tokens.refresh_token,
+        expires_at,
+        command,
+    ))
+}
+
+/// One answer of the token endpoint to a device-code poll.
+#[derive(Debug)]
+enum DevicePoll<T> {
+    /// The tokens.
+    Done(T),
+    /// An OAuth error (`authorization_pending`, `slow_down`, `access_denied`...).
+    Refused {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+}
+
+/// Polls the token endpoint as RFC 8628 section 3.5 asks: wait `interval` before each poll,
+/// keep waiting on `authorization_pending`, add 5 seconds to the interval for good on every
+/// `slow_down`, stop on any other error or when the next poll would come after `lifetime`.
+async fn poll_device<T, F, Fut>(
+    mut interval: Duration,
+    lifetime: Duration,
+    command: &str,
+    mut poll: F,
+) -> Result<T, CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<DevicePoll<T>, CliError>>,
+{
+    let deadline = tokio::time::Instant::now() + lifetime;
+    loop {
+        if tokio::time::Instant::now() + interval > deadline {
+            return Err(CliError::Login {
+                reason: "the device code expired before the sign-in was completed".to_owned(),
+                hint: format!("run `{command}` again and finish in time"),
+            });
+        }
+        tokio::time::sleep(interval).await;
+        let (status, error, description) = match poll().await? {
+            DevicePoll::Done(tokens) => return Ok(tokens),
+            DevicePoll::Refused {
+                status,
+                error,
+                description,
+            } => (status, error, description),
+        };
+        match error.as_str() {
             "authorization_pending" => {}
             "slow_down" => interval += Duration::from_secs(5),
             other => {
@@ -664,10 +709,10 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
                     reason: match other {
                         "access_denied" => "the sign-in was denied".to_owned(),
                         "expired_token" => "the device code expired".to_owned(),
-                        "" => format!("the identity provider answered {status}"),
+                        "" => format!("the identity provider answered HTTP {status}"),
                         o => format!(
                             "the identity provider answered {o}{}",
-                            err.error_description
+                            description
                                 .as_deref()
                                 .map(|d| format!(" ({d})"))
                                 .unwrap_or_default()
@@ -792,6 +837,93 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<Entry
 mod tests {
     use super::*;
     use crate::cli::net::UserParameter;
+
+    fn refused(error: &str) -> DevicePoll<&'static str> {
+        DevicePoll::Refused {
+            status: 400,
+            error: error.to_owned(),
+            description: None,
+        }
+    }
+
+    /// Runs `poll_device` (in paused tokio time) against a scripted token endpoint; returns
+    /// the result and the seconds between the start and each poll.
+    async fn device_script(
+        answers: Vec<DevicePoll<&'static str>>,
+        lifetime: u64,
+    ) -> (Result<&'static str, CliError>, Vec<u64>) {
+        let start = tokio::time::Instant::now();
+        let answers = std::cell::RefCell::new(answers.into_iter());
+        let times = std::cell::RefCell::new(Vec::new());
+        let result = poll_device(
+            Duration::from_secs(5),
+            Duration::from_secs(lifetime),
+            "gatehouse login --device https://gh",
+            || {
+                times.borrow_mut().push(start.elapsed().as_secs());
+                let next = answers.borrow_mut().next().expect("no poll after the end");
+                async move { Ok(next) }
+            },
+        )
+        .await;
+        (result, times.into_inner())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn device_polling_waits_the_interval_and_slows_down_for_good() {
+        let (result, times) = device_script(
+            vec![
+                refused("authorization_pending"),
+                refused("slow_down"),
+                refused("authorization_pending"),
+                refused("slow_down"),
+                DevicePoll::Done("tokens"),
+            ],
+            600,
+        )
+        .await;
+        assert_eq!(result.unwrap(), "tokens");
+        // 5 s, then 5 s; slow_down: 10 s from then on; another: 15 s.
+        assert_eq!(times, vec![5, 10, 20, 30, 45]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn device_polling_stops_on_denial_and_at_the_deadline() {
+        let (result, times) = device_script(vec![refused("access_denied")], 600).await;
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("the sign-in was denied"), "{err}");
+        assert_eq!(times, vec![5]);
+
+        let (result, times) = device_script(
+            vec![refused("authorization_pending"), refused("slow_down")],
+            19,
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert!(
+            err.to_string().contains("the device code expired before"),
+            "{err}"
+        );
+        // The next poll (at 20 s, after slow_down's 10 s interval) would be past the
+        // deadline (19 s): none is made.
+        assert_eq!(times, vec![5, 10]);
+
+        let (result, _) = device_script(
+            vec![DevicePoll::Refused {
+                status: 400,
+                error: "invalid_grant".to_owned(),
+                description: Some("bad code".to_owned()),
+            }],
+            600,
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the identity provider answered invalid_grant (bad code)"),
+            "{err}"
+        );
+    }
 
     fn settings() -> OidcSettings {
         OidcSettings {

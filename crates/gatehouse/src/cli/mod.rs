@@ -32,6 +32,57 @@ pub struct Common {
     pub token_cache: Backend,
 }
 
+/// `gatehouse token`'s help (shared by the full CLI and the fast path in `main`).
+pub const TOKEN_ABOUT: &str = "kubectl credential plugin: print an ExecCredential (client.authentication.k8s.io/v1) with the cached token";
+/// `gatehouse token --help`'s description.
+pub const TOKEN_LONG_ABOUT: &str = "kubectl credential plugin: print an ExecCredential (client.authentication.k8s.io/v1) with the cached token, refreshing it first when it has expired.";
+/// `gatehouse token --help`'s closing text.
+pub const TOKEN_HELP: &str = "Used from a kubeconfig (see `gatehouse kubeconfig`):
+  users:
+  - name: gatehouse
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1
+        command: gatehouse
+        args: [token, --server, https://gatehouse.example.com]
+        interactiveMode: IfAvailable
+
+With a valid cached token this touches no network. The ExecCredential on stdout is the only
+place gatehouse ever prints a token.";
+
+/// `gatehouse token` alone: kubectl runs it before every request, so `main` parses it with this
+/// one-subcommand parser and never builds the full CLI (and the server's) on that path.
+#[derive(clap::Parser, Debug)]
+#[command(name = "gatehouse", version)]
+pub struct TokenCli {
+    #[command(subcommand)]
+    command: TokenOnly,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenOnly {
+    #[command(about = TOKEN_ABOUT, long_about = TOKEN_LONG_ABOUT, after_help = TOKEN_HELP)]
+    Token(TokenArgs),
+}
+
+impl TokenCli {
+    /// Runs `gatehouse token`.
+    pub fn run(self) -> std::process::ExitCode {
+        let TokenOnly::Token(args) = self.command;
+        run(Command::Token(args))
+    }
+}
+
+/// The arguments of `gatehouse token`.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// The gatehouse server URL (default: the server signed in to last).
+    #[arg(long, env = "GATEHOUSE_SERVER")]
+    pub server: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// How data is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -79,27 +130,8 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// kubectl credential plugin: print an ExecCredential (client.authentication.k8s.io/v1)
-    /// with the cached token, refreshing it first when it has expired.
-    #[command(after_help = "Used from a kubeconfig (see `gatehouse kubeconfig`):
-  users:
-  - name: gatehouse
-    user:
-      exec:
-        apiVersion: client.authentication.k8s.io/v1
-        command: gatehouse
-        args: [token, --server, https://gatehouse.example.com]
-        interactiveMode: IfAvailable
-
-With a valid cached token this touches no network. The ExecCredential on stdout is the only
-place gatehouse ever prints a token.")]
-    Token {
-        /// The gatehouse server URL (default: the server signed in to last).
-        #[arg(long, env = "GATEHOUSE_SERVER")]
-        server: Option<String>,
-        #[command(flatten)]
-        common: Common,
-    },
+    #[command(about = TOKEN_ABOUT, long_about = TOKEN_LONG_ABOUT, after_help = TOKEN_HELP)]
+    Token(TokenArgs),
     /// Add a `gatehouse` context (cluster, exec-plugin user) to your kubeconfig, or print it.
     #[command(after_help = "Examples:
   gatehouse kubeconfig https://gatehouse.example.com
@@ -236,6 +268,13 @@ pub fn resolve_server(given: Option<String>, cache: &Cache) -> Result<String, Cl
         })
 }
 
+/// Makes aws-lc-rs rustls's process-wide crypto provider (idempotent). Called before any TLS
+/// client is built; the `token` fast path calls it only when it refreshes.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already, which is what is wanted.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Runs a client command; prints the error with its causes and hint.
 pub fn run(command: Command) -> std::process::ExitCode {
     match dispatch(command) {
@@ -249,7 +288,7 @@ pub fn run(command: Command) -> std::process::ExitCode {
 
 fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Token { server, common } => token::token(server, &common),
+        Command::Token(TokenArgs { server, common }) => token::token(server, &common),
         Command::Login(args) => login_command(args),
         Command::Logout { server, common } => token::logout(server, &common),
         Command::Whoami {

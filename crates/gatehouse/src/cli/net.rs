@@ -117,6 +117,7 @@ pub const IDP: &str = "the identity provider";
 impl Net {
     /// A client trusting the system roots and `ca_pem` when given.
     pub fn new(ca_pem: Option<&str>, ca_path: &str) -> Result<Self, CliError> {
+        crate::cli::install_crypto_provider();
         let mut b = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
