@@ -10,8 +10,8 @@
 #
 # Environment:
 #   KUBELOGIN   kubelogin binary (optional; without it only gatehouse is measured)
-#   GATEHOUSE   gatehouse binary (default: target/release/gatehouse, built with
-#               `cargo build --release -p gatehouse` first)
+#   GATEHOUSE   gatehouse binary (default: the release build of scripts/build-release,
+#               built first)
 #   WARMUP      hyperfine warm-up runs per command (default 20)
 #   RUNS        hyperfine measured runs per command (default 300)
 #   RSS_RUNS    runs per command for peak RSS with /usr/bin/time -v (default 20)
@@ -48,9 +48,8 @@ mkdir -p "$out"
 rm -f "$out/ratio.txt" "$out/peak-rss.tsv"
 
 if [[ -z "${GATEHOUSE:-}" ]]; then
-  say "building the release binary (cargo build --release -p gatehouse)"
-  (cd "$root" && cargo build --release --locked -p gatehouse --quiet)
-  GATEHOUSE="$root/target/release/gatehouse"
+  say "building the release binary (scripts/build-release)"
+  GATEHOUSE="$("$root/scripts/build-release")"
 fi
 [[ -x "$GATEHOUSE" ]] || die "GATEHOUSE=$GATEHOUSE is not an executable"
 GATEHOUSE="$(realpath "$GATEHOUSE")"
@@ -80,6 +79,8 @@ trap cleanup EXIT
 mkdir -p "$work/home" "$work/xdg" "$work/kubelogin-cache"
 export HOME="$work/home" XDG_CONFIG_HOME="$work/xdg"
 unset GATEHOUSE_SERVER GATEHOUSE_TOKEN_CACHE GATEHOUSE_CLI_TRACE KUBECONFIG
+# The file store is measured: no session bus, so `auto` never tries the keyring.
+unset DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR
 # What kubectl passes to an exec plugin (kubelogin reads it; gatehouse ignores it).
 export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
 

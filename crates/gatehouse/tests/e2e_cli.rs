@@ -63,18 +63,7 @@ async fn sso_login_then_kubectl_through_the_exec_plugin() {
         kc.contains("command: gatehouse") && kc.contains("certificate-authority-data"),
         "{kc}"
     );
-    let ok = m.kubectl(&[
-        "--context",
-        "gatehouse",
-        "get",
-        "configmaps",
-        "-n",
-        "team-a",
-        "-o",
-        "name",
-    ]);
-    let (out, err) = text(&ok);
-    assert!(ok.status.success(), "kubectl failed: {err}");
+    let out = m.configmaps("gatehouse", "team-a");
     assert!(out.contains("configmap/hello"), "{out}");
     assert_eq!(m.refreshes(), 0, "a valid token needs no refresh");
 
@@ -141,8 +130,7 @@ async fn expired_token_is_refreshed_once_for_20_parallel_kubectl() {
     let gh = Gatehouse::start(&config(&tb), "https", true);
     let m = Machine::new(&tb);
     sso_login(&tb, &m, &gh.url, "alice", &[]).await;
-    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    m.add_context(&gh.url);
     let before = m.entry();
 
     // Refresh after expiry, one process.
@@ -254,20 +242,8 @@ async fn device_flow_then_kubectl() {
     assert_no_secret(&err, &[entry["token"].as_str().unwrap()]);
 
     // bob is not mapped: fall-through, his own RBAC in team-b.
-    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
-    assert!(out.status.success(), "{:?}", text(&out));
-    let ok = m.kubectl(&[
-        "--context",
-        "gatehouse",
-        "get",
-        "configmaps",
-        "-n",
-        "team-b",
-        "-o",
-        "name",
-    ]);
-    let (o, e) = text(&ok);
-    assert!(ok.status.success(), "kubectl failed: {e}");
+    m.add_context(&gh.url);
+    let o = m.configmaps("gatehouse", "team-b");
     assert!(o.contains("configmap/hello"), "{o}");
 }
 
@@ -292,18 +268,7 @@ async fn direct_context_reaches_the_kube_apiserver_with_the_same_plugin() {
     assert!(out.status.success(), "{:?}", text(&out));
     // The token carries the cluster's audience (Dex cross-client scope), which is all the test
     // bed's kube-apiserver accepts.
-    let ok = m.kubectl(&[
-        "--context",
-        "gatehouse-direct",
-        "get",
-        "configmaps",
-        "-n",
-        "team-b",
-        "-o",
-        "name",
-    ]);
-    let (o, e) = text(&ok);
-    assert!(ok.status.success(), "kubectl failed: {e}");
+    let o = m.configmaps("gatehouse-direct", "team-b");
     assert!(o.contains("configmap/hello"), "{o}");
     let who = m.kubectl(&[
         "--context",
@@ -617,20 +582,8 @@ fallThrough: {{ enabled: true }}
     let err = stderr.finish();
     assert!(status.success(), "login failed:\n{err}");
 
-    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
-    assert!(out.status.success(), "{:?}", text(&out));
-    let ok = m.kubectl(&[
-        "--context",
-        "gatehouse",
-        "get",
-        "configmaps",
-        "-n",
-        "team-a",
-        "-o",
-        "name",
-    ]);
-    let (o, e) = text(&ok);
-    assert!(ok.status.success(), "kubectl failed: {e}");
+    m.add_context(&gh.url);
+    let o = m.configmaps("gatehouse", "team-a");
     assert!(o.contains("configmap/hello"), "{o}");
 
     // Refresh at Keycloak, then logout revokes the refresh token there.
@@ -795,21 +748,8 @@ fn check_three_ways(tb: &Testbed, m: &Machine, server: &str, user: &str, cluster
     } else {
         ("team-b", format!("oidc:{email}"))
     };
-    let list = m.kubectl(&[
-        "--context",
-        "gatehouse",
-        "get",
-        "configmaps",
-        "-n",
-        ns,
-        "-o",
-        "name",
-    ]);
-    assert!(
-        text(&list).0.contains("configmap/hello"),
-        "{user}: {}",
-        text(&list).1
-    );
+    let list = m.configmaps("gatehouse", ns);
+    assert!(list.contains("configmap/hello"), "{user}: {list}");
     let through = m.kubectl(&[
         "--context",
         "gatehouse",

@@ -81,23 +81,9 @@ async fn keyring_holds_the_tokens_when_a_secret_service_is_reachable() {
     );
 
     // kubectl through the exec plugin reads the keyring (no refresh: the token is valid).
-    let out = m.run(&["kubeconfig", &gh.url, "--certificate-authority", &m.ca]);
-    assert!(out.status.success(), "{:?}", text(&out));
-    let ok = m.kubectl(&[
-        "--context",
-        "gatehouse",
-        "get",
-        "configmaps",
-        "-n",
-        "team-a",
-        "-o",
-        "name",
-    ]);
-    let (o, e) = text(&ok);
-    assert!(
-        ok.status.success() && o.contains("configmap/hello"),
-        "{o}{e}"
-    );
+    m.add_context(&gh.url);
+    let o = m.configmaps("gatehouse", "team-a");
+    assert!(o.contains("configmap/hello"), "{o}");
     assert_eq!(m.refreshes(), 1);
 
     // whoami says where the tokens are.

@@ -131,6 +131,30 @@ impl Machine {
         child.wait_with_output().unwrap()
     }
 
+    /// `gatehouse kubeconfig SERVER --certificate-authority CA`: the `gatehouse` context.
+    pub fn add_context(&self, server: &str) {
+        let out = self.run(&["kubeconfig", server, "--certificate-authority", &self.ca]);
+        assert!(out.status.success(), "{:?}", super::text(&out));
+    }
+
+    /// `kubectl --context CONTEXT get configmaps -n NAMESPACE -o name` through the exec
+    /// plugin; asserts success and returns the names.
+    pub fn configmaps(&self, context: &str, namespace: &str) -> String {
+        let out = self.kubectl(&[
+            "--context",
+            context,
+            "get",
+            "configmaps",
+            "-n",
+            namespace,
+            "-o",
+            "name",
+        ]);
+        let (o, e) = super::text(&out);
+        assert!(out.status.success(), "kubectl failed: {e}");
+        o
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.gatehouse(args).stdin(Stdio::null()).output().unwrap()
     }
