@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::machine::{Machine, assert_no_secret, config, sso_login};
+use support::machine::{Machine, assert_no_secret, config, keycloak_config, sso_login};
 use support::{DexBrowser, Gatehouse, LineReader, Testbed, free_port, text};
 
 #[tokio::test]
@@ -501,27 +501,7 @@ async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
         Some("1"),
         "Keycloak is not running in this test bed: run testbed/up without TESTBED_WITHOUT_KEYCLOAK"
     );
-    let cfg = format!(
-        r#"
-listen: 127.0.0.1:{{{{PORT}}}}
-tls: {{ certFile: "{cert}", keyFile: "{key}" }}
-kubernetes: {{ kubeconfig: "{kubeconfig}" }}
-oidc:
-  issuerUrl: "{issuer}"
-  clientId: gatehouse
-  cliClientId: gatehouse-cli
-  caFile: "{ca}"
-  additionalScopes: [groups]
-  userParameters:
-    login_hint: {{ pattern: '[a-z]+@example\.com' }}
-fallThrough: {{ enabled: true }}
-"#,
-        cert = tb.var("GATEHOUSE_TLS_CERT"),
-        key = tb.var("GATEHOUSE_TLS_KEY"),
-        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
-        issuer = tb.var("KEYCLOAK_ISSUER"),
-        ca = tb.var("TESTBED_CA_FILE"),
-    );
+    let cfg = keycloak_config(&tb);
     let gh = Gatehouse::start(&cfg, "https", true);
     let m = Machine::new(&tb);
     let mut child = m
@@ -896,4 +876,110 @@ async fn docs_multi_audience_match_the_test_bed() {
         }
     }
     assert_eq!(checked, 6, "every snippet is checked");
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn device_flow_with_keycloak_then_kubectl() {
+    let tb = Testbed::load();
+    assert_eq!(
+        tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref(),
+        Some("1"),
+        "Keycloak is not running in this test bed: run testbed/up without TESTBED_WITHOUT_KEYCLOAK"
+    );
+    let gh = Gatehouse::start(&keycloak_config(&tb), "https", true);
+    let m = Machine::new(&tb);
+
+    // Denied on the other device: the CLI says so and stores nothing.
+    let (status, err) = keycloak_device_login(&tb, &m, &gh.url, "cancel").await;
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("sign-in failed: the sign-in was denied")
+            && err.contains("hint: run `gatehouse login --device"),
+        "{err}"
+    );
+    assert!(!m.cache_file().exists());
+
+    // Granted: signed in as alice, mapped to team-a/dev.
+    let (status, err) = keycloak_device_login(&tb, &m, &gh.url, "accept").await;
+    assert!(status.success(), "device login failed:\n{err}");
+    assert!(err.contains("alice@example.com"), "{err}");
+    let token = m.entry()["token"].as_str().unwrap().to_owned();
+    assert_no_secret(&err, &[&token]);
+    m.add_context(&gh.url);
+    let o = m.configmaps("gatehouse", "team-a");
+    assert!(o.contains("configmap/hello"), "{o}");
+}
+
+/// `gatehouse login --device` against Keycloak; the test opens the complete verification URI,
+/// signs in as alice and presses `button` (`accept` or `cancel`) on Keycloak's grant page.
+async fn keycloak_device_login(
+    tb: &Testbed,
+    m: &Machine,
+    server: &str,
+    button: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut child = m
+        .gatehouse(&[
+            "login",
+            "--device",
+            server,
+            "--certificate-authority",
+            &m.ca,
+            "--timeout",
+            "90s",
+            // The test bed's realm lists offline_access but does not grant it to users.
+            "--no-offline-access",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let verify_url = stderr.wait_for(Duration::from_secs(20), |l| l.contains("user_code="));
+    let verify_url = verify_url.trim();
+    assert!(
+        verify_url.starts_with(&format!("{}/device?user_code=", tb.var("KEYCLOAK_ISSUER"))),
+        "{verify_url}"
+    );
+    let mut b = DexBrowser::new(tb);
+    // The complete verification URI carries the code: Keycloak goes straight to its sign-in,
+    // then asks whether to grant the CLI access.
+    let login = b.follow(verify_url, "never:").await.unwrap();
+    let grant = b
+        .submit_form(
+            &login,
+            "kc-form-login",
+            &[
+                ("username", &tb.var("ALICE_EMAIL")),
+                ("password", &tb.var("ALICE_PASSWORD")),
+                ("credentialId", ""),
+            ],
+            "never:",
+        )
+        .await
+        .unwrap();
+    assert!(
+        grant.body.contains("Grant Access to gatehouse CLI"),
+        "{}",
+        grant.body
+    );
+    let code = regex::Regex::new(r#"name="code" value="([^"]+)""#)
+        .unwrap()
+        .captures(&grant.body)
+        .expect("the grant form's code")[1]
+        .to_owned();
+    let answered = b
+        .submit_form(
+            &grant,
+            "login-actions/consent",
+            &[("code", &code), (button, "x")],
+            "never:",
+        )
+        .await
+        .unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let status = child.wait().unwrap();
+    (status, stderr.finish())
 }

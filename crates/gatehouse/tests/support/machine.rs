@@ -42,6 +42,32 @@ admin:
     )
 }
 
+/// A gatehouse server config for the test bed's Keycloak (realm `gatehouse`, a per-user
+/// `login_hint`, fall-through); `{{PORT}}` is filled in by [`Gatehouse::start`].
+pub fn keycloak_config(tb: &Testbed) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{{{{PORT}}}}
+tls: {{ certFile: "{cert}", keyFile: "{key}" }}
+kubernetes: {{ kubeconfig: "{kubeconfig}" }}
+oidc:
+  issuerUrl: "{issuer}"
+  clientId: gatehouse
+  cliClientId: gatehouse-cli
+  caFile: "{ca}"
+  additionalScopes: [groups]
+  userParameters:
+    login_hint: {{ pattern: '[a-z]+@example\.com' }}
+fallThrough: {{ enabled: true }}
+"#,
+        cert = tb.var("GATEHOUSE_TLS_CERT"),
+        key = tb.var("GATEHOUSE_TLS_KEY"),
+        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
+        issuer = tb.var("KEYCLOAK_ISSUER"),
+        ca = tb.var("TESTBED_CA_FILE"),
+    )
+}
+
 /// One user's machine: a home, a token cache, a kubeconfig, PATH with the built binary.
 pub struct Machine {
     pub dir: TempDir,
