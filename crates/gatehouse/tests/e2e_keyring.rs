@@ -153,7 +153,7 @@ async fn without_a_secret_service_auto_uses_the_file_and_keyring_is_refused() {
     assert!(!e.contains("panicked"), "{e}");
     assert!(!m.cache_file().exists());
 
-    // A session bus with no Secret Service on it: `keyring` says it cannot connect; `auto`
+    // A session bus with no Secret Service on it: `keyring` says it cannot open a session; `auto`
     // uses the 0600 file.
     let ss = SecretService::without_secret_service();
     let mut m = Machine::new(&tb);
@@ -162,7 +162,8 @@ async fn without_a_secret_service_auto_uses_the_file_and_keyring_is_refused() {
     let (o, e) = text(&out);
     assert!(!out.status.success() && o.is_empty(), "{o}{e}");
     assert!(
-        e.contains("cannot connect to the OS keyring") && e.contains("--token-cache file"),
+        e.contains("cannot read from the OS keyring: cannot open a Secret Service session")
+            && e.contains("--token-cache file"),
         "{e}"
     );
     let out = m.admin_login(&gh.url, &password, &[]);

@@ -4,7 +4,7 @@
 //!
 //! # Where: `--token-cache auto|file|keyring`
 //! `auto` (the default) uses the keyring when a session bus is configured and the Secret
-//! Service answers, else the file; `keyring` insists (an unreachable keyring is an error with a
+//! Service answers the first read, else the file; `keyring` insists (an unreachable keyring is an error with a
 //! hint, never a silent downgrade); `file` never touches D-Bus. With the keyring, a
 //! `tokens.json` left from an earlier file-mode sign-in is read while the keyring has no item,
 //! and removed once the next write has put the cache into the keyring, so tokens do not stay
@@ -32,6 +32,7 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -284,8 +285,10 @@ pub struct Cache {
     dir: PathBuf,
     /// The keyring item, when the cache lives in the keyring.
     keyring: Option<Arc<Keyring>>,
-    /// `auto`: a keyring that refuses a write means the file.
+    /// `auto`: a keyring that fails a read or refuses a write means the file.
     fallback_to_file: bool,
+    /// Set when `auto` gave up on the keyring in this process (reads and writes use the file).
+    keyring_failed: Arc<AtomicBool>,
 }
 
 /// An exclusive hold on the cache; released on drop.
@@ -318,18 +321,18 @@ impl Cache {
                 })?;
                 Some(Arc::new(k))
             }
-            // Try the keyring only when a bus is configured, and use it only when it answers a
-            // read (a locked or absent Secret Service means the file).
+            // The keyring only when a bus is configured; whether it answers is found out by
+            // the first read (see `read`), so the common case costs one round of D-Bus calls.
             Backend::Auto => keyring::bus_configured(env)
                 .then(|| Keyring::connect(&account).ok())
                 .flatten()
-                .filter(|k| k.get().is_ok())
                 .map(Arc::new),
         };
         Ok(Self {
             dir,
             keyring,
             fallback_to_file: backend == Backend::Auto,
+            keyring_failed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -340,12 +343,13 @@ impl Cache {
             dir,
             keyring: None,
             fallback_to_file: false,
+            keyring_failed: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// Where the tokens are kept, for people.
     pub fn location(&self) -> String {
-        match &self.keyring {
+        match self.keyring() {
             Some(_) => format!(
                 "the OS keyring (Secret Service item service={} username={})",
                 keyring::SERVICE,
@@ -372,13 +376,30 @@ impl Cache {
         }
     }
 
+    /// The keyring, unless there is none or `auto` gave up on it.
+    fn keyring(&self) -> Option<&Keyring> {
+        self.keyring
+            .as_deref()
+            .filter(|_| !self.keyring_failed.load(Ordering::Relaxed))
+    }
+
     /// Reads the cache without a lock (writes are atomic). A missing cache is empty.
     pub fn read(&self) -> Result<CacheFile, CacheError> {
-        if let Some(k) = &self.keyring {
-            let secret = k.get().map_err(|e| CacheError::Keyring {
-                action: "read from",
-                reason: e.0,
-            })?;
+        if let Some(k) = self.keyring() {
+            let secret = match k.get() {
+                Ok(secret) => secret,
+                // `auto`: a Secret Service that does not answer (or is locked) means the file.
+                Err(_) if self.fallback_to_file => {
+                    self.keyring_failed.store(true, Ordering::Relaxed);
+                    return self.read_file();
+                }
+                Err(e) => {
+                    return Err(CacheError::Keyring {
+                        action: "read from",
+                        reason: e.0,
+                    });
+                }
+            };
             if let Some(secret) = secret {
                 return parse(&secret).map_err(|reason| CacheError::KeyringCorrupt {
                     service: keyring::SERVICE,
@@ -463,7 +484,7 @@ impl Locked<'_> {
             source: std::io::Error::other(e.to_string()),
         })?;
         let mut refused = None;
-        if let Some(k) = &self.cache.keyring {
+        if let Some(k) = self.cache.keyring() {
             let done = if file.entries.is_empty() {
                 k.delete().map_err(|e| CacheError::Keyring {
                     action: "remove the item from",
@@ -488,6 +509,7 @@ impl Locked<'_> {
                     };
                 }
                 Err(CacheError::Keyring { reason, .. }) if self.cache.fallback_to_file => {
+                    self.cache.keyring_failed.store(true, Ordering::Relaxed);
                     refused = Some(reason);
                 }
                 Err(e) => return Err(e),

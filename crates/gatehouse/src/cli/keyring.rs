@@ -1,13 +1,13 @@
 //! The OS keyring back-end of the token cache: the freedesktop Secret Service (GNOME Keyring,
-//! KWallet, KeePassXC...) over the D-Bus session bus, through `keyring-core` and its zbus store.
+//! KWallet, KeePassXC...) over the D-Bus session bus, through the `secret-service` crate (pure
+//! Rust, on zbus).
 //!
 //! # Security
 //! - The whole cache document (the same JSON as `tokens.json`) is one secret item, found by
 //!   the attributes `service=gatehouse` and `username=<cache folder>`; the Secret Service keeps
-//!   it encrypted at rest and hands it only to the user's session. The session to the service
-//!   is encrypted (Diffie-Hellman, AES) so the secret does not cross the bus in clear.
-//! - Errors are reduced to their messages here. `keyring-core`'s error values can carry the
-//!   secret's bytes (`BadEncoding`, `BadDataFormat`); they are never `Debug`-formatted or kept.
+//!   it encrypted at rest and hands it only to the user's session. The transfer over the
+//!   session bus uses the `plain` algorithm (see `connect` below for why).
+//! - Errors are reduced to their messages here; they never include the secret.
 //! - "Reachable" means a session bus is configured: `DBUS_SESSION_BUS_ADDRESS`, or the
 //!   `$XDG_RUNTIME_DIR/bus` socket systemd sets up. Without one, `auto` uses the file without
 //!   touching D-Bus, so the common headless case (CI, containers, SSH) pays nothing.
@@ -35,74 +35,124 @@ pub fn bus_configured(env: &dyn Fn(&str) -> Option<String>) -> bool {
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::sync::Arc;
+    use std::collections::HashMap;
 
-    use keyring_core::{CredentialStore, Entry, Error};
+    use secret_service::blocking::SecretService;
+    use secret_service::{EncryptionType, Error};
 
     use super::{KeyringError, SERVICE};
 
-    /// One secret item in the Secret Service.
+    /// gatehouse's item in the Secret Service, for one cache folder.
+    #[derive(Debug)]
     pub struct Keyring {
-        entry: Entry,
+        account: String,
     }
 
-    impl std::fmt::Debug for Keyring {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("Keyring").finish_non_exhaustive()
-        }
+    fn failed(what: &str, e: &Error) -> KeyringError {
+        // secret-service's errors carry D-Bus messages and paths, never secret bytes.
+        KeyringError(format!("{what}: {e}"))
     }
 
-    fn message(e: &Error) -> KeyringError {
-        // Display never includes secret bytes (only Debug of some variants would).
-        KeyringError(match e {
-            Error::Ambiguous(items) => format!(
-                "{} Secret Service items match service={SERVICE} and this cache folder",
-                items.len()
-            ),
-            other => other.to_string(),
-        })
+    /// Connects for one operation. The Secret Service session is opened in the `plain`
+    /// algorithm: its Diffie-Hellman alternative is unauthenticated, so it only hides the
+    /// secret from processes that can monitor this user's session bus, and those (the same
+    /// user, or root) can ask the unlocked keyring for the item anyway. The `dh` session costs
+    /// about 10 ms of big-number arithmetic on every kubectl call; kubelogin's keyring
+    /// back-end (go-keyring) uses `plain` as well.
+    fn connect<'a>() -> Result<SecretService<'a>, KeyringError> {
+        SecretService::connect(EncryptionType::Plain)
+            .map_err(|e| failed("cannot open a Secret Service session", &e))
     }
 
     impl Keyring {
-        /// Connects to the Secret Service and names the item for `account`.
+        /// The item for the cache folder `account` (nothing is contacted yet).
         pub fn connect(account: &str) -> Result<Self, KeyringError> {
-            off_runtime(|| {
-                let store: Arc<CredentialStore> =
-                    zbus_secret_service_keyring_store::Store::new().map_err(|e| message(&e))?;
-                let label = format!("gatehouse token cache ({account})");
-                let modifiers = std::collections::HashMap::from([("label", label.as_str())]);
-                let entry =
-                    Entry::new_in_store_with_modifiers(&store, SERVICE, account, &modifiers)
-                        .map_err(|e| message(&e))?;
-                Ok(Self { entry })
+            Ok(Self {
+                account: account.to_owned(),
             })
+        }
+
+        fn attributes(&self) -> HashMap<&str, &str> {
+            HashMap::from([("service", SERVICE), ("username", self.account.as_str())])
         }
 
         /// The secret, or `None` when there is no item yet.
         pub fn get(&self) -> Result<Option<Vec<u8>>, KeyringError> {
-            off_runtime(|| match self.entry.get_secret() {
-                Ok(secret) => Ok(Some(secret)),
-                Err(Error::NoEntry) => Ok(None),
-                Err(e) => Err(message(&e)),
+            off_runtime(|| {
+                let ss = connect()?;
+                let found = ss
+                    .search_items(self.attributes())
+                    .map_err(|e| failed("cannot search the keyring", &e))?;
+                if found.unlocked.len() + found.locked.len() > 1 {
+                    return Err(KeyringError(format!(
+                        "{} items match service={SERVICE} username={}",
+                        found.unlocked.len() + found.locked.len(),
+                        self.account
+                    )));
+                }
+                let Some(item) = found.unlocked.first().or(found.locked.first()) else {
+                    return Ok(None);
+                };
+                // A locked item asks the Secret Service to unlock it (on a desktop, its prompt).
+                item.ensure_unlocked()
+                    .map_err(|e| failed("the keyring is locked", &e))?;
+                item.get_secret()
+                    .map(Some)
+                    .map_err(|e| failed("cannot read the item", &e))
             })
         }
 
-        /// Creates or replaces the item.
+        /// Creates or replaces the item (in the default collection).
         pub fn set(&self, secret: &[u8]) -> Result<(), KeyringError> {
-            off_runtime(|| self.entry.set_secret(secret).map_err(|e| message(&e)))
+            off_runtime(|| {
+                let ss = connect()?;
+                // An existing item is updated in place (whatever other attributes it has).
+                let found = ss
+                    .search_items(self.attributes())
+                    .map_err(|e| failed("cannot search the keyring", &e))?;
+                if let [item] = found.unlocked.as_slice() {
+                    return item
+                        .set_secret(secret, "application/json")
+                        .map_err(|e| failed("cannot store the item", &e));
+                }
+                let collection = ss
+                    .get_default_collection()
+                    .map_err(|e| failed("no default keyring collection", &e))?;
+                collection
+                    .ensure_unlocked()
+                    .map_err(|e| failed("the keyring is locked", &e))?;
+                let label = format!("gatehouse token cache ({})", self.account);
+                collection
+                    .create_item(
+                        &label,
+                        self.attributes(),
+                        secret,
+                        true, // replace the item with the same attributes
+                        "application/json",
+                    )
+                    .map(|_| ())
+                    .map_err(|e| failed("cannot store the item", &e))
+            })
         }
 
         /// Removes the item; no item is fine.
         pub fn delete(&self) -> Result<(), KeyringError> {
-            off_runtime(|| match self.entry.delete_credential() {
-                Ok(()) | Err(Error::NoEntry) => Ok(()),
-                Err(e) => Err(message(&e)),
+            off_runtime(|| {
+                let ss = connect()?;
+                let found = ss
+                    .search_items(self.attributes())
+                    .map_err(|e| failed("cannot search the keyring", &e))?;
+                for item in found.unlocked.iter().chain(found.locked.iter()) {
+                    item.delete()
+                        .map_err(|e| failed("cannot delete the item", &e))?;
+                }
+                Ok(())
             })
         }
     }
 
-    /// Runs `f` outside any tokio runtime: the zbus store blocks on a runtime of its own,
-    /// which tokio refuses to start inside another.
+    /// Runs `f` outside any tokio runtime: zbus's blocking calls run on a runtime of their
+    /// own, which tokio refuses to start inside another.
     fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         if tokio::runtime::Handle::try_current().is_err() {
             return f();
