@@ -90,12 +90,16 @@ mod imp {
                         self.account
                     )));
                 }
-                let Some(item) = found.unlocked.first().or(found.locked.first()) else {
-                    return Ok(None);
+                let item = match (found.unlocked.first(), found.locked.first()) {
+                    (Some(item), _) => item,
+                    (None, Some(item)) => {
+                        // The Secret Service asks to unlock it (on a desktop, its prompt).
+                        item.unlock()
+                            .map_err(|e| failed("the keyring is locked", &e))?;
+                        item
+                    }
+                    (None, None) => return Ok(None),
                 };
-                // A locked item asks the Secret Service to unlock it (on a desktop, its prompt).
-                item.ensure_unlocked()
-                    .map_err(|e| failed("the keyring is locked", &e))?;
                 item.get_secret()
                     .map(Some)
                     .map_err(|e| failed("cannot read the item", &e))
