@@ -16,6 +16,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use support::config::ServerConfig;
 use support::{Gatehouse, Testbed};
 
 static PORT_8443: Mutex<()> = Mutex::new(());
@@ -27,37 +28,20 @@ fn start(tb: &Testbed) -> Gatehouse {
 }
 
 fn browser_config(tb: &Testbed, port: u16) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:{port}
-publicUrl: {BASE}
-tls: {{ certFile: "{cert}", keyFile: "{key}" }}
-kubernetes: {{ kubeconfig: "{kubeconfig}" }}
-oidc:
-  issuerUrl: "{issuer}"
-  clientId: gatehouse
-  clientSecret: "{secret}"
-  cliClientId: gatehouse-cli
-  caFile: "{ca}"
-  additionalScopes: [groups, offline_access]
-  additionalParameters: {{ connector_id: local }}
-  userParameters:
-    login_hint: {{ pattern: '[a-z]+@example\.com' }}
-session: {{ key: "{SESSION_KEY}" }}
-admin:
-  enabled: true
-  passwordHash: '{hash}'
-  tokenSigningKey: '{signing}'
-"#,
-        cert = tb.var("GATEHOUSE_TLS_CERT"),
-        key = tb.var("GATEHOUSE_TLS_KEY"),
-        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
-        issuer = tb.var("DEX_ISSUER"),
-        secret = tb.var("DEX_WEB_CLIENT_SECRET"),
-        ca = tb.var("TESTBED_CA_FILE"),
-        hash = tb.var("GATEHOUSE_ADMIN_PASSWORD_HASH"),
-        signing = tb.var("GATEHOUSE_ADMIN_SIGNING_KEY"),
-    )
+    ServerConfig::new(tb)
+        .port(port)
+        .public_url(BASE)
+        .dex()
+        .oidc_yaml(&format!(
+            "clientSecret: \"{}\"\n\
+             additionalScopes: [groups, offline_access]\n\
+             additionalParameters: {{ connector_id: local }}\n\
+             userParameters:\n  login_hint: {{ pattern: '[a-z]+@example\\.com' }}",
+            tb.var("DEX_WEB_CLIENT_SECRET")
+        ))
+        .yaml(&format!("session: {{ key: \"{SESSION_KEY}\" }}"))
+        .admin()
+        .build()
 }
 
 /// A minimal browser: a cookie jar per origin, manual redirects, a record of visited URLs.

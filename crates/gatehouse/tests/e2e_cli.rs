@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::config::ServerConfig;
 use support::machine::{Machine, assert_no_secret, config, keycloak_config, sso_login};
 use support::{DexBrowser, Gatehouse, LineReader, Testbed, free_port, text};
 
@@ -607,12 +608,10 @@ fn multi_audience_config(tb: &Testbed, name: &str) -> String {
     for v in vars {
         oidc = oidc.replace(&format!("${{{v}}}"), &tb.var(&v));
     }
-    format!(
-        "listen: 127.0.0.1:{{{{PORT}}}}\ntls: {{ certFile: \"{}\", keyFile: \"{}\" }}\nkubernetes: {{ kubeconfig: \"{}\" }}\nfallThrough: {{ enabled: true }}\n{oidc}",
-        tb.var("GATEHOUSE_TLS_CERT"),
-        tb.var("GATEHOUSE_TLS_KEY"),
-        tb.var("GATEHOUSE_KUBECONFIG"),
-    )
+    ServerConfig::new(tb)
+        .yaml("fallThrough: { enabled: true }")
+        .yaml(&oidc)
+        .build()
 }
 
 /// `gatehouse login --sso` against any IdP of the test bed, the test filling in the IdP's

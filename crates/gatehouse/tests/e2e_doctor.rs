@@ -6,28 +6,17 @@ mod support;
 
 use std::process::Command;
 
+use support::config::ServerConfig;
 use support::{Gatehouse, Testbed};
 
 fn config(tb: &Testbed, issuer: &str, cli_client: &str, connector: &str) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:{{{{PORT}}}}
-publicUrl: https://127.0.0.1:8443
-tls: {{ certFile: "{cert}", keyFile: "{key}" }}
-kubernetes: {{ kubeconfig: "{kubeconfig}" }}
-oidc:
-  issuerUrl: "{issuer}"
-  clientId: gatehouse
-  cliClientId: {cli_client}
-  caFile: "{ca}"
-  additionalScopes: [groups]
-  additionalParameters: {{ connector_id: {connector} }}
-"#,
-        cert = tb.var("GATEHOUSE_TLS_CERT"),
-        key = tb.var("GATEHOUSE_TLS_KEY"),
-        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
-        ca = tb.var("TESTBED_CA_FILE"),
-    )
+    ServerConfig::new(tb)
+        .public_url("https://127.0.0.1:8443")
+        .oidc_client(issuer, cli_client)
+        .oidc_yaml(&format!(
+            "additionalScopes: [groups]\nadditionalParameters: {{ connector_id: {connector} }}"
+        ))
+        .build()
 }
 
 struct Doctor {

@@ -11,37 +11,21 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::config::ServerConfig;
 use support::{Gatehouse, Testbed, kubectl, kubectl_admin, text};
 
 /// The standard configuration: TLS, Dex as issuer, admin on, fall-through as given.
 fn config(tb: &Testbed, fall_through: bool) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:{{{{PORT}}}}
-tls: {{ certFile: "{cert}", keyFile: "{key}" }}
-kubernetes: {{ kubeconfig: "{kubeconfig}" }}
-oidc:
-  issuerUrl: "{issuer}"
-  clientId: gatehouse
-  cliClientId: gatehouse-cli
-  caFile: "{ca}"
-  additionalScopes: [groups, offline_access]
-fallThrough: {{ enabled: {fall_through} }}
-admin:
-  enabled: true
-  passwordHash: '{hash}'
-  tokenSigningKey: '{key_hex}'
-"#,
-        cert = tb.var("GATEHOUSE_TLS_CERT"),
-        key = tb.var("GATEHOUSE_TLS_KEY"),
-        // The Helm chart's tests run this suite as the chart's own ServiceAccount.
-        kubeconfig = std::env::var("GATEHOUSE_E2E_KUBECONFIG")
-            .unwrap_or_else(|_| tb.var("GATEHOUSE_KUBECONFIG")),
-        issuer = tb.var("DEX_ISSUER"),
-        ca = tb.var("TESTBED_CA_FILE"),
-        hash = tb.var("GATEHOUSE_ADMIN_PASSWORD_HASH"),
-        key_hex = tb.var("GATEHOUSE_ADMIN_SIGNING_KEY"),
-    )
+    let mut c = ServerConfig::new(tb)
+        .dex()
+        .oidc_yaml("additionalScopes: [groups, offline_access]")
+        .yaml(&format!("fallThrough: {{ enabled: {fall_through} }}"))
+        .admin();
+    // The Helm chart's tests run this suite as the chart's own ServiceAccount.
+    if let Ok(kubeconfig) = std::env::var("GATEHOUSE_E2E_KUBECONFIG") {
+        c = c.kubeconfig(&kubeconfig);
+    }
+    c.build()
 }
 
 fn start(tb: &Testbed, fall_through: bool) -> Gatehouse {

@@ -6,66 +6,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use super::config::ServerConfig;
 use super::tempdir::TempDir;
 use super::{DexBrowser, LineReader, Testbed};
 
 /// A gatehouse server config for Dex (static `connector_id`, a per-user `login_hint`,
 /// fall-through, admin sign-in); `{{PORT}}` is filled in by [`Gatehouse::start`].
 pub fn config(tb: &Testbed) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:{{{{PORT}}}}
-tls: {{ certFile: "{cert}", keyFile: "{key}" }}
-kubernetes: {{ kubeconfig: "{kubeconfig}" }}
-oidc:
-  issuerUrl: "{issuer}"
-  clientId: gatehouse
-  cliClientId: gatehouse-cli
-  caFile: "{ca}"
-  additionalScopes: [groups, "audience:server:client_id:kubernetes"]
-  additionalParameters: {{ connector_id: local }}
-  userParameters:
-    login_hint: {{ pattern: '[a-z]+@example\.com' }}
-fallThrough: {{ enabled: true }}
-admin:
-  enabled: true
-  passwordHash: '{hash}'
-  tokenSigningKey: '{signing}'
-"#,
-        cert = tb.var("GATEHOUSE_TLS_CERT"),
-        key = tb.var("GATEHOUSE_TLS_KEY"),
-        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
-        issuer = tb.var("DEX_ISSUER"),
-        ca = tb.var("TESTBED_CA_FILE"),
-        hash = tb.var("GATEHOUSE_ADMIN_PASSWORD_HASH"),
-        signing = tb.var("GATEHOUSE_ADMIN_SIGNING_KEY"),
-    )
+    ServerConfig::new(tb)
+        .dex()
+        .oidc_yaml(
+            "additionalScopes: [groups, \"audience:server:client_id:kubernetes\"]\n\
+             additionalParameters: { connector_id: local }\n\
+             userParameters:\n  login_hint: { pattern: '[a-z]+@example\\.com' }",
+        )
+        .yaml("fallThrough: { enabled: true }")
+        .admin()
+        .build()
 }
 
 /// A gatehouse server config for the test bed's Keycloak (realm `gatehouse`, a per-user
 /// `login_hint`, fall-through); `{{PORT}}` is filled in by [`Gatehouse::start`].
 pub fn keycloak_config(tb: &Testbed) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:{{{{PORT}}}}
-tls: {{ certFile: "{cert}", keyFile: "{key}" }}
-kubernetes: {{ kubeconfig: "{kubeconfig}" }}
-oidc:
-  issuerUrl: "{issuer}"
-  clientId: gatehouse
-  cliClientId: gatehouse-cli
-  caFile: "{ca}"
-  additionalScopes: [groups]
-  userParameters:
-    login_hint: {{ pattern: '[a-z]+@example\.com' }}
-fallThrough: {{ enabled: true }}
-"#,
-        cert = tb.var("GATEHOUSE_TLS_CERT"),
-        key = tb.var("GATEHOUSE_TLS_KEY"),
-        kubeconfig = tb.var("GATEHOUSE_KUBECONFIG"),
-        issuer = tb.var("KEYCLOAK_ISSUER"),
-        ca = tb.var("TESTBED_CA_FILE"),
-    )
+    ServerConfig::new(tb)
+        .keycloak()
+        .oidc_yaml(
+            "additionalScopes: [groups]\n\
+             userParameters:\n  login_hint: { pattern: '[a-z]+@example\\.com' }",
+        )
+        .yaml("fallThrough: { enabled: true }")
+        .build()
 }
 
 /// One user's machine: a home, a token cache, a kubeconfig, PATH with the built binary.

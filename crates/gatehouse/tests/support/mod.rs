@@ -2,6 +2,7 @@
 //! bed's environment, get tokens from the real Dex, run the real kubectl.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod config;
 pub mod machine;
 pub mod secret_service;
 
