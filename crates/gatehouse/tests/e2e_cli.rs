@@ -10,12 +10,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::config::ServerConfig;
 use support::machine::{Machine, assert_no_secret, config, keycloak_config, sso_login};
-use support::{DexBrowser, Gatehouse, LineReader, Testbed, free_port, text};
+use support::{DexBrowser, Gatehouse, Testbed, free_port, text};
 
 #[tokio::test]
 #[ignore = "needs testbed"]
@@ -193,22 +193,7 @@ async fn device_flow_then_kubectl() {
     let tb = Testbed::load();
     let gh = Gatehouse::start(&config(&tb), "https", true);
     let m = Machine::new(&tb);
-    let mut child = m
-        .gatehouse(&[
-            "login",
-            "--device",
-            &gh.url,
-            "--certificate-authority",
-            &m.ca,
-            "--timeout",
-            "90s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let (mut child, stderr) = m.spawn_login(&["--device", &gh.url, "--timeout", "90s"]);
     let verify_url = stderr.wait_for(Duration::from_secs(20), |l| l.contains("user_code="));
     let code_line = stderr.wait_for(Duration::from_secs(5), |l| {
         l.starts_with("and enter the code")
@@ -505,25 +490,15 @@ async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
     let cfg = keycloak_config(&tb);
     let gh = Gatehouse::start(&cfg, "https", true);
     let m = Machine::new(&tb);
-    let mut child = m
-        .gatehouse(&[
-            "login",
-            "--sso",
-            &gh.url,
-            "--certificate-authority",
-            &m.ca,
-            "--no-browser",
-            "--param",
-            "login_hint=alice@example.com",
-            // The test bed's realm lists offline_access but does not grant it to users.
-            "--no-offline-access",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let (mut child, stderr) = m.spawn_login(&[
+        "--sso",
+        &gh.url,
+        "--no-browser",
+        "--param",
+        "login_hint=alice@example.com",
+        // The test bed's realm lists offline_access but does not grant it to users.
+        "--no-offline-access",
+    ]);
     let auth_url = stderr.wait_for(Duration::from_secs(20), |l| {
         l.starts_with(&tb.var("KEYCLOAK_ISSUER")) && l.contains("/auth?")
     });
@@ -625,25 +600,9 @@ async fn cli_sign_in(
     form: &str,
     fields: &[(&str, &str)],
 ) -> BTreeMap<String, String> {
-    let mut args = vec![
-        "login",
-        "--sso",
-        server,
-        "--certificate-authority",
-        &m.ca,
-        "--no-browser",
-        "--timeout",
-        "60s",
-    ];
+    let mut args = vec!["--sso", server, "--no-browser", "--timeout", "60s"];
     args.extend_from_slice(extra);
-    let mut child = m
-        .gatehouse(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let (mut child, stderr) = m.spawn_login(&args);
     let auth_url = stderr.wait_for(Duration::from_secs(20), |l| l.starts_with(issuer));
     let q: BTreeMap<String, String> = url::Url::parse(&auth_url)
         .unwrap()
@@ -918,24 +877,14 @@ async fn keycloak_device_login(
     server: &str,
     button: &str,
 ) -> (std::process::ExitStatus, String) {
-    let mut child = m
-        .gatehouse(&[
-            "login",
-            "--device",
-            server,
-            "--certificate-authority",
-            &m.ca,
-            "--timeout",
-            "90s",
-            // The test bed's realm lists offline_access but does not grant it to users.
-            "--no-offline-access",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let (mut child, stderr) = m.spawn_login(&[
+        "--device",
+        server,
+        "--timeout",
+        "90s",
+        // The test bed's realm lists offline_access but does not grant it to users.
+        "--no-offline-access",
+    ]);
     let verify_url = stderr.wait_for(Duration::from_secs(20), |l| l.contains("user_code="));
     let verify_url = verify_url.trim();
     assert!(

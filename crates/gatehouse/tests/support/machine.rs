@@ -99,6 +99,23 @@ impl Machine {
         cmd
     }
 
+    /// Starts `gatehouse login ARGS... --certificate-authority CA` (stdin closed, output
+    /// piped); returns the process and its stderr, line by line.
+    pub fn spawn_login(&self, args: &[&str]) -> (std::process::Child, LineReader) {
+        let mut all = vec!["login"];
+        all.extend_from_slice(args);
+        all.extend(["--certificate-authority", &self.ca]);
+        let mut child = self
+            .gatehouse(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = LineReader::new(child.stderr.take().unwrap());
+        (child, stderr)
+    }
+
     /// `gatehouse login --admin SERVER --password-stdin` with `password` on stdin.
     pub fn admin_login(&self, server: &str, password: &str, extra: &[&str]) -> Output {
         use std::io::Write as _;
@@ -214,25 +231,9 @@ pub async fn sso_login(
     user: &str,
     extra: &[&str],
 ) -> String {
-    let mut args = vec![
-        "login",
-        "--sso",
-        server,
-        "--certificate-authority",
-        &m.ca,
-        "--no-browser",
-        "--timeout",
-        "60s",
-    ];
+    let mut args = vec!["--sso", server, "--no-browser", "--timeout", "60s"];
     args.extend_from_slice(extra);
-    let mut child = m
-        .gatehouse(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = LineReader::new(child.stderr.take().unwrap());
+    let (mut child, stderr) = m.spawn_login(&args);
     let auth_url = stderr.wait_for(Duration::from_secs(20), |l| {
         l.starts_with(&tb.var("DEX_ISSUER")) && l.contains("/auth?")
     });
