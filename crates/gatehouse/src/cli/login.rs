@@ -20,11 +20,12 @@ use std::time::Duration;
 
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use gatehouse_core::authorize::{FlowSecrets, RESERVED_PARAMETERS, authorization_url};
+use gatehouse_core::jwt::Verified;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::cli::cache::{Entry, Kind};
+use crate::cli::cache::{Entry, Kind, TokenType};
 use crate::cli::error::CliError;
 use crate::cli::net::{self, Discovery, IDP, Net, OidcSettings, SERVER, TokenResponse};
 use crate::cli::spinner::Spinner;
@@ -239,6 +240,30 @@ fn oidc_entry(
     }
 }
 
+/// The end of an OIDC sign-in (browser or device): the ID token verified (with the browser
+/// flow's `nonce`), the token kubectl will get picked. Returns that token, the refresh token,
+/// the verified ID token and the expiry.
+async fn signed_in(
+    net: &Net,
+    d: &Discovery,
+    client: &str,
+    kind: TokenType,
+    tokens: TokenResponse,
+    nonce: Option<&str>,
+) -> Result<(String, Option<String>, Verified, i64), CliError> {
+    let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
+        what: IDP,
+        url: d.token_endpoint.clone(),
+        reason: "no id_token in the token response (is `openid` among the scopes?)".to_owned(),
+    })?;
+    let verified = net
+        .verify_id_token(d, client, &id_token, nonce, net::unix_now())
+        .await?;
+    let (token, expires_at) =
+        net::pick_token(kind, &tokens, &id_token, &verified, &d.token_endpoint)?;
+    Ok((token, tokens.refresh_token, verified, expires_at))
+}
+
 /// Options of the browser flow.
 #[derive(Debug)]
 pub struct SsoOptions {
@@ -316,18 +341,7 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
                 )
                 .await
                 .map_err(offline_hint)?;
-            let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
-                what: IDP,
-                url: d.token_endpoint.clone(),
-                reason: "no id_token in the token response (is `openid` among the scopes?)"
-                    .to_owned(),
-            })?;
-            let verified = net
-                .verify_id_token(&d, &client, &id_token, Some(&nonce), net::unix_now())
-                .await?;
-            let (token, expires_at) =
-                net::pick_token(kind, &tokens, &id_token, &verified, &d.token_endpoint)?;
-            Ok((token, tokens.refresh_token, verified, expires_at))
+            signed_in(&net, &d, &client, kind, tokens, Some(&nonce)).await
         }
     });
     let (token, refresh_token, verified, expires_at) = match tokio::time::timeout(
@@ -630,21 +644,15 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
         })
     })
     .await?;
-    let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
-        what: IDP,
-        url: d.token_endpoint.clone(),
-        reason: "no id_token in the token response".to_owned(),
-    })?;
-    let verified = net
-        .verify_id_token(&d, &oidc.cli_client_id, &id_token, None, net::unix_now())
-        .await?;
-    let (token, expires_at) = net::pick_token(
+    let (token, refresh_token, verified, expires_at) = signed_in(
+        net,
+        &d,
+        &oidc.cli_client_id,
         token_type(target, &oidc),
-        &tokens,
-        &id_token,
-        &verified,
-        &d.token_endpoint,
-    )?;
+        tokens,
+        None,
+    )
+    .await?;
     drop(spinner);
     report_identity(&target.server, &verified.claims, expires_at);
     Ok(oidc_entry(
@@ -652,7 +660,7 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
         &oidc,
         params,
         token,
-        tokens.refresh_token,
+        refresh_token,
         expires_at,
         command,
     ))
