@@ -161,17 +161,8 @@ impl Browser {
 
     /// Signs `user` in at Dex's password form; returns the callback URL Dex sends back to.
     async fn dex_login(&mut self, tb: &Testbed, login_page: &Page, user: &str) -> String {
-        let action = regex::Regex::new(r#"<form method="post" action="([^"]+)""#).unwrap();
-        let action =
-            action.captures(&login_page.body).expect("Dex login form")[1].replace("&amp;", "&");
-        let action = url::Url::parse(&login_page.url)
-            .unwrap()
-            .join(&action)
-            .unwrap()
-            .to_string();
-        let upper = user.to_ascii_uppercase();
-        let email = tb.var(&format!("{upper}_EMAIL"));
-        let password = tb.var(&format!("{upper}_PASSWORD"));
+        let action = support::form_action(&login_page.body, &login_page.url, r#"method="post""#);
+        let (email, password) = tb.credentials(user);
         let mut page = self
             .request(
                 reqwest::Method::POST,

@@ -204,13 +204,7 @@ async fn device_flow_then_kubectl() {
     // The user opens the URL: Dex's page with the code filled in, submits it, signs in.
     let mut b = DexBrowser::new(&tb);
     let page = b.follow(&verify_url, "never:").await.unwrap();
-    let re = regex::Regex::new(r#"<form method="post" action="([^"]+)""#).unwrap();
-    let action = re.captures(&page.body).expect("Dex's user code form")[1].replace("&amp;", "&");
-    let action = url::Url::parse(&page.url)
-        .unwrap()
-        .join(&action)
-        .unwrap()
-        .to_string();
+    let action = support::form_action(&page.body, &page.url, r#"method="post""#);
     let after_code = b.request(&action, Some(&[("user_code", user_code)])).await;
     let next = after_code
         .location
@@ -481,12 +475,7 @@ async fn failures_are_clear_with_a_hint_and_print_no_token() {
 #[ignore = "needs testbed"]
 async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
     let tb = Testbed::load();
-    // A test that cannot run fails; it never counts as passed.
-    assert_eq!(
-        tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref(),
-        Some("1"),
-        "Keycloak is not running in this test bed: run testbed/up without TESTBED_WITHOUT_KEYCLOAK"
-    );
+    tb.require_keycloak();
     let cfg = keycloak_config(&tb);
     let gh = Gatehouse::start(&cfg, "https", true);
     let m = Machine::new(&tb);
@@ -567,10 +556,6 @@ async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
         400,
         "the revoked refresh token no longer works"
     );
-}
-
-fn tb_var(tb: &Testbed, name: &str) -> Option<String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tb.var(name))).ok()
 }
 
 /// A gatehouse configuration from `docs/examples/multi-audience/<name>.yaml` (its `${VAR}`
@@ -706,11 +691,7 @@ async fn one_token_three_ways_with_dex() {
     let gh = Gatehouse::start(&multi_audience_config(&tb, "dex"), "https", true);
     for user in ["alice", "bob"] {
         let m = Machine::new(&tb);
-        let upper = user.to_ascii_uppercase();
-        let (email, password) = (
-            tb.var(&format!("{upper}_EMAIL")),
-            tb.var(&format!("{upper}_PASSWORD")),
-        );
+        let (email, password) = tb.credentials(user);
         let q = cli_sign_in(
             &tb,
             &m,
@@ -734,19 +715,11 @@ async fn one_token_three_ways_with_dex() {
 #[ignore = "needs testbed"]
 async fn one_token_three_ways_with_keycloak() {
     let tb = Testbed::load();
-    assert_eq!(
-        tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref(),
-        Some("1"),
-        "Keycloak is not running in this test bed"
-    );
+    tb.require_keycloak();
     let gh = Gatehouse::start(&multi_audience_config(&tb, "keycloak"), "https", true);
     for user in ["alice", "bob"] {
         let m = Machine::new(&tb);
-        let upper = user.to_ascii_uppercase();
-        let (email, password) = (
-            tb.var(&format!("{upper}_EMAIL")),
-            tb.var(&format!("{upper}_PASSWORD")),
-        );
+        let (email, password) = tb.credentials(user);
         cli_sign_in(
             &tb,
             &m,
@@ -776,11 +749,7 @@ async fn node_access_token_for_a_resource_works_three_ways() {
     let gh = Gatehouse::start(&multi_audience_config(&tb, "node"), "https", true);
     for user in ["alice", "bob"] {
         let m = Machine::new(&tb);
-        let upper = user.to_ascii_uppercase();
-        let (email, password) = (
-            tb.var(&format!("{upper}_EMAIL")),
-            tb.var(&format!("{upper}_PASSWORD")),
-        );
+        let (email, password) = tb.credentials(user);
         let q = cli_sign_in(
             &tb,
             &m,
@@ -840,11 +809,7 @@ async fn docs_multi_audience_match_the_test_bed() {
 #[ignore = "needs testbed"]
 async fn device_flow_with_keycloak_then_kubectl() {
     let tb = Testbed::load();
-    assert_eq!(
-        tb_var(&tb, "TESTBED_WITH_KEYCLOAK").as_deref(),
-        Some("1"),
-        "Keycloak is not running in this test bed: run testbed/up without TESTBED_WITHOUT_KEYCLOAK"
-    );
+    tb.require_keycloak();
     let gh = Gatehouse::start(&keycloak_config(&tb), "https", true);
     let m = Machine::new(&tb);
 

@@ -192,14 +192,7 @@ async fn broken_installations_name_the_step_and_the_fix() {
 
     let gh = Gatehouse::start(&config(&tb, &dex, "gatehouse-cli", "local"), "https", true);
     // Missing audience: a token for the cluster's client only; gatehouse does not accept it.
-    let cluster_only = tb
-        .id_token_for_client(
-            "alice",
-            &tb.var("DEX_PEER_CLIENT_ID"),
-            Some(&tb.var("DEX_PEER_CLIENT_SECRET")),
-            "",
-        )
-        .await;
+    let cluster_only = tb.id_token_cluster_only("alice").await;
     let d = doctor(&tb, &gh, Some(&cluster_only), true, true);
     assert_eq!(d.verdict("token audiences"), "fail", "{}", d.stdout);
     assert!(d.fix("token audiences").contains("oidc.audiences"));

@@ -380,14 +380,7 @@ async fn bad_tokens_from_known_issuers_are_refused_without_upstream_request() {
     let expired = jsonwebtoken::encode(&header, &claims, &key).unwrap();
 
     // Wrong audience: a real Dex token issued to the `kubernetes` client only.
-    let wrong_aud = tb
-        .id_token_for_client(
-            "alice",
-            &tb.var("DEX_PEER_CLIENT_ID"),
-            Some(&tb.var("DEX_PEER_CLIENT_SECRET")),
-            "",
-        )
-        .await;
+    let wrong_aud = tb.id_token_cluster_only("alice").await;
 
     // An admin-issuer token signed with another key.
     let forged_admin = jsonwebtoken::encode(
@@ -743,14 +736,7 @@ async fn review_picks_the_allowed_serviceaccount_and_watch_sees_new_mappings() {
 async fn audience_and_azp_rules() {
     let tb = Testbed::load();
     let http = tb.http();
-    let cluster_only = tb
-        .id_token_for_client(
-            "alice",
-            &tb.var("DEX_PEER_CLIENT_ID"),
-            Some(&tb.var("DEX_PEER_CLIENT_SECRET")),
-            "",
-        )
-        .await;
+    let cluster_only = tb.id_token_cluster_only("alice").await;
     let whoami = |url: String, token: String| {
         let http = http.clone();
         async move {

@@ -214,16 +214,28 @@ pub fn token_type(target: &Target, oidc: &OidcSettings) -> crate::cli::cache::To
         })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What an OIDC sign-in (browser or device) ends with.
+struct SignedIn {
+    /// The token kubectl gets.
+    token: String,
+    refresh_token: Option<String>,
+    verified: Verified,
+    expires_at: i64,
+}
+
+/// Says who signed in, and builds the cache entry of an OIDC sign-in.
 fn oidc_entry(
     target: &Target,
     oidc: &OidcSettings,
     params: BTreeMap<String, String>,
-    token: String,
-    refresh_token: Option<String>,
-    expires_at: i64,
+    signed_in: SignedIn,
     command: String,
 ) -> Entry {
+    report_identity(
+        &target.server,
+        &signed_in.verified.claims,
+        signed_in.expires_at,
+    );
     Entry {
         token_type: token_type(target, oidc),
         server: target.server.clone(),
@@ -231,9 +243,9 @@ fn oidc_entry(
         client_id: Some(oidc.cli_client_id.clone()),
         parameters: params,
         kind: Kind::Oidc,
-        token,
-        refresh_token,
-        expires_at,
+        token: signed_in.token,
+        refresh_token: signed_in.refresh_token,
+        expires_at: signed_in.expires_at,
         ca_pem: target.ca_pem.clone(),
         updated_at: net::unix_now(),
         login_command: command,
@@ -241,8 +253,7 @@ fn oidc_entry(
 }
 
 /// The end of an OIDC sign-in (browser or device): the ID token verified (with the browser
-/// flow's `nonce`), the token kubectl will get picked. Returns that token, the refresh token,
-/// the verified ID token and the expiry.
+/// flow's `nonce`), the token kubectl will get picked.
 async fn signed_in(
     net: &Net,
     d: &Discovery,
@@ -250,7 +261,7 @@ async fn signed_in(
     kind: TokenType,
     tokens: TokenResponse,
     nonce: Option<&str>,
-) -> Result<(String, Option<String>, Verified, i64), CliError> {
+) -> Result<SignedIn, CliError> {
     let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
         what: IDP,
         url: d.token_endpoint.clone(),
@@ -261,7 +272,12 @@ async fn signed_in(
         .await?;
     let (token, expires_at) =
         net::pick_token(kind, &tokens, &id_token, &verified, &d.token_endpoint)?;
-    Ok((token, tokens.refresh_token, verified, expires_at))
+    Ok(SignedIn {
+        token,
+        refresh_token: tokens.refresh_token,
+        verified,
+        expires_at,
+    })
 }
 
 /// Options of the browser flow.
@@ -344,12 +360,7 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
             signed_in(&net, &d, &client, kind, tokens, Some(&nonce)).await
         }
     });
-    let (token, refresh_token, verified, expires_at) = match tokio::time::timeout(
-        opts.timeout,
-        wait,
-    )
-    .await
-    {
+    let signed_in = match tokio::time::timeout(opts.timeout, wait).await {
         Ok(r) => r?,
         Err(_) => {
             return Err(CliError::Login {
@@ -363,16 +374,7 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
             });
         }
     };
-    report_identity(&target.server, &verified.claims, expires_at);
-    Ok(oidc_entry(
-        target,
-        &oidc,
-        params,
-        token,
-        refresh_token,
-        expires_at,
-        command,
-    ))
+    Ok(oidc_entry(target, &oidc, params, signed_in, command))
 }
 
 /// Adds a hint to an IdP refusal caused by `offline_access` (Keycloak refuses it for users
@@ -644,7 +646,7 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
         })
     })
     .await?;
-    let (token, refresh_token, verified, expires_at) = signed_in(
+    let signed_in = signed_in(
         net,
         &d,
         &oidc.cli_client_id,
@@ -654,16 +656,7 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
     )
     .await?;
     drop(spinner);
-    report_identity(&target.server, &verified.claims, expires_at);
-    Ok(oidc_entry(
-        target,
-        &oidc,
-        params,
-        token,
-        refresh_token,
-        expires_at,
-        command,
-    ))
+    Ok(oidc_entry(target, &oidc, params, signed_in, command))
 }
 
 /// One answer of the token endpoint to a device-code poll.

@@ -54,6 +54,25 @@ impl Testbed {
             .unwrap_or_else(|| panic!("{name} is not in the test bed env"))
     }
 
+    /// A fixture user's e-mail and password (`alice`: `ALICE_EMAIL`, `ALICE_PASSWORD`).
+    pub fn credentials(&self, user: &str) -> (String, String) {
+        let upper = user.to_ascii_uppercase();
+        (
+            self.var(&format!("{upper}_EMAIL")),
+            self.var(&format!("{upper}_PASSWORD")),
+        )
+    }
+
+    /// Fails the calling test when Keycloak is not running in this test bed: a test that
+    /// cannot run fails, it never counts as passed.
+    pub fn require_keycloak(&self) {
+        assert_eq!(
+            self.vars.get("TESTBED_WITH_KEYCLOAK").map(String::as_str),
+            Some("1"),
+            "Keycloak is not running in this test bed: run testbed/up without TESTBED_WITHOUT_KEYCLOAK"
+        );
+    }
+
     /// An HTTP client trusting the test bed CA.
     pub fn http(&self) -> reqwest::Client {
         let pem = std::fs::read(self.var("TESTBED_CA_FILE")).unwrap();
@@ -83,6 +102,18 @@ impl Testbed {
             .await
     }
 
+    /// An ID token requested by the cluster's own client (`aud` is just `kubernetes`): one
+    /// gatehouse does not accept unless configured to.
+    pub async fn id_token_cluster_only(&self, user: &str) -> String {
+        self.id_token_for_client(
+            user,
+            &self.var("DEX_PEER_CLIENT_ID"),
+            Some(&self.var("DEX_PEER_CLIENT_SECRET")),
+            "",
+        )
+        .await
+    }
+
     /// An ID token for a fixture user requested by a given client.
     pub async fn id_token_for_client(
         &self,
@@ -91,13 +122,13 @@ impl Testbed {
         client_secret: Option<&str>,
         extra_scope: &str,
     ) -> String {
-        let upper = user.to_ascii_uppercase();
+        let (email, password) = self.credentials(user);
         let scope = format!("openid email profile groups {extra_scope}");
         let mut form = vec![
             ("grant_type", "password".to_owned()),
             ("client_id", client_id.to_owned()),
-            ("username", self.var(&format!("{upper}_EMAIL"))),
-            ("password", self.var(&format!("{upper}_PASSWORD"))),
+            ("username", email),
+            ("password", password),
             ("scope", scope.trim().to_owned()),
         ];
         if let Some(s) = client_secret {
@@ -405,27 +436,14 @@ impl DexBrowser {
         user: &str,
         stop: &str,
     ) -> Result<DexPage, String> {
-        let re = regex::Regex::new(r#"<form method="post" action="([^"]+)""#).unwrap();
-        let action = re
-            .captures(&page.body)
-            .unwrap_or_else(|| panic!("no login form at {}: {}", page.url, page.body))[1]
-            .replace("&amp;", "&");
-        let action = url::Url::parse(&page.url)
-            .unwrap()
-            .join(&action)
-            .unwrap()
-            .to_string();
-        let upper = user.to_ascii_uppercase();
-        let email = tb.var(&format!("{upper}_EMAIL"));
-        let password = tb.var(&format!("{upper}_PASSWORD"));
-        let first = self
-            .request(&action, Some(&[("login", &email), ("password", &password)]))
-            .await;
-        match first.location {
-            Some(next) if next.starts_with(stop) => Err(next),
-            Some(next) => self.follow(&next, stop).await,
-            None => Ok(first),
-        }
+        let (email, password) = tb.credentials(user);
+        self.submit_form(
+            page,
+            r#"method="post""#,
+            &[("login", &email), ("password", &password)],
+            stop,
+        )
+        .await
     }
 }
 
@@ -439,22 +457,7 @@ impl DexBrowser {
         fields: &[(&str, &str)],
         stop: &str,
     ) -> Result<DexPage, String> {
-        let tag_re = regex::Regex::new(r"<form[^>]*>").unwrap();
-        let tag = tag_re
-            .find_iter(&page.body)
-            .map(|m| m.as_str())
-            .find(|t| t.contains(marker))
-            .unwrap_or_else(|| panic!("no form {marker} at {}: {}", page.url, page.body));
-        let action = regex::Regex::new(r#"action="([^"]+)""#)
-            .unwrap()
-            .captures(tag)
-            .unwrap()[1]
-            .replace("&amp;", "&");
-        let action = url::Url::parse(&page.url)
-            .unwrap()
-            .join(&action)
-            .unwrap()
-            .to_string();
+        let action = form_action(&page.body, &page.url, marker);
         let first = self.request(&action, Some(fields)).await;
         match first.location {
             Some(next) if next.starts_with(stop) => Err(next),
@@ -462,6 +465,28 @@ impl DexBrowser {
             None => Ok(first),
         }
     }
+}
+
+/// The absolute action URL of the form on a page (`body` fetched from `page_url`) whose opening
+/// tag contains `marker` (for example `id="kc-form-login"`, or `method="post"` for the first
+/// POST form).
+pub fn form_action(body: &str, page_url: &str, marker: &str) -> String {
+    let tag = regex::Regex::new(r"<form[^>]*>")
+        .unwrap()
+        .find_iter(body)
+        .map(|m| m.as_str())
+        .find(|t| t.contains(marker))
+        .unwrap_or_else(|| panic!("no form {marker} at {page_url}: {body}"));
+    let action = regex::Regex::new(r#"action="([^"]+)""#)
+        .unwrap()
+        .captures(tag)
+        .unwrap_or_else(|| panic!("the form at {page_url} has no action: {tag}"))[1]
+        .replace("&amp;", "&");
+    url::Url::parse(page_url)
+        .unwrap()
+        .join(&action)
+        .unwrap()
+        .to_string()
 }
 
 /// Adds `connector_id=local` to a request for Dex's bare `/auth` endpoint that names no
