@@ -80,10 +80,6 @@ impl std::fmt::Debug for Callback {
     }
 }
 
-/// Marks a request authenticated by the session cookie.
-#[derive(Clone, Copy, Debug)]
-pub struct CookieAuthenticated;
-
 fn attrs<'a>(b: &BrowserConfig, path: &'a str, max_age: u64) -> CookieAttrs<'a> {
     CookieAttrs {
         path,
@@ -130,8 +126,9 @@ impl App {
 }
 
 /// Middleware: a request without `Authorization` but with a valid session cookie is
-/// authenticated with the session's token (refreshed when due). State-changing requests
-/// authenticated this way must come from gatehouse's own origin.
+/// authenticated with the session's token (refreshed when due). State-changing requests and
+/// WebSocket upgrades authenticated this way must come from gatehouse's own origin (no
+/// cross-site request or cross-site WebSocket hijacking with the cookie).
 pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let Some(b) = app.config.browser.as_ref() else {
         return next.run(req).await;
@@ -139,10 +136,31 @@ pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: 
     if req.headers().contains_key(header::AUTHORIZATION) {
         return next.run(req).await;
     }
+    // The stylesheet and the sign-in flow itself need no session (and must not refresh it).
+    let path = req.uri().path();
+    if path.starts_with("/ui/static/") || path.starts_with("/auth/") {
+        return next.run(req).await;
+    }
+    // A WebSocket client that sends its own token (kubectl's bearer subprotocol) is not
+    // overridden by the cookie.
+    if req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.contains(crate::proxy::WS_BEARER_PROTOCOL))
+        })
+    {
+        return next.run(req).await;
+    }
     let Some(mut session) = app.session_from(req.headers()) else {
         return next.run(req).await;
     };
-    let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // A WebSocket upgrade (exec, attach, port-forward) is a GET that browsers send cross-site
+    // without CORS: it counts as state-changing, so it must come from gatehouse's own pages.
+    let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || req.headers().contains_key(header::UPGRADE);
     if state_changing && !same_origin(req.headers(), &public_origin(b)) {
         return ApiError::Forbidden(
             "cross-site request refused: requests authenticated by the gatehouse session cookie must come from gatehouse's own pages".to_owned(),
@@ -169,7 +187,6 @@ pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: 
     if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", session.token)) {
         v.set_sensitive(true);
         req.headers_mut().insert(header::AUTHORIZATION, v);
-        req.extensions_mut().insert(CookieAuthenticated);
     }
     let mut resp = next.run(req).await;
     for c in new_cookies {
@@ -439,6 +456,20 @@ pub async fn callback(
             Some(&start_again),
         ));
     }
+    let state_ok = cb
+        .state
+        .as_deref()
+        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow.secrets.state.as_bytes())));
+    // `state` first, and a mismatch keeps the flow: a forged callback link (with an `error`,
+    // or anything else) cannot abort the sign-in this browser has in progress.
+    if !state_ok {
+        return ui::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in state does not match",
+            "The response does not match the sign-in this browser started (state mismatch). Nothing was signed in.",
+            Some(&start_again),
+        );
+    }
     if let Some(error) = cb.error {
         let detail = cb.error_description.unwrap_or_default();
         return with_cleared(ui::error_page(
@@ -449,18 +480,6 @@ pub async fn callback(
                 if detail.is_empty() { "" } else { ": " },
                 detail
             ),
-            Some(&start_again),
-        ));
-    }
-    let state_ok = cb
-        .state
-        .as_deref()
-        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow.secrets.state.as_bytes())));
-    if !state_ok {
-        return with_cleared(ui::error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in state does not match",
-            "The response does not match the sign-in this browser started (state mismatch). Nothing was signed in.",
             Some(&start_again),
         ));
     }

@@ -387,10 +387,12 @@ pub fn parse(text: &str, env: &dyn Source) -> Result<Config, ConfigError> {
     let root: Value = if text.trim().is_empty() {
         Value::Object(serde_json::Map::new())
     } else {
-        serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?
+        // No source snippet in the message: the lines around a syntax error may hold a secret.
+        serde_saphyr::from_str_with_options(text, serde_saphyr::options! { with_snippet: false })
+            .map_err(|e| ConfigError::Syntax {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            })?
     };
     let mut r = Reader {
         root,
@@ -1363,5 +1365,13 @@ oidc:
             parse("oidc: [", &env(&[])),
             Err(ConfigError::Syntax { .. })
         ));
+        // The message names the place, never the text around it (it may be a secret).
+        let err = parse(
+            "oidc:\n  clientSecret: SECRET-CLIENT-VALUE\n  bad: [unclosed\n",
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("SECRET-CLIENT-VALUE"), "{err}");
     }
 }

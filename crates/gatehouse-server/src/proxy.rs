@@ -35,7 +35,7 @@ use crate::status::ApiError;
 use crate::upstream::Identity;
 
 /// The prefix of the `Sec-WebSocket-Protocol` entry that carries a bearer token.
-const WS_BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
+pub(crate) const WS_BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
 /// The prefix of the extra keys gatehouse sets on impersonated requests.
 pub const EXTRA_PREFIX: &str = "gatehouse.dev";
 

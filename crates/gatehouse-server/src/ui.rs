@@ -64,7 +64,9 @@ pub async fn security_headers(State(app): State<Arc<App>>, req: Request, next: N
         HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Pages are private; a handler that sets its own (the stylesheet) keeps it.
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -159,7 +161,15 @@ pub async fn home(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if bearer_token(&headers).is_some() {
+    // Signed in: who-am-I. Only when the token is accepted (the answer is cached): a refused
+    // session token would bounce between here and who-am-I's sign-in redirect forever.
+    if let Some(token) = bearer_token(&headers)
+        && app
+            .authn
+            .authenticate(Some(&token), unix_now())
+            .await
+            .is_ok()
+    {
         return Redirect::to("/ui/whoami").into_response();
     }
     let return_to = q.get("return_to").map_or("/ui/whoami", String::as_str);

@@ -68,7 +68,6 @@ fn main() -> ExitCode {
         return cli::TokenCli::parse().run();
     }
     let cli = Cli::parse();
-    cli::install_crypto_provider();
     match cli.command {
         Command::Client(command) => cli::run(command),
         Command::Serve {
@@ -76,6 +75,9 @@ fn main() -> ExitCode {
             check_config,
             log_format,
         } => {
+            // The server's TLS (listener, kube client, IdP fetches); the CLI installs it when it
+            // builds a network client.
+            cli::install_crypto_provider();
             let cfg = match config::load(config.as_deref(), &config::ProcessEnv) {
                 Ok(c) => c,
                 Err(e) => {

@@ -31,13 +31,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::cli::keyring::{self, Keyring};
+use crate::cli::keyring::{self, Keyring, KeyringError};
 
 /// The format version written in the file.
 const VERSION: u32 = 1;
@@ -274,21 +273,21 @@ pub enum Backend {
     Auto,
     /// A 0600 file under the XDG config folder.
     File,
-    /// The OS keyring (Secret Service, Keychain, Credential Manager).
+    /// The OS keyring: the freedesktop Secret Service on Linux (GNOME Keyring, KWallet...).
     Keyring,
 }
 
 /// The token cache.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Cache {
     /// The folder of `tokens.json` and `tokens.lock`.
     dir: PathBuf,
     /// The keyring item, when the cache lives in the keyring.
-    keyring: Option<Arc<Keyring>>,
+    keyring: Option<Keyring>,
     /// `auto`: a keyring that fails a read or refuses a write means the file.
     fallback_to_file: bool,
     /// Set when `auto` gave up on the keyring in this process (reads and writes use the file).
-    keyring_failed: Arc<AtomicBool>,
+    keyring_failed: AtomicBool,
 }
 
 /// An exclusive hold on the cache; released on drop.
@@ -315,24 +314,22 @@ impl Cache {
                         reason: "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set and there is no $XDG_RUNTIME_DIR/bus)".to_owned(),
                     });
                 }
-                let k = Keyring::connect(&account).map_err(|e| CacheError::Keyring {
+                Some(Keyring::connect(&account).map_err(|e| CacheError::Keyring {
                     action: "connect to",
-                    reason: e.0,
-                })?;
-                Some(Arc::new(k))
+                    reason: e.to_string(),
+                })?)
             }
             // The keyring only when a bus is configured; whether it answers is found out by
             // the first read (see `read`), so the common case costs one round of D-Bus calls.
             Backend::Auto => keyring::bus_configured(env)
                 .then(|| Keyring::connect(&account).ok())
-                .flatten()
-                .map(Arc::new),
+                .flatten(),
         };
         Ok(Self {
             dir,
             keyring,
             fallback_to_file: backend == Backend::Auto,
-            keyring_failed: Arc::new(AtomicBool::new(false)),
+            keyring_failed: AtomicBool::new(false),
         })
     }
 
@@ -343,7 +340,7 @@ impl Cache {
             dir,
             keyring: None,
             fallback_to_file: false,
-            keyring_failed: Arc::new(AtomicBool::new(false)),
+            keyring_failed: AtomicBool::new(false),
         }
     }
 
@@ -379,7 +376,7 @@ impl Cache {
     /// The keyring, unless there is none or `auto` gave up on it.
     fn keyring(&self) -> Option<&Keyring> {
         self.keyring
-            .as_deref()
+            .as_ref()
             .filter(|_| !self.keyring_failed.load(Ordering::Relaxed))
     }
 
@@ -388,6 +385,14 @@ impl Cache {
         if let Some(k) = self.keyring() {
             let secret = match k.get() {
                 Ok(secret) => secret,
+                // Never a fallback: the cache exists but which item it is is unclear.
+                Err(e @ KeyringError::Ambiguous(_)) => {
+                    return Err(CacheError::KeyringCorrupt {
+                        service: keyring::SERVICE,
+                        account: self.dir.display().to_string(),
+                        reason: e.to_string(),
+                    });
+                }
                 // `auto`: a Secret Service that does not answer (or is locked) means the file.
                 Err(_) if self.fallback_to_file => {
                     self.keyring_failed.store(true, Ordering::Relaxed);
@@ -396,7 +401,7 @@ impl Cache {
                 Err(e) => {
                     return Err(CacheError::Keyring {
                         action: "read from",
-                        reason: e.0,
+                        reason: e.to_string(),
                     });
                 }
             };
@@ -488,12 +493,12 @@ impl Locked<'_> {
             let done = if file.entries.is_empty() {
                 k.delete().map_err(|e| CacheError::Keyring {
                     action: "remove the item from",
-                    reason: e.0,
+                    reason: e.to_string(),
                 })
             } else {
                 k.set(&body).map_err(|e| CacheError::Keyring {
                     action: "write to",
-                    reason: e.0,
+                    reason: e.to_string(),
                 })
             };
             match done {

@@ -192,44 +192,45 @@ pub fn run(args: DoctorArgs) -> Result<bool, CliError> {
         args.apiserver.as_deref(),
         token.as_deref(),
     ));
-    print(&report, &server, args.output, started.elapsed());
+    print(&report, &server, args.output, started.elapsed())?;
     Ok(!report.failed())
 }
 
-fn print(report: &Report, server: &str, output: Output, took: Duration) {
+fn print(report: &Report, server: &str, output: Output, took: Duration) -> Result<(), CliError> {
+    use std::fmt::Write as _;
     let ok = !report.failed();
-    #[allow(clippy::print_stdout)]
-    match output {
-        Output::Json | Output::Yaml => {
-            let v = json!({"server": server, "ok": ok, "steps": report.steps, "seconds": took.as_secs_f64()});
-            println!("{v:#}");
-        }
-        Output::Text => {
-            println!("gatehouse doctor {server}");
-            let width = report.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
-            for s in &report.steps {
-                let mark = match s.verdict {
-                    Verdict::Pass => "PASS",
-                    Verdict::Fail => "FAIL",
-                    Verdict::Skip => "SKIP",
-                };
-                println!("  {mark}  {:width$}  {}", s.name, s.detail);
-                if let Some(fix) = &s.fix {
-                    println!("        {:width$}  fix: {fix}", "");
-                }
-            }
-            let failed = report
-                .steps
-                .iter()
-                .filter(|s| s.verdict == Verdict::Fail)
-                .count();
-            if ok {
-                println!("all checks passed ({:.1} s)", took.as_secs_f64());
-            } else {
-                println!("{failed} check(s) failed ({:.1} s)", took.as_secs_f64());
+    let v =
+        json!({"server": server, "ok": ok, "steps": report.steps, "seconds": took.as_secs_f64()});
+    crate::cli::token::print_data(output, &v, || {
+        let mut out = format!("gatehouse doctor {server}\n");
+        let width = report.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in &report.steps {
+            let mark = match s.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Fail => "FAIL",
+                Verdict::Skip => "SKIP",
+            };
+            let _ = writeln!(out, "  {mark}  {:width$}  {}", s.name, s.detail);
+            if let Some(fix) = &s.fix {
+                let _ = writeln!(out, "        {:width$}  fix: {fix}", "");
             }
         }
-    }
+        let failed = report
+            .steps
+            .iter()
+            .filter(|s| s.verdict == Verdict::Fail)
+            .count();
+        if ok {
+            let _ = write!(out, "all checks passed ({:.1} s)", took.as_secs_f64());
+        } else {
+            let _ = write!(
+                out,
+                "{failed} check(s) failed ({:.1} s)",
+                took.as_secs_f64()
+            );
+        }
+        out
+    })
 }
 
 async fn check(

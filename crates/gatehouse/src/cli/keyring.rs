@@ -20,10 +20,16 @@ use std::path::Path;
 /// The Secret Service `service` attribute of gatehouse's item.
 pub const SERVICE: &str = "gatehouse";
 
-/// Why the keyring could not be used (the message only; see the module docs).
+/// Why the keyring could not be used (messages only; see the module docs).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct KeyringError(pub String);
+pub enum KeyringError {
+    /// The Secret Service is unreachable, locked, or refused the operation.
+    #[error("{0}")]
+    Failed(String),
+    /// Several items match gatehouse's attributes: which one is the cache is unclear.
+    #[error("{0} items match service={SERVICE} and this cache folder")]
+    Ambiguous(usize),
+}
 
 /// Whether a session bus is configured for this process (see the module docs).
 pub fn bus_configured(env: &dyn Fn(&str) -> Option<String>) -> bool {
@@ -50,7 +56,7 @@ mod imp {
 
     fn failed(what: &str, e: &Error) -> KeyringError {
         // secret-service's errors carry D-Bus messages and paths, never secret bytes.
-        KeyringError(format!("{what}: {e}"))
+        KeyringError::Failed(format!("{what}: {e}"))
     }
 
     /// Connects for one operation. The Secret Service session is opened in the `plain`
@@ -83,12 +89,9 @@ mod imp {
                 let found = ss
                     .search_items(self.attributes())
                     .map_err(|e| failed("cannot search the keyring", &e))?;
-                if found.unlocked.len() + found.locked.len() > 1 {
-                    return Err(KeyringError(format!(
-                        "{} items match service={SERVICE} username={}",
-                        found.unlocked.len() + found.locked.len(),
-                        self.account
-                    )));
+                let matches = found.unlocked.len() + found.locked.len();
+                if matches > 1 {
+                    return Err(KeyringError::Ambiguous(matches));
                 }
                 let item = match (found.unlocked.first(), found.locked.first()) {
                     (Some(item), _) => item,
@@ -179,7 +182,7 @@ mod imp {
     impl Keyring {
         /// Always unavailable here.
         pub fn connect(_account: &str) -> Result<Self, KeyringError> {
-            Err(KeyringError(
+            Err(KeyringError::Failed(
                 "this build of gatehouse has no OS keyring back-end for this platform".to_owned(),
             ))
         }

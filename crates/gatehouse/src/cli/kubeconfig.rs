@@ -190,13 +190,17 @@ fn read_yaml(path: &Path) -> Result<Option<Value>, CliError> {
     if text.trim().is_empty() {
         return Ok(Some(json!({})));
     }
-    serde_saphyr::from_str::<Value>(&text)
-        .map(Some)
-        .map_err(|e| CliError::Usage {
-            reason: format!("{} is not a valid kubeconfig: {e}", path.display()),
-            hint: "fix the file, or write elsewhere with --kubeconfig FILE, or use --print"
-                .to_owned(),
-        })
+    // No source snippet in the error: the lines around a syntax error may hold a token or a
+    // client key.
+    serde_saphyr::from_str_with_options::<Value>(
+        &text,
+        serde_saphyr::options! { with_snippet: false },
+    )
+    .map(Some)
+    .map_err(|e| CliError::Usage {
+        reason: format!("{} is not a valid kubeconfig: {e}", path.display()),
+        hint: "fix the file, or write elsewhere with --kubeconfig FILE, or use --print".to_owned(),
+    })
 }
 
 fn to_yaml(doc: &Value) -> Result<String, CliError> {
@@ -460,19 +464,17 @@ pub async fn login_with_kubeconfig(
             .and_then(Value::as_str)
             .unwrap_or("?")
     );
-    let mut login_command = format!(
-        "gatehouse login --kubeconfig {}",
-        crate::cli::login::shell_quote(&target.server)
-    );
+    let mut flow = "--kubeconfig".to_owned();
     if let Some(f) = file {
-        login_command.push_str(&format!(
+        flow.push_str(&format!(
             " --kubeconfig-file {}",
             crate::cli::login::shell_quote(&f.display().to_string())
         ));
     }
     if let Some(c) = context {
-        login_command.push_str(&format!(" --context {}", crate::cli::login::shell_quote(c)));
+        flow.push_str(&format!(" --context {}", crate::cli::login::shell_quote(c)));
     }
+    let login_command = target.command(&flow);
     Ok(Entry {
         server: target.server.clone(),
         issuer: None,
@@ -532,6 +534,20 @@ mod tests {
         let text = to_yaml(&doc).unwrap();
         let back: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn a_broken_kubeconfig_is_refused_without_echoing_it() {
+        let path = std::env::temp_dir().join(format!("gatehouse-kc-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "users:\n- name: x\n  user:\n    token: SECRET-TOKEN-VALUE\n    bad: [unclosed\n",
+        )
+        .unwrap();
+        let err = read_yaml(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("is not a valid kubeconfig"), "{err}");
+        assert!(!err.contains("SECRET-TOKEN-VALUE"), "{err}");
     }
 
     #[test]

@@ -62,18 +62,25 @@ impl Target {
             .collect()
     }
 
-    /// The command that signs in again the same way.
+    /// The command that signs in again the same way: `flow` is `--sso`, `--device`,
+    /// `--admin` or `--kubeconfig` with that flow's own flags.
     pub fn command(&self, flow: &str) -> String {
+        let oidc = flow == "--sso" || flow == "--device";
+        let token_type = match self.token_type {
+            Some(crate::cli::cache::TokenType::AccessToken) if oidc => " --token-type access-token",
+            Some(crate::cli::cache::TokenType::IdToken) if oidc => " --token-type id-token",
+            _ => "",
+        };
         format!(
-            "gatehouse login {flow} {}{}{}{}",
+            "gatehouse login {flow} {}{}{}{}{token_type}",
             shell_quote(&self.server),
             self.ca_flag(),
-            if flow == "--admin" {
-                String::new()
-            } else {
+            if oidc {
                 self.param_flags()
+            } else {
+                String::new()
             },
-            if flow != "--admin" && !self.offline_access {
+            if oidc && !self.offline_access {
                 " --no-offline-access"
             } else {
                 ""
@@ -214,13 +221,13 @@ pub fn token_type(target: &Target, oidc: &OidcSettings) -> crate::cli::cache::To
         })
 }
 
-/// What an OIDC sign-in (browser or device) ends with.
-struct SignedIn {
+/// What an OIDC sign-in (browser or device) or refresh ends with.
+pub(crate) struct SignedIn {
     /// The token kubectl gets.
-    token: String,
-    refresh_token: Option<String>,
-    verified: Verified,
-    expires_at: i64,
+    pub token: String,
+    pub refresh_token: Option<String>,
+    pub verified: Verified,
+    pub expires_at: i64,
 }
 
 /// Says who signed in, and builds the cache entry of an OIDC sign-in.
@@ -252,9 +259,9 @@ fn oidc_entry(
     }
 }
 
-/// The end of an OIDC sign-in (browser or device): the ID token verified (with the browser
-/// flow's `nonce`), the token kubectl will get picked.
-async fn signed_in(
+/// The end of an OIDC sign-in (browser or device) or refresh: the ID token verified (with the
+/// browser flow's `nonce`), the token kubectl will get picked.
+pub(crate) async fn signed_in(
     net: &Net,
     d: &Discovery,
     client: &str,
@@ -1002,6 +1009,21 @@ mod tests {
         assert_eq!(
             t.command("--admin"),
             "gatehouse login --admin https://gh.example --certificate-authority '/tmp/my ca.pem'"
+        );
+        // The CA for every flow; an explicit token type for the OIDC flows only.
+        assert_eq!(
+            t.command("--kubeconfig --context dev"),
+            "gatehouse login --kubeconfig --context dev https://gh.example --certificate-authority '/tmp/my ca.pem'"
+        );
+        let t = Target {
+            token_type: Some(crate::cli::cache::TokenType::AccessToken),
+            offline_access: false,
+            params: vec![],
+            ..t
+        };
+        assert_eq!(
+            t.command("--device"),
+            "gatehouse login --device https://gh.example --certificate-authority '/tmp/my ca.pem' --no-offline-access --token-type access-token"
         );
     }
 

@@ -16,7 +16,7 @@ pub mod spinner;
 pub mod token;
 
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -229,11 +229,7 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// RFC 3339 for unix seconds.
-pub fn rfc3339(unix: i64) -> String {
-    let secs = u64::try_from(unix).unwrap_or(0);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
+pub use gatehouse_server::app::rfc3339;
 
 /// A current-thread runtime for the commands that talk to the network.
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

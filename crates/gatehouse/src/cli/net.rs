@@ -338,12 +338,7 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// Now, unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use gatehouse_server::app::unix_now;
 
 /// The token handed to kubectl and its expiry: the verified ID token, or, with
 /// [`TokenType::AccessToken`], the access token, which must be a JWT. The access token's claims

@@ -110,26 +110,16 @@ fn refresh(entry: &Entry) -> Result<Entry, CliError> {
                 ],
             )
             .await?;
-        let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
-            what: IDP,
-            url: d.token_endpoint.clone(),
-            reason: "no id_token in the refresh response".to_owned(),
-        })?;
-        let verified = net
-            .verify_id_token(&d, client_id, &id_token, None, net::unix_now())
-            .await?;
-        let (token, expires_at) = net::pick_token(
-            entry.token_type,
-            &tokens,
-            &id_token,
-            &verified,
-            &d.token_endpoint,
-        )?;
+        let signed_in =
+            crate::cli::login::signed_in(&net, &d, client_id, entry.token_type, tokens, None)
+                .await?;
         Ok(Entry {
-            token,
+            token: signed_in.token,
             // IdPs that rotate refresh tokens send a new one; others keep the old valid.
-            refresh_token: tokens.refresh_token.or_else(|| entry.refresh_token.clone()),
-            expires_at,
+            refresh_token: signed_in
+                .refresh_token
+                .or_else(|| entry.refresh_token.clone()),
+            expires_at: signed_in.expires_at,
             updated_at: net::unix_now(),
             ..entry.clone()
         })
