@@ -92,13 +92,9 @@ impl Browser {
         self.visited.push(url.to_owned());
         let origin = Self::origin(url);
         let mut req = self.http.request(method, url);
-        if let Some(jar) = self.jar.get(&origin).filter(|j| !j.is_empty()) {
-            let header = jar
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            req = req.header("cookie", header);
+        let cookies = self.cookie_header(&origin);
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies);
         }
         if let Some(f) = form {
             req = req.form(f);
@@ -192,6 +188,19 @@ impl Browser {
         let login = self.follow(start, |_| false).await.unwrap();
         let callback = self.dex_login(tb, &login, user).await;
         self.follow(&callback, |_| false).await.unwrap()
+    }
+
+    /// The `Cookie` header this browser sends to `origin`.
+    fn cookie_header(&self, origin: &str) -> String {
+        self.jar
+            .get(origin)
+            .map(|j| {
+                j.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
     }
 
     fn has_session(&self) -> bool {
@@ -305,6 +314,42 @@ async fn sign_in_with_dex_then_session_authenticates_ui_and_proxy() {
         .await;
     assert_eq!(cross.status, 403);
     assert!(cross.body.contains("cross-site request refused"));
+    // So is a WebSocket upgrade (kubectl exec, attach, port-forward) with the cookie from
+    // another origin: a GET that browsers send cross-site without CORS.
+    let cookies = b.cookie_header(BASE);
+    let ws = |origin: &'static str| {
+        tb.http1()
+            .get(format!(
+                "{BASE}/api/v1/namespaces/team-a/pods/nope/exec?command=id&stdout=true"
+            ))
+            .header("cookie", cookies.clone())
+            .header("origin", origin)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-protocol", "v5.channel.k8s.io")
+            .send()
+    };
+    let hijack = ws("https://evil.example").await.unwrap();
+    assert_eq!(hijack.status(), 403);
+    assert!(
+        hijack
+            .text()
+            .await
+            .unwrap()
+            .contains("cross-site request refused")
+    );
+    // From gatehouse's own origin the cookie authenticates it: Kubernetes answers (the pod
+    // does not exist), not gatehouse's refusal.
+    let own = ws(BASE).await.unwrap();
+    assert_ne!(own.status(), 401);
+    assert!(
+        !own.text()
+            .await
+            .unwrap()
+            .contains("cross-site request refused")
+    );
 
     // Replaying the callback finds no flow: clear error, no new session.
     let replay = b.get(&callback).await;
@@ -580,4 +625,37 @@ async fn session_refreshes_before_expiry_and_signs_out_when_refresh_fails() {
             .starts_with(&format!("{BASE}/?return_to="))
     );
     assert!(!c.has_session(), "the dead session cookie is cleared");
+
+    // A session whose token gatehouse refuses (it names the OIDC issuer, its signature is not
+    // the issuer's; within its lifetime, so no refresh is tried): the start page shows the
+    // sign-in instead of bouncing to who-am-I and back.
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let forged = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(serde_json::json!({"alg": "RS256", "kid": "k"})),
+        b64(
+            serde_json::json!({"iss": tb.var("DEX_ISSUER"), "aud": "gatehouse", "exp": now + 3000})
+        )
+    );
+    let refused = codec
+        .seal(
+            "gatehouse_session",
+            serde_json::json!({
+                "token": forged, "refresh_token": null, "kind": "oidc",
+                "created": now - 60, "expires": now + 3000,
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut d = Browser::new(&tb);
+    d.jar
+        .entry(BASE.to_owned())
+        .or_default()
+        .insert("gatehouse_session".into(), refused);
+    let home = d.get(&format!("{BASE}/")).await;
+    assert_eq!(home.status, 200, "no redirect loop: {:?}", home.location);
 }

@@ -75,8 +75,17 @@ impl Testbed {
 
     /// An HTTP client trusting the test bed CA.
     pub fn http(&self) -> reqwest::Client {
+        self.http_with(reqwest::Client::builder())
+    }
+
+    /// An HTTP/1.1-only client trusting the test bed CA (for upgrade requests).
+    pub fn http1(&self) -> reqwest::Client {
+        self.http_with(reqwest::Client::builder().http1_only())
+    }
+
+    fn http_with(&self, mut b: reqwest::ClientBuilder) -> reqwest::Client {
         let pem = std::fs::read(self.var("TESTBED_CA_FILE")).unwrap();
-        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        b = b.timeout(Duration::from_secs(30));
         for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
             b = b.add_root_certificate(c);
         }
