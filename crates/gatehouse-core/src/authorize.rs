@@ -16,6 +16,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+/// The longest value a user may give an authorization-request parameter, in bytes.
+pub const MAX_PARAMETER_LEN: usize = 512;
+
+/// Compares two secrets (`state`, `nonce`) in constant time.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
+}
+
 /// Parameters that belong to the protocol and can never be configured or set by a user.
 pub const RESERVED_PARAMETERS: &[&str] = &[
     "response_type",

@@ -23,11 +23,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::authorize::{
-    FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path,
+    FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path, secrets_equal,
 };
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq as _;
 
 use crate::app::{App, unix_now};
 use crate::config::BrowserConfig;
@@ -38,8 +37,7 @@ use crate::ui;
 /// The flow cookie's name.
 pub const FLOW_COOKIE: &str = "gatehouse_flow";
 const FLOW_TTL: i64 = 600;
-/// Largest accepted value of one user parameter, in bytes.
-pub const MAX_PARAMETER_LEN: usize = 512;
+pub use gatehouse_core::authorize::MAX_PARAMETER_LEN;
 
 /// What the session cookie holds.
 #[derive(Serialize, Deserialize, Clone)]
@@ -459,7 +457,7 @@ pub async fn callback(
     let state_ok = cb
         .state
         .as_deref()
-        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow.secrets.state.as_bytes())));
+        .is_some_and(|s| secrets_equal(s, &flow.secrets.state));
     // `state` first, and a mismatch keeps the flow: a forged callback link (with an `error`,
     // or anything else) cannot abort the sign-in this browser has in progress.
     if !state_ok {
@@ -536,7 +534,7 @@ pub async fn callback(
         .claims
         .get("nonce")
         .and_then(|v| v.as_str())
-        .is_some_and(|n| bool::from(n.as_bytes().ct_eq(flow.secrets.nonce.as_bytes())));
+        .is_some_and(|n| secrets_equal(n, &flow.secrets.nonce));
     if !nonce_ok {
         return with_cleared(ui::error_page(
             StatusCode::BAD_REQUEST,

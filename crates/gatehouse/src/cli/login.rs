@@ -139,10 +139,13 @@ pub fn parameters(
                 hint: allowed(),
             });
         };
-        if value.len() > 512 {
+        if value.len() > gatehouse_core::authorize::MAX_PARAMETER_LEN {
             return Err(CliError::Parameter {
                 name: name.clone(),
-                reason: "the value is longer than 512 characters".to_owned(),
+                reason: format!(
+                    "the value is longer than {} bytes",
+                    gatehouse_core::authorize::MAX_PARAMETER_LEN
+                ),
                 hint: allowed(),
             });
         }

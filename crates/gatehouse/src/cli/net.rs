@@ -15,7 +15,6 @@ use gatehouse_core::jwt::{self, Policy, Verified};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
-use subtle::ConstantTimeEq as _;
 
 use crate::cli::error::CliError;
 
@@ -321,7 +320,7 @@ impl Net {
                 .get("nonce")
                 .and_then(|n| n.as_str())
                 .unwrap_or("");
-            if !bool::from(found.as_bytes().ct_eq(expected.as_bytes())) {
+            if !secrets_equal(found, expected) {
                 return Err(CliError::Login {
                     reason: "the ID token's nonce does not match this sign-in".to_owned(),
                     hint: "sign in again; if it keeps failing, something replays old tokens"
@@ -333,10 +332,7 @@ impl Net {
     }
 }
 
-/// Compares two secrets in constant time.
-pub fn secrets_equal(a: &str, b: &str) -> bool {
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
+pub use gatehouse_core::authorize::secrets_equal;
 
 pub use gatehouse_server::app::unix_now;
 
