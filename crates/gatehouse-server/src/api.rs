@@ -186,34 +186,63 @@ impl std::fmt::Debug for AdminToken {
 /// `POST /v1/admin/login` with `{"password": "..."}`: an admin token.
 pub async fn admin_login(
     State(app): State<Arc<App>>,
+    extensions: axum::http::Extensions,
     body: axum::body::Bytes,
 ) -> Result<Json<AdminToken>, ApiError> {
+    let peer = crate::login_guard::peer_addr(&extensions);
     let login: AdminLogin = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
     })?;
-    let (token, claims) = admin_sign_in(&app, login.password).await?;
-    tracing::info!("admin signed in");
+    let (token, claims) = admin_sign_in(&app, login.password, peer).await?;
     Ok(Json(AdminToken {
         token,
         expires_at: rfc3339(claims.exp),
     }))
 }
 
-/// Checks the admin password (at most two bcrypt checks at a time) and issues an admin token.
+/// The peer for logs: the address, or `unknown`.
+fn peer_label(peer: Option<std::net::IpAddr>) -> String {
+    peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+}
+
+/// Checks the admin password and issues an admin token, for the API and the UI alike.
+///
+/// In order: the admin account must be enabled (404); the client address must be in
+/// `admin.loginAllowedCidrs` when set (403); the address and the whole server must not be in
+/// backoff (429 with `Retry-After`, before any bcrypt work); a password-check slot must be free
+/// or one of the few waiting places (429); then bcrypt, off the async threads. See
+/// [`crate::login_guard`].
 pub async fn admin_sign_in(
     app: &App,
     password: String,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<(String, gatehouse_core::admin::AdminClaims), ApiError> {
     let (Some(admin), Some(tokens)) = (app.config.admin.as_ref(), app.authn.admin()) else {
         return Err(ApiError::NotFound(
             "the admin account is disabled on this gatehouse (admin.enabled is false)".to_owned(),
         ));
     };
-    let _permit = app
-        .login_permits
-        .acquire()
-        .await
-        .map_err(|_| ApiError::Internal("shutting down".to_owned()))?;
+    if !admin.login_allowed_cidrs.is_empty()
+        && !peer.is_some_and(|p| admin.login_allowed_from(p))
+    {
+        app.metrics.admin_login_failures.inc();
+        tracing::warn!(peer = %peer_label(peer), "admin sign-in refused: the client address is not in admin.loginAllowedCidrs");
+        return Err(ApiError::Forbidden(
+            "admin sign-in is not allowed from your network address (admin.loginAllowedCidrs); sign in from an allowed network, or ask the platform team".to_owned(),
+        ));
+    }
+    let throttled = |t: crate::login_guard::Throttled| {
+        tracing::warn!(peer = %peer_label(peer), reason = ?t, "admin sign-in throttled");
+        ApiError::TooManyRequests {
+            message: t.message(),
+            retry_after: t.retry_after_secs(),
+        }
+    };
+    let guard = &app.login_guard;
+    guard.check(peer, std::time::Instant::now()).map_err(throttled)?;
+    let _permit = guard.permit().await.map_err(throttled)?;
+    // Checked again: the address may have been put in backoff while this attempt waited.
+    guard.check(peer, std::time::Instant::now()).map_err(throttled)?;
     let hash = {
         use secrecy::ExposeSecret as _;
         admin.password_hash.expose_secret().to_owned()
@@ -224,10 +253,13 @@ pub async fn admin_sign_in(
     .await
     .unwrap_or(false);
     if !ok {
+        guard.failed(peer, std::time::Instant::now());
         app.metrics.admin_login_failures.inc();
-        tracing::warn!("admin sign-in with a wrong password");
+        tracing::warn!(peer = %peer_label(peer), "admin sign-in with a wrong password");
         return Err(ApiError::Unauthorized("wrong admin password".to_owned()));
     }
+    guard.succeeded(peer);
+    tracing::info!(peer = %peer_label(peer), "admin signed in");
     tokens
         .issue(unix_now())
         .map_err(|e| ApiError::Internal(e.to_string()))

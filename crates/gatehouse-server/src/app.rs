@@ -37,8 +37,11 @@ pub struct App {
     pub upstream: Upstream,
     /// Metrics.
     pub metrics: Metrics,
-    /// At most two bcrypt checks at a time, so password guessing cannot starve the proxy.
-    pub login_permits: tokio::sync::Semaphore,
+    /// Admin sign-in throttling: per-address backoff, an overall limit, and at most two bcrypt
+    /// checks at a time with a bounded queue, so password guessing cannot starve the proxy.
+    pub login_guard: crate::login_guard::LoginGuard,
+    /// Single-flight session refreshes (one token request per refresh token at a time).
+    pub refreshes: crate::browser::RefreshFlights,
     /// Seals session and flow cookies, when browser sign-in or admin UI sessions are configured.
     pub cookies: Option<crate::session::CookieCodec>,
 }
@@ -88,12 +91,19 @@ impl App {
             None => None,
         };
         let admin = match &config.admin {
-            Some(a) => Some(AdminTokens::new(
-                a.token_signing_key.expose_secret().to_vec(),
-                a.token_issuer.clone(),
-                a.token_audience.clone(),
-                i64::try_from(a.token_ttl.as_secs()).unwrap_or(i64::MAX),
-            )?),
+            Some(a) => {
+                let mut tokens = AdminTokens::new(
+                    a.token_signing_key.expose_secret().to_vec(),
+                    a.token_issuer.clone(),
+                    a.token_audience.clone(),
+                    i64::try_from(a.token_ttl.as_secs()).unwrap_or(i64::MAX),
+                )?
+                .with_not_before(a.tokens_not_before);
+                if let Some(previous) = &a.previous_token_signing_key {
+                    tokens = tokens.with_previous_key(previous.expose_secret().to_vec())?;
+                }
+                Some(tokens)
+            }
             None => None,
         };
         let authn = Authenticator::new(
@@ -128,7 +138,8 @@ impl App {
             access,
             upstream,
             metrics: Metrics::default(),
-            login_permits: tokio::sync::Semaphore::new(2),
+            login_guard: crate::login_guard::LoginGuard::new(),
+            refreshes: crate::browser::RefreshFlights::default(),
         }))
     }
 

@@ -3,7 +3,7 @@
 //!
 //! # Security
 //! - `/auth/login` creates fresh `state`, `nonce` and PKCE verifier, seals them with the page to
-//!   return to into a short-lived flow cookie (10 minutes, `Path=/auth`), and sends the browser
+//!   return to into a short-lived flow cookie (10 minutes), and sends the browser
 //!   to the IdP with the static parameters and the user parameters that the configuration allows
 //!   (any other parameter is refused with 400 naming it; patterns must match the whole value).
 //! - `/auth/callback` requires the flow cookie, compares `state` in constant time, exchanges the
@@ -12,11 +12,35 @@
 //!   replayed callback finds no flow; a reused code is refused by the IdP. On success the
 //!   browser is sent (303) to the page it came from, so `code` never stays in the URL or history.
 //! - The return page must be a same-origin path ([`safe_return_path`]).
+//! - An authorization code the IdP refuses as the client's fault (`invalid_grant`: forged,
+//!   reused or expired; `invalid_request`) answers 400 with a page offering to start again;
+//!   502 is kept for an IdP that cannot be reached, answers something that is not a token
+//!   response, or refuses gatehouse's own client configuration. An attacker's forged codes
+//!   therefore never look like an IdP outage in metrics and alerts.
 //! - The session cookie holds the tokens sealed ([`crate::session`]); it is refreshed with the
 //!   refresh token shortly before the ID token expires, and never outlives `session.ttl`.
+//! - Cookie names: with secure cookies (the default) both cookies carry the `__Host-` prefix
+//!   (`__Host-gatehouse_session`, `__Host-gatehouse_flow`; a configured `session.cookieName`
+//!   gets the prefix added). Browsers accept a `__Host-` cookie only with `Secure`, `Path=/`
+//!   and no `Domain`, so a sibling subdomain (`evil.example.com` beside
+//!   `gatehouse.example.com`) cannot plant or overwrite one (session fixation, or a forced
+//!   sign-in flow). The flow cookie therefore has `Path=/` too; only `/auth/callback` reads
+//!   it, and the session layer passes `/auth/` by.
+//! - Refresh is single-flight per session ([`RefreshFlights`], keyed by SHA-256 of the refresh
+//!   token): parallel requests near expiry wait for one token request and share its result,
+//!   and a request still holding the old cookie within [`REFRESH_REUSE`] after it gets the same
+//!   fresh session. With rotating refresh tokens (Keycloak, node oidc-provider) a second use of
+//!   the old token would otherwise make the IdP revoke the whole grant and sign the user out at
+//!   random. This holds within one replica; across replicas see docs/browser-sign-in.md.
+//! - The refreshed ID token must name the same `sub` and `iss` as the session's, or the
+//!   session ends: a refresh can never turn one user's session into another's.
+//! - Logout revokes the refresh token (RFC 7009) when the IdP's discovery document has a
+//!   `revocation_endpoint`, within [`REVOKE_TIMEOUT`]; a failure is logged (never the token)
+//!   and does not stop the sign-out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -25,6 +49,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::authorize::{
     FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path, secrets_equal,
 };
+use gatehouse_core::token::TokenFingerprint;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +59,16 @@ use crate::session::{CookieAttrs, clear_cookie, read_cookie, same_origin, set_co
 use crate::status::ApiError;
 use crate::ui;
 
-/// The flow cookie's name.
+/// The flow cookie's base name (with secure cookies it is sent as `__Host-gatehouse_flow`; see
+/// [`BrowserConfig::flow_cookie_name`]).
 pub const FLOW_COOKIE: &str = "gatehouse_flow";
 const FLOW_TTL: i64 = 600;
+/// How long a finished refresh is shared with requests that still carry the old cookie.
+pub const REFRESH_REUSE: Duration = Duration::from_secs(30);
+/// The longest logout waits for the IdP's revocation endpoint.
+pub const REVOKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most refreshes remembered at once; beyond that a refresh runs unshared.
+const MAX_FLIGHTS: usize = 10_000;
 pub use gatehouse_core::authorize::MAX_PARAMETER_LEN;
 
 /// What the session cookie holds.
@@ -52,6 +84,70 @@ pub struct Session {
     pub created: i64,
     /// When `token` expires, unix seconds.
     pub expires: i64,
+}
+
+type RefreshResult = Result<Session, String>;
+
+struct FlightEntry {
+    cell: Arc<tokio::sync::OnceCell<RefreshResult>>,
+    started: Instant,
+}
+
+/// Refreshes in progress or just finished, by SHA-256 of the refresh token, so that one
+/// session refreshes once however many requests arrive at once (see the module docs).
+#[derive(Default)]
+pub struct RefreshFlights {
+    inner: std::sync::Mutex<HashMap<TokenFingerprint, FlightEntry>>,
+}
+
+impl std::fmt::Debug for RefreshFlights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshFlights")
+    }
+}
+
+impl RefreshFlights {
+    /// The shared cell for `key`, created when there is none; `None` when too many are
+    /// remembered (the caller then refreshes on its own).
+    fn flight(
+        &self,
+        key: TokenFingerprint,
+        now: Instant,
+    ) -> Option<Arc<tokio::sync::OnceCell<RefreshResult>>> {
+        let mut map = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget finished refreshes after REFRESH_REUSE, and failed ones at once (a later
+        // request may try again; the ones that waited share the failure).
+        map.retain(|_, f| match f.cell.get() {
+            None => true,
+            Some(Err(_)) => false,
+            Some(Ok(_)) => now.saturating_duration_since(f.started) < REFRESH_REUSE,
+        });
+        if !map.contains_key(&key) && map.len() >= MAX_FLIGHTS {
+            return None;
+        }
+        let entry = map.entry(key).or_insert_with(|| FlightEntry {
+            cell: Arc::new(tokio::sync::OnceCell::new()),
+            started: now,
+        });
+        Some(Arc::clone(&entry.cell))
+    }
+
+    /// Runs `refresh` once for `refresh_token`: concurrent and late callers with the same
+    /// token wait for, and share, the one result.
+    pub async fn run<F, Fut>(&self, refresh_token: &str, refresh: F) -> RefreshResult
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = RefreshResult>,
+    {
+        let key = gatehouse_core::token::BearerToken::new(refresh_token).fingerprint();
+        match self.flight(key, Instant::now()) {
+            Some(cell) => cell.get_or_init(refresh).await.clone(),
+            None => refresh().await,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -167,7 +263,7 @@ pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: 
     }
     let mut new_cookies = Vec::new();
     if session.expires - 60 <= unix_now() {
-        match refresh(&app, &session).await {
+        match refresh_shared(&app, &session).await {
             Ok(fresh) => {
                 new_cookies = app.session_cookies(&fresh).unwrap_or_default();
                 session = fresh;
@@ -199,13 +295,50 @@ struct TokenResponse {
     refresh_token: Option<String>,
 }
 
-async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse, String> {
+/// Why the token endpoint gave no tokens.
+#[derive(Debug)]
+enum TokenError {
+    /// The IdP answered an OAuth error (RFC 6749 §5.2).
+    Refused {
+        status: reqwest::StatusCode,
+        error: String,
+        description: String,
+    },
+    /// The IdP could not be reached, or answered something that is not a token response.
+    Unavailable(String),
+}
+
+impl TokenError {
+    /// True when the request itself was bad: a forged, reused or expired code (or refresh
+    /// token), which is the client's doing, not an IdP failure nor gatehouse's configuration
+    /// (`invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`).
+    fn client_fault(&self) -> bool {
+        matches!(self, TokenError::Refused { error, .. } if error == "invalid_grant" || error == "invalid_request")
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::Refused {
+                status,
+                error,
+                description,
+            } => write!(f, "the IdP refused ({status}): {error} {description}"),
+            TokenError::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
     let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
-        return Err("browser sign-in is not configured".to_owned());
+        return Err(TokenError::Unavailable(
+            "browser sign-in is not configured".to_owned(),
+        ));
     };
-    let discovery = oidc
-        .discovery()
-        .ok_or("the IdP's metadata is not loaded yet")?;
+    let discovery = oidc.discovery().ok_or_else(|| {
+        TokenError::Unavailable("the IdP's metadata is not loaded yet".to_owned())
+    })?;
     let resp = oidc
         .http()
         .post(&discovery.token_endpoint)
@@ -216,7 +349,7 @@ async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse
         .form(form)
         .send()
         .await
-        .map_err(|e| format!("cannot reach the IdP's token endpoint: {e}"))?;
+        .map_err(|e| TokenError::Unavailable(format!("cannot reach the IdP's token endpoint: {e}")))?;
     let status = resp.status();
     if !status.is_success() {
         #[derive(Deserialize)]
@@ -224,19 +357,49 @@ async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse
             error: Option<String>,
             error_description: Option<String>,
         }
-        let err: OAuthError = resp.json().await.unwrap_or(OAuthError {
-            error: None,
-            error_description: None,
+        let err: Option<OAuthError> = resp.json().await.ok();
+        // An OAuth error is a 400 (401 for client authentication) with a JSON `error`;
+        // anything else (a 5xx, an HTML page from a proxy) is an unavailable IdP.
+        return Err(match err {
+            Some(OAuthError {
+                error: Some(error),
+                error_description,
+            }) if status.is_client_error() => TokenError::Refused {
+                status,
+                error,
+                description: error_description.unwrap_or_default(),
+            },
+            _ => TokenError::Unavailable(format!(
+                "the IdP's token endpoint failed ({status})"
+            )),
         });
-        return Err(format!(
-            "the IdP refused ({status}): {} {}",
-            err.error.unwrap_or_default(),
-            err.error_description.unwrap_or_default()
-        ));
     }
-    resp.json()
-        .await
-        .map_err(|e| format!("the IdP's token response is not valid: {e}"))
+    resp.json().await.map_err(|e| {
+        TokenError::Unavailable(format!("the IdP's token response is not valid: {e}"))
+    })
+}
+
+/// The `sub` and `iss` of a token already verified and sealed in a session. The session cookie
+/// is authenticated encryption, so its token is the one gatehouse verified at sign-in.
+fn session_identity(token: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    Some((
+        v.get("sub")?.as_str()?.to_owned(),
+        v.get("iss")?.as_str()?.to_owned(),
+    ))
+}
+
+/// Refreshes `session`, once per refresh token however many requests ask at the same time.
+async fn refresh_shared(app: &App, session: &Session) -> Result<Session, String> {
+    let Some(rt) = session.refresh_token.as_deref() else {
+        return Err("the session expired and has no refresh token".to_owned());
+    };
+    app.refreshes.run(rt, || refresh(app, session)).await
 }
 
 async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
@@ -247,7 +410,8 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
         app,
         &[("grant_type", "refresh_token"), ("refresh_token", rt)],
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     let id_token = tokens
         .id_token
         .ok_or("the refresh response has no ID token")?;
@@ -256,6 +420,7 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
         .verify(&id_token, unix_now())
         .await
         .map_err(|e| e.to_string())?;
+    check_same_user(session, &verified.subject, &verified.issuer)?;
     Ok(Session {
         token: id_token,
         refresh_token: tokens
@@ -265,6 +430,42 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
         created: session.created,
         expires: verified.expires_at,
     })
+}
+
+/// A refreshed ID token must be for the session's user: same `sub`, same `iss`.
+fn check_same_user(session: &Session, subject: &str, issuer: &str) -> Result<(), String> {
+    match session_identity(&session.token) {
+        Some((sub, iss)) if sub == subject && iss == issuer => Ok(()),
+        Some(_) => Err("the refreshed ID token names another user (sub or iss changed); the session was ended".to_owned()),
+        None => Err("the session's ID token cannot be read; the session was ended".to_owned()),
+    }
+}
+
+/// Revokes a refresh token at the IdP (RFC 7009). The error never holds the token.
+async fn revoke_refresh_token(app: &App, endpoint: &str, refresh_token: &str) -> Result<(), String> {
+    let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
+        return Err("browser sign-in is not configured".to_owned());
+    };
+    let resp = oidc
+        .http()
+        .post(endpoint)
+        .basic_auth(
+            &oidc.config().client_id,
+            Some(b.client_secret.expose_secret()),
+        )
+        .form(&[
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the IdP's revocation endpoint: {}", e.without_url()))?;
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the IdP's revocation endpoint answered {status}"))
+    }
 }
 
 /// `GET /auth/login?return_to=/path&<user parameters>`.
@@ -378,14 +579,14 @@ pub async fn login(
     let Ok(json) = serde_json::to_vec(&flow) else {
         return ApiError::Internal("cannot encode the flow".to_owned()).into_response();
     };
-    let Ok(sealed) = codec.seal(FLOW_COOKIE, &json) else {
+    let Ok(sealed) = codec.seal(&b.flow_cookie_name, &json) else {
         return ApiError::Internal("cannot seal the flow".to_owned()).into_response();
     };
     let mut resp = Redirect::to(url.as_str()).into_response();
     for c in set_cookie(
-        FLOW_COOKIE,
+        &b.flow_cookie_name,
         &sealed,
-        attrs(b, "/auth", u64::try_from(FLOW_TTL).unwrap_or(600)),
+        attrs(b, "/", u64::try_from(FLOW_TTL).unwrap_or(600)),
     ) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -424,15 +625,15 @@ pub async fn callback(
             None,
         );
     };
-    let clear_flow = clear_cookie(FLOW_COOKIE, attrs(b, "/auth", 0));
+    let clear_flow = clear_cookie(&b.flow_cookie_name, attrs(b, "/", 0));
     let with_cleared = |mut resp: Response| {
         for c in &clear_flow {
             resp.headers_mut().append(header::SET_COOKIE, c.clone());
         }
         resp
     };
-    let flow: Option<Flow> = read_cookie(&headers, FLOW_COOKIE)
-        .and_then(|sealed| codec.open(FLOW_COOKIE, &sealed))
+    let flow: Option<Flow> = read_cookie(&headers, &b.flow_cookie_name)
+        .and_then(|sealed| codec.open(&b.flow_cookie_name, &sealed))
         .and_then(|json| serde_json::from_slice(&json).ok());
     let Some(flow) = flow else {
         return with_cleared(ui::error_page(
@@ -502,11 +703,23 @@ pub async fn callback(
     .await
     {
         Ok(t) => t,
+        Err(e) if e.client_fault() => {
+            tracing::info!(reason = %e, "browser sign-in: the IdP refused the authorization code");
+            return with_cleared(ui::error_page(
+                StatusCode::BAD_REQUEST,
+                "The sign-in could not be completed",
+                &format!(
+                    "The identity provider refused this sign-in's authorization code ({e}). A code can be used only once and for a short time, so it may have been used already or have expired. Nothing was signed in; start again."
+                ),
+                Some(&start_again),
+            ));
+        }
         Err(e) => {
+            tracing::warn!(reason = %e, "browser sign-in: the code exchange failed");
             return with_cleared(ui::error_page(
                 StatusCode::BAD_GATEWAY,
                 "The code could not be exchanged",
-                &format!("{e}. A code can be used only once and for a short time."),
+                &format!("{e}. Try again in a moment."),
                 Some(&start_again),
             ));
         }
@@ -576,6 +789,32 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         );
     }
     let session = app.session_from(&headers);
+    if let (Some(s), Some(d)) = (&session, app.oidc.as_ref().and_then(|o| o.discovery()))
+        && s.kind == "oidc"
+        && let Some(rt) = s.refresh_token.as_deref()
+    {
+        match d.revocation_endpoint.as_deref() {
+            Some(endpoint) => {
+                match tokio::time::timeout(
+                    REVOKE_TIMEOUT,
+                    revoke_refresh_token(&app, endpoint, rt),
+                )
+                .await
+                {
+                    Ok(Ok(())) => tracing::info!("sign-out: refresh token revoked at the IdP"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(reason = %e, "sign-out: the refresh token could not be revoked; signing out anyway");
+                    }
+                    Err(_) => tracing::warn!(
+                        "sign-out: the IdP's revocation endpoint did not answer in time; signing out anyway"
+                    ),
+                }
+            }
+            None => tracing::debug!(
+                "sign-out: the IdP has no revocation_endpoint; the refresh token stays valid at the IdP until it expires"
+            ),
+        }
+    }
     let signed_out = format!(
         "{}/?signed_out=1",
         b.public_url.as_str().trim_end_matches('/')
@@ -608,4 +847,120 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn session(token: &str, refresh_token: &str) -> Session {
+        Session {
+            token: token.to_owned(),
+            refresh_token: Some(refresh_token.to_owned()),
+            kind: "oidc".to_owned(),
+            created: 1000,
+            expires: 2000,
+        }
+    }
+
+    /// An unsigned JWT-shaped token with these claims (the session check reads only claims).
+    fn jwt(claims: &serde_json::Value) -> String {
+        use base64::Engine as _;
+        let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.sig",
+            enc(br#"{"alg":"RS256"}"#),
+            enc(claims.to_string().as_bytes())
+        )
+    }
+
+    #[tokio::test]
+    async fn parallel_refreshes_of_one_session_make_one_token_request() {
+        let flights = Arc::new(RefreshFlights::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (flights, calls, gate) = (
+                Arc::clone(&flights),
+                Arc::clone(&calls),
+                Arc::clone(&gate),
+            );
+            tasks.push(tokio::spawn(async move {
+                flights
+                    .run("rt-1", || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok(session("fresh", "rt-2"))
+                    })
+                    .await
+            }));
+        }
+        // Let every task reach the flight, then finish the one refresh.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_waiters();
+        gate.notify_one();
+        for t in tasks {
+            let s = t.await.unwrap().unwrap();
+            assert_eq!(s.token, "fresh");
+            assert_eq!(s.refresh_token.as_deref(), Some("rt-2"));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one token request");
+        // A late request still holding the old cookie shares the result, without a request.
+        let late = flights
+            .run("rt-1", || async { Err("must not be called".to_owned()) })
+            .await
+            .unwrap();
+        assert_eq!(late.token, "fresh");
+        // Another session refreshes on its own.
+        let other = flights
+            .run("rt-other", || async { Ok(session("other", "rt-3")) })
+            .await
+            .unwrap();
+        assert_eq!(other.token, "other");
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_is_not_reused_by_later_requests() {
+        let flights = RefreshFlights::default();
+        let failed = flights
+            .run("rt-x", || async { Err("the IdP refused".to_owned()) })
+            .await;
+        assert!(failed.is_err());
+        let retried = flights
+            .run("rt-x", || async { Ok(session("fresh", "rt-y")) })
+            .await;
+        assert_eq!(retried.unwrap().token, "fresh");
+    }
+
+    #[test]
+    fn a_refreshed_id_token_must_name_the_sessions_subject_and_issuer() {
+        let s = session(
+            &jwt(&serde_json::json!({"sub": "alice", "iss": "https://idp"})),
+            "rt",
+        );
+        assert!(check_same_user(&s, "alice", "https://idp").is_ok());
+        let err = check_same_user(&s, "mallory", "https://idp").unwrap_err();
+        assert!(err.contains("another user"), "{err}");
+        assert!(check_same_user(&s, "alice", "https://other-idp").is_err());
+        assert!(check_same_user(&session("opaque", "rt"), "alice", "https://idp").is_err());
+    }
+
+    #[test]
+    fn invalid_grant_is_the_clients_fault_and_an_unreachable_idp_is_not() {
+        let refused = |error: &str| TokenError::Refused {
+            status: reqwest::StatusCode::BAD_REQUEST,
+            error: error.to_owned(),
+            description: String::new(),
+        };
+        assert!(refused("invalid_grant").client_fault());
+        assert!(refused("invalid_request").client_fault());
+        // gatehouse's own configuration, not the browser's doing.
+        assert!(!refused("invalid_client").client_fault());
+        assert!(!refused("unauthorized_client").client_fault());
+        assert!(!TokenError::Unavailable("down".to_owned()).client_fault());
+    }
 }

@@ -103,6 +103,9 @@ impl Config {
             "admin": self.admin.as_ref().map(|a| serde_json::json!({
                 "enabled": true,
                 "tokenTtl": humantime::format_duration(a.token_ttl).to_string(),
+                "tokensNotBefore": a.tokens_not_before.map(crate::app::rfc3339),
+                "previousTokenSigningKey": a.previous_token_signing_key.is_some(),
+                "loginAllowedCidrs": a.login_allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "tokenIssuer": a.token_issuer,
                 "impersonate": {"user": a.impersonate_user, "groups": a.impersonate_groups},
             })).unwrap_or_else(|| serde_json::json!({"enabled": false})),
@@ -248,8 +251,12 @@ pub struct BrowserConfig {
     pub session_key: SecretSlice<u8>,
     /// The longest a session lives, refreshes included (`session.ttl`, default 12h).
     pub session_ttl: Duration,
-    /// Session cookie name (`session.cookieName`, default `gatehouse_session`).
+    /// Session cookie name as sent: `session.cookieName` (default `gatehouse_session`), with
+    /// the `__Host-` prefix added when cookies are secure.
     pub cookie_name: String,
+    /// The sign-in flow cookie's name: `__Host-gatehouse_flow` with secure cookies, else
+    /// `gatehouse_flow`.
+    pub flow_cookie_name: String,
     /// Mark cookies `Secure` (`session.secureCookies`, default true).
     pub secure_cookies: bool,
     /// The public URL; the redirect URI is `<publicUrl>/auth/callback`.
@@ -296,12 +303,18 @@ impl ServiceAccountsConfig {
 /// The admin account.
 #[derive(Debug)]
 pub struct AdminConfig {
-    /// bcrypt hash of the admin password.
+    /// bcrypt hash of the admin password (cost at least 10).
     pub password_hash: SecretString,
     /// HS256 key for admin tokens.
     pub token_signing_key: SecretSlice<u8>,
-    /// Lifetime of admin tokens (default 24h).
+    /// The key used before the last rotation (`admin.previousTokenSigningKey`): tokens it
+    /// signed (named by their `kid`) are accepted until they expire; new tokens never use it.
+    pub previous_token_signing_key: Option<SecretSlice<u8>>,
+    /// Lifetime of admin tokens (default 8h, at most 24h).
     pub token_ttl: Duration,
+    /// Admin tokens issued before this instant (unix seconds) are refused
+    /// (`admin.tokensNotBefore`, RFC 3339).
+    pub tokens_not_before: Option<i64>,
     /// `iss` of admin tokens (default `gatehouse-admin`).
     pub token_issuer: String,
     /// `aud` of admin tokens (default `gatehouse`).
@@ -310,6 +323,18 @@ pub struct AdminConfig {
     pub impersonate_user: String,
     /// The Kubernetes groups the admin acts with (default `[gatehouse:admins]`).
     pub impersonate_groups: Vec<String>,
+    /// Client networks allowed to use `POST /v1/admin/login` and the UI's admin form
+    /// (`admin.loginAllowedCidrs`); every address when empty.
+    pub login_allowed_cidrs: Vec<ipnet::IpNet>,
+}
+
+impl AdminConfig {
+    /// True when `peer` may sign in as the admin (the allow-list is empty or holds it).
+    pub fn login_allowed_from(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.login_allowed_cidrs.is_empty()
+            || self.login_allowed_cidrs.iter().any(|n| n.contains(&peer))
+    }
 }
 
 /// Limits.
@@ -502,6 +527,25 @@ fn read_config(r: &mut Reader<'_>) -> Config {
     }
 }
 
+/// The prefix that binds a cookie to gatehouse's own host (`Secure`, `Path=/`, no `Domain`).
+pub const HOST_PREFIX: &str = "__Host-";
+
+/// The session and flow cookie names for a configured session cookie name: with secure
+/// cookies both carry the `__Host-` prefix (added when the configured name lacks it), so a
+/// sibling subdomain cannot plant them.
+pub fn cookie_names(configured: &str, secure: bool) -> (String, String) {
+    if secure {
+        let session = if configured.starts_with(HOST_PREFIX) {
+            configured.to_owned()
+        } else {
+            format!("{HOST_PREFIX}{configured}")
+        };
+        (session, format!("{HOST_PREFIX}{}", crate::browser::FLOW_COOKIE))
+    } else {
+        (configured.to_owned(), crate::browser::FLOW_COOKIE.to_owned())
+    }
+}
+
 fn read_browser(r: &mut Reader<'_>, oidc: bool, public_url: Option<&Url>) -> Option<BrowserConfig> {
     let before = r.problems.len();
     let secret = r.secret("oidc.clientSecret", Some("OIDC_CLIENT_SECRET"));
@@ -510,18 +554,33 @@ fn read_browser(r: &mut Reader<'_>, oidc: bool, public_url: Option<&Url>) -> Opt
     let session_ttl = r
         .duration("session.ttl", None)
         .unwrap_or(Duration::from_secs(12 * 3600));
-    let cookie_name = r
+    let configured_name = r
         .string("session.cookieName", None)
         .unwrap_or_else(|| "gatehouse_session".to_owned());
     let secure_cookies = r.bool("session.secureCookies", None).unwrap_or(true);
-    if !cookie_name
+    if !configured_name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        || cookie_name.is_empty()
+        || configured_name.is_empty()
     {
         r.problem(
             "session.cookieName",
             "use letters, digits, `_` and `-` only",
+        );
+    }
+    let (cookie_name, flow_cookie_name) = cookie_names(&configured_name, secure_cookies);
+    if !secure_cookies
+        && (configured_name.starts_with(HOST_PREFIX) || configured_name.starts_with("__Secure-"))
+    {
+        r.problem(
+            "session.cookieName",
+            "a `__Host-` or `__Secure-` name needs session.secureCookies: true (browsers drop such cookies without Secure); drop the prefix for plain-HTTP development",
+        );
+    }
+    if cookie_name == flow_cookie_name {
+        r.problem(
+            "session.cookieName",
+            "is the name of gatehouse's sign-in flow cookie; choose another",
         );
     }
     if failed {
@@ -567,6 +626,7 @@ fn read_browser(r: &mut Reader<'_>, oidc: bool, public_url: Option<&Url>) -> Opt
                 session_key: SecretSlice::from(key.trim().as_bytes().to_vec()),
                 session_ttl,
                 cookie_name,
+                flow_cookie_name,
                 secure_cookies,
                 public_url,
             })
@@ -790,6 +850,7 @@ fn read_user_parameters(
 }
 
 fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
+    use gatehouse_core::admin::{MAX_TTL_SECS, MIN_BCRYPT_COST, MIN_KEY_LEN};
     let enabled = r
         .bool("admin.enabled", Some("ADMIN_ACCOUNT_ENABLED"))
         .unwrap_or(false);
@@ -802,9 +863,31 @@ fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
         Some("ADMIN_ACCOUNT_TOKEN_SIGNING_KEY"),
     );
     let key_failed = r.problems.len() > before;
+    let previous_key = r.secret("admin.previousTokenSigningKey", None);
+    let token_ttl_key = if r.env.get("ADMIN_ACCOUNT_TOKEN_TTL").is_some() {
+        "ADMIN_ACCOUNT_TOKEN_TTL"
+    } else {
+        "admin.tokenTtl"
+    };
     let token_ttl = r
         .duration("admin.tokenTtl", Some("ADMIN_ACCOUNT_TOKEN_TTL"))
-        .unwrap_or(Duration::from_secs(24 * 3600));
+        .unwrap_or(Duration::from_secs(gatehouse_core::admin::DEFAULT_TTL_SECS));
+    let not_before = r.string("admin.tokensNotBefore", None).and_then(|s| {
+        r.parse_with("admin.tokensNotBefore", &s, |s| {
+            let t = humantime::parse_rfc3339(s.trim()).map_err(|e| {
+                format!("expected an RFC 3339 time in UTC such as 2026-01-31T09:00:00Z ({e})")
+            })?;
+            let now = std::time::SystemTime::now();
+            if t > now + Duration::from_secs(60) {
+                return Err("is in the future: every admin token, new ones included, would be refused until then; use the current time (`date -u +%Y-%m-%dT%H:%M:%SZ`) to revoke the tokens issued so far".to_owned());
+            }
+            let secs = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| "must be after 1970".to_owned())?
+                .as_secs();
+            Ok(i64::try_from(secs).unwrap_or(i64::MAX))
+        })
+    });
     let token_issuer = r
         .string("admin.tokenIssuer", Some("ADMIN_ACCOUNT_TOKEN_ISSUER"))
         .unwrap_or_else(|| "gatehouse-admin".to_owned());
@@ -817,13 +900,66 @@ fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
     let impersonate_groups = r
         .list("admin.impersonate.groups", None)
         .unwrap_or_else(|| vec!["gatehouse:admins".to_owned()]);
+    let allow_system = r
+        .bool("admin.allowSystemImpersonation", None)
+        .unwrap_or(false);
+    let cidrs = r.list("admin.loginAllowedCidrs", None).unwrap_or_default();
+    let mut login_allowed_cidrs = Vec::new();
+    for (i, c) in cidrs.iter().enumerate() {
+        let c = c.trim();
+        let parsed = c
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => login_allowed_cidrs.push(n.trunc()),
+            Err(_) => r.problem(
+                &format!("admin.loginAllowedCidrs[{i}]"),
+                &format!("{c:?} is not a network in CIDR notation, such as 10.0.0.0/8 or fd00::/8"),
+            ),
+        }
+    }
     if !enabled {
         return None;
     }
+    if token_ttl.is_zero() || token_ttl.as_secs() > MAX_TTL_SECS {
+        r.problem(
+            token_ttl_key,
+            "must be more than 0 and at most 24h: an admin token cannot be revoked one by one, so its lifetime bounds how long a leaked one works (sign in again for a new one)",
+        );
+    }
+    if !allow_system {
+        let system: Vec<&str> = std::iter::once(&impersonate_user)
+            .chain(&impersonate_groups)
+            .map(String::as_str)
+            .filter(|n| n.starts_with("system:"))
+            .collect();
+        if !system.is_empty() {
+            r.problem(
+                "admin.impersonate",
+                &format!(
+                    "names Kubernetes system identities ({}): `system:` users and groups (system:masters bypasses RBAC entirely, and no RBAC rule can limit it) are refused unless admin.allowSystemImpersonation is true; prefer a group of your own such as gatehouse:admins bound to the ClusterRole the admin needs",
+                    system.join(", ")
+                ),
+            );
+        }
+    }
     let hash = match hash {
-        Some(h) if gatehouse_core::admin::is_bcrypt_hash(h.trim()) => h.trim().to_owned(),
+        Some(h) if gatehouse_core::admin::is_bcrypt_hash(h.trim()) => {
+            let h = h.trim().to_owned();
+            match gatehouse_core::admin::bcrypt_cost(&h) {
+                Some(cost) if cost >= MIN_BCRYPT_COST => {}
+                cost => r.problem(
+                    "admin.passwordHash",
+                    &format!(
+                        "uses bcrypt cost {}, below the minimum of {MIN_BCRYPT_COST}: a low cost makes password guessing cheap; make a new hash with `htpasswd -nbBC 12 '' PASSWORD | tr -d ':\\n'`",
+                        cost.map_or_else(|| "?".to_owned(), |c| c.to_string())
+                    ),
+                ),
+            }
+            h
+        }
         Some(_) => {
-            r.problem("admin.passwordHash", "is not a bcrypt hash (`$2a$`/`$2b$`/`$2y$`, 60 characters); make one with `htpasswd -nbBC 10 '' PASSWORD | tr -d ':\\n'`");
+            r.problem("admin.passwordHash", "is not a bcrypt hash (`$2a$`/`$2b$`/`$2y$`, 60 characters); make one with `htpasswd -nbBC 12 '' PASSWORD | tr -d ':\\n'`");
             return None;
         }
         None if hash_failed => return None,
@@ -832,10 +968,19 @@ fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
             return None;
         }
     };
-    let key = match key {
-        Some(k) if k.trim().len() >= gatehouse_core::admin::MIN_KEY_LEN => {
-            k.trim().as_bytes().to_vec()
+    let previous_token_signing_key = match previous_key {
+        Some(k) if k.trim().len() >= MIN_KEY_LEN => Some(SecretSlice::from(k.trim().as_bytes().to_vec())),
+        Some(_) => {
+            r.problem(
+                "admin.previousTokenSigningKey",
+                "must be at least 32 bytes (the key that was admin.tokenSigningKey before the rotation)",
+            );
+            None
         }
+        None => None,
+    };
+    let key = match key {
+        Some(k) if k.trim().len() >= MIN_KEY_LEN => k.trim().as_bytes().to_vec(),
         Some(_) => {
             r.problem(
                 "admin.tokenSigningKey",
@@ -852,11 +997,14 @@ fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
     Some(AdminConfig {
         password_hash: SecretString::from(hash),
         token_signing_key: SecretSlice::from(key),
+        previous_token_signing_key,
         token_ttl,
+        tokens_not_before: not_before,
         token_issuer,
         token_audience,
         impersonate_user,
         impersonate_groups,
+        login_allowed_cidrs,
     })
 }
 
@@ -1084,7 +1232,137 @@ mod tests {
             .collect()
     }
 
-    const HASH: &str = "$2b$04$abcdefghijklmnopqrstuu5ZkS0yq8M8W8xHk3M4Q4QmWQm0u1u2a";
+    const HASH: &str = "$2b$10$abcdefghijklmnopqrstuu5ZkS0yq8M8W8xHk3M4Q4QmWQm0u1u2a";
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn admin_problems(extra: &str) -> Vec<Problem> {
+        let yaml = format!(
+            "admin: {{ enabled: true, passwordHash: '{HASH}', tokenSigningKey: '{KEY}', {extra} }}"
+        );
+        match parse(&yaml, &env(&[])) {
+            Err(ConfigError::Invalid(p)) => p,
+            Ok(_) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn admin(extra: &str) -> AdminConfig {
+        let yaml = format!(
+            "admin: {{ enabled: true, passwordHash: '{HASH}', tokenSigningKey: '{KEY}', {extra} }}"
+        );
+        parse(&yaml, &env(&[])).unwrap().admin.unwrap()
+    }
+
+    #[test]
+    fn a_bcrypt_cost_below_10_is_refused_with_how_to_make_a_new_hash() {
+        let weak = HASH.replace("$10$", "$04$");
+        let yaml = format!(
+            "admin: {{ enabled: true, passwordHash: '{weak}', tokenSigningKey: '{KEY}' }}"
+        );
+        let Err(ConfigError::Invalid(problems)) = parse(&yaml, &env(&[])) else {
+            panic!("a cost-4 hash must be refused")
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "admin.passwordHash");
+        assert!(problems[0].message.contains("cost 4"), "{}", problems[0].message);
+        assert!(problems[0].message.contains("htpasswd -nbBC 12"));
+        assert!(!problems[0].message.contains(&weak), "the hash is never echoed");
+        assert!(admin_problems("").is_empty(), "cost 10 is accepted");
+    }
+
+    #[test]
+    fn admin_token_ttl_defaults_to_8h_and_is_capped_at_24h() {
+        assert_eq!(admin("").token_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(admin("tokenTtl: 24h").token_ttl, Duration::from_secs(24 * 3600));
+        let p = admin_problems("tokenTtl: 25h");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "admin.tokenTtl");
+        assert!(p[0].message.contains("at most 24h"));
+        assert_eq!(admin_problems("tokenTtl: 0s")[0].key, "admin.tokenTtl");
+    }
+
+    #[test]
+    fn tokens_not_before_and_previous_key_are_read() {
+        let a = admin(
+            "tokensNotBefore: '2026-01-31T09:00:00Z', previousTokenSigningKey: 'fedcba9876543210fedcba9876543210'",
+        );
+        assert_eq!(a.tokens_not_before, Some(1_769_850_000));
+        assert!(a.previous_token_signing_key.is_some());
+        let p = admin_problems("tokensNotBefore: yesterday");
+        assert_eq!(p[0].key, "admin.tokensNotBefore");
+        let p = admin_problems("tokensNotBefore: '2999-01-01T00:00:00Z'");
+        assert!(p[0].message.contains("in the future"), "{p:?}");
+        let p = admin_problems("previousTokenSigningKey: short");
+        assert_eq!(p[0].key, "admin.previousTokenSigningKey");
+    }
+
+    #[test]
+    fn system_impersonation_is_refused_unless_explicitly_allowed() {
+        let p = admin_problems("impersonate: { user: 'admin', groups: ['system:masters'] }");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "admin.impersonate");
+        assert!(p[0].message.contains("system:masters"));
+        assert!(p[0].message.contains("admin.allowSystemImpersonation"));
+        let p = admin_problems("impersonate: { user: 'system:admin' }");
+        assert_eq!(p[0].key, "admin.impersonate");
+        let a = admin(
+            "allowSystemImpersonation: true, impersonate: { user: 'admin', groups: ['system:masters'] }",
+        );
+        assert_eq!(a.impersonate_groups, vec!["system:masters"]);
+        // The defaults are not system names.
+        assert!(admin_problems("").is_empty());
+    }
+
+    #[test]
+    fn login_allowed_cidrs_are_parsed_and_matched() {
+        let a = admin("loginAllowedCidrs: ['10.0.0.0/8', '192.0.2.7', 'fd00::/8']");
+        assert_eq!(a.login_allowed_cidrs.len(), 3);
+        assert!(a.login_allowed_from("10.1.2.3".parse().unwrap()));
+        assert!(a.login_allowed_from("192.0.2.7".parse().unwrap()));
+        assert!(!a.login_allowed_from("192.0.2.8".parse().unwrap()));
+        assert!(a.login_allowed_from("fd12::1".parse().unwrap()));
+        // IPv4-mapped IPv6 peers (a dual-stack listener) match the IPv4 network.
+        assert!(a.login_allowed_from("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!a.login_allowed_from("2001:db8::1".parse().unwrap()));
+        assert!(admin("").login_allowed_from("203.0.113.1".parse().unwrap()));
+        let p = admin_problems("loginAllowedCidrs: ['10.0.0.0/33', 'nope']");
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["admin.loginAllowedCidrs[0]", "admin.loginAllowedCidrs[1]"]);
+    }
+
+    fn browser(session: &str) -> Result<BrowserConfig, Vec<Problem>> {
+        let yaml = format!(
+            "publicUrl: https://gh.example\noidc: {{ issuerUrl: https://idp.example, clientId: c, clientSecret: s }}\nsession: {{ key: '{KEY}', {session} }}\n"
+        );
+        match parse(&yaml, &env(&[])) {
+            Ok(c) => Ok(c.browser.unwrap()),
+            Err(ConfigError::Invalid(p)) => Err(p),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn secure_cookies_get_host_prefixed_names() {
+        let b = browser("").unwrap();
+        assert_eq!(b.cookie_name, "__Host-gatehouse_session");
+        assert_eq!(b.flow_cookie_name, "__Host-gatehouse_flow");
+        // A configured name gets the prefix, once.
+        assert_eq!(browser("cookieName: gh").unwrap().cookie_name, "__Host-gh");
+        assert_eq!(
+            browser("cookieName: __Host-gh").unwrap().cookie_name,
+            "__Host-gh"
+        );
+        // Plain-HTTP development keeps plain names, and refuses prefixed ones.
+        let b = browser("secureCookies: false").unwrap();
+        assert_eq!(
+            (b.cookie_name.as_str(), b.flow_cookie_name.as_str()),
+            ("gatehouse_session", "gatehouse_flow")
+        );
+        let p = browser("secureCookies: false, cookieName: __Host-gh").unwrap_err();
+        assert_eq!(p[0].key, "session.cookieName");
+        let p = browser("cookieName: gatehouse_flow").unwrap_err();
+        assert!(p[0].message.contains("flow cookie"));
+    }
 
     #[test]
     fn full_file_parses() {

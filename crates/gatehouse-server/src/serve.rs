@@ -12,6 +12,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
 
 use crate::config::{Config, TlsFiles};
 
@@ -101,7 +102,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers see the TCP peer as `ConnectInfo` (admin sign-in throttling and logs).
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let builder = Arc::clone(&builder);
         let tls = tls.clone();
         let watcher = graceful.watcher();

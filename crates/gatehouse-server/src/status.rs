@@ -25,6 +25,14 @@ pub enum ApiError {
     /// The request head is too large (431).
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// Too many attempts; try again after `retry_after` seconds (429, with `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What happened and when to try again.
+        message: String,
+        /// Seconds until the client may try again.
+        retry_after: u64,
+    },
     /// The kube-apiserver cannot be reached (503).
     #[error("{0}")]
     UpstreamUnavailable(String),
@@ -47,6 +55,7 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "RequestHeaderFieldsTooLarge",
             ),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::UpstreamUnavailable(_) | ApiError::NotReady(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
             }
@@ -58,12 +67,21 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.code_and_reason().0
     }
+
+    /// Seconds for `Retry-After`, when the client should wait before trying again.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, reason) = self.code_and_reason();
-        let body = serde_json::json!({
+        let retry_after = self.retry_after();
+        let mut body = serde_json::json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -72,7 +90,15 @@ impl IntoResponse for ApiError {
             "reason": reason,
             "code": code.as_u16(),
         });
+        if let Some(secs) = retry_after {
+            // As the kube-apiserver does: kubectl and client-go read it.
+            body["details"] = serde_json::json!({ "retryAfterSeconds": secs });
+        }
         let mut resp = (code, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if code == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -99,5 +125,21 @@ mod tests {
         assert_eq!(v["message"], "no");
         let resp = ApiError::Unauthorized("x".into()).into_response();
         assert!(resp.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[tokio::test]
+    async fn too_many_requests_carries_retry_after_in_header_and_status() {
+        let resp = ApiError::TooManyRequests {
+            message: "slow down".into(),
+            retry_after: 7,
+        }
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["kind"], "Status");
+        assert_eq!(v["reason"], "TooManyRequests");
+        assert_eq!(v["details"]["retryAfterSeconds"], 7);
     }
 }

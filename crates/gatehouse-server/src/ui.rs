@@ -21,6 +21,9 @@ use crate::browser::Session;
 use crate::session::same_origin;
 use crate::status::ApiError;
 
+/// `Strict-Transport-Security` sent on UI and sign-in responses when `publicUrl` is https.
+pub const HSTS: &str = "max-age=31536000";
+
 /// Security headers for every UI and sign-in response.
 ///
 /// `form-action` names gatehouse itself and the IdP's origins: browsers apply it to the
@@ -64,6 +67,20 @@ pub async fn security_headers(State(app): State<Arc<App>>, req: Request, next: N
         HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // HSTS when gatehouse is served over https: after one visit the browser never tries plain
+    // http for this host (no SSL stripping of the sign-in). Not `includeSubDomains`: sibling
+    // hosts are not gatehouse's to decide.
+    if app
+        .config
+        .public_url
+        .as_ref()
+        .is_some_and(|u| u.scheme() == "https")
+    {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
     // Pages are private; a handler that sets its own (the stylesheet) keeps it.
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -198,6 +215,7 @@ impl std::fmt::Debug for AdminForm {
 pub async fn admin_login(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Form(form): Form<AdminForm>,
 ) -> Response {
     let Some(b) = &app.config.browser else {
@@ -216,7 +234,8 @@ pub async fn admin_login(
             Some("/"),
         );
     }
-    match crate::api::admin_sign_in(&app, form.password).await {
+    let peer = crate::login_guard::peer_addr(&extensions);
+    match crate::api::admin_sign_in(&app, form.password, peer).await {
         Ok((token, claims)) => {
             let session = Session {
                 token,
@@ -236,7 +255,14 @@ pub async fn admin_login(
                 Err(e) => e.into_response(),
             }
         }
-        Err(e) => signin(&app, "/ui/whoami", false, Some(e.to_string()), e.status()),
+        Err(e) => {
+            let mut resp = signin(&app, "/ui/whoami", false, Some(e.to_string()), e.status());
+            if let Some(secs) = e.retry_after() {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            resp
+        }
     }
 }
 
