@@ -23,6 +23,8 @@ const root = join(here, '..', '..');
 const env = testbedEnv();
 assert.ok(env, 'the test bed is not up: run testbed/up first');
 const BASE = 'https://127.0.0.1:8443';
+// With secure cookies the session cookie carries the __Host- prefix (Path=/, no Domain).
+const SESSION_COOKIE = '__Host-gatehouse_session';
 const binary = join(root, 'target', 'debug', 'gatehouse');
 assert.ok(existsSync(binary), `build gatehouse first (cargo build -p gatehouse): ${binary} is missing`);
 const shots = join(root, 'docs', 'screenshots');
@@ -162,13 +164,13 @@ describe('gatehouse in Chromium', () => {
     assert.match(readFileSync(file, 'utf8'), /command: gatehouse/);
 
     // The session cookie is HttpOnly and Secure: no script could read it.
-    const cookie = (await context.cookies(BASE)).find((c) => c.name === 'gatehouse_session');
+    const cookie = (await context.cookies(BASE)).find((c) => c.name === SESSION_COOKIE);
     assert.ok(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Lax');
 
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL(`${BASE}/?signed_out=1`);
     assert.match(await page.locator('main').innerText(), /You are signed out/);
-    assert.ok(!(await context.cookies(BASE)).some((c) => c.name === 'gatehouse_session'));
+    assert.ok(!(await context.cookies(BASE)).some((c) => c.name === SESSION_COOKIE));
 
     await page.goto(`${BASE}/auth/login?return_to=%2F%2Fevil.example`);
     assert.match(await page.locator('#error-message').innerText(), /must be a path on this gatehouse/);
@@ -243,7 +245,7 @@ describe('gatehouse in Chromium', () => {
     await page.locator('#password').fill(env.ALICE_PASSWORD);
     await page.locator('#kc-login').click();
     await page.waitForURL(`${BASE}/ui/whoami`);
-    await context.clearCookies({ name: 'gatehouse_session' });
+    await context.clearCookies({ name: SESSION_COOKIE });
     await page.goto(`${BASE}/auth/login`);
     await page.waitForURL(`${BASE}/ui/whoami`);
     assert.equal(await page.locator('#kc-login').count(), 0);
@@ -251,7 +253,7 @@ describe('gatehouse in Chromium', () => {
 
     // With prompt=login configured, the same live IdP session gets the form again.
     gh = await startGatehouse({ ...keycloak(), params: { prompt: 'login' } });
-    await context.clearCookies({ name: 'gatehouse_session' });
+    await context.clearCookies({ name: SESSION_COOKIE });
     await page.goto(`${BASE}/auth/login`);
     await page.locator('#kc-login').waitFor();
     assert.ok(await page.locator('#password').isVisible(), 'the password is asked again');
@@ -279,7 +281,7 @@ describe('gatehouse in Chromium', () => {
     const endSession = requested.find((u) => u.startsWith(`${env.KEYCLOAK_ISSUER}/protocol/openid-connect/logout`));
     assert.ok(endSession, `the browser went to Keycloak's end-session endpoint: ${requested.join(' ')}`);
     assert.ok(new URL(endSession).searchParams.get('id_token_hint'), 'with id_token_hint');
-    assert.ok(!(await context.cookies(BASE)).some((c) => c.name === 'gatehouse_session'));
+    assert.ok(!(await context.cookies(BASE)).some((c) => c.name === SESSION_COOKIE));
     // The Keycloak session is gone as well: signing in again asks for the password.
     await page.goto(`${BASE}/auth/login`);
     await page.locator('#kc-login').waitFor();

@@ -108,7 +108,8 @@ Checks that mirror the server's own, with the server's exact messages, so a wron
 {{- end }}
 {{- if and $v.admin.enabled (not $v.existingSecret) }}
 {{- if not $v.admin.passwordHash }}{{ fail "admin.passwordHash: required when admin is enabled (or existingSecret with the key admin-password-hash)" }}{{ end }}
-{{- if not (regexMatch "^\\$2[aby]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$" (trim $v.admin.passwordHash)) }}{{ fail "admin.passwordHash: is not a bcrypt hash (`$2a$`/`$2b$`/`$2y$`, 60 characters); make one with `htpasswd -nbBC 10 '' PASSWORD | tr -d ':\\n'`" }}{{ end }}
+{{- if not (regexMatch "^\\$2[aby]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}$" (trim $v.admin.passwordHash)) }}{{ fail "admin.passwordHash: is not a bcrypt hash (`$2a$`/`$2b$`/`$2y$`, 60 characters); make one with `htpasswd -nbBC 12 '' PASSWORD | tr -d ':\\n'`" }}{{ end }}
+{{- if not (regexMatch "^\\$2[aby]\\$(1[0-9]|2[0-9]|3[01])\\$" (trim $v.admin.passwordHash)) }}{{ fail "admin.passwordHash: the bcrypt cost is below 10, which makes password guessing cheap; make a new hash with `htpasswd -nbBC 12 '' PASSWORD | tr -d ':\\n'`" }}{{ end }}
 {{- if not $v.admin.tokenSigningKey }}{{ fail "admin.tokenSigningKey: required when admin is enabled (or existingSecret with the key admin-token-signing-key)" }}{{ end }}
 {{- if lt (len (trim $v.admin.tokenSigningKey)) 32 }}{{ fail "admin.tokenSigningKey: must be at least 32 bytes; make one with `openssl rand -hex 32`" }}{{ end }}
 {{- end }}
@@ -192,7 +193,7 @@ the server's defaults apply.
 {{- $_ := set $c "fallThrough" (dict "enabled" $v.fallThrough.enabled) }}
 {{- if $v.admin.enabled }}
 {{- $a := dict "enabled" true "passwordHashFile" (printf "%s/admin-password-hash" $p.secret) "tokenSigningKeyFile" (printf "%s/admin-token-signing-key" $p.secret) }}
-{{- range $key := list "tokenTtl" "tokenIssuer" "tokenAudience" }}
+{{- range $key := list "tokenTtl" "tokenIssuer" "tokenAudience" "tokensNotBefore" "loginAllowedCidrs" "allowSystemImpersonation" }}
 {{- with index $v.admin $key }}{{ $_ := set $a $key . }}{{ end }}
 {{- end }}
 {{- $_ := set $a "impersonate" (dict "user" $v.admin.impersonate.user "groups" $v.admin.impersonate.groups) }}

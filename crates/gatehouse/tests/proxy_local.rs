@@ -81,7 +81,7 @@ fn start_gatehouse(upstream_port: u16) -> (Gatehouse, support::tempdir::TempDir)
         ),
     )
     .unwrap();
-    let hash = bcrypt::hash("pw", 4).unwrap();
+    let hash = bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap();
     let cfg = format!(
         "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}' }}\n",
         kc.display()
@@ -211,4 +211,79 @@ async fn check_config_lists_every_problem() {
         .output()
         .unwrap();
     assert!(ok.status.success());
+}
+
+/// A5: after five wrong passwords from one address, admin sign-in answers 429 with
+/// `Retry-After` and a Kubernetes `Status` (before checking the password: the right one is
+/// refused too until the wait is over), and each failure is logged with the client address.
+#[tokio::test]
+async fn admin_login_backs_off_per_address_with_429_and_retry_after() {
+    let upstream_port = start_upstream().await;
+    let (gh, _dir) = start_gatehouse(upstream_port);
+    let client = reqwest::Client::new();
+    let login = |password: &'static str| {
+        client
+            .post(format!("{}/v1/admin/login", gh.url))
+            .json(&serde_json::json!({ "password": password }))
+            .send()
+    };
+    for _ in 0..gatehouse_server::login_guard::PEER_FREE_FAILURES {
+        assert_eq!(login("wrong").await.unwrap().status(), 401);
+    }
+    assert_eq!(login("wrong").await.unwrap().status(), 401, "the sixth is checked");
+    let refused = login("pw").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let status: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "TooManyRequests");
+    assert_eq!(status["details"]["retryAfterSeconds"], retry);
+    // After the wait the right password works, and clears the backoff.
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    assert_eq!(login("pw").await.unwrap().status(), 200);
+    let log = gh.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("admin sign-in with a wrong password") && l.contains("127.0.0.1")),
+        "the failure is logged with the peer address:\n{log}"
+    );
+    assert!(!log.contains("\"wrong\""), "no password in the log");
+}
+
+/// A5: with `admin.loginAllowedCidrs`, admin sign-in from another address is refused with 403
+/// before the password is checked.
+#[tokio::test]
+async fn admin_login_from_outside_the_allowed_cidrs_is_refused() {
+    let dir = support::tempdir::TempDir::new("kc");
+    let kc = dir.path().join("upstream.kubeconfig");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let hash = bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap();
+    let cfg = format!(
+        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}', loginAllowedCidrs: ['10.0.0.0/8'] }}\n",
+        kc.display()
+    );
+    let gh = Gatehouse::start(&cfg, "http", true);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/admin/login", gh.url))
+        .json(&serde_json::json!({ "password": "pw" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin.loginAllowedCidrs")
+    );
 }
