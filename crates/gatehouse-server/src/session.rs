@@ -5,6 +5,11 @@
 //!   for plain-HTTP development only), `SameSite=Lax`, `Path=/`, and its value is sealed with
 //!   AES-256-GCM under a key derived from `session.key`. Replicas that share the key share
 //!   sessions; nothing is stored server-side.
+//! - With secure cookies, gatehouse's cookie names carry the `__Host-` prefix
+//!   ([`crate::config::cookie_names`]), and every cookie line is written with `Path=/` and no
+//!   `Domain`, as the prefix requires: browsers then refuse the cookie from any other host, so
+//!   a sibling subdomain cannot plant a session (fixation) or a sign-in flow. Chunks keep the
+//!   prefix (`__Host-gatehouse_session.1`).
 //! - The cookie's purpose (its name) is the AEAD's associated data, so a sealed flow cookie can
 //!   never be replayed as a session cookie, or the other way round.
 //! - Each seal uses a fresh random 96-bit nonce.
@@ -260,6 +265,21 @@ mod tests {
             lines[5].to_str().unwrap().contains("Max-Age=0"),
             "unused chunks are cleared"
         );
+    }
+
+    #[test]
+    fn host_prefixed_cookie_lines_have_secure_root_path_and_no_domain() {
+        let attrs = CookieAttrs {
+            path: "/",
+            max_age: 60,
+            secure: true,
+        };
+        for line in set_cookie("__Host-gatehouse_session", &"v".repeat(5000), attrs) {
+            let line = line.to_str().unwrap().to_owned();
+            assert!(line.starts_with("__Host-gatehouse_session"), "{line}");
+            assert!(line.contains("; Path=/;") && line.ends_with("; Secure"), "{line}");
+            assert!(!line.to_ascii_lowercase().contains("domain"), "{line}");
+        }
     }
 
     #[test]
