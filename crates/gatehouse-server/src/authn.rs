@@ -115,9 +115,9 @@ impl Authenticator {
         {
             return match admin.verify(token.expose_secret(), now) {
                 Ok(claims) => Ok(self.remember(fingerprint, Principal::Admin(claims))),
-                Err(e @ AdminTokenError::Expired) => Err(ApiError::Unauthorized(format!(
-                    "{e}: run `gatehouse login --admin`"
-                ))),
+                Err(e @ (AdminTokenError::Expired | AdminTokenError::Revoked)) => Err(
+                    ApiError::Unauthorized(format!("{e}: run `gatehouse login --admin`")),
+                ),
                 Err(_) => Err(ApiError::Unauthorized(
                     "the admin token is invalid: run `gatehouse login --admin` for a new one"
                         .to_owned(),

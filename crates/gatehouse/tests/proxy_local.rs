@@ -287,3 +287,91 @@ async fn admin_login_from_outside_the_allowed_cidrs_is_refused() {
             .contains("admin.loginAllowedCidrs")
     );
 }
+
+/// A gatehouse with the admin account and `admin` settings added (keys as given).
+fn start_admin_gatehouse(upstream_port: u16, key: &str, extra: &str) -> Gatehouse {
+    let dir = support::tempdir::TempDir::new("kc");
+    let kc = dir.path().join("upstream.kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://127.0.0.1:{upstream_port}'}}\nusers:\n- name: u\n  user: {{token: {OWN_TOKEN}}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap());
+    let cfg = format!(
+        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{key}'{extra} }}\n",
+        kc.display()
+    );
+    let gh = Gatehouse::start(&cfg, "http", true);
+    std::mem::forget(dir); // the kubeconfig must outlive this helper; the OS temp dir is fine
+    gh
+}
+
+async fn whoami_status(gh: &Gatehouse, token: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/whoami", gh.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// A7: admin tokens name their key (`kid`); after a rotation, a token signed with the previous
+/// key keeps working while `admin.previousTokenSigningKey` holds it and is refused once it is
+/// removed; `admin.tokensNotBefore` revokes every token issued earlier, and new sign-ins work.
+#[tokio::test]
+async fn admin_token_rotation_and_not_before_revocation() {
+    const NEW_KEY: &str = "fedcba9876543210fedcba9876543210";
+    let upstream_port = start_upstream().await;
+    let before = start_admin_gatehouse(upstream_port, KEY, "");
+    let old_token = admin_token(&before).await;
+    let header = jsonwebtoken::decode_header(&old_token).unwrap();
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(gatehouse_core::admin::key_id(KEY.as_bytes()).as_str())
+    );
+    let (default_ttl, _) = {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/v1/whoami", before.url))
+            .bearer_auth(&old_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let exp = humantime::parse_rfc3339(v["expiresAt"].as_str().unwrap()).unwrap();
+        let left = exp.duration_since(std::time::SystemTime::now()).unwrap();
+        (left.as_secs(), ())
+    };
+    assert!(
+        (8 * 3600 - 60..=8 * 3600).contains(&default_ttl),
+        "default lifetime 8h, got {default_ttl} s"
+    );
+    drop(before);
+
+    let rotated = start_admin_gatehouse(
+        upstream_port,
+        NEW_KEY,
+        &format!(", previousTokenSigningKey: '{KEY}'"),
+    );
+    assert_eq!(whoami_status(&rotated, &old_token).await.0, 200, "previous key still accepted");
+    drop(rotated);
+    let only_new = start_admin_gatehouse(upstream_port, NEW_KEY, "");
+    assert_eq!(whoami_status(&only_new, &old_token).await.0, 401);
+    drop(only_new);
+
+    // Not-before: one second after the old token was issued.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let revoking = start_admin_gatehouse(upstream_port, KEY, &format!(", tokensNotBefore: '{now}'"));
+    let (code, body) = whoami_status(&revoking, &old_token).await;
+    assert_eq!(code, 401);
+    assert!(body.contains("admin.tokensNotBefore"), "{body}");
+    let fresh = admin_token(&revoking).await;
+    assert_eq!(whoami_status(&revoking, &fresh).await.0, 200);
+}
