@@ -88,11 +88,7 @@ pub enum AdminTokenError {
 /// The `kid` of admin tokens signed with `key`: the first 8 bytes of SHA-256 of the key, hex.
 pub fn key_id(key: &[u8]) -> String {
     let digest = Sha256::digest(key);
-    digest
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 impl AdminTokens {
@@ -290,16 +286,25 @@ mod tests {
             .unwrap()
             .with_previous_key(vec![7; 32])
             .unwrap();
-        assert!(rotated.verify(&old_token, 1000).is_ok(), "issued before the rotation");
+        assert!(
+            rotated.verify(&old_token, 1000).is_ok(),
+            "issued before the rotation"
+        );
         let (new_token, _) = rotated.issue(1000).unwrap();
         assert_eq!(
-            jsonwebtoken::decode_header(&new_token).unwrap().kid.as_deref(),
+            jsonwebtoken::decode_header(&new_token)
+                .unwrap()
+                .kid
+                .as_deref(),
             Some(rotated.current_key_id())
         );
         assert!(rotated.verify(&new_token, 1000).is_ok());
         // Without the previous key the old token is refused.
         let only_new = AdminTokens::new(vec![9; 32], "gatehouse-admin", "gatehouse", 3600).unwrap();
-        assert_eq!(only_new.verify(&old_token, 1000), Err(AdminTokenError::Invalid));
+        assert_eq!(
+            only_new.verify(&old_token, 1000),
+            Err(AdminTokenError::Invalid)
+        );
     }
 
     #[test]
@@ -333,7 +338,10 @@ mod tests {
             &EncodingKey::from_secret(&[9; 32]).unwrap(),
         )
         .unwrap();
-        assert_eq!(rotated.verify(&unknown, 1000), Err(AdminTokenError::Invalid));
+        assert_eq!(
+            rotated.verify(&unknown, 1000),
+            Err(AdminTokenError::Invalid)
+        );
     }
 
     #[test]

@@ -222,9 +222,7 @@ pub async fn admin_sign_in(
             "the admin account is disabled on this gatehouse (admin.enabled is false)".to_owned(),
         ));
     };
-    if !admin.login_allowed_cidrs.is_empty()
-        && !peer.is_some_and(|p| admin.login_allowed_from(p))
-    {
+    if !admin.login_allowed_cidrs.is_empty() && !peer.is_some_and(|p| admin.login_allowed_from(p)) {
         app.metrics.admin_login_failures.inc();
         tracing::warn!(peer = %peer_label(peer), "admin sign-in refused: the client address is not in admin.loginAllowedCidrs");
         return Err(ApiError::Forbidden(
@@ -239,10 +237,14 @@ pub async fn admin_sign_in(
         }
     };
     let guard = &app.login_guard;
-    guard.check(peer, std::time::Instant::now()).map_err(throttled)?;
+    guard
+        .check(peer, std::time::Instant::now())
+        .map_err(throttled)?;
     let _permit = guard.permit().await.map_err(throttled)?;
     // Checked again: the address may have been put in backoff while this attempt waited.
-    guard.check(peer, std::time::Instant::now()).map_err(throttled)?;
+    guard
+        .check(peer, std::time::Instant::now())
+        .map_err(throttled)?;
     let hash = {
         use secrecy::ExposeSecret as _;
         admin.password_hash.expose_secret().to_owned()

@@ -349,7 +349,9 @@ async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse
         .form(form)
         .send()
         .await
-        .map_err(|e| TokenError::Unavailable(format!("cannot reach the IdP's token endpoint: {e}")))?;
+        .map_err(|e| {
+            TokenError::Unavailable(format!("cannot reach the IdP's token endpoint: {e}"))
+        })?;
     let status = resp.status();
     if !status.is_success() {
         #[derive(Deserialize)]
@@ -369,14 +371,12 @@ async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse
                 error,
                 description: error_description.unwrap_or_default(),
             },
-            _ => TokenError::Unavailable(format!(
-                "the IdP's token endpoint failed ({status})"
-            )),
+            _ => TokenError::Unavailable(format!("the IdP's token endpoint failed ({status})")),
         });
     }
-    resp.json().await.map_err(|e| {
-        TokenError::Unavailable(format!("the IdP's token response is not valid: {e}"))
-    })
+    resp.json()
+        .await
+        .map_err(|e| TokenError::Unavailable(format!("the IdP's token response is not valid: {e}")))
 }
 
 /// The `sub` and `iss` of a token already verified and sealed in a session. The session cookie
@@ -436,13 +436,20 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
 fn check_same_user(session: &Session, subject: &str, issuer: &str) -> Result<(), String> {
     match session_identity(&session.token) {
         Some((sub, iss)) if sub == subject && iss == issuer => Ok(()),
-        Some(_) => Err("the refreshed ID token names another user (sub or iss changed); the session was ended".to_owned()),
+        Some(_) => Err(
+            "the refreshed ID token names another user (sub or iss changed); the session was ended"
+                .to_owned(),
+        ),
         None => Err("the session's ID token cannot be read; the session was ended".to_owned()),
     }
 }
 
 /// Revokes a refresh token at the IdP (RFC 7009). The error never holds the token.
-async fn revoke_refresh_token(app: &App, endpoint: &str, refresh_token: &str) -> Result<(), String> {
+async fn revoke_refresh_token(
+    app: &App,
+    endpoint: &str,
+    refresh_token: &str,
+) -> Result<(), String> {
     let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
         return Err("browser sign-in is not configured".to_owned());
     };
@@ -459,7 +466,12 @@ async fn revoke_refresh_token(app: &App, endpoint: &str, refresh_token: &str) ->
         ])
         .send()
         .await
-        .map_err(|e| format!("cannot reach the IdP's revocation endpoint: {}", e.without_url()))?;
+        .map_err(|e| {
+            format!(
+                "cannot reach the IdP's revocation endpoint: {}",
+                e.without_url()
+            )
+        })?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
@@ -795,11 +807,8 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
     {
         match d.revocation_endpoint.as_deref() {
             Some(endpoint) => {
-                match tokio::time::timeout(
-                    REVOKE_TIMEOUT,
-                    revoke_refresh_token(&app, endpoint, rt),
-                )
-                .await
+                match tokio::time::timeout(REVOKE_TIMEOUT, revoke_refresh_token(&app, endpoint, rt))
+                    .await
                 {
                     Ok(Ok(())) => tracing::info!("sign-out: refresh token revoked at the IdP"),
                     Ok(Err(e)) => {
@@ -882,11 +891,8 @@ mod tests {
         let gate = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         for _ in 0..8 {
-            let (flights, calls, gate) = (
-                Arc::clone(&flights),
-                Arc::clone(&calls),
-                Arc::clone(&gate),
-            );
+            let (flights, calls, gate) =
+                (Arc::clone(&flights), Arc::clone(&calls), Arc::clone(&gate));
             tasks.push(tokio::spawn(async move {
                 flights
                     .run("rt-1", || async move {

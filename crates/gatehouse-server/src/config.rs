@@ -540,9 +540,15 @@ pub fn cookie_names(configured: &str, secure: bool) -> (String, String) {
         } else {
             format!("{HOST_PREFIX}{configured}")
         };
-        (session, format!("{HOST_PREFIX}{}", crate::browser::FLOW_COOKIE))
+        (
+            session,
+            format!("{HOST_PREFIX}{}", crate::browser::FLOW_COOKIE),
+        )
     } else {
-        (configured.to_owned(), crate::browser::FLOW_COOKIE.to_owned())
+        (
+            configured.to_owned(),
+            crate::browser::FLOW_COOKIE.to_owned(),
+        )
     }
 }
 
@@ -969,7 +975,9 @@ fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
         }
     };
     let previous_token_signing_key = match previous_key {
-        Some(k) if k.trim().len() >= MIN_KEY_LEN => Some(SecretSlice::from(k.trim().as_bytes().to_vec())),
+        Some(k) if k.trim().len() >= MIN_KEY_LEN => {
+            Some(SecretSlice::from(k.trim().as_bytes().to_vec()))
+        }
         Some(_) => {
             r.problem(
                 "admin.previousTokenSigningKey",
@@ -1256,24 +1264,33 @@ mod tests {
     #[test]
     fn a_bcrypt_cost_below_10_is_refused_with_how_to_make_a_new_hash() {
         let weak = HASH.replace("$10$", "$04$");
-        let yaml = format!(
-            "admin: {{ enabled: true, passwordHash: '{weak}', tokenSigningKey: '{KEY}' }}"
-        );
+        let yaml =
+            format!("admin: {{ enabled: true, passwordHash: '{weak}', tokenSigningKey: '{KEY}' }}");
         let Err(ConfigError::Invalid(problems)) = parse(&yaml, &env(&[])) else {
             panic!("a cost-4 hash must be refused")
         };
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].key, "admin.passwordHash");
-        assert!(problems[0].message.contains("cost 4"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("cost 4"),
+            "{}",
+            problems[0].message
+        );
         assert!(problems[0].message.contains("htpasswd -nbBC 12"));
-        assert!(!problems[0].message.contains(&weak), "the hash is never echoed");
+        assert!(
+            !problems[0].message.contains(&weak),
+            "the hash is never echoed"
+        );
         assert!(admin_problems("").is_empty(), "cost 10 is accepted");
     }
 
     #[test]
     fn admin_token_ttl_defaults_to_8h_and_is_capped_at_24h() {
         assert_eq!(admin("").token_ttl, Duration::from_secs(8 * 3600));
-        assert_eq!(admin("tokenTtl: 24h").token_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            admin("tokenTtl: 24h").token_ttl,
+            Duration::from_secs(24 * 3600)
+        );
         let p = admin_problems("tokenTtl: 25h");
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].key, "admin.tokenTtl");
@@ -1327,7 +1344,10 @@ mod tests {
         assert!(admin("").login_allowed_from("203.0.113.1".parse().unwrap()));
         let p = admin_problems("loginAllowedCidrs: ['10.0.0.0/33', 'nope']");
         let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["admin.loginAllowedCidrs[0]", "admin.loginAllowedCidrs[1]"]);
+        assert_eq!(
+            keys,
+            ["admin.loginAllowedCidrs[0]", "admin.loginAllowedCidrs[1]"]
+        );
     }
 
     fn browser(session: &str) -> Result<BrowserConfig, Vec<Problem>> {

@@ -307,7 +307,10 @@ mod tests {
         }
         assert!(g.check(ip("2001:db8:1:2:ffff::1"), t0).is_err());
         assert_eq!(g.check(ip("2001:db8:1:3::1"), t0), Ok(()));
-        assert_eq!(bucket("::ffff:192.0.2.1".parse().unwrap()), ip("192.0.2.1").unwrap());
+        assert_eq!(
+            bucket("::ffff:192.0.2.1".parse().unwrap()),
+            ip("192.0.2.1").unwrap()
+        );
     }
 
     #[test]
@@ -320,10 +323,21 @@ mod tests {
         }
         // Beyond the bound, fresh addresses land in one shared bucket.
         for i in 0..=PEER_FREE_FAILURES {
-            g.failed(Some(IpAddr::V4(Ipv4Addr::new(172, 16, 0, u8::try_from(i).unwrap()))), t0);
+            g.failed(
+                Some(IpAddr::V4(Ipv4Addr::new(
+                    172,
+                    16,
+                    0,
+                    u8::try_from(i).unwrap(),
+                ))),
+                t0,
+            );
         }
         assert_eq!(g.lock().peers.len(), MAX_TRACKED_PEERS + 1);
-        assert!(g.check(ip("172.16.0.200"), t0).is_err(), "the shared bucket is throttled");
+        assert!(
+            g.check(ip("172.16.0.200"), t0).is_err(),
+            "the shared bucket is throttled"
+        );
         // Old entries are pruned once forgotten.
         g.failed(ip("172.16.9.9"), t0 + PEER_FORGET);
         assert!(g.lock().peers.len() <= 2);

@@ -277,7 +277,10 @@ mod tests {
         for line in set_cookie("__Host-gatehouse_session", &"v".repeat(5000), attrs) {
             let line = line.to_str().unwrap().to_owned();
             assert!(line.starts_with("__Host-gatehouse_session"), "{line}");
-            assert!(line.contains("; Path=/;") && line.ends_with("; Secure"), "{line}");
+            assert!(
+                line.contains("; Path=/;") && line.ends_with("; Secure"),
+                "{line}"
+            );
             assert!(!line.to_ascii_lowercase().contains("domain"), "{line}");
         }
     }

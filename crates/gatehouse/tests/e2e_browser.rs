@@ -442,7 +442,11 @@ async fn hostile_callbacks_give_clear_errors_and_no_session() {
     // like an IdP outage in metrics), with a way to start again.
     let page = d.get(&reuse).await;
     assert_eq!(page.status, 400, "{}", page.body);
-    assert!(page.body.contains("could not be completed"), "{}", page.body);
+    assert!(
+        page.body.contains("could not be completed"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("invalid_grant"), "{}", page.body);
     assert!(page.body.contains("/auth/login"), "offers to start again");
     assert!(!d.has_session());
@@ -464,7 +468,11 @@ async fn hostile_callbacks_give_clear_errors_and_no_session() {
         ))
         .await;
     assert_eq!(page.status, 400, "{}", page.body);
-    assert!(page.body.contains("could not be completed"), "{}", page.body);
+    assert!(
+        page.body.contains("could not be completed"),
+        "{}",
+        page.body
+    );
     assert!(!f.has_session());
 
     // The IdP says no.
@@ -814,7 +822,11 @@ async fn parallel_requests_near_expiry_share_one_refresh_at_keycloak() {
         id_tokens.insert(fresh["token"].as_str().unwrap().to_owned());
         refresh_tokens.insert(fresh["refresh_token"].as_str().unwrap().to_owned());
     }
-    assert_eq!(id_tokens.len(), 1, "one refresh, shared by all six requests");
+    assert_eq!(
+        id_tokens.len(),
+        1,
+        "one refresh, shared by all six requests"
+    );
     assert_eq!(refresh_tokens.len(), 1);
 }
 
@@ -843,7 +855,11 @@ async fn a_refresh_that_returns_another_subject_ends_the_session() {
         ),
     );
     let page = b.get(&format!("{BASE}/ui/whoami")).await;
-    assert_eq!(page.status, 303, "signed out, not switched to alice: {}", page.body);
+    assert_eq!(
+        page.status, 303,
+        "signed out, not switched to alice: {}",
+        page.body
+    );
     assert!(!page.body.contains("alice@example.com"));
     assert!(!b.has_session(), "the session cookie is cleared");
     assert!(

@@ -300,7 +300,8 @@ fn start_admin_gatehouse(upstream_port: u16, key: &str, extra: &str) -> Gatehous
     )
     .unwrap();
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = HASH.get_or_init(|| bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap());
+    let hash =
+        HASH.get_or_init(|| bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap());
     let cfg = format!(
         "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{key}'{extra} }}\n",
         kc.display()
@@ -359,7 +360,11 @@ async fn admin_token_rotation_and_not_before_revocation() {
         NEW_KEY,
         &format!(", previousTokenSigningKey: '{KEY}'"),
     );
-    assert_eq!(whoami_status(&rotated, &old_token).await.0, 200, "previous key still accepted");
+    assert_eq!(
+        whoami_status(&rotated, &old_token).await.0,
+        200,
+        "previous key still accepted"
+    );
     drop(rotated);
     let only_new = start_admin_gatehouse(upstream_port, NEW_KEY, "");
     assert_eq!(whoami_status(&only_new, &old_token).await.0, 401);
@@ -368,7 +373,8 @@ async fn admin_token_rotation_and_not_before_revocation() {
     // Not-before: one second after the old token was issued.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let revoking = start_admin_gatehouse(upstream_port, KEY, &format!(", tokensNotBefore: '{now}'"));
+    let revoking =
+        start_admin_gatehouse(upstream_port, KEY, &format!(", tokensNotBefore: '{now}'"));
     let (code, body) = whoami_status(&revoking, &old_token).await;
     assert_eq!(code, 401);
     assert!(body.contains("admin.tokensNotBefore"), "{body}");
