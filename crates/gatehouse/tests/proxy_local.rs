@@ -289,7 +289,11 @@ async fn admin_login_from_outside_the_allowed_cidrs_is_refused() {
 }
 
 /// A gatehouse with the admin account and `admin` settings added (keys as given).
-fn start_admin_gatehouse(upstream_port: u16, key: &str, extra: &str) -> Gatehouse {
+fn start_admin_gatehouse(
+    upstream_port: u16,
+    key: &str,
+    extra: &str,
+) -> (Gatehouse, support::tempdir::TempDir) {
     let dir = support::tempdir::TempDir::new("kc");
     let kc = dir.path().join("upstream.kubeconfig");
     std::fs::write(
@@ -306,9 +310,7 @@ fn start_admin_gatehouse(upstream_port: u16, key: &str, extra: &str) -> Gatehous
         "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{key}'{extra} }}\n",
         kc.display()
     );
-    let gh = Gatehouse::start(&cfg, "http", true);
-    std::mem::forget(dir); // the kubeconfig must outlive this helper; the OS temp dir is fine
-    gh
+    (Gatehouse::start(&cfg, "http", true), dir)
 }
 
 async fn whoami_status(gh: &Gatehouse, token: &str) -> (u16, String) {
@@ -328,34 +330,34 @@ async fn whoami_status(gh: &Gatehouse, token: &str) -> (u16, String) {
 async fn admin_token_rotation_and_not_before_revocation() {
     const NEW_KEY: &str = "fedcba9876543210fedcba9876543210";
     let upstream_port = start_upstream().await;
-    let before = start_admin_gatehouse(upstream_port, KEY, "");
+    let (before, _d1) = start_admin_gatehouse(upstream_port, KEY, "");
     let old_token = admin_token(&before).await;
     let header = jsonwebtoken::decode_header(&old_token).unwrap();
     assert_eq!(
         header.kid.as_deref(),
         Some(gatehouse_core::admin::key_id(KEY.as_bytes()).as_str())
     );
-    let (default_ttl, _) = {
-        let v: serde_json::Value = reqwest::Client::new()
-            .get(format!("{}/v1/whoami", before.url))
-            .bearer_auth(&old_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let exp = humantime::parse_rfc3339(v["expiresAt"].as_str().unwrap()).unwrap();
-        let left = exp.duration_since(std::time::SystemTime::now()).unwrap();
-        (left.as_secs(), ())
-    };
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/whoami", before.url))
+        .bearer_auth(&old_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let exp = humantime::parse_rfc3339(v["expiresAt"].as_str().unwrap()).unwrap();
+    let default_ttl = exp
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
     assert!(
         (8 * 3600 - 60..=8 * 3600).contains(&default_ttl),
         "default lifetime 8h, got {default_ttl} s"
     );
     drop(before);
 
-    let rotated = start_admin_gatehouse(
+    let (rotated, _d2) = start_admin_gatehouse(
         upstream_port,
         NEW_KEY,
         &format!(", previousTokenSigningKey: '{KEY}'"),
@@ -366,14 +368,14 @@ async fn admin_token_rotation_and_not_before_revocation() {
         "previous key still accepted"
     );
     drop(rotated);
-    let only_new = start_admin_gatehouse(upstream_port, NEW_KEY, "");
+    let (only_new, _d3) = start_admin_gatehouse(upstream_port, NEW_KEY, "");
     assert_eq!(whoami_status(&only_new, &old_token).await.0, 401);
     drop(only_new);
 
     // Not-before: one second after the old token was issued.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let revoking =
+    let (revoking, _d4) =
         start_admin_gatehouse(upstream_port, KEY, &format!(", tokensNotBefore: '{now}'"));
     let (code, body) = whoami_status(&revoking, &old_token).await;
     assert_eq!(code, 401);
