@@ -112,6 +112,7 @@ Checks that mirror the server's own, with the server's exact messages, so a wron
 {{- if not (regexMatch "^\\$2[aby]\\$(1[0-9]|2[0-9]|3[01])\\$" (trim $v.admin.passwordHash)) }}{{ fail "admin.passwordHash: the bcrypt cost is below 10, which makes password guessing cheap; make a new hash with `htpasswd -nbBC 12 '' PASSWORD | tr -d ':\\n'`" }}{{ end }}
 {{- if not $v.admin.tokenSigningKey }}{{ fail "admin.tokenSigningKey: required when admin is enabled (or existingSecret with the key admin-token-signing-key)" }}{{ end }}
 {{- if lt (len (trim $v.admin.tokenSigningKey)) 32 }}{{ fail "admin.tokenSigningKey: must be at least 32 bytes; make one with `openssl rand -hex 32`" }}{{ end }}
+{{- if and $v.admin.previousTokenSigningKey (lt (len (trim $v.admin.previousTokenSigningKey)) 32) }}{{ fail "admin.previousTokenSigningKey: must be at least 32 bytes (the key that was admin.tokenSigningKey before the rotation)" }}{{ end }}
 {{- end }}
 {{- $s := $v.session }}
 {{- if and $s.cookieName (not (regexMatch "^[A-Za-z0-9_-]+$" $s.cookieName)) }}
@@ -193,6 +194,7 @@ the server's defaults apply.
 {{- $_ := set $c "fallThrough" (dict "enabled" $v.fallThrough.enabled) }}
 {{- if $v.admin.enabled }}
 {{- $a := dict "enabled" true "passwordHashFile" (printf "%s/admin-password-hash" $p.secret) "tokenSigningKeyFile" (printf "%s/admin-token-signing-key" $p.secret) }}
+{{- if and $v.admin.previousTokenSigningKey (not $v.existingSecret) }}{{ $_ := set $a "previousTokenSigningKeyFile" (printf "%s/admin-previous-token-signing-key" $p.secret) }}{{ end }}
 {{- range $key := list "tokenTtl" "tokenIssuer" "tokenAudience" "tokensNotBefore" "loginAllowedCidrs" "allowSystemImpersonation" }}
 {{- with index $v.admin $key }}{{ $_ := set $a $key . }}{{ end }}
 {{- end }}
