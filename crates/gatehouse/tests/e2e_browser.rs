@@ -929,7 +929,8 @@ async fn logout_revokes_the_refresh_token_at_keycloak() {
 #[ignore = "needs testbed"]
 async fn https_pages_send_hsts_and_host_prefixed_cookies() {
     let tb = Testbed::load();
-    let gh = start_keycloak(&tb);
+    let port = support::free_port();
+    let gh = Gatehouse::start_on(&browser_config(&tb, port), port, "https", true);
     let resp = tb
         .http_with(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()))
         .get(format!("{}/auth/login", gh.url))
