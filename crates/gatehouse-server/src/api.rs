@@ -223,13 +223,14 @@ pub async fn admin_sign_in(
         ));
     };
     if !admin.login_allowed_cidrs.is_empty() && !peer.is_some_and(|p| admin.login_allowed_from(p)) {
-        app.metrics.admin_login_failures.inc();
+        app.metrics.admin_login_refused.inc();
         tracing::warn!(peer = %peer_label(peer), "admin sign-in refused: the client address is not in admin.loginAllowedCidrs");
         return Err(ApiError::Forbidden(
             "admin sign-in is not allowed from your network address (admin.loginAllowedCidrs); sign in from an allowed network, or ask the platform team".to_owned(),
         ));
     }
     let throttled = |t: crate::login_guard::Throttled| {
+        app.metrics.admin_login_refused.inc();
         tracing::warn!(peer = %peer_label(peer), reason = ?t, "admin sign-in throttled");
         ApiError::TooManyRequests {
             message: t.message(),

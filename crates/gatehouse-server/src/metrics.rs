@@ -26,6 +26,9 @@ pub struct Metrics {
     pub upstream_seconds: Histogram,
     /// Admin sign-in attempts that failed.
     pub admin_login_failures: Counter,
+    /// Admin sign-in attempts refused before the password check (backoff, overall pause,
+    /// queue full, address outside `admin.loginAllowedCidrs`).
+    pub admin_login_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -49,11 +52,18 @@ impl Default for Metrics {
             "Admin sign-in attempts with a wrong password",
             admin_login_failures.clone(),
         );
+        let admin_login_refused = Counter::default();
+        registry.register(
+            "admin_login_refused",
+            "Admin sign-in attempts refused before the password check (throttled or address not allowed)",
+            admin_login_refused.clone(),
+        );
         Self {
             registry,
             proxy_requests,
             upstream_seconds,
             admin_login_failures,
+            admin_login_refused,
         }
     }
 }

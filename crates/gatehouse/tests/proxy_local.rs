@@ -243,6 +243,17 @@ async fn admin_login_backs_off_per_address_with_429_and_retry_after() {
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["reason"], "TooManyRequests");
     assert_eq!(status["details"]["retryAfterSeconds"], retry);
+    let metrics = reqwest::get(format!("{}/metrics", gh.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_admin_login_refused_total 1")
+            && metrics.contains("gatehouse_admin_login_failures_total 5"),
+        "{metrics}"
+    );
     // After the wait the right password works, and clears the backoff.
     tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
     assert_eq!(login("pw").await.unwrap().status(), 200);
