@@ -781,10 +781,27 @@ pub async fn callback(
     };
     tracing::info!(subject = %verified.subject, "browser sign-in");
     let mut resp = with_cleared(Redirect::to(&flow.return_to).into_response());
-    for c in cookies {
+    for c in cookies.into_iter().chain(legacy_cookie_removal(b)) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
+}
+
+/// `Set-Cookie` lines that remove the cookies of versions before the `__Host-` names
+/// (`gatehouse_session` and its chunks at `Path=/`, `gatehouse_flow` at `Path=/auth`), so a
+/// browser that signs in again holds no stale sealed session under the old name.
+fn legacy_cookie_removal(b: &BrowserConfig) -> Vec<HeaderValue> {
+    if !b.cookie_name.starts_with(crate::config::HOST_PREFIX) {
+        return Vec::new();
+    }
+    let legacy_session = &b.cookie_name[crate::config::HOST_PREFIX.len()..];
+    let mut out = clear_cookie(legacy_session, attrs(b, "/", 0));
+    out.extend(
+        clear_cookie(FLOW_COOKIE, attrs(b, "/auth", 0))
+            .into_iter()
+            .take(1),
+    );
+    out
 }
 
 /// `POST /auth/logout`: clears the session, then uses the IdP's end-session endpoint when it has one.
@@ -953,6 +970,39 @@ mod tests {
         assert!(err.contains("another user"), "{err}");
         assert!(check_same_user(&s, "alice", "https://other-idp").is_err());
         assert!(check_same_user(&session("opaque", "rt"), "alice", "https://idp").is_err());
+    }
+
+    #[test]
+    fn sign_in_removes_the_cookies_of_the_unprefixed_names() {
+        let b = BrowserConfig {
+            client_secret: secrecy::SecretString::from("s".to_owned()),
+            session_key: secrecy::SecretSlice::from(vec![0u8; 32]),
+            session_ttl: Duration::from_secs(60),
+            cookie_name: "__Host-gatehouse_session".to_owned(),
+            flow_cookie_name: "__Host-gatehouse_flow".to_owned(),
+            secure_cookies: true,
+            public_url: url::Url::parse("https://gh.example").unwrap(),
+        };
+        let lines: Vec<String> = legacy_cookie_removal(&b)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("gatehouse_session=; Path=/; Max-Age=0"))
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("gatehouse_flow=; Path=/auth; Max-Age=0"))
+        );
+        assert!(lines.iter().all(|l| l.contains("Max-Age=0")));
+        let plain = BrowserConfig {
+            cookie_name: "gatehouse_session".to_owned(),
+            ..b
+        };
+        assert!(legacy_cookie_removal(&plain).is_empty());
     }
 
     #[test]
