@@ -70,6 +70,13 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The client's address (the TCP peer), when the listener recorded it.
+pub fn peer_addr<B>(req: &http::Request<B>) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
 /// RFC 3339 (seconds) for unix seconds.
 pub fn rfc3339(unix: i64) -> String {
     let secs = u64::try_from(unix).unwrap_or(0);

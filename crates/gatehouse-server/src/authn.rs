@@ -55,12 +55,14 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-/// Reads the bearer token from the `Authorization` header.
-pub fn bearer_token(headers: &HeaderMap) -> Option<BearerToken> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| BearerToken::new(token))
+/// The bearer token of `Authorization`, for gatehouse's own endpoints: `Ok(None)` without one,
+/// and an error for every form [`crate::credentials`] refuses.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<BearerToken>, ApiError> {
+    match crate::credentials::read(headers) {
+        Ok(Some(c)) => Ok(Some(c.token)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(ApiError::Unauthorized(e.to_string())),
+    }
 }
 
 impl Authenticator {
@@ -213,8 +215,8 @@ mod tests {
     fn reads_bearer_header() {
         let mut h = HeaderMap::new();
         h.insert(http::header::AUTHORIZATION, "bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&h).unwrap().expose_secret(), "abc");
+        assert_eq!(bearer_token(&h).unwrap().unwrap().expose_secret(), "abc");
         h.insert(http::header::AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert!(bearer_token(&h).is_none());
+        assert!(bearer_token(&h).is_err());
     }
 }

@@ -68,6 +68,9 @@ pub struct Config {
     pub browser: Option<BrowserConfig>,
     /// Limits.
     pub limits: Limits,
+    /// Peers (an ingress, a load balancer) whose `X-Forwarded-For` is kept in front of their
+    /// own address; every other client's is replaced by its address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -363,6 +366,26 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
+impl Config {
+    /// The `X-Forwarded-For` value to send upstream for a request from `peer` that carried
+    /// `client_chain`: the peer's address, after the client's chain only when the peer is a
+    /// trusted proxy. The kube-apiserver records these addresses in the audit event's
+    /// `sourceIPs` (and then its own peer, gatehouse).
+    pub fn forwarded_for(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        client_chain: Option<&str>,
+    ) -> Option<http::HeaderValue> {
+        let ip = peer?.ip().to_canonical();
+        let trusted = self.trusted_proxies.iter().any(|n| n.contains(&ip));
+        let value = match client_chain {
+            Some(chain) if trusted => format!("{chain}, {ip}"),
+            _ => ip.to_string(),
+        };
+        http::HeaderValue::from_str(&value).ok()
+    }
+}
+
 /// Loads and validates the config file at `path` with environment aliases from `env`.
 pub fn load(path: Option<&std::path::Path>, env: &dyn Source) -> Result<Config, ConfigError> {
     let text = match path {
@@ -488,7 +511,22 @@ fn read_config(r: &mut Reader<'_>) -> Config {
             "nothing can authenticate: enable oidc, admin or fallThrough",
         );
     }
+    let trusted_proxies = r
+        .list("trustedProxies", None)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            r.parse_with("trustedProxies", c, |c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("{c:?} is not an address or CIDR (for example 10.0.0.0/8)")
+                    })
+            })
+        })
+        .collect();
     Config {
+        trusted_proxies,
         listen,
         public_url,
         tls,

@@ -7,6 +7,7 @@ pub mod app;
 pub mod authn;
 pub mod browser;
 pub mod config;
+pub mod credentials;
 pub mod metrics;
 pub mod oidc;
 pub mod proxy;

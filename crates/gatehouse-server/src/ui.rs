@@ -163,7 +163,7 @@ pub async fn home(
 ) -> Response {
     // Signed in: who-am-I. Only when the token is accepted (the answer is cached): a refused
     // session token would bounce between here and who-am-I's sign-in redirect forever.
-    if let Some(token) = bearer_token(&headers)
+    if let Ok(Some(token)) = bearer_token(&headers)
         && app
             .authn
             .authenticate(Some(&token), unix_now())
@@ -253,7 +253,7 @@ async fn principal(
         ))
         .into_response()
     };
-    let Some(token) = bearer_token(headers) else {
+    let Ok(Some(token)) = bearer_token(headers) else {
         return Err(to_signin());
     };
     match app.authn.authenticate(Some(&token), unix_now()).await {
