@@ -4,6 +4,8 @@
 //! Kubernetes refuses loopback endpoint addresses, so the server runs in a network namespace
 //! of its own (`ip netns`, a veth pair with a /30 from 10.213.0.0/16), and the Service has no
 //! selector: its Endpoints are written by hand (the test bed runs no controller-manager). The
+//! service proxy only forwards to addresses of real Pods, so a Pod object (never scheduled: the
+//! test bed has no node) gets the server's address written into its status. The
 //! server answers every request with an HTML page that runs script, plants a session cookie
 //! and asks the browser to clear gatehouse's; it records every request's headers, one JSON
 //! object a line, so a test can assert what reached it.
@@ -118,6 +120,17 @@ kind: Namespace
 metadata: {{ name: {namespace} }}
 ---
 apiVersion: v1
+kind: ServiceAccount
+metadata: {{ name: default, namespace: {namespace} }}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{ name: hostile, namespace: {namespace} }}
+spec:
+  automountServiceAccountToken: false
+  containers: [{{ name: web, image: hostile.invalid/web }}]
+---
+apiVersion: v1
 kind: Service
 metadata: {{ name: hostile, namespace: {namespace} }}
 spec:
@@ -127,13 +140,31 @@ apiVersion: v1
 kind: Endpoints
 metadata: {{ name: hostile, namespace: {namespace} }}
 subsets:
-  - addresses: [{{ ip: "{pod_ip}" }}]
+  - addresses: [{{ ip: "{pod_ip}", targetRef: {{ kind: Pod, name: hostile, namespace: {namespace} }} }}]
     ports: [{{ name: http, port: 8080 }}]
 "#
         );
         let path = dir.path().join("hostile.yaml");
         std::fs::write(&path, manifest).unwrap();
         let out = kubectl_admin(tb, &["apply", "-f", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out).1);
+        let status = format!(
+            r#"{{"status":{{"phase":"Running","podIP":"{pod_ip}","podIPs":[{{"ip":"{pod_ip}"}}]}}}}"#
+        );
+        let out = kubectl_admin(
+            tb,
+            &[
+                "-n",
+                namespace,
+                "patch",
+                "pod",
+                "hostile",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status,
+            ],
+        );
         assert!(out.status.success(), "{}", text(&out).1);
 
         let me = Self {

@@ -84,7 +84,8 @@ impl Testbed {
         self.http_with(reqwest::Client::builder().http1_only())
     }
 
-    fn http_with(&self, mut b: reqwest::ClientBuilder) -> reqwest::Client {
+    /// A client from `b` trusting the test bed CA.
+    pub fn http_with(&self, mut b: reqwest::ClientBuilder) -> reqwest::Client {
         let pem = std::fs::read(self.var("TESTBED_CA_FILE")).unwrap();
         b = b.timeout(Duration::from_secs(30));
         for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
