@@ -92,16 +92,17 @@ pub enum CredentialError {
     NoOtherSubprotocol,
 }
 
-/// True when the kube-apiserver would treat the request as a WebSocket request: a
-/// `Connection` token `upgrade` and `Upgrade: websocket` (both case-insensitive).
+/// True when the kube-apiserver would treat the request as a WebSocket request. Its rule
+/// (`wsstream.IsWebSocketRequest`): some `Connection` value *contains* `upgrade`, and the first
+/// `Upgrade` value is `websocket` (both case-insensitive). gatehouse asks for a `Connection`
+/// *token* `upgrade`, which is stricter: whenever gatehouse says yes, so does the
+/// kube-apiserver, and a bearer subprotocol that gatehouse does not read is refused.
 pub fn is_websocket(headers: &HeaderMap) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
         && headers
-            .get_all(header::UPGRADE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// The tokens listed in every `Connection` header.
@@ -324,6 +325,10 @@ mod tests {
         for (h, want) in cases {
             assert_eq!(read(&h).unwrap_err(), want, "{h:?}");
         }
+        // `Upgrade: h2c, websocket` is not a WebSocket request to the kube-apiserver.
+        let mut h = ws(&format!("{one}, v5.channel.k8s.io"), true);
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c, websocket"));
+        assert_eq!(read(&h).unwrap_err(), CredentialError::NotWebSocket);
         // A junk Authorization header plus a subprotocol token: kube would try both.
         let mut h = ws(&format!("{one}, v5.channel.k8s.io"), true);
         h.insert(
