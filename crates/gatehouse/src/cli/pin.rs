@@ -294,7 +294,8 @@ impl PinStore {
         crate::cli::files::write_private(&self.path, &body)
     }
 
-    /// The file, for messages.
+    /// The file.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
