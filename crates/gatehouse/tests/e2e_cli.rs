@@ -1155,3 +1155,110 @@ async fn sso_login_succeeds_while_a_local_process_drips_bytes_at_the_callback() 
     }
     assert!(m.entry()["token"].is_string());
 }
+
+/// Runs `gatehouse ARGS...` on a terminal (a pseudo-terminal from util-linux `script`), typing
+/// `input`; returns whether it succeeded and everything it printed.
+fn on_terminal(m: &Machine, args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let command = std::iter::once(env!("CARGO_BIN_EXE_gatehouse"))
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"]);
+    m.env(&mut cmd);
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (o, e) = text(&out);
+    (out.status.success(), format!("{o}{e}"))
+}
+
+/// On a terminal the CLI asks instead of refusing: a changed server config (A10) is shown and
+/// needs a `y`, and `login --kubeconfig` without `--context` (A17) names the current context
+/// and its cluster and sends its credential only after a `y`.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn on_a_terminal_changes_and_the_current_context_are_asked_about() {
+    let tb = Testbed::load();
+    let gh = Gatehouse::start(&config(&tb), "https", true);
+    let real: serde_json::Value = tb
+        .http()
+        .get(format!("{}/v1/config", gh.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let served = std::sync::Arc::new(std::sync::Mutex::new(real));
+    let server = config_server(served.clone());
+    let m = Machine::new(&tb);
+    sso_login(&tb, &m, &server, "alice", &[]).await;
+    served.lock().unwrap()["oidc"]["additionalParameters"]["resource"] =
+        serde_json::json!("https://other-cluster.example");
+    let login = [
+        "login",
+        "--sso",
+        &server,
+        "--no-browser",
+        "--timeout",
+        "2s",
+        "--certificate-authority",
+        &m.ca,
+    ];
+    let (ok, out) = on_terminal(&m, &login, "n\n");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("parameter added: resource=\"https://other-cluster.example\"")
+            && out.contains("[y/N]")
+            && out.contains("was not accepted"),
+        "{out}"
+    );
+    assert!(!out.contains("/auth?"), "{out}");
+    let (ok, out) = on_terminal(&m, &login, "y\n");
+    assert!(!ok, "no browser comes back: {out}");
+    assert!(
+        out.contains("/auth?")
+            && out.contains("other-cluster.example")
+            && out.contains("no answer from the browser"),
+        "{out}"
+    );
+
+    // login --kubeconfig without --context on a terminal: asked, then sent.
+    let token = tb.id_token("alice", "").await;
+    let src = support::kubeconfig(m.dir.path(), "src", &gh.url, &m.ca, &token);
+    let kc_login = [
+        "login",
+        "--kubeconfig",
+        &gh.url,
+        "--kubeconfig-file",
+        src.to_str().unwrap(),
+        "--certificate-authority",
+        &m.ca,
+    ];
+    let (ok, out) = on_terminal(&m, &kc_login, "n\n");
+    assert!(!ok && out.contains("was not sent"), "{out}");
+    let (ok, out) = on_terminal(&m, &kc_login, "y\n");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("current context \"ctx\"") && out.contains(&gh.url),
+        "{out}"
+    );
+    assert_no_secret(&out, &[&token]);
+    let who = m.run(&["whoami", &gh.url, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(v["gatehouse"]["username"], "alice@example.com");
+}
