@@ -640,8 +640,8 @@ where
                 Ok((stream, _)) if pending.len() < MAX_CONNECTIONS => {
                     pending.spawn(examine(stream, secrets.state.clone(), REQUEST_DEADLINE));
                 }
-                // Too many at once: close this one (the browser retries a refused connection;
-                // the slow ones time out).
+                // Too many at once: close this one. Each open one ends within
+                // REQUEST_DEADLINE, freeing its slot for the browser's redirect.
                 Ok((stream, _)) => drop(stream),
                 // Out of file descriptors and the like: pause instead of ending the sign-in
                 // (the caller's timeout bounds the wait).

@@ -111,7 +111,11 @@ pub enum Command {
   gatehouse login --device https://gatehouse.example.com        # over SSH, no browser here
   gatehouse login --sso https://127.0.0.1:8443 --certificate-authority ca.crt --no-browser
   echo \"$PASSWORD\" | gatehouse login --admin https://gatehouse.example.com --password-stdin
-  gatehouse login --kubeconfig https://gatehouse.example.com --context my-cluster")]
+  gatehouse login --kubeconfig https://gatehouse.example.com --context my-cluster
+  gatehouse login --sso https://gatehouse.example.com --accept-config-change  # after the operator changed scopes
+
+The first OIDC sign-in to a server pins its settings (issuer, clients, scopes, parameters); a
+later change is asked about on a terminal and refused without one (see docs/cli.md).")]
     Login(LoginArgs),
     /// Revoke the refresh token at the identity provider (when it offers revocation) and
     /// forget the cached tokens of a server.
