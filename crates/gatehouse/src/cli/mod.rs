@@ -118,7 +118,7 @@ The first OIDC sign-in to a server pins its settings (issuer, clients, scopes, p
 later change is asked about on a terminal and refused without one (see docs/cli.md).")]
     Login(LoginArgs),
     /// Revoke the refresh token at the identity provider (when it offers revocation) and
-    /// forget the cached tokens of a server.
+    /// forget the cached tokens of a server and its pinned sign-in settings.
     #[command(after_help = "Examples:\n  gatehouse logout https://gatehouse.example.com")]
     Logout {
         /// The gatehouse server URL (default: the server signed in to last).

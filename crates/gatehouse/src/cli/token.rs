@@ -30,7 +30,14 @@ fn valid(entry: &Entry, now: i64) -> bool {
 fn not_logged_in(server: &str) -> CliError {
     CliError::NotLoggedIn {
         server: server.to_owned(),
-        hint: format!("sign in first: gatehouse login --sso {server}"),
+        hint: format!(
+            "sign in first: gatehouse login --sso {server}{}",
+            if crate::cli::insecure_http(server) {
+                " --insecure-http"
+            } else {
+                ""
+            }
+        ),
     }
 }
 
