@@ -12,6 +12,9 @@
 //!   that names gatehouse's admin issuer or the configured issuer and then fails verification is
 //!   refused with 401 and **never** falls through. Otherwise a tampered or expired token could
 //!   be replayed to the kube-apiserver hoping it is more lenient.
+//! - A token with the three parts of a JWT that is not a canonical one is refused, never
+//!   forwarded ([`gatehouse_core::token::BearerToken::shape`]): the kube-apiserver reads other
+//!   spellings of a signed token as that token.
 //! - With fall-through off, every token gatehouse cannot verify is refused.
 //! - Verified principals are cached by the SHA-256 of the token until the token expires (and
 //!   for at most five minutes), so a repeat request costs a hash and a map lookup. An expired
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use gatehouse_core::admin::{AdminTokenError, AdminTokens};
 use gatehouse_core::identity::{OidcUser, Principal};
-use gatehouse_core::token::{BearerToken, TokenFingerprint};
+use gatehouse_core::token::{BearerToken, TokenFingerprint, TokenShape};
 use http::HeaderMap;
 
 use crate::oidc::{OidcError, OidcVerifier};
@@ -107,10 +110,14 @@ impl Authenticator {
             }
             self.cache.invalidate(&fingerprint);
         }
-        let issuer = if token.looks_like_jwt() {
-            token.unverified_issuer()
-        } else {
-            None
+        let issuer = match token.shape() {
+            TokenShape::Opaque => None,
+            TokenShape::Jwt { issuer } => issuer,
+            TokenShape::MalformedJwt => {
+                return Err(ApiError::Unauthorized(
+                    "the token has the three parts of a JWT but is not a canonical one (base64url without padding, a JSON payload); gatehouse refuses it rather than let the kube-apiserver read it differently".to_owned(),
+                ));
+            }
         };
         if let (Some(admin), Some(iss)) = (&self.admin, &issuer)
             && iss == admin.issuer()
