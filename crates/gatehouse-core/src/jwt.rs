@@ -122,7 +122,7 @@ pub enum VerifyError {
     },
     /// The `typ` header names a kind of JWT that does not authenticate.
     #[error(
-        "the token's type (typ header {found:?}) is not an ID token or a JWT access token; tokens of other types (logout tokens, DPoP proofs, security events) never sign in"
+        "the token's type (typ header {found:?}) is not accepted: ID tokens (typ absent or JWT) are, JWT access tokens (typ at+jwt) only with oidc.tokenType: access_token, and other types (logout tokens, DPoP proofs, security events) never sign in"
     )]
     WrongType {
         /// The `typ` header.

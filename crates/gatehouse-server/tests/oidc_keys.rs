@@ -316,3 +316,90 @@ async fn failed_refresh_keeps_the_loaded_keys_and_retries_sooner() {
     assert!(v.verify(&token(&is.url, "k2"), now).await.is_ok());
     assert!(v.verify(&token(&is.url, "k1"), now).await.is_err());
 }
+
+fn signed(issuer: &str, typ: Option<&str>, extra: serde_json::Value) -> String {
+    let now = gatehouse_server::app::unix_now();
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("k1".to_owned());
+    h.typ = typ.map(str::to_owned);
+    let mut claims = serde_json::json!({"iss": issuer, "sub": "u", "aud": "gatehouse", "exp": now + 300, "iat": now});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    jsonwebtoken::encode(
+        &h,
+        &claims,
+        &EncodingKey::from_rsa_pem(PRIV.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The authenticator's answers for tokens of the configured issuer that verify but must not
+/// sign anyone in (A2: an unverified email as username; A12: a token of another type or for
+/// another client): 401 with the reason, and never a fall-through to the kube-apiserver, even
+/// with fall-through on.
+#[tokio::test]
+async fn refused_claims_and_types_give_401_and_never_fall_through() {
+    use gatehouse_core::identity::Principal;
+    use gatehouse_core::token::BearerToken;
+    use gatehouse_server::authn::{Authenticated, Authenticator};
+    use gatehouse_server::status::ApiError;
+
+    let is = issuer().await;
+    let v = Arc::new(OidcVerifier::new(config(&is.url, 3600)).unwrap());
+    v.refresh().await.unwrap();
+    let authn = Authenticator::new(None, Some(Arc::clone(&v)), true, 100);
+    let now = gatehouse_server::app::unix_now();
+    let refused = |t: String| {
+        let authn = &authn;
+        async move {
+            match authn.authenticate(Some(&BearerToken::new(t)), now).await {
+                Err(ApiError::Unauthorized(m)) => m,
+                Ok(Authenticated::FallThrough) => panic!("fell through to the kube-apiserver"),
+                other => panic!("expected 401, got {other:?}"),
+            }
+        }
+    };
+    for ev in [
+        serde_json::json!(false),
+        serde_json::json!("true"),
+        serde_json::Value::Null,
+    ] {
+        let mut extra = serde_json::json!({"email": "boss@example.com"});
+        if !ev.is_null() {
+            extra["email_verified"] = ev.clone();
+        }
+        let m = refused(signed(&is.url, None, extra)).await;
+        assert!(m.contains("has not verified this address"), "{ev}: {m}");
+    }
+    for typ in ["logout+jwt", "dpop+jwt", "secevent+jwt", "at+jwt"] {
+        let m = refused(signed(&is.url, Some(typ), serde_json::json!({}))).await;
+        assert!(m.contains("typ header"), "{typ}: {m}");
+    }
+    let m = refused(signed(
+        &is.url,
+        None,
+        serde_json::json!({"client_id": "someone-else"}),
+    ))
+    .await;
+    assert!(m.contains("client_id"), "{m}");
+    // A verified address signs in, with the address as username.
+    let ok = authn
+        .authenticate(
+            Some(&BearerToken::new(signed(
+                &is.url,
+                Some("JWT"),
+                serde_json::json!({"email": "a@example.com", "email_verified": true}),
+            ))),
+            now,
+        )
+        .await
+        .unwrap();
+    let Authenticated::Principal(p) = ok else {
+        panic!("not signed in")
+    };
+    let Principal::Oidc(u) = &*p else {
+        panic!("not an OIDC user")
+    };
+    assert_eq!(u.username, "a@example.com");
+}
