@@ -8,9 +8,9 @@
 //! user.
 //!
 //! A WebSocket `exec`, `attach` or `portforward` is a `GET`, so Kubernetes' RequestInfo says
-//! `get`; since Kubernetes 1.35 (`AuthorizePodWebsocketUpgradeCreatePermission`) the
-//! kube-apiserver also requires `create` on the subresource, as SPDY's `POST` always did. The
-//! review asks for both ([`review_verbs`]), so gatehouse never picks a ServiceAccount that the
+//! `get`; from Kubernetes 1.35 the kube-apiserver also requires `create` on the subresource
+//! (as SPDY's `POST` always did), while 1.34 checks only `get`. The review asks for both
+//! ([`review_verbs`]), so on any version gatehouse never picks a ServiceAccount that the
 //! cluster will refuse.
 //!
 //! Reviews are sent with the ServiceAccount's groups (`system:serviceaccounts`,

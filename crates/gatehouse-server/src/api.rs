@@ -91,6 +91,7 @@ pub async fn whoami(
                     "authorizedParty": u.authorized_party,
                     "expiresAt": rfc3339(u.expires_at),
                     "claims": u.claims,
+                    "emailWithheld": u.withheld_note(),
                     "serviceAccounts": mapped,
                     "kubernetes": kubernetes,
                 })))

@@ -11,7 +11,9 @@
 //! - Routing reads `iss` from the *unverified* payload, but only to choose the verifier; a token
 //!   that names gatehouse's admin issuer or the configured issuer and then fails verification is
 //!   refused with 401 and **never** falls through. Otherwise a tampered or expired token could
-//!   be replayed to the kube-apiserver hoping it is more lenient.
+//!   be replayed to the kube-apiserver hoping it is more lenient. The same holds for a
+//!   verified token whose claims make no user (an unverified `email` as username,
+//!   [`gatehouse_core::identity::IdentityError`]).
 //! - A token with the three parts of a JWT that is not a canonical one is refused, never
 //!   forwarded ([`gatehouse_core::token::BearerToken::shape`]): the kube-apiserver reads other
 //!   spellings of a signed token as that token.
@@ -138,8 +140,15 @@ impl Authenticator {
         {
             return match oidc.verify(token.expose_secret(), now).await {
                 Ok(verified) => {
-                    let user = OidcUser::from_verified(verified, &oidc.config().username_claim);
-                    Ok(self.remember(fingerprint, Principal::Oidc(user)))
+                    match OidcUser::from_verified(verified, &oidc.config().claim_rules()) {
+                        Ok(user) => Ok(self.remember(fingerprint, Principal::Oidc(user))),
+                        Err(e) => {
+                            tracing::info!(reason = %e, "refused an OIDC token");
+                            Err(ApiError::Unauthorized(format!(
+                                "the token from {iss} was refused: {e}"
+                            )))
+                        }
+                    }
                 }
                 Err(OidcError::NotReady(reason)) => Err(ApiError::NotReady(format!(
                     "gatehouse cannot verify tokens from {iss} yet ({reason}); try again shortly"

@@ -549,6 +549,19 @@ pub async fn callback(
             Some(&start_again),
         ));
     }
+    // A2: a token whose claims make no user (an unverified email as username) would be
+    // refused on every request; say why now instead of signing in.
+    if let Err(e) = gatehouse_core::identity::OidcUser::from_verified(
+        verified.clone(),
+        &oidc.config().claim_rules(),
+    ) {
+        return with_cleared(ui::error_page(
+            StatusCode::FORBIDDEN,
+            "Sign-in refused",
+            &e.to_string(),
+            Some(&start_again),
+        ));
+    }
     let session = Session {
         token: id_token,
         refresh_token: tokens.refresh_token,

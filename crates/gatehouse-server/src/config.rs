@@ -90,9 +90,12 @@ impl Config {
                 "scopes": o.scopes(),
                 "audiences": o.audiences,
                 "usernameClaim": o.username_claim,
+                "emailVerifiedWhenAbsent": o.email_verified_when_absent,
                 "caFile": o.ca_file,
                 "algorithms": o.algorithms.as_ref().map(|a| a.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>()),
                 "clockSkew": humantime::format_duration(o.clock_skew).to_string(),
+                "jwksMinRefreshInterval": humantime::format_duration(o.jwks_min_refresh_interval).to_string(),
+                "jwksRefreshInterval": humantime::format_duration(o.jwks_refresh_interval).to_string(),
                 "tokenType": o.token_type,
                 "additionalParameters": o.additional_parameters,
                 "userParameters": o.user_parameters.iter().map(|(k, v)| (k.clone(), serde_json::json!({"pattern": v.pattern}))).collect::<serde_json::Map<_, _>>(),
@@ -146,14 +149,22 @@ pub struct OidcConfig {
     pub audiences: Vec<String>,
     /// The claim used as username (default `email`).
     pub username_claim: String,
+    /// Whether an `email` claim without `email_verified` is trusted
+    /// (`oidc.emailVerifiedWhenAbsent`, default false; see `gatehouse_core::identity`).
+    pub email_verified_when_absent: bool,
     /// A PEM CA bundle for the issuer.
     pub ca_file: Option<PathBuf>,
     /// Allowed signing algorithms; from discovery when absent.
     pub algorithms: Option<Vec<Algorithm>>,
     /// Clock skew for `exp`/`nbf`/`iat` (at most 60 s).
     pub clock_skew: Duration,
-    /// The shortest interval between two JWKS fetches triggered by unknown key IDs.
+    /// The shortest interval between two JWKS fetches triggered by unknown key IDs
+    /// (`oidc.jwksMinRefreshInterval`, default 10s, at least [`JWKS_MIN_REFRESH_FLOOR`]).
     pub jwks_min_refresh_interval: Duration,
+    /// How often discovery and the JWKS are re-read when the JWKS response names no
+    /// `Cache-Control: max-age` (`oidc.jwksRefreshInterval`, default 5m, within
+    /// [`JWKS_REFRESH_BOUNDS`]).
+    pub jwks_refresh_interval: Duration,
     /// Static parameters added to every authorization request (`oidc.additionalParameters`).
     pub additional_parameters: BTreeMap<String, String>,
     /// Parameters a user may set per sign-in, each with an optional full-match pattern.
@@ -162,6 +173,17 @@ pub struct OidcConfig {
     /// access token for a resource, from resource indicators). Published in `/v1/config`.
     pub token_type: String,
 }
+
+/// The smallest `oidc.jwksMinRefreshInterval`: below it, a flood of tokens with made-up key
+/// IDs would turn into a flood of JWKS fetches at the IdP.
+pub const JWKS_MIN_REFRESH_FLOOR: Duration = Duration::from_secs(1);
+
+/// The bounds of the periodic JWKS refresh: `oidc.jwksRefreshInterval` and the JWKS response's
+/// `Cache-Control: max-age` are kept within them (at least a minute, so an IdP answering
+/// `max-age=0` is not polled in a loop; at most an hour, so a key the IdP removed stops being
+/// trusted within the hour).
+pub const JWKS_REFRESH_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(3600));
 
 /// A parameter a user may set per sign-in.
 #[derive(Debug, Clone)]
@@ -227,6 +249,20 @@ impl OidcConfig {
             ids.push(cli.clone());
         }
         ids
+    }
+
+    /// How verified tokens become users (username claim, `email_verified` rule).
+    pub fn claim_rules(&self) -> gatehouse_core::identity::ClaimRules {
+        gatehouse_core::identity::ClaimRules {
+            username_claim: self.username_claim.clone(),
+            email_verified_when_absent: self.email_verified_when_absent,
+        }
+    }
+
+    /// Whether RFC 9068 JWT access tokens (`typ: at+jwt`) are accepted
+    /// (`oidc.tokenType: access_token`).
+    pub fn accepts_access_tokens(&self) -> bool {
+        self.token_type == "access_token"
     }
 
     /// The scopes gatehouse asks for.
@@ -628,6 +664,9 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
     let username_claim = r
         .string("oidc.usernameClaim", Some("OIDC_USERNAME_CLAIM"))
         .unwrap_or_else(|| "email".to_owned());
+    let email_verified_when_absent = r
+        .bool("oidc.emailVerifiedWhenAbsent", None)
+        .unwrap_or(false);
     let ca_file = r.path("oidc.caFile", None);
     let algorithms = r.list("oidc.algorithms", None).map(|names| {
         names
@@ -653,6 +692,22 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
     let jwks_min_refresh_interval = r
         .duration("oidc.jwksMinRefreshInterval", None)
         .unwrap_or(Duration::from_secs(10));
+    if jwks_min_refresh_interval < JWKS_MIN_REFRESH_FLOOR {
+        r.problem(
+            "oidc.jwksMinRefreshInterval",
+            "must be at least 1s: it bounds how often tokens with unknown key IDs make gatehouse fetch the issuer's key set (default 10s)",
+        );
+    }
+    let jwks_refresh_interval = r
+        .duration("oidc.jwksRefreshInterval", None)
+        .unwrap_or(Duration::from_secs(300));
+    let (floor, ceiling) = JWKS_REFRESH_BOUNDS;
+    if jwks_refresh_interval < floor || jwks_refresh_interval > ceiling {
+        r.problem(
+            "oidc.jwksRefreshInterval",
+            "must be between 1m and 1h: it is how often gatehouse re-reads the issuer's discovery document and key set when the key set's response has no Cache-Control max-age (default 5m)",
+        );
+    }
     let token_type = r
         .string("oidc.tokenType", None)
         .unwrap_or_else(|| "id_token".to_owned());
@@ -697,10 +752,12 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
         additional_scopes,
         audiences,
         username_claim,
+        email_verified_when_absent,
         ca_file,
         algorithms,
         clock_skew,
         jwks_min_refresh_interval,
+        jwks_refresh_interval,
         additional_parameters,
         user_parameters,
         token_type,
@@ -1411,5 +1468,81 @@ oidc:
         .unwrap_err()
         .to_string();
         assert!(!err.contains("SECRET-CLIENT-VALUE"), "{err}");
+    }
+
+    fn oidc_problems(extra: &str) -> Vec<String> {
+        match parse(
+            &format!("oidc: {{ issuerUrl: https://i.example, clientId: c, {extra} }}"),
+            &env(&[]),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(problems)) => problems.into_iter().map(|p| p.key).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn jwks_min_refresh_interval_below_one_second_is_refused() {
+        for bad in ["0s", "0", "500ms"] {
+            assert_eq!(
+                oidc_problems(&format!("jwksMinRefreshInterval: {bad}")),
+                vec!["oidc.jwksMinRefreshInterval"],
+                "{bad}"
+            );
+        }
+        assert!(oidc_problems("jwksMinRefreshInterval: 1s").is_empty());
+        let o = parse(
+            "oidc: { issuerUrl: https://i.example, clientId: c }",
+            &env(&[]),
+        )
+        .unwrap()
+        .oidc
+        .unwrap();
+        assert_eq!(o.jwks_min_refresh_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn jwks_refresh_interval_defaults_to_five_minutes_within_bounds() {
+        let o = parse(
+            "oidc: { issuerUrl: https://i.example, clientId: c }",
+            &env(&[]),
+        )
+        .unwrap()
+        .oidc
+        .unwrap();
+        assert_eq!(o.jwks_refresh_interval, Duration::from_secs(300));
+        for bad in ["59s", "0s", "2h"] {
+            assert_eq!(
+                oidc_problems(&format!("jwksRefreshInterval: {bad}")),
+                vec!["oidc.jwksRefreshInterval"],
+                "{bad}"
+            );
+        }
+        assert!(oidc_problems("jwksRefreshInterval: 1m").is_empty());
+        assert!(oidc_problems("jwksRefreshInterval: 1h").is_empty());
+    }
+
+    #[test]
+    fn email_verified_when_absent_defaults_to_untrusted() {
+        let read = |extra: &str| {
+            parse(
+                &format!("oidc: {{ issuerUrl: https://i.example, clientId: c{extra} }}"),
+                &env(&[]),
+            )
+            .unwrap()
+            .oidc
+            .unwrap()
+        };
+        let o = read("");
+        assert!(!o.email_verified_when_absent);
+        assert_eq!(o.claim_rules().username_claim, "email");
+        assert!(!o.claim_rules().email_verified_when_absent);
+        assert!(
+            read(", emailVerifiedWhenAbsent: true")
+                .claim_rules()
+                .email_verified_when_absent
+        );
+        assert!(!o.accepts_access_tokens());
+        assert!(read(", tokenType: access_token").accepts_access_tokens());
     }
 }

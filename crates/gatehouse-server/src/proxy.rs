@@ -129,8 +129,12 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                     }
                     None if app.config.fall_through => fall_through(),
                     None => {
+                        let why = user
+                            .withheld_note()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default();
                         return Err(ApiError::Forbidden(format!(
-                            "{} is signed in, but maps to no ServiceAccount and fall-through to Kubernetes authentication is disabled; ask your platform team to annotate a ServiceAccount with one of your claims",
+                            "{} is signed in, but maps to no ServiceAccount{why} and fall-through to Kubernetes authentication is disabled; ask your platform team to annotate a ServiceAccount with one of your claims",
                             user.username
                         )));
                     }

@@ -92,6 +92,20 @@ async fn a_token_gatehouse_refuses_never_reaches_the_kube_apiserver_in_another_f
         401,
         "precondition: the kube-apiserver accepts this token"
     );
+    let direct = http
+        .get(format!(
+            "{}/api/v1/namespaces/team-a/configmaps",
+            tb.var("KUBE_APISERVER_URL")
+        ))
+        .bearer_auth(&respelled)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        direct.status(),
+        401,
+        "precondition: the kube-apiserver accepts its other spelling"
+    );
     let plain = http
         .get(format!("{}/api/v1/namespaces/team-a/configmaps", gh.url))
         .bearer_auth(&refused)
@@ -128,6 +142,11 @@ async fn a_token_gatehouse_refuses_never_reaches_the_kube_apiserver_in_another_f
         (
             "text after the token",
             vec![("authorization", format!("Bearer {refused} x"))],
+            false,
+        ),
+        (
+            "another base64 spelling of the payload",
+            vec![("authorization", format!("Bearer {respelled}"))],
             false,
         ),
         (
