@@ -342,11 +342,28 @@ fn forwarded_for(headers: &HeaderMap) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// Drops what an upstream could use to set or clear state in the browser on gatehouse's origin.
+/// Drops what an upstream could use to set or clear state in the browser for gatehouse's whole
+/// origin: cookies, site data, HSTS (`max-age=0` would erase gatehouse's own), reporting
+/// endpoints (they could collect gatehouse URLs such as `/auth/callback?code=...`), alternative
+/// services, service-worker scope, client hints, preload links and agent clustering.
 fn strip_upstream_state(headers: &mut HeaderMap) {
-    headers.remove(header::SET_COOKIE);
-    headers.remove("set-cookie2");
-    headers.remove("clear-site-data");
+    for name in [
+        "set-cookie",
+        "set-cookie2",
+        "clear-site-data",
+        "strict-transport-security",
+        "nel",
+        "report-to",
+        "reporting-endpoints",
+        "alt-svc",
+        "service-worker-allowed",
+        "origin-agent-cluster",
+        "accept-ch",
+        "critical-ch",
+        "link",
+    ] {
+        headers.remove(name);
+    }
 }
 
 /// Headers on every response of a proxy path: whatever a pod, Service or aggregated API server
@@ -511,13 +528,26 @@ mod tests {
         h.append(header::SET_COOKIE, HeaderValue::from_static("other=1"));
         h.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
         h.insert(
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=0"),
+        );
+        h.insert("report-to", HeaderValue::from_static("{}"));
+        h.insert("nel", HeaderValue::from_static("{}"));
+        h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("script-src *"),
         );
         strip_upstream_state(&mut h);
         secure_response_headers(&mut h);
         assert!(!h.contains_key(header::SET_COOKIE));
-        assert!(!h.contains_key("clear-site-data"));
+        for gone in [
+            "clear-site-data",
+            "strict-transport-security",
+            "report-to",
+            "nel",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
         assert_eq!(h.get(header::CONTENT_SECURITY_POLICY).unwrap(), "sandbox");
         assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
         assert_eq!(

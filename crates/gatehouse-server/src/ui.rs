@@ -387,6 +387,7 @@ struct AccessPage {
 /// `GET /ui/access?namespace=NS`: a SelfSubjectRulesReview sent through the proxy as the user.
 pub async fn access(
     State(app): State<Arc<App>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
@@ -418,6 +419,10 @@ pub async fn access(
     if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         v.set_sensitive(true);
         req.headers_mut().insert(header::AUTHORIZATION, v);
+    }
+    // The review runs as the user: the audit log gets the browser's address, as for kubectl.
+    if let Some(axum::Extension(peer)) = peer {
+        req.extensions_mut().insert(peer);
     }
     let resp = crate::proxy::proxy(State(Arc::clone(&app)), req).await;
     let status = resp.status();
