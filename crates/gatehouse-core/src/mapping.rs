@@ -351,7 +351,10 @@ mod tests {
         assert_eq!(errors[1].key, "gatehouse.dev/claim.groups");
         let text = errors[1].to_string();
         assert!(text.contains("gatehouse.dev/claim.groups"), "{text}");
-        assert!(text.contains(r#"gatehouse.dev/claims: {"groups""#), "{text}");
+        assert!(
+            text.contains(r#"gatehouse.dev/claims: {"groups""#),
+            "{text}"
+        );
         // The JSON form holds the DN as one value.
         let (rules, errors) = rules_from_annotations(
             "gatehouse.dev",
@@ -365,14 +368,13 @@ mod tests {
     fn protected_namespaces_are_mappable_only_when_named() {
         let all = NamespaceScope::new(true, [], ["gatehouse".to_owned()]);
         for ns in ["kube-system", "kube-public", "kube-node-lease", "gatehouse"] {
-            assert!(!all.allows(ns), "{ns} must not be mappable by allNamespaces");
+            assert!(
+                !all.allows(ns),
+                "{ns} must not be mappable by allNamespaces"
+            );
         }
         assert!(all.allows("team-a"));
-        let named = NamespaceScope::new(
-            true,
-            ["kube-system".to_owned()],
-            ["gatehouse".to_owned()],
-        );
+        let named = NamespaceScope::new(true, ["kube-system".to_owned()], ["gatehouse".to_owned()]);
         assert!(named.allows("kube-system"));
         assert!(!named.allows("kube-public"));
         let listed = NamespaceScope::new(false, ["team-a".to_owned()], []);

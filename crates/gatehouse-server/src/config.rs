@@ -290,7 +290,8 @@ pub struct ServiceAccountsConfig {
 }
 
 /// Where a pod finds its own namespace when the downward API does not set `POD_NAMESPACE`.
-pub const IN_CLUSTER_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+pub const IN_CLUSTER_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 impl ServiceAccountsConfig {
     /// True when no namespace is mappable (neither `namespaces`, `globalNamespaces` nor
@@ -332,7 +333,11 @@ impl ServiceAccountsConfig {
 /// `POD_NAMESPACE` environment variable (the Helm chart sets it with the downward API) and the
 /// in-cluster ServiceAccount namespace file. All of them are protected, so a disagreement
 /// between them can only protect more.
-fn gatehouse_namespaces(configured: Option<String>, env: &dyn Source, file: &std::path::Path) -> Vec<String> {
+fn gatehouse_namespaces(
+    configured: Option<String>,
+    env: &dyn Source,
+    file: &std::path::Path,
+) -> Vec<String> {
     let from_file = std::fs::read_to_string(file).ok();
     let set: BTreeSet<String> = [configured, env.get("POD_NAMESPACE"), from_file]
         .into_iter()
@@ -1285,7 +1290,9 @@ unknownTop: 1
         // allNamespaces: every namespace but the protected ones and gatehouse's own (from the
         // setting and from POD_NAMESPACE alike).
         let c = parse(
-            &format!("{oidc}serviceAccounts: {{ allNamespaces: true, gatehouseNamespace: gh-config }}"),
+            &format!(
+                "{oidc}serviceAccounts: {{ allNamespaces: true, gatehouseNamespace: gh-config }}"
+            ),
             &env(&[("POD_NAMESPACE", "gh-pod")]),
         )
         .unwrap();
@@ -1293,7 +1300,13 @@ unknownTop: 1
         assert_eq!(sa.watched_namespaces(), None);
         let scope = sa.scope();
         assert!(scope.allows("team-a"));
-        for ns in ["kube-system", "kube-public", "kube-node-lease", "gh-config", "gh-pod"] {
+        for ns in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "gh-config",
+            "gh-pod",
+        ] {
             assert!(!scope.allows(ns), "{ns}");
         }
 
@@ -1310,9 +1323,10 @@ unknownTop: 1
             Some(vec!["kube-system".to_owned(), "team-a".to_owned()])
         );
 
-        let Err(ConfigError::Invalid(problems)) =
-            parse("serviceAccounts: { maxStaleness: 0s, allNamespaces: maybe }", &env(&[]))
-        else {
+        let Err(ConfigError::Invalid(problems)) = parse(
+            "serviceAccounts: { maxStaleness: 0s, allNamespaces: maybe }",
+            &env(&[]),
+        ) else {
             panic!("expected problems")
         };
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();

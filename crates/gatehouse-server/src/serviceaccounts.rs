@@ -349,7 +349,11 @@ mod tests {
             "serviceAccounts: {{ namespaces: [team-a], maxStaleness: {max_staleness} }}"
         )));
         let entry = idx
-            .rules_of(&sa("team-a", "dev", &[("gatehouse.dev/claim.groups", "devs")]))
+            .rules_of(&sa(
+                "team-a",
+                "dev",
+                &[("gatehouse.dev/claim.groups", "devs")],
+            ))
             .unwrap();
         idx.with_index(|i| i.upsert(entry.0, entry.1));
         idx.record_listed(0);
@@ -366,20 +370,34 @@ mod tests {
 
         idx.record_failure(0, t0, "serviceaccounts is forbidden".to_owned());
         // Retries keep failing; the clock runs from the first failure.
-        idx.record_failure(0, t0 + Duration::from_secs(30), "still forbidden".to_owned());
+        idx.record_failure(
+            0,
+            t0 + Duration::from_secs(30),
+            "still forbidden".to_owned(),
+        );
         let before = t0 + Duration::from_secs(59);
         assert!(idx.stale_reason(before).is_none());
         assert!(idx.lookup_fresh_at(&devs, false, before).is_ok());
 
         let after = t0 + Duration::from_secs(61);
         let reason = idx.stale_reason(after).expect("stale after maxStaleness");
-        assert!(reason.contains("team-a") && reason.contains("still forbidden"), "{reason}");
+        assert!(
+            reason.contains("team-a") && reason.contains("still forbidden"),
+            "{reason}"
+        );
         let refused = idx.lookup_fresh_at(&devs, false, after).unwrap_err();
-        assert!(refused.contains("serviceAccounts.maxStaleness"), "{refused}");
+        assert!(
+            refused.contains("serviceAccounts.maxStaleness"),
+            "{refused}"
+        );
         // A user the stale index maps to nothing still falls through; with fall-through off the
         // verdict "maps to nothing" would come from stale data, so that is refused too.
         let nobody = claims(json!({"groups": ["qa"]}));
-        assert!(idx.lookup_fresh_at(&nobody, false, after).unwrap().is_empty());
+        assert!(
+            idx.lookup_fresh_at(&nobody, false, after)
+                .unwrap()
+                .is_empty()
+        );
         assert!(idx.lookup_fresh_at(&nobody, true, after).is_err());
 
         // A complete list again: fresh, and the clock starts over on the next failure.
@@ -392,7 +410,9 @@ mod tests {
 
     #[test]
     fn never_listed_stream_is_not_ready_rather_than_stale() {
-        let idx = ServiceAccountIndex::new(&config("serviceAccounts: { allNamespaces: true, maxStaleness: 1s }"));
+        let idx = ServiceAccountIndex::new(&config(
+            "serviceAccounts: { allNamespaces: true, maxStaleness: 1s }",
+        ));
         let t0 = Instant::now();
         idx.record_failure(0, t0, "connection refused".to_owned());
         assert!(!idx.is_synced());
@@ -413,7 +433,14 @@ mod tests {
         let named = ServiceAccountIndex::new(&config(
             "serviceAccounts: { allNamespaces: true, namespaces: [kube-system] }",
         ));
-        assert_eq!(named.rules_of(&sa("kube-system", "x", &ann)).unwrap().1.len(), 1);
+        assert_eq!(
+            named
+                .rules_of(&sa("kube-system", "x", &ann))
+                .unwrap()
+                .1
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -113,7 +113,10 @@ async fn serviceaccount_in_kube_system_is_not_mapped_unless_listed_by_name() {
         true,
     );
     let (status, body) = self_subject_review(&tb, &gh, &alice).await;
-    assert_eq!(status, 403, "alice must not act as kube-system/{id}: {body}");
+    assert_eq!(
+        status, 403,
+        "alice must not act as kube-system/{id}: {body}"
+    );
     assert!(body.contains("maps to no ServiceAccount"), "{body}");
     assert!(
         !body.contains(&format!("system:serviceaccount:kube-system:{id}")),
@@ -262,7 +265,8 @@ rules:
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(
-        readyz.0, 503,
+        readyz.0,
+        503,
         "/readyz stayed ready with a failing watch: {}\nlog:\n{}",
         readyz.1,
         gh.log()
