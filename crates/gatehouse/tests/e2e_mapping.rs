@@ -157,10 +157,11 @@ async fn failing_serviceaccount_watch_turns_readyz_and_mapped_requests_into_503(
     let tb = Testbed::load();
     let id = format!("e2e-a14-{}", std::process::id());
     let mut cleanup = Cleanup::new(&tb);
-    admin(&tb, &["create", "namespace", &id]);
-    cleanup.later(&["delete", "namespace", &id, "--wait=false"]);
-    admin(&tb, &["create", "serviceaccount", "gatehouse", "-n", &id]);
-    let subject = format!("{id}:gatehouse");
+    // The identity lives in `default`: the test bed runs no controller-manager, so a namespace
+    // of the test's own would stay `Terminating` forever after deletion.
+    admin(&tb, &["create", "serviceaccount", &id, "-n", "default"]);
+    cleanup.later(&["delete", "serviceaccount", &id, "-n", "default"]);
+    let subject = format!("default:{id}");
     // What gatehouse needs besides reading ServiceAccounts (testbed/fixtures/40-gatehouse.yaml).
     let impersonate = format!("{id}-impersonate");
     admin(
@@ -221,7 +222,7 @@ rules:
     }
     let token = admin(
         &tb,
-        &["create", "token", "gatehouse", "-n", &id, "--duration=1h"],
+        &["create", "token", &id, "-n", "default", "--duration=1h"],
     );
     let kubeconfig = support::kubeconfig(
         dir.path(),
