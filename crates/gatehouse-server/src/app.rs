@@ -147,6 +147,9 @@ impl App {
             if !self.index.is_synced() {
                 reasons.push("ServiceAccounts have not been listed yet (check gatehouse's RBAC: list and watch serviceaccounts)".to_owned());
             }
+            reasons.extend(self.index.stale_reason(std::time::Instant::now()).map(|r| {
+                format!("{r} (mapped requests are refused with 503 until the watch recovers; check gatehouse's RBAC: list and watch serviceaccounts)")
+            }));
         }
         reasons
     }

@@ -103,7 +103,10 @@ impl Config {
             "serviceAccounts": {
                 "annotationPrefix": self.service_accounts.annotation_prefix,
                 "namespaces": self.service_accounts.namespaces,
+                "allNamespaces": self.service_accounts.all_namespaces,
                 "globalNamespaces": self.service_accounts.global_namespaces,
+                "protectedNamespaces": self.service_accounts.scope().protected().collect::<Vec<_>>(),
+                "maxStaleness": humantime::format_duration(self.service_accounts.max_staleness).to_string(),
             },
             "fallThrough": {"enabled": self.fall_through},
             "admin": self.admin.as_ref().map(|a| serde_json::json!({
@@ -310,16 +313,35 @@ impl BrowserConfig {
 pub struct ServiceAccountsConfig {
     /// Annotation prefix (default `gatehouse.dev`).
     pub annotation_prefix: String,
-    /// Namespaces whose ServiceAccounts may be mapped; all when empty.
+    /// Namespaces whose ServiceAccounts may be mapped, named one by one (`serviceAccounts.namespaces`).
     pub namespaces: Vec<String>,
+    /// Every namespace may be mapped, except the protected ones not named
+    /// (`serviceAccounts.allNamespaces`, default false).
+    pub all_namespaces: bool,
     /// Namespaces whose mapped ServiceAccounts apply in every namespace.
     pub global_namespaces: Vec<String>,
+    /// gatehouse's own namespace(s): `serviceAccounts.gatehouseNamespace`, `POD_NAMESPACE` and
+    /// the in-cluster ServiceAccount namespace file. Protected like `kube-system`.
+    pub gatehouse_namespaces: Vec<String>,
+    /// How long the ServiceAccount watch may fail before mappings are no longer trusted
+    /// (`serviceAccounts.maxStaleness`, default 5m).
+    pub max_staleness: Duration,
 }
 
+/// Where a pod finds its own namespace when the downward API does not set `POD_NAMESPACE`.
+pub const IN_CLUSTER_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
 impl ServiceAccountsConfig {
+    /// True when no namespace is mappable (neither `namespaces`, `globalNamespaces` nor
+    /// `allNamespaces` is set): gatehouse then maps nobody and watches nothing.
+    pub fn maps_nothing(&self) -> bool {
+        !self.all_namespaces && self.namespaces.is_empty() && self.global_namespaces.is_empty()
+    }
+
     /// The namespaces to watch; `None` means all namespaces.
     pub fn watched_namespaces(&self) -> Option<Vec<String>> {
-        if self.namespaces.is_empty() {
+        if self.all_namespaces {
             return None;
         }
         let set: BTreeSet<String> = self
@@ -330,6 +352,39 @@ impl ServiceAccountsConfig {
             .collect();
         Some(set.into_iter().collect())
     }
+
+    /// Which namespaces' ServiceAccounts may be mapped: those named in `namespaces` or
+    /// `globalNamespaces`, and with `allNamespaces` every other one except the protected
+    /// namespaces (`kube-system`, `kube-public`, `kube-node-lease`, gatehouse's own).
+    pub fn scope(&self) -> gatehouse_core::mapping::NamespaceScope {
+        gatehouse_core::mapping::NamespaceScope::new(
+            self.all_namespaces,
+            self.namespaces
+                .iter()
+                .chain(&self.global_namespaces)
+                .cloned(),
+            self.gatehouse_namespaces.iter().cloned(),
+        )
+    }
+}
+
+/// gatehouse's own namespace, from every place that may name it: the setting, the
+/// `POD_NAMESPACE` environment variable (the Helm chart sets it with the downward API) and the
+/// in-cluster ServiceAccount namespace file. All of them are protected, so a disagreement
+/// between them can only protect more.
+fn gatehouse_namespaces(
+    configured: Option<String>,
+    env: &dyn Source,
+    file: &std::path::Path,
+) -> Vec<String> {
+    let from_file = std::fs::read_to_string(file).ok();
+    let set: BTreeSet<String> = [configured, env.get("POD_NAMESPACE"), from_file]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    set.into_iter().collect()
 }
 
 /// The admin account.
@@ -500,28 +555,7 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         context: r.string("kubernetes.context", None),
     };
     let oidc = read_oidc(r);
-    let service_accounts = ServiceAccountsConfig {
-        annotation_prefix: r
-            .string("serviceAccounts.annotationPrefix", None)
-            .unwrap_or_else(|| "gatehouse.dev".to_owned()),
-        namespaces: r
-            .list("serviceAccounts.namespaces", None)
-            .unwrap_or_default(),
-        global_namespaces: r
-            .list(
-                "serviceAccounts.globalNamespaces",
-                Some("GLOBAL_SERVICE_ACCOUNT_NAMESPACES"),
-            )
-            .unwrap_or_default(),
-    };
-    if service_accounts.annotation_prefix.is_empty()
-        || service_accounts.annotation_prefix.contains('/')
-    {
-        r.problem(
-            "serviceAccounts.annotationPrefix",
-            "must be a non-empty annotation prefix without `/`, for example `gatehouse.dev`",
-        );
-    }
+    let service_accounts = read_service_accounts(r);
     let fall_through = r.bool("fallThrough.enabled", None).unwrap_or(true);
     let admin = read_admin(r);
     let browser = read_browser(r, oidc.is_some(), public_url.as_ref());
@@ -573,6 +607,52 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         admin,
         browser,
         limits,
+    }
+}
+
+fn read_service_accounts(r: &mut Reader<'_>) -> ServiceAccountsConfig {
+    let annotation_prefix = r
+        .string("serviceAccounts.annotationPrefix", None)
+        .unwrap_or_else(|| "gatehouse.dev".to_owned());
+    if annotation_prefix.is_empty() || annotation_prefix.contains('/') {
+        r.problem(
+            "serviceAccounts.annotationPrefix",
+            "must be a non-empty annotation prefix without `/`, for example `gatehouse.dev`",
+        );
+    }
+    let namespaces = r
+        .list("serviceAccounts.namespaces", None)
+        .unwrap_or_default();
+    let all_namespaces = r
+        .bool("serviceAccounts.allNamespaces", None)
+        .unwrap_or(false);
+    let global_namespaces = r
+        .list(
+            "serviceAccounts.globalNamespaces",
+            Some("GLOBAL_SERVICE_ACCOUNT_NAMESPACES"),
+        )
+        .unwrap_or_default();
+    let configured_own = r.string("serviceAccounts.gatehouseNamespace", None);
+    let max_staleness = r
+        .duration("serviceAccounts.maxStaleness", None)
+        .unwrap_or(Duration::from_secs(300));
+    if max_staleness < Duration::from_secs(1) {
+        r.problem(
+            "serviceAccounts.maxStaleness",
+            "must be at least 1s (the default, 5m, suits most clusters)",
+        );
+    }
+    ServiceAccountsConfig {
+        annotation_prefix,
+        namespaces,
+        all_namespaces,
+        global_namespaces,
+        gatehouse_namespaces: gatehouse_namespaces(
+            configured_own,
+            r.env,
+            std::path::Path::new(IN_CLUSTER_NAMESPACE_FILE),
+        ),
+        max_staleness,
     }
 }
 
@@ -1290,6 +1370,63 @@ unknownTop: 1
         assert_eq!(o.username_claim, "preferred_username");
         assert_eq!(c.service_accounts.global_namespaces, vec!["shared", "ops"]);
         assert_eq!(c.admin.unwrap().token_ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn mapping_every_namespace_is_an_explicit_opt_in_and_never_covers_protected_namespaces() {
+        let oidc = "oidc: { issuerUrl: https://idp.example, clientId: c }\n";
+        // Neither namespaces nor allNamespaces: nothing is mappable, nothing is watched.
+        let sa = parse(oidc, &env(&[])).unwrap().service_accounts;
+        assert!(sa.maps_nothing());
+        assert_eq!(sa.watched_namespaces(), Some(vec![]));
+        assert!(!sa.scope().allows("team-a") && !sa.scope().allows("kube-system"));
+        assert_eq!(sa.max_staleness, Duration::from_secs(300));
+
+        // allNamespaces: every namespace but the protected ones and gatehouse's own (from the
+        // setting and from POD_NAMESPACE alike).
+        let c = parse(
+            &format!(
+                "{oidc}serviceAccounts: {{ allNamespaces: true, gatehouseNamespace: gh-config }}"
+            ),
+            &env(&[("POD_NAMESPACE", "gh-pod")]),
+        )
+        .unwrap();
+        let sa = c.service_accounts;
+        assert_eq!(sa.watched_namespaces(), None);
+        let scope = sa.scope();
+        assert!(scope.allows("team-a"));
+        for ns in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "gh-config",
+            "gh-pod",
+        ] {
+            assert!(!scope.allows(ns), "{ns}");
+        }
+
+        // Listed by name, a protected namespace is mappable (and watched).
+        let sa = parse(
+            &format!("{oidc}serviceAccounts: {{ namespaces: [team-a, kube-system] }}"),
+            &env(&[]),
+        )
+        .unwrap()
+        .service_accounts;
+        assert!(sa.scope().allows("kube-system") && !sa.scope().allows("team-b"));
+        assert_eq!(
+            sa.watched_namespaces(),
+            Some(vec!["kube-system".to_owned(), "team-a".to_owned()])
+        );
+
+        let Err(ConfigError::Invalid(problems)) = parse(
+            "serviceAccounts: { maxStaleness: 0s, allNamespaces: maybe }",
+            &env(&[]),
+        ) else {
+            panic!("expected problems")
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"serviceAccounts.maxStaleness"), "{keys:?}");
+        assert!(keys.contains(&"serviceAccounts.allNamespaces"), "{keys:?}");
     }
 
     #[test]

@@ -116,7 +116,10 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                 }
             }
             Principal::Oidc(user) => {
-                let mapped = app.index.lookup(&user.claims);
+                let mapped = app
+                    .index
+                    .lookup_fresh(&user.claims, !app.config.fall_through)
+                    .map_err(ApiError::NotReady)?;
                 match app.access.choose(&mapped, &info).await {
                     Some(sa) => {
                         let mut h = vec![header_pair("impersonate-user", &sa.username())?];
