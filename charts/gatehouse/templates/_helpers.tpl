@@ -137,8 +137,8 @@ Checks that mirror the server's own, with the server's exact messages, so a wron
 {{- if and $v.tls.enabled (not $v.tls.secretName) }}
 {{- fail "tls.secretName: required when tls.enabled (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
 {{- end }}
-{{- if and $v.rbac.create (eq $v.rbac.serviceAccountScope "namespaces") (empty $v.serviceAccounts.namespaces) }}
-{{- fail "rbac.serviceAccountScope: `namespaces` needs serviceAccounts.namespaces (the namespaces gatehouse may map ServiceAccounts in); with none, gatehouse watches every namespace and needs the cluster scope" }}
+{{- if and $v.rbac.create (eq $v.rbac.serviceAccountScope "namespaces") $v.serviceAccounts.allNamespaces }}
+{{- fail "serviceAccounts.allNamespaces: needs rbac.serviceAccountScope: cluster (gatehouse then watches and impersonates ServiceAccounts in every namespace); or list the namespaces in serviceAccounts.namespaces and keep the namespaced RBAC" }}
 {{- end }}
 {{- end }}
 
@@ -168,7 +168,7 @@ the server's defaults apply.
 {{- if $k }}{{ $_ := set $c "kubernetes" $k }}{{ end }}
 {{- if $v.oidc.enabled }}
 {{- $o := dict "enabled" true "issuerUrl" $v.oidc.issuerUrl "clientId" $v.oidc.clientId }}
-{{- range $key := list "cliClientId" "usernameClaim" "clockSkew" "jwksMinRefreshInterval" "additionalScopes" "audiences" "algorithms" "additionalParameters" "userParameters" }}
+{{- range $key := list "cliClientId" "usernameClaim" "emailVerifiedWhenAbsent" "clockSkew" "jwksMinRefreshInterval" "jwksRefreshInterval" "additionalScopes" "audiences" "algorithms" "additionalParameters" "userParameters" }}
 {{- with index $v.oidc $key }}{{ $_ := set $o $key . }}{{ end }}
 {{- end }}
 {{- if $v.oidc.caBundle }}{{ $_ := set $o "caFile" (printf "%s/oidc-ca.pem" $p.config) }}{{ end }}
@@ -187,7 +187,7 @@ the server's defaults apply.
 {{- end }}
 {{- if $s }}{{ $_ := set $c "session" $s }}{{ end }}
 {{- $sa := dict }}
-{{- range $key := list "annotationPrefix" "namespaces" "globalNamespaces" }}
+{{- range $key := list "annotationPrefix" "namespaces" "allNamespaces" "globalNamespaces" "maxStaleness" }}
 {{- with index $v.serviceAccounts $key }}{{ $_ := set $sa $key . }}{{ end }}
 {{- end }}
 {{- if $sa }}{{ $_ := set $c "serviceAccounts" $sa }}{{ end }}

@@ -1,4 +1,19 @@
 //! Who a request is, and as whom gatehouse sends it to the kube-apiserver.
+//!
+//! # Security
+//! - An `email` claim is trusted only when the IdP says it verified the address:
+//!   `email_verified` must be the JSON boolean `true` ([`EmailVerified::True`]). `false`, any
+//!   other type (the string `"true"` included, which the kube-apiserver refuses too) and, by
+//!   default, an absent claim leave the address untrusted; `oidc.emailVerifiedWhenAbsent: true`
+//!   trusts an address without `email_verified` (the kube-apiserver's own rule for
+//!   `claim: email`), for IdPs that verify every address and never send the claim.
+//! - An untrusted `email` is never used: when it is the username claim (the default,
+//!   `oidc.usernameClaim: email`) the token is refused ([`IdentityError::EmailNotVerified`]),
+//!   as the kube-apiserver refuses it; otherwise it is withheld from the claims that
+//!   ServiceAccount mapping sees ([`OidcUser::claims`]), so neither a `claims` nor a
+//!   `claim.email` annotation can match an address the user typed in themselves, and it never
+//!   reaches the audit extras. [`OidcUser::email_withheld`] records why, for the user's error
+//!   messages and `/v1/whoami`.
 
 use std::collections::BTreeSet;
 
@@ -8,6 +23,72 @@ use crate::admin::AdminClaims;
 use crate::jwt::Verified;
 use crate::mapping::ServiceAccountRef;
 
+/// What a token says about its `email` claim's verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVerified {
+    /// `email_verified` is the JSON boolean `true`.
+    True,
+    /// `email_verified` is `false`.
+    False,
+    /// The token has no `email_verified` claim (or it is `null`).
+    Absent,
+    /// `email_verified` is something other than a boolean (for example the string `"true"`).
+    NotABoolean,
+}
+
+impl EmailVerified {
+    /// Reads `email_verified` from a token's claims.
+    pub fn of(claims: &Map<String, Value>) -> Self {
+        match claims.get("email_verified") {
+            Some(Value::Bool(true)) => Self::True,
+            Some(Value::Bool(false)) => Self::False,
+            None | Some(Value::Null) => Self::Absent,
+            Some(_) => Self::NotABoolean,
+        }
+    }
+}
+
+impl std::fmt::Display for EmailVerified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::True => "email_verified is true",
+            Self::False => "email_verified is false",
+            Self::Absent => "the token has no email_verified claim",
+            Self::NotABoolean => "email_verified is not the JSON boolean true",
+        })
+    }
+}
+
+/// How a verified token's claims become an [`OidcUser`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// The claim used as username (`oidc.usernameClaim`, default `email`); `sub` when absent.
+    pub username_claim: String,
+    /// Whether an `email` without an `email_verified` claim is trusted
+    /// (`oidc.emailVerifiedWhenAbsent`, default false).
+    pub email_verified_when_absent: bool,
+}
+
+impl ClaimRules {
+    /// Rules with `username_claim` and the default for an absent `email_verified` (untrusted).
+    pub fn new(username_claim: impl Into<String>) -> Self {
+        Self {
+            username_claim: username_claim.into(),
+            email_verified_when_absent: false,
+        }
+    }
+}
+
+/// Why a verified token does not make a user.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    /// The username claim is `email`, and the IdP has not verified the address.
+    #[error(
+        "gatehouse uses the email claim as username, but the identity provider has not verified this address ({0}); verify the address at the identity provider and sign in again, or ask the platform team to use another oidc.usernameClaim (such as sub)"
+    )]
+    EmailNotVerified(EmailVerified),
+}
+
 /// A user signed in with the configured OIDC issuer, after full verification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OidcUser {
@@ -16,6 +97,7 @@ pub struct OidcUser {
     /// `sub`.
     pub subject: String,
     /// The configured username claim (default `email`), or `sub` when that claim is absent.
+    /// Never an unverified `email`.
     pub username: String,
     /// `groups`, when the claim is a string list.
     pub groups: Vec<String>,
@@ -25,20 +107,38 @@ pub struct OidcUser {
     pub authorized_party: Option<String>,
     /// `exp`, unix seconds.
     pub expires_at: i64,
-    /// Every claim of the token.
+    /// The claims of the token that mapping may use: all of them, except an `email` the IdP
+    /// has not verified.
     pub claims: Map<String, Value>,
+    /// Set when the token's `email` was withheld from [`OidcUser::claims`], with why.
+    pub email_withheld: Option<EmailVerified>,
 }
 
 impl OidcUser {
-    /// Builds the user from a verified token.
-    pub fn from_verified(v: Verified, username_claim: &str) -> Self {
-        let username = v
-            .claims
-            .get(username_claim)
+    /// Builds the user from a verified token, applying `rules` (see the module's Security
+    /// section for the `email` rule).
+    pub fn from_verified(v: Verified, rules: &ClaimRules) -> Result<Self, IdentityError> {
+        let verified = EmailVerified::of(&v.claims);
+        let email_trusted = match verified {
+            EmailVerified::True => true,
+            EmailVerified::Absent => rules.email_verified_when_absent,
+            EmailVerified::False | EmailVerified::NotABoolean => false,
+        };
+        let mut claims = v.claims;
+        let mut email_withheld = None;
+        if !email_trusted && claims.contains_key("email") {
+            if rules.username_claim == "email" {
+                return Err(IdentityError::EmailNotVerified(verified));
+            }
+            claims.remove("email");
+            email_withheld = Some(verified);
+        }
+        let username = claims
+            .get(&rules.username_claim)
             .and_then(Value::as_str)
             .unwrap_or(&v.subject)
             .to_owned();
-        let groups = match v.claims.get("groups") {
+        let groups = match claims.get("groups") {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(Value::as_str)
@@ -47,7 +147,7 @@ impl OidcUser {
             Some(Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         };
-        Self {
+        Ok(Self {
             issuer: v.issuer,
             subject: v.subject,
             username,
@@ -55,8 +155,18 @@ impl OidcUser {
             audiences: v.audiences,
             authorized_party: v.authorized_party,
             expires_at: v.expires_at,
-            claims: v.claims,
-        }
+            claims,
+            email_withheld,
+        })
+    }
+
+    /// A sentence for messages when the token's `email` was withheld from mapping.
+    pub fn withheld_note(&self) -> Option<String> {
+        self.email_withheld.map(|why| {
+            format!(
+                "its email claim is not used for mapping because the identity provider has not verified the address ({why})"
+            )
+        })
     }
 }
 
@@ -146,8 +256,112 @@ mod tests {
             expires_at: 0,
             claims,
         };
-        let u = OidcUser::from_verified(v, "email");
+        let u = OidcUser::from_verified(v, &ClaimRules::new("email")).unwrap();
         assert_eq!(u.username, "s");
         assert_eq!(u.groups, vec!["a", "b"]);
+    }
+
+    fn verified(claims: Value) -> Verified {
+        Verified {
+            issuer: "i".into(),
+            subject: "s".into(),
+            audiences: vec![],
+            authorized_party: None,
+            expires_at: 0,
+            claims: serde_json::from_value(claims).unwrap(),
+        }
+    }
+
+    #[test]
+    fn email_verified_is_read_as_kubernetes_reads_it() {
+        let of = |v: Value| EmailVerified::of(&serde_json::from_value(v).unwrap());
+        assert_eq!(
+            of(serde_json::json!({"email_verified": true})),
+            EmailVerified::True
+        );
+        assert_eq!(
+            of(serde_json::json!({"email_verified": false})),
+            EmailVerified::False
+        );
+        assert_eq!(of(serde_json::json!({})), EmailVerified::Absent);
+        assert_eq!(
+            of(serde_json::json!({"email_verified": null})),
+            EmailVerified::Absent
+        );
+        for not_bool in [
+            serde_json::json!("true"),
+            serde_json::json!(1),
+            serde_json::json!([true]),
+        ] {
+            assert_eq!(
+                of(serde_json::json!({"email_verified": not_bool})),
+                EmailVerified::NotABoolean
+            );
+        }
+    }
+
+    #[test]
+    fn unverified_email_as_username_is_refused() {
+        let rules = ClaimRules::new("email");
+        for (ev, why) in [
+            (serde_json::json!(false), EmailVerified::False),
+            (serde_json::json!("true"), EmailVerified::NotABoolean),
+        ] {
+            let v = verified(serde_json::json!({"email": "boss@x", "email_verified": ev}));
+            assert_eq!(
+                OidcUser::from_verified(v, &rules),
+                Err(IdentityError::EmailNotVerified(why))
+            );
+        }
+        // Absent: refused by default, trusted only when configured.
+        let absent = || verified(serde_json::json!({"email": "boss@x"}));
+        assert_eq!(
+            OidcUser::from_verified(absent(), &rules),
+            Err(IdentityError::EmailNotVerified(EmailVerified::Absent))
+        );
+        let lenient = ClaimRules {
+            email_verified_when_absent: true,
+            ..rules.clone()
+        };
+        let u = OidcUser::from_verified(absent(), &lenient).unwrap();
+        assert_eq!(u.username, "boss@x");
+        assert_eq!(u.claims["email"], "boss@x");
+        assert_eq!(u.email_withheld, None);
+        // Even the lenient rule never trusts an explicit false.
+        let v = verified(serde_json::json!({"email": "boss@x", "email_verified": false}));
+        assert!(OidcUser::from_verified(v, &lenient).is_err());
+        // Verified: used.
+        let v = verified(serde_json::json!({"email": "a@x", "email_verified": true}));
+        let u = OidcUser::from_verified(v, &rules).unwrap();
+        assert_eq!(u.username, "a@x");
+        assert_eq!(u.claims["email"], "a@x");
+    }
+
+    #[test]
+    fn unverified_email_is_withheld_from_mapping_claims() {
+        let rules = ClaimRules::new("sub");
+        let v = verified(serde_json::json!({
+            "email": "boss@x", "email_verified": false, "groups": ["devs"], "sub": "s"
+        }));
+        let u = OidcUser::from_verified(v, &rules).unwrap();
+        assert_eq!(u.username, "s");
+        assert!(!u.claims.contains_key("email"), "{:?}", u.claims);
+        assert_eq!(u.claims["groups"], serde_json::json!(["devs"]));
+        assert_eq!(u.email_withheld, Some(EmailVerified::False));
+        assert!(
+            u.withheld_note()
+                .unwrap()
+                .contains("email_verified is false")
+        );
+        // The username claim being something else that the user controls is the operator's
+        // choice; it is taken as is.
+        let v = verified(serde_json::json!({"email": "boss@x", "preferred_username": "p"}));
+        let u = OidcUser::from_verified(v, &ClaimRules::new("preferred_username")).unwrap();
+        assert_eq!(u.username, "p");
+        assert!(!u.claims.contains_key("email"));
+        assert_eq!(u.email_withheld, Some(EmailVerified::Absent));
+        // No email at all: nothing withheld.
+        let u = OidcUser::from_verified(verified(serde_json::json!({})), &rules).unwrap();
+        assert_eq!(u.email_withheld, None);
     }
 }

@@ -12,9 +12,25 @@
 //!   happens to list our audience) from being used here.
 //! - `exp` is required; `exp`, `nbf` and `iat` are checked against the clock passed in, with a
 //!   skew bounded by [`MAX_SKEW_SECS`].
+//! - `client_id` (the client of an RFC 9068 JWT access token, which has no `azp`) must, when
+//!   present, name an accepted client too, exactly like `azp`: an access token minted for some
+//!   other client of the same IdP does not get in by listing our audience.
+//! - The `typ` header is checked, case-insensitively and with an optional `application/`
+//!   prefix (RFC 7515 §4.1.9): absent or `JWT` is accepted; `at+jwt` (RFC 9068) only when the
+//!   policy accepts access tokens ([`Policy::accepting_access_tokens`]). Every other type is
+//!   refused ([`VerifyError::WrongType`]), so a logout token (`logout+jwt`), a DPoP proof
+//!   (`dpop+jwt`), a security event token (`secevent+jwt`) or any other JWT the IdP signs with
+//!   the same keys never authenticates.
+//! - Key selection ([`select_key`]): only keys usable for verifying signatures are candidates
+//!   (`use` absent or `sig`, `key_ops` absent or holding `verify`), and only keys whose type
+//!   and curve fit the token's algorithm (RSA for `RS*`/`PS*`, EC P-256 for `ES256`, EC P-384
+//!   for `ES384`, OKP Ed25519 for `EdDSA`) and whose `alg`, when named, equals it. A token
+//!   without `kid` is checked only when exactly one key is a candidate.
 //! - The clock is an argument, so expiry is tested without sleeping.
 
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -29,6 +45,7 @@ pub struct Policy {
     authorized_parties: Vec<String>,
     algorithms: Vec<Algorithm>,
     skew_secs: u64,
+    access_tokens: bool,
 }
 
 /// Algorithms that use a public key; the only ones a [`Policy`] keeps.
@@ -55,7 +72,16 @@ impl Policy {
                 .filter(|a| is_asymmetric(*a))
                 .collect(),
             skew_secs: skew_secs.min(MAX_SKEW_SECS),
+            access_tokens: false,
         }
+    }
+
+    /// Also accepts RFC 9068 JWT access tokens (`typ: at+jwt`), as configured with
+    /// `oidc.tokenType: access_token`. Without it, only `typ` absent or `JWT` is accepted.
+    #[must_use]
+    pub fn accepting_access_tokens(mut self, yes: bool) -> Self {
+        self.access_tokens = yes;
+        self
     }
 
     /// The exact issuer string this policy accepts.
@@ -87,6 +113,21 @@ pub enum VerifyError {
     /// The key cannot be used with the token's algorithm.
     #[error("the issuer's key does not fit algorithm {0:?}")]
     KeyMismatch(Algorithm),
+    /// The only keys with the token's `kid` are not for signatures (`use: enc`, or `key_ops`
+    /// without `verify`).
+    #[error("the issuer's key {kid:?} is not a signature key (its use or key_ops say otherwise)")]
+    KeyNotForSignatures {
+        /// The `kid` from the token header.
+        kid: Option<String>,
+    },
+    /// The `typ` header names a kind of JWT that does not authenticate.
+    #[error(
+        "the token's type (typ header {found:?}) is not accepted: ID tokens (typ absent or JWT) are, JWT access tokens (typ at+jwt) only with oidc.tokenType: access_token, and other types (logout tokens, DPoP proofs, security events) never sign in"
+    )]
+    WrongType {
+        /// The `typ` header.
+        found: String,
+    },
     /// The signature does not verify.
     #[error("the signature does not verify")]
     BadSignature,
@@ -106,6 +147,12 @@ pub enum VerifyError {
     #[error("authorized party (azp) {found:?} is not an accepted client")]
     WrongAuthorizedParty {
         /// The `azp` found in the token.
+        found: String,
+    },
+    /// `client_id` (RFC 9068 access tokens) names a client that is not accepted.
+    #[error("client (client_id) {found:?} is not an accepted client")]
+    WrongClient {
+        /// The `client_id` found in the token.
         found: String,
     },
     /// The token has expired.
@@ -159,19 +206,8 @@ pub fn verify(
     if !policy.algorithms.contains(&header.alg) {
         return Err(VerifyError::AlgorithmNotAllowed(header.alg));
     }
-    let jwk = match &header.kid {
-        Some(kid) => keys.find(kid),
-        None if keys.keys.len() == 1 => keys.keys.first(),
-        None => None,
-    }
-    .ok_or_else(|| VerifyError::UnknownKey {
-        kid: header.kid.clone(),
-    })?;
-    if let Some(key_alg) = jwk.common.key_algorithm
-        && key_alg.to_string() != format!("{:?}", header.alg)
-    {
-        return Err(VerifyError::KeyMismatch(header.alg));
-    }
+    check_type(header.typ.as_deref(), policy.access_tokens)?;
+    let jwk = select_key(keys, header.kid.as_deref(), header.alg)?;
     let key = DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::KeyMismatch(header.alg))?;
 
     let mut validation = Validation::new(header.alg);
@@ -190,6 +226,111 @@ pub fn verify(
         },
     )?;
     check_claims(data.claims, policy, now)
+}
+
+/// Checks the `typ` header: absent, `JWT`, or (`access_tokens`) `at+jwt`, compared without
+/// regard to case and with an optional `application/` prefix (RFC 7515 §4.1.9, RFC 9068 §2.1).
+pub fn check_type(typ: Option<&str>, access_tokens: bool) -> Result<(), VerifyError> {
+    let Some(typ) = typ else {
+        return Ok(());
+    };
+    let lower = typ.to_ascii_lowercase();
+    let bare = lower.strip_prefix("application/").unwrap_or(&lower);
+    match bare {
+        "jwt" => Ok(()),
+        "at+jwt" if access_tokens => Ok(()),
+        _ => Err(VerifyError::WrongType {
+            found: typ.to_owned(),
+        }),
+    }
+}
+
+/// The key that verifies a token with `kid` and `alg`, among the keys that may: see the
+/// module's Security section. With a `kid`, the first candidate with that `kid`; without, the
+/// only candidate of the set.
+pub fn select_key<'a>(
+    keys: &'a JwkSet,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<&'a Jwk, VerifyError> {
+    let named: Vec<&Jwk> = keys
+        .keys
+        .iter()
+        .filter(|k| kid.is_none_or(|kid| k.common.key_id.as_deref() == Some(kid)))
+        .collect();
+    if named.is_empty() {
+        return Err(VerifyError::UnknownKey {
+            kid: kid.map(str::to_owned),
+        });
+    }
+    let signing: Vec<&Jwk> = named.into_iter().filter(|k| for_signatures(k)).collect();
+    if signing.is_empty() {
+        return Err(VerifyError::KeyNotForSignatures {
+            kid: kid.map(str::to_owned),
+        });
+    }
+    let fitting: Vec<&Jwk> = signing.into_iter().filter(|k| fits(k, alg)).collect();
+    match (kid, fitting.as_slice()) {
+        (_, []) => Err(VerifyError::KeyMismatch(alg)),
+        (Some(_), [first, ..]) | (None, [first]) => Ok(*first),
+        (None, _) => Err(VerifyError::UnknownKey { kid: None }),
+    }
+}
+
+/// Whether the key may verify signatures: `use` absent or `sig`, `key_ops` absent or holding
+/// `verify`.
+fn for_signatures(jwk: &Jwk) -> bool {
+    let use_ok = matches!(
+        jwk.common.public_key_use,
+        None | Some(PublicKeyUse::Signature)
+    );
+    let ops_ok = jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+    use_ok && ops_ok
+}
+
+/// Whether the key's type, curve and (when named) `alg` fit `alg`.
+fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && !key_algorithm_is(key_alg, alg)
+    {
+        return false;
+    }
+    match (&jwk.algorithm, alg) {
+        (
+            AlgorithmParameters::RSA(_),
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+        ) => true,
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => p.curve == EllipticCurve::P384,
+        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
+            p.curve == EllipticCurve::Ed25519
+        }
+        _ => false,
+    }
+}
+
+fn key_algorithm_is(key_alg: KeyAlgorithm, alg: Algorithm) -> bool {
+    matches!(
+        (key_alg, alg),
+        (KeyAlgorithm::RS256, Algorithm::RS256)
+            | (KeyAlgorithm::RS384, Algorithm::RS384)
+            | (KeyAlgorithm::RS512, Algorithm::RS512)
+            | (KeyAlgorithm::PS256, Algorithm::PS256)
+            | (KeyAlgorithm::PS384, Algorithm::PS384)
+            | (KeyAlgorithm::PS512, Algorithm::PS512)
+            | (KeyAlgorithm::ES256, Algorithm::ES256)
+            | (KeyAlgorithm::ES384, Algorithm::ES384)
+            | (KeyAlgorithm::EdDSA, Algorithm::EdDSA)
+    )
 }
 
 /// Checks the registered claims of a payload whose signature is already verified.
@@ -225,6 +366,17 @@ pub fn check_claims(
         }
         Some(_) => return Err(VerifyError::MissingClaim("azp")),
     };
+    match claims.get("client_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(client)) => {
+            if !policy.authorized_parties.contains(client) {
+                return Err(VerifyError::WrongClient {
+                    found: client.clone(),
+                });
+            }
+        }
+        Some(_) => return Err(VerifyError::MissingClaim("client_id")),
+    }
     let exp = int_claim(&claims, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
     if now > exp.saturating_add(skew) {
         return Err(VerifyError::Expired { exp });
@@ -467,6 +619,205 @@ mod tests {
             check(with("sub", json!(5)), NOW),
             Err(VerifyError::MissingClaim("sub"))
         );
+    }
+
+    fn sign_rsa_with(header: Header, claims: &serde_json::Value) -> String {
+        encode(
+            &header,
+            claims,
+            &EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn rsa_header(typ: Option<&str>) -> Header {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("rsa1".into());
+        h.typ = typ.map(str::to_owned);
+        h
+    }
+
+    fn key_set(keys: Vec<serde_json::Value>) -> JwkSet {
+        serde_json::from_value(json!({ "keys": keys })).unwrap()
+    }
+
+    fn rsa_jwk_with(changes: serde_json::Value) -> serde_json::Value {
+        let mut jwk: serde_json::Value = serde_json::from_str(RSA_JWK).unwrap();
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                jwk.as_object_mut().unwrap().remove(k);
+            } else {
+                jwk[k] = v.clone();
+            }
+        }
+        jwk
+    }
+
+    #[test]
+    fn typ_header_accepts_only_id_and_access_token_types() {
+        let id_only = policy();
+        let with_at = policy().accepting_access_tokens(true);
+        for typ in [None, Some("JWT"), Some("jwt"), Some("application/JWT")] {
+            let t = sign_rsa_with(rsa_header(typ), &claims());
+            assert!(verify(&t, &keys(), &id_only, NOW).is_ok(), "{typ:?}");
+            assert!(verify(&t, &keys(), &with_at, NOW).is_ok(), "{typ:?}");
+        }
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+JWT",
+        ] {
+            let t = sign_rsa_with(rsa_header(Some(typ)), &claims());
+            assert!(verify(&t, &keys(), &with_at, NOW).is_ok(), "{typ}");
+            assert_eq!(
+                verify(&t, &keys(), &id_only, NOW),
+                Err(VerifyError::WrongType { found: typ.into() }),
+                "an access token is no ID token"
+            );
+        }
+        for typ in [
+            "logout+jwt",
+            "dpop+jwt",
+            "secevent+jwt",
+            "application/logout+jwt",
+            "JOSE",
+            "",
+            "jwt ",
+        ] {
+            let t = sign_rsa_with(rsa_header(Some(typ)), &claims());
+            for p in [&id_only, &with_at] {
+                assert_eq!(
+                    verify(&t, &keys(), p, NOW),
+                    Err(VerifyError::WrongType { found: typ.into() }),
+                    "{typ:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn client_id_must_be_an_accepted_client() {
+        let p = policy().accepting_access_tokens(true);
+        let check =
+            |c: serde_json::Value| check_claims(serde_json::from_value(c).unwrap(), &p, NOW);
+        // An RFC 9068 access token: the client is in client_id, there is no azp.
+        let mut at = claims();
+        at.as_object_mut().unwrap().remove("azp");
+        at["client_id"] = json!("gatehouse-cli");
+        assert!(check(at.clone()).is_ok());
+        at["client_id"] = json!("another-client");
+        assert_eq!(
+            check(at.clone()),
+            Err(VerifyError::WrongClient {
+                found: "another-client".into()
+            })
+        );
+        at["client_id"] = json!(["gatehouse-cli"]);
+        assert_eq!(check(at), Err(VerifyError::MissingClaim("client_id")));
+        // Both present: both are checked.
+        assert!(matches!(
+            check(with("client_id", json!("another-client"))),
+            Err(VerifyError::WrongClient { .. })
+        ));
+        // Through the whole verification too.
+        let t = sign_rsa_with(
+            rsa_header(Some("at+jwt")),
+            &with("client_id", json!("another-client")),
+        );
+        assert!(matches!(
+            verify(&t, &keys(), &p, NOW),
+            Err(VerifyError::WrongClient { .. })
+        ));
+    }
+
+    #[test]
+    fn encryption_keys_are_never_candidates() {
+        let t = sign_rsa(&claims());
+        for changes in [
+            json!({"use": "enc"}),
+            json!({"use": "enc", "alg": null}),
+            json!({"use": "other"}),
+            json!({"use": null, "key_ops": ["encrypt", "wrapKey"]}),
+            json!({"key_ops": ["sign"]}),
+        ] {
+            let set = key_set(vec![rsa_jwk_with(changes.clone())]);
+            assert_eq!(
+                verify(&t, &set, &policy(), NOW),
+                Err(VerifyError::KeyNotForSignatures {
+                    kid: Some("rsa1".into())
+                }),
+                "{changes}"
+            );
+        }
+        // The same kid published twice, for encryption and for signatures: the signature key
+        // verifies.
+        let set = key_set(vec![
+            rsa_jwk_with(json!({"use": "enc", "alg": "RSA-OAEP"})),
+            rsa_jwk_with(json!({"key_ops": ["verify"]})),
+        ]);
+        assert!(verify(&t, &set, &policy(), NOW).is_ok());
+        // No kid: the one signature key of the set is the only candidate.
+        let no_kid = sign_rsa_with(Header::new(Algorithm::RS256), &claims());
+        let set = key_set(vec![
+            rsa_jwk_with(json!({"use": "enc", "alg": "RSA-OAEP", "kid": "e"})),
+            rsa_jwk_with(json!({"kid": "s"})),
+        ]);
+        assert!(verify(&no_kid, &set, &policy(), NOW).is_ok());
+        let set = key_set(vec![rsa_jwk_with(json!({"use": "enc", "alg": "RSA-OAEP"}))]);
+        assert_eq!(
+            verify(&no_kid, &set, &policy(), NOW),
+            Err(VerifyError::KeyNotForSignatures { kid: None })
+        );
+    }
+
+    #[test]
+    fn keys_of_the_wrong_type_or_curve_are_never_candidates() {
+        let es256 = {
+            let mut h = Header::new(Algorithm::ES256);
+            h.kid = Some("ec1".into());
+            encode(
+                &h,
+                &claims(),
+                &EncodingKey::from_ec_pem(EC_PRIV.as_bytes()).unwrap(),
+            )
+            .unwrap()
+        };
+        let ec: serde_json::Value = serde_json::from_str(EC_JWK).unwrap();
+        // The real key, but published as a P-384 key (without alg): not a candidate for ES256.
+        let mut p384 = ec.clone();
+        p384["crv"] = json!("P-384");
+        p384.as_object_mut().unwrap().remove("alg");
+        assert_eq!(
+            verify(&es256, &key_set(vec![p384]), &policy(), NOW),
+            Err(VerifyError::KeyMismatch(Algorithm::ES256))
+        );
+        // An RSA token naming an EC key, and a key whose alg names another algorithm.
+        let mut other_alg = rsa_jwk_with(json!({"alg": "RS512"}));
+        other_alg["kid"] = json!("rsa1");
+        assert_eq!(
+            verify(
+                &sign_rsa(&claims()),
+                &key_set(vec![other_alg]),
+                &policy(),
+                NOW
+            ),
+            Err(VerifyError::KeyMismatch(Algorithm::RS256))
+        );
+        let mut ec_as_rsa1 = ec.clone();
+        ec_as_rsa1["kid"] = json!("rsa1");
+        ec_as_rsa1.as_object_mut().unwrap().remove("alg");
+        assert_eq!(
+            verify(
+                &sign_rsa(&claims()),
+                &key_set(vec![ec_as_rsa1]),
+                &policy(),
+                NOW
+            ),
+            Err(VerifyError::KeyMismatch(Algorithm::RS256))
+        );
+        // The right curve verifies.
+        assert!(verify(&es256, &key_set(vec![ec]), &policy(), NOW).is_ok());
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! - JSON form: `<prefix>/claims: {"groups": ["devs"], "email": ["a@x"]}`
 //! - per-claim form: `<prefix>/claim.<name>: v1, v2` (comma list, each value trimmed)
 //!
+//! A per-claim value holding `=` is refused, the whole annotation ignored (with a
+//! [`RuleError`] naming it): it is almost always an LDAP distinguished name such as
+//! `cn=admins,ou=groups,dc=example,dc=com`, which the comma list would split into several
+//! unrelated rules (`dc=com` among them). Such values go in the JSON form, which holds any
+//! string: `<prefix>/claims: {"groups": ["cn=admins,ou=groups,dc=example,dc=com"]}`.
+//!
 //! A user maps to the ServiceAccount when **any** listed (claim, value) pair matches one of the
 //! user's claims. Matching is exact and case-sensitive. A claim that is a string or a list of
 //! strings can match; numbers, booleans, objects and nulls never do, so `"true"` in an
@@ -16,6 +22,18 @@
 //! whoever may annotate ServiceAccounts — the same people who can already bind roles to them.
 //! There is deliberately no wildcard and no default ServiceAccount: a user with no matching
 //! annotation maps to nothing.
+//!
+//! That is a weaker promise than it sounds: ServiceAccounts are patched by GitOps controllers,
+//! CI deployers and operators that hold `patch serviceaccounts` far more widely than anyone
+//! holds role bindings, and an annotation on a controller's ServiceAccount in `kube-system`
+//! would hand its rights to whoever the annotation names. So which namespaces are mappable
+//! is gatehouse's configuration, not the annotations' ([`NamespaceScope`]): mapping every
+//! namespace is an explicit opt-in, and even then `kube-system`, `kube-public`,
+//! `kube-node-lease` and gatehouse's own namespace ([`PROTECTED_NAMESPACES`] plus the one
+//! gatehouse runs in) are mappable only when named one by one.
+//!
+//! A comma list cannot hold a value with a comma, and an LDAP DN would silently become several
+//! rules; values with `=` are therefore refused in that form (see above), never split.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -57,6 +75,48 @@ impl ServiceAccountRef {
 impl std::fmt::Display for ServiceAccountRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Namespaces whose ServiceAccounts are never mappable unless named one by one, besides the
+/// namespace gatehouse runs in: the control plane's own accounts live there.
+pub const PROTECTED_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// Which namespaces' ServiceAccounts may be mapped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceScope {
+    all: bool,
+    named: BTreeSet<String>,
+    protected: BTreeSet<String>,
+}
+
+impl NamespaceScope {
+    /// The namespaces named one by one; with `all`, also every namespace that is not
+    /// protected. Protected: [`PROTECTED_NAMESPACES`] and `own` (gatehouse's own namespace).
+    pub fn new(
+        all: bool,
+        named: impl IntoIterator<Item = String>,
+        own: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Self {
+            all,
+            named: named.into_iter().collect(),
+            protected: PROTECTED_NAMESPACES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(own)
+                .collect(),
+        }
+    }
+
+    /// True when ServiceAccounts in `namespace` may be mapped.
+    pub fn allows(&self, namespace: &str) -> bool {
+        self.named.contains(namespace) || (self.all && !self.protected.contains(namespace))
+    }
+
+    /// The protected namespaces (mappable only when named).
+    pub fn protected(&self) -> impl Iterator<Item = &str> {
+        self.protected.iter().map(String::as_str)
     }
 }
 
@@ -107,7 +167,21 @@ pub fn rules_from_annotations(
                 });
                 continue;
             }
-            for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            let values: Vec<&str> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            if values.iter().any(|v| v.contains('=')) {
+                errors.push(RuleError {
+                    key: key.clone(),
+                    reason: format!(
+                        "the value holds `=`, so it looks like an LDAP distinguished name, which this comma-separated form would split into several values; the whole annotation is ignored. Put such values in the JSON form instead: {prefix}/claims: {{\"{claim}\": [\"cn=...,ou=...\"]}}"
+                    ),
+                });
+                continue;
+            }
+            for v in values {
                 rules.insert((claim.to_owned(), v.to_owned()));
             }
         }
@@ -256,6 +330,58 @@ mod tests {
         );
         assert_eq!(rules, vec![("sub".into(), "u1".into())]);
         assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn comma_form_value_with_equals_is_refused_and_points_to_json_form() {
+        let dn = "cn=admins,ou=groups,dc=example,dc=com";
+        let (rules, errors) = rules_from_annotations(
+            "gatehouse.dev",
+            &ann(&[
+                ("gatehouse.dev/claim.groups", dn),
+                ("gatehouse.dev/claim.sub", "u1"),
+                ("gatehouse.dev/claim.email", "a@x, b=c"),
+            ]),
+        );
+        // Neither the DN's parts (`dc=com`, ...) nor any part of a list holding `=` is a rule;
+        // other annotations still apply.
+        assert_eq!(rules, vec![("sub".into(), "u1".into())]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].key, "gatehouse.dev/claim.email");
+        assert_eq!(errors[1].key, "gatehouse.dev/claim.groups");
+        let text = errors[1].to_string();
+        assert!(text.contains("gatehouse.dev/claim.groups"), "{text}");
+        assert!(
+            text.contains(r#"gatehouse.dev/claims: {"groups""#),
+            "{text}"
+        );
+        // The JSON form holds the DN as one value.
+        let (rules, errors) = rules_from_annotations(
+            "gatehouse.dev",
+            &ann(&[("gatehouse.dev/claims", &format!(r#"{{"groups":["{dn}"]}}"#))]),
+        );
+        assert!(errors.is_empty());
+        assert_eq!(rules, vec![("groups".into(), dn.into())]);
+    }
+
+    #[test]
+    fn protected_namespaces_are_mappable_only_when_named() {
+        let all = NamespaceScope::new(true, [], ["gatehouse".to_owned()]);
+        for ns in ["kube-system", "kube-public", "kube-node-lease", "gatehouse"] {
+            assert!(
+                !all.allows(ns),
+                "{ns} must not be mappable by allNamespaces"
+            );
+        }
+        assert!(all.allows("team-a"));
+        let named = NamespaceScope::new(true, ["kube-system".to_owned()], ["gatehouse".to_owned()]);
+        assert!(named.allows("kube-system"));
+        assert!(!named.allows("kube-public"));
+        let listed = NamespaceScope::new(false, ["team-a".to_owned()], []);
+        assert!(listed.allows("team-a"));
+        assert!(!listed.allows("team-b"));
+        assert!(!listed.allows("kube-system"));
+        assert!(!NamespaceScope::default().allows("team-a"));
     }
 
     #[test]

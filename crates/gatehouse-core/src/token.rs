@@ -30,25 +30,64 @@ impl BearerToken {
         TokenFingerprint(Sha256::digest(self.expose_secret().as_bytes()).into())
     }
 
-    /// True when the token has the three dot-separated parts of a compact JWS.
-    pub fn looks_like_jwt(&self) -> bool {
-        let t = self.expose_secret();
-        t.split('.').count() == 3 && !t.contains(' ')
-    }
-
-    /// The `iss` claim read from the payload **without verifying anything**.
+    /// What the token is, read **without verifying anything**, to route it to the verifier
+    /// responsible for it.
     ///
-    /// Used only to route a token to the verifier responsible for it; every security decision
-    /// is taken after full verification by that verifier.
-    pub fn unverified_issuer(&self) -> Option<String> {
-        let payload = self.expose_secret().split('.').nth(1)?;
-        let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-        #[derive(serde::Deserialize)]
-        struct Iss {
-            iss: Option<String>,
+    /// # Security
+    /// The kube-apiserver's JWT authenticators read every token with three dot-separated parts
+    /// as a JWT, decode its segments with Go's lenient base64 (which ignores the unused low
+    /// bits of the last character) and verify the signature over the *re-encoded* segments.
+    /// So one signed token has several spellings. If gatehouse could not read one of them, it
+    /// would forward as "not ours" a token it refuses, and the kube-apiserver would accept it.
+    /// Therefore a three-part token whose segments are not canonical unpadded base64url (the
+    /// strict decoder refuses exactly the other spellings), or whose payload is not a JSON
+    /// object with a string `iss` (when present), is [`TokenShape::MalformedJwt`]: refused,
+    /// never forwarded. `accounts.google.com` is read as `https://accounts.google.com`, as the
+    /// kube-apiserver does.
+    pub fn shape(&self) -> TokenShape {
+        let t = self.expose_secret();
+        let parts: Vec<&str> = t.split('.').collect();
+        if parts.len() != 3 {
+            return TokenShape::Opaque;
         }
-        serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+        let mut decoded = Vec::with_capacity(3);
+        for part in &parts {
+            match URL_SAFE_NO_PAD.decode(part) {
+                Ok(bytes) if !part.is_empty() => decoded.push(bytes),
+                _ => return TokenShape::MalformedJwt,
+            }
+        }
+        let Ok(serde_json::Value::Object(payload)) =
+            serde_json::from_slice::<serde_json::Value>(&decoded[1])
+        else {
+            return TokenShape::MalformedJwt;
+        };
+        match payload.get("iss") {
+            None => TokenShape::Jwt { issuer: None },
+            Some(serde_json::Value::String(iss)) => TokenShape::Jwt {
+                issuer: Some(if iss == "accounts.google.com" {
+                    "https://accounts.google.com".to_owned()
+                } else {
+                    iss.clone()
+                }),
+            },
+            Some(_) => TokenShape::MalformedJwt,
+        }
     }
+}
+
+/// What a bearer token is, before any verification ([`BearerToken::shape`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenShape {
+    /// Not three dot-separated parts: not a JWT to anyone.
+    Opaque,
+    /// A compact JWS in canonical encoding, with its unverified `iss`.
+    Jwt {
+        /// The `iss` claim, when present.
+        issuer: Option<String>,
+    },
+    /// Three parts that are not a canonical JWS: refused, never forwarded.
+    MalformedJwt,
 }
 
 impl std::fmt::Debug for BearerToken {
@@ -79,20 +118,64 @@ mod tests {
         assert!(!format!("{t:?}").contains("very-secret"));
     }
 
+    fn issuer(iss: &str) -> TokenShape {
+        TokenShape::Jwt {
+            issuer: Some(iss.to_owned()),
+        }
+    }
+
     #[test]
     fn reads_unverified_issuer() {
         let t = BearerToken::new(jwt_with_payload(r#"{"iss":"https://idp"}"#));
-        assert!(t.looks_like_jwt());
-        assert_eq!(t.unverified_issuer().as_deref(), Some("https://idp"));
+        assert_eq!(t.shape(), issuer("https://idp"));
+        let google = BearerToken::new(jwt_with_payload(r#"{"iss":"accounts.google.com"}"#));
+        assert_eq!(google.shape(), issuer("https://accounts.google.com"));
+        let none = BearerToken::new(jwt_with_payload(r#"{"sub":"x"}"#));
+        assert_eq!(none.shape(), TokenShape::Jwt { issuer: None });
     }
 
     #[test]
     fn opaque_tokens_have_no_issuer() {
-        let t = BearerToken::new("ya29.opaque-cloud-token");
-        assert!(!t.looks_like_jwt());
-        assert_eq!(t.unverified_issuer(), None);
-        let garbage = BearerToken::new("a.b.c");
-        assert_eq!(garbage.unverified_issuer(), None);
+        for t in [
+            "ya29.opaque-cloud-token",
+            "k8s-aws-v1.abc",
+            "plain",
+            "a.b.c.d",
+        ] {
+            assert_eq!(BearerToken::new(t).shape(), TokenShape::Opaque, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_in_another_spelling_is_malformed_never_opaque() {
+        // `{"iss":"x"}` encodes to `eyJpc3MiOiJ4In0`; `...In1` decodes to the same bytes in
+        // Go's lenient base64 (the last character's unused bits differ).
+        let canonical = format!(
+            "{}.eyJpc3MiOiJ4In0.sig",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#)
+        );
+        assert_eq!(BearerToken::new(canonical.clone()).shape(), issuer("x"));
+        let respelled = canonical.replace("In0.", "In1.");
+        assert_eq!(
+            BearerToken::new(respelled).shape(),
+            TokenShape::MalformedJwt
+        );
+        let padded = canonical.replace("In0.", "In0=.");
+        assert_eq!(BearerToken::new(padded).shape(), TokenShape::MalformedJwt);
+        for bad in [
+            "a.b.c",
+            "..",
+            format!("{}..sig", URL_SAFE_NO_PAD.encode("{}")).as_str(),
+            jwt_with_payload("[1]").as_str(),
+            jwt_with_payload(r#"{"iss":5}"#).as_str(),
+            jwt_with_payload("not json").as_str(),
+        ] {
+            assert_eq!(
+                BearerToken::new(bad).shape(),
+                TokenShape::MalformedJwt,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! when none is, the first candidate is used and the kube-apiserver's own refusal reaches the
 //! user.
 //!
+//! A WebSocket `exec`, `attach` or `portforward` is a `GET`, so Kubernetes' RequestInfo says
+//! `get`; from Kubernetes 1.35 the kube-apiserver also requires `create` on the subresource
+//! (as SPDY's `POST` always did), while 1.34 checks only `get`. The review asks for both
+//! ([`review_verbs`]), so on any version gatehouse never picks a ServiceAccount that the
+//! cluster will refuse.
+//!
 //! Reviews are sent with the ServiceAccount's groups (`system:serviceaccounts`,
 //! `system:serviceaccounts:<ns>`, `system:authenticated`), so RBAC bound to those groups counts,
 //! exactly as it will when the impersonated request runs.
@@ -87,6 +93,20 @@ impl AccessResolver {
         sa: &ServiceAccountRef,
         info: &RequestInfo,
     ) -> Result<bool, kube::Error> {
+        for verb in review_verbs(info) {
+            if !self.review_verb(sa, info, verb).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn review_verb(
+        &self,
+        sa: &ServiceAccountRef,
+        info: &RequestInfo,
+        verb: &str,
+    ) -> Result<bool, kube::Error> {
         let (resource_attributes, non_resource_attributes) = if info.is_resource_request {
             (
                 Some(ResourceAttributes {
@@ -96,7 +116,7 @@ impl AccessResolver {
                     subresource: Some(info.subresource.clone()),
                     name: Some(info.name.clone()),
                     namespace: info.namespace.clone(),
-                    verb: Some(info.verb.clone()),
+                    verb: Some(verb.to_owned()),
                     ..Default::default()
                 }),
                 None,
@@ -106,7 +126,7 @@ impl AccessResolver {
                 None,
                 Some(NonResourceAttributes {
                     path: Some(info.path.clone()),
-                    verb: Some(info.verb.clone()),
+                    verb: Some(verb.to_owned()),
                 }),
             )
         };
@@ -126,6 +146,20 @@ impl AccessResolver {
     }
 }
 
+/// The verbs the kube-apiserver checks for `info`: `get` and `create` for a `GET` (WebSocket)
+/// `exec`, `attach` or `portforward`, else the request's own verb.
+pub fn review_verbs(info: &RequestInfo) -> Vec<&str> {
+    let connect = info.is_resource_request
+        && info.api_group.is_empty()
+        && info.resource == "pods"
+        && matches!(info.subresource.as_str(), "exec" | "attach" | "portforward");
+    if connect && info.verb == "get" {
+        vec!["get", "create"]
+    } else {
+        vec![info.verb.as_str()]
+    }
+}
+
 fn review_key(info: &RequestInfo) -> String {
     if info.is_resource_request {
         format!(
@@ -139,5 +173,33 @@ fn review_key(info: &RequestInfo) -> String {
         )
     } else {
         format!("{}|{}", info.verb, info.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::request_info::parse;
+
+    #[test]
+    fn websocket_exec_attach_portforward_are_reviewed_as_get_and_create() {
+        for sub in ["exec", "attach", "portforward"] {
+            let info = parse(
+                "GET",
+                &format!("/api/v1/namespaces/a/pods/p/{sub}"),
+                Some("command=sh"),
+            );
+            assert_eq!(review_verbs(&info), ["get", "create"], "{sub}");
+            let spdy = parse("POST", &format!("/api/v1/namespaces/a/pods/p/{sub}"), None);
+            assert_eq!(review_verbs(&spdy), ["create"], "{sub}");
+        }
+        assert_eq!(
+            review_verbs(&parse("GET", "/api/v1/namespaces/a/pods/p/log", None)),
+            ["get"]
+        );
+        assert_eq!(
+            review_verbs(&parse("GET", "/api/v1/namespaces/a/pods", None)),
+            ["list"]
+        );
     }
 }

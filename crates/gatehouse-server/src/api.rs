@@ -47,7 +47,7 @@ pub async fn whoami(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     crate::proxy::refuse_identity_headers(&headers)?;
-    let token = bearer_token(&headers);
+    let token = bearer_token(&headers)?;
     match app.authn.authenticate(token.as_ref(), unix_now()).await? {
         Authenticated::Principal(p) => match &*p {
             Principal::Admin(c) => {
@@ -91,6 +91,7 @@ pub async fn whoami(
                     "authorizedParty": u.authorized_party,
                     "expiresAt": rfc3339(u.expires_at),
                     "claims": u.claims,
+                    "emailWithheld": u.withheld_note(),
                     "serviceAccounts": mapped,
                     "kubernetes": kubernetes,
                 })))

@@ -73,6 +73,13 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The client's address (the TCP peer), when the listener recorded it.
+pub fn peer_addr<B>(req: &http::Request<B>) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
 /// RFC 3339 (seconds) for unix seconds.
 pub fn rfc3339(unix: i64) -> String {
     let secs = u64::try_from(unix).unwrap_or(0);
@@ -151,6 +158,9 @@ impl App {
             if !self.index.is_synced() {
                 reasons.push("ServiceAccounts have not been listed yet (check gatehouse's RBAC: list and watch serviceaccounts)".to_owned());
             }
+            reasons.extend(self.index.stale_reason(std::time::Instant::now()).map(|r| {
+                format!("{r} (mapped requests are refused with 503 until the watch recovers; check gatehouse's RBAC: list and watch serviceaccounts)")
+            }));
         }
         reasons
     }

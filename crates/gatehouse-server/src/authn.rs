@@ -11,7 +11,12 @@
 //! - Routing reads `iss` from the *unverified* payload, but only to choose the verifier; a token
 //!   that names gatehouse's admin issuer or the configured issuer and then fails verification is
 //!   refused with 401 and **never** falls through. Otherwise a tampered or expired token could
-//!   be replayed to the kube-apiserver hoping it is more lenient.
+//!   be replayed to the kube-apiserver hoping it is more lenient. The same holds for a
+//!   verified token whose claims make no user (an unverified `email` as username,
+//!   [`gatehouse_core::identity::IdentityError`]).
+//! - A token with the three parts of a JWT that is not a canonical one is refused, never
+//!   forwarded ([`gatehouse_core::token::BearerToken::shape`]): the kube-apiserver reads other
+//!   spellings of a signed token as that token.
 //! - With fall-through off, every token gatehouse cannot verify is refused.
 //! - Verified principals are cached by the SHA-256 of the token until the token expires (and
 //!   for at most five minutes), so a repeat request costs a hash and a map lookup. An expired
@@ -22,7 +27,7 @@ use std::time::Duration;
 
 use gatehouse_core::admin::{AdminTokenError, AdminTokens};
 use gatehouse_core::identity::{OidcUser, Principal};
-use gatehouse_core::token::{BearerToken, TokenFingerprint};
+use gatehouse_core::token::{BearerToken, TokenFingerprint, TokenShape};
 use http::HeaderMap;
 
 use crate::oidc::{OidcError, OidcVerifier};
@@ -55,12 +60,14 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-/// Reads the bearer token from the `Authorization` header.
-pub fn bearer_token(headers: &HeaderMap) -> Option<BearerToken> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| BearerToken::new(token))
+/// The bearer token of `Authorization`, for gatehouse's own endpoints: `Ok(None)` without one,
+/// and an error for every form [`crate::credentials`] refuses.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<BearerToken>, ApiError> {
+    match crate::credentials::read(headers) {
+        Ok(Some(c)) => Ok(Some(c.token)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(ApiError::Unauthorized(e.to_string())),
+    }
 }
 
 impl Authenticator {
@@ -105,10 +112,14 @@ impl Authenticator {
             }
             self.cache.invalidate(&fingerprint);
         }
-        let issuer = if token.looks_like_jwt() {
-            token.unverified_issuer()
-        } else {
-            None
+        let issuer = match token.shape() {
+            TokenShape::Opaque => None,
+            TokenShape::Jwt { issuer } => issuer,
+            TokenShape::MalformedJwt => {
+                return Err(ApiError::Unauthorized(
+                    "the token has the three parts of a JWT but is not a canonical one (base64url without padding, a JSON payload); gatehouse refuses it rather than let the kube-apiserver read it differently".to_owned(),
+                ));
+            }
         };
         if let (Some(admin), Some(iss)) = (&self.admin, &issuer)
             && iss == admin.issuer()
@@ -129,8 +140,15 @@ impl Authenticator {
         {
             return match oidc.verify(token.expose_secret(), now).await {
                 Ok(verified) => {
-                    let user = OidcUser::from_verified(verified, &oidc.config().username_claim);
-                    Ok(self.remember(fingerprint, Principal::Oidc(user)))
+                    match OidcUser::from_verified(verified, &oidc.config().claim_rules()) {
+                        Ok(user) => Ok(self.remember(fingerprint, Principal::Oidc(user))),
+                        Err(e) => {
+                            tracing::info!(reason = %e, "refused an OIDC token");
+                            Err(ApiError::Unauthorized(format!(
+                                "the token from {iss} was refused: {e}"
+                            )))
+                        }
+                    }
                 }
                 Err(OidcError::NotReady(reason)) => Err(ApiError::NotReady(format!(
                     "gatehouse cannot verify tokens from {iss} yet ({reason}); try again shortly"
@@ -213,8 +231,8 @@ mod tests {
     fn reads_bearer_header() {
         let mut h = HeaderMap::new();
         h.insert(http::header::AUTHORIZATION, "bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&h).unwrap().expose_secret(), "abc");
+        assert_eq!(bearer_token(&h).unwrap().unwrap().expose_secret(), "abc");
         h.insert(http::header::AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert!(bearer_token(&h).is_none());
+        assert!(bearer_token(&h).is_err());
     }
 }

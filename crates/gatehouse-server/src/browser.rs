@@ -208,6 +208,14 @@ impl App {
         ))
     }
 
+    /// True when the request carries gatehouse's session cookie (valid or not).
+    pub fn has_session_cookie(&self, headers: &HeaderMap) -> bool {
+        self.config
+            .browser
+            .as_ref()
+            .is_some_and(|b| read_cookie(headers, &b.cookie_name).is_some())
+    }
+
     /// The session from the request's cookie, when valid and within its lifetime.
     pub fn session_from(&self, headers: &HeaderMap) -> Option<Session> {
         let (b, codec) = (self.config.browser.as_ref()?, self.cookies.as_ref()?);
@@ -219,40 +227,38 @@ impl App {
     }
 }
 
-/// Middleware: a request without `Authorization` but with a valid session cookie is
-/// authenticated with the session's token (refreshed when due). State-changing requests and
-/// WebSocket upgrades authenticated this way must come from gatehouse's own origin (no
-/// cross-site request or cross-site WebSocket hijacking with the cookie).
+/// True for the paths that the session cookie authenticates: gatehouse's own pages (`/` and
+/// `/ui/*`, the stylesheet excepted). Everything else, the Kubernetes API proxy and `/v1/*`
+/// included, ignores the cookie.
+///
+/// # Security
+/// The proxy serves content that gatehouse does not control (a pod's or Service's `proxy`
+/// subresource, an aggregated API server) on gatehouse's own origin. If the cookie
+/// authenticated it, a link to such a page would run the attacker's script with the victim's
+/// rights, and its same-origin requests would pass every cross-site check. The web UI itself
+/// never needs the proxy from the browser: its pages call Kubernetes on the server side
+/// (`/ui/access` sends the SelfSubjectRulesReview in-process).
+pub fn cookie_authenticates(path: &str) -> bool {
+    path == "/" || (path.starts_with("/ui/") && !path.starts_with("/ui/static/"))
+}
+
+/// Middleware: a request to one of gatehouse's own pages ([`cookie_authenticates`]) without
+/// `Authorization` but with a valid session cookie is authenticated with the session's token
+/// (refreshed when due). State-changing requests authenticated this way must come from
+/// gatehouse's own origin (no cross-site request forgery with the cookie).
 pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let Some(b) = app.config.browser.as_ref() else {
         return next.run(req).await;
     };
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        return next.run(req).await;
-    }
-    // The stylesheet and the sign-in flow itself need no session (and must not refresh it).
-    let path = req.uri().path();
-    if path.starts_with("/ui/static/") || path.starts_with("/auth/") {
-        return next.run(req).await;
-    }
-    // A WebSocket client that sends its own token (kubectl's bearer subprotocol) is not
-    // overridden by the cookie.
-    if req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.contains(crate::proxy::WS_BEARER_PROTOCOL))
-        })
+    if req.headers().contains_key(header::AUTHORIZATION) || !cookie_authenticates(req.uri().path())
     {
         return next.run(req).await;
     }
     let Some(mut session) = app.session_from(req.headers()) else {
         return next.run(req).await;
     };
-    // A WebSocket upgrade (exec, attach, port-forward) is a GET that browsers send cross-site
-    // without CORS: it counts as state-changing, so it must come from gatehouse's own pages.
+    // A WebSocket upgrade is a GET that browsers send cross-site without CORS: it counts as
+    // state-changing (no UI page is one, but the rule stays if one ever is).
     let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         || req.headers().contains_key(header::UPGRADE);
     if state_changing && !same_origin(req.headers(), &public_origin(b)) {
@@ -765,6 +771,19 @@ pub async fn callback(
             StatusCode::BAD_REQUEST,
             "Sign-in nonce does not match",
             "The ID token was not issued for this sign-in (nonce mismatch). Nothing was signed in.",
+            Some(&start_again),
+        ));
+    }
+    // A2: a token whose claims make no user (an unverified email as username) would be
+    // refused on every request; say why now instead of signing in.
+    if let Err(e) = gatehouse_core::identity::OidcUser::from_verified(
+        verified.clone(),
+        &oidc.config().claim_rules(),
+    ) {
+        return with_cleared(ui::error_page(
+            StatusCode::FORBIDDEN,
+            "Sign-in refused",
+            &e.to_string(),
             Some(&start_again),
         ));
     }

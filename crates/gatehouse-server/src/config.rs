@@ -68,6 +68,9 @@ pub struct Config {
     pub browser: Option<BrowserConfig>,
     /// Limits.
     pub limits: Limits,
+    /// Peers (an ingress, a load balancer) whose `X-Forwarded-For` is kept in front of their
+    /// own address; every other client's is replaced by its address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -87,9 +90,12 @@ impl Config {
                 "scopes": o.scopes(),
                 "audiences": o.audiences,
                 "usernameClaim": o.username_claim,
+                "emailVerifiedWhenAbsent": o.email_verified_when_absent,
                 "caFile": o.ca_file,
                 "algorithms": o.algorithms.as_ref().map(|a| a.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>()),
                 "clockSkew": humantime::format_duration(o.clock_skew).to_string(),
+                "jwksMinRefreshInterval": humantime::format_duration(o.jwks_min_refresh_interval).to_string(),
+                "jwksRefreshInterval": humantime::format_duration(o.jwks_refresh_interval).to_string(),
                 "tokenType": o.token_type,
                 "additionalParameters": o.additional_parameters,
                 "userParameters": o.user_parameters.iter().map(|(k, v)| (k.clone(), serde_json::json!({"pattern": v.pattern}))).collect::<serde_json::Map<_, _>>(),
@@ -97,7 +103,10 @@ impl Config {
             "serviceAccounts": {
                 "annotationPrefix": self.service_accounts.annotation_prefix,
                 "namespaces": self.service_accounts.namespaces,
+                "allNamespaces": self.service_accounts.all_namespaces,
                 "globalNamespaces": self.service_accounts.global_namespaces,
+                "protectedNamespaces": self.service_accounts.scope().protected().collect::<Vec<_>>(),
+                "maxStaleness": humantime::format_duration(self.service_accounts.max_staleness).to_string(),
             },
             "fallThrough": {"enabled": self.fall_through},
             "admin": self.admin.as_ref().map(|a| serde_json::json!({
@@ -146,14 +155,22 @@ pub struct OidcConfig {
     pub audiences: Vec<String>,
     /// The claim used as username (default `email`).
     pub username_claim: String,
+    /// Whether an `email` claim without `email_verified` is trusted
+    /// (`oidc.emailVerifiedWhenAbsent`, default false; see `gatehouse_core::identity`).
+    pub email_verified_when_absent: bool,
     /// A PEM CA bundle for the issuer.
     pub ca_file: Option<PathBuf>,
     /// Allowed signing algorithms; from discovery when absent.
     pub algorithms: Option<Vec<Algorithm>>,
     /// Clock skew for `exp`/`nbf`/`iat` (at most 60 s).
     pub clock_skew: Duration,
-    /// The shortest interval between two JWKS fetches triggered by unknown key IDs.
+    /// The shortest interval between two JWKS fetches triggered by unknown key IDs
+    /// (`oidc.jwksMinRefreshInterval`, default 10s, at least [`JWKS_MIN_REFRESH_FLOOR`]).
     pub jwks_min_refresh_interval: Duration,
+    /// How often discovery and the JWKS are re-read when the JWKS response names no
+    /// `Cache-Control: max-age` (`oidc.jwksRefreshInterval`, default 5m, within
+    /// [`JWKS_REFRESH_BOUNDS`]).
+    pub jwks_refresh_interval: Duration,
     /// Static parameters added to every authorization request (`oidc.additionalParameters`).
     pub additional_parameters: BTreeMap<String, String>,
     /// Parameters a user may set per sign-in, each with an optional full-match pattern.
@@ -162,6 +179,17 @@ pub struct OidcConfig {
     /// access token for a resource, from resource indicators). Published in `/v1/config`.
     pub token_type: String,
 }
+
+/// The smallest `oidc.jwksMinRefreshInterval`: below it, a flood of tokens with made-up key
+/// IDs would turn into a flood of JWKS fetches at the IdP.
+pub const JWKS_MIN_REFRESH_FLOOR: Duration = Duration::from_secs(1);
+
+/// The bounds of the periodic JWKS refresh: `oidc.jwksRefreshInterval` and the JWKS response's
+/// `Cache-Control: max-age` are kept within them (at least a minute, so an IdP answering
+/// `max-age=0` is not polled in a loop; at most an hour, so a key the IdP removed stops being
+/// trusted within the hour).
+pub const JWKS_REFRESH_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(3600));
 
 /// A parameter a user may set per sign-in.
 #[derive(Debug, Clone)]
@@ -229,6 +257,20 @@ impl OidcConfig {
         ids
     }
 
+    /// How verified tokens become users (username claim, `email_verified` rule).
+    pub fn claim_rules(&self) -> gatehouse_core::identity::ClaimRules {
+        gatehouse_core::identity::ClaimRules {
+            username_claim: self.username_claim.clone(),
+            email_verified_when_absent: self.email_verified_when_absent,
+        }
+    }
+
+    /// Whether RFC 9068 JWT access tokens (`typ: at+jwt`) are accepted
+    /// (`oidc.tokenType: access_token`).
+    pub fn accepts_access_tokens(&self) -> bool {
+        self.token_type == "access_token"
+    }
+
     /// The scopes gatehouse asks for.
     pub fn scopes(&self) -> Vec<String> {
         let mut scopes: Vec<String> = ["openid", "profile", "email"].map(String::from).to_vec();
@@ -278,16 +320,35 @@ impl BrowserConfig {
 pub struct ServiceAccountsConfig {
     /// Annotation prefix (default `gatehouse.dev`).
     pub annotation_prefix: String,
-    /// Namespaces whose ServiceAccounts may be mapped; all when empty.
+    /// Namespaces whose ServiceAccounts may be mapped, named one by one (`serviceAccounts.namespaces`).
     pub namespaces: Vec<String>,
+    /// Every namespace may be mapped, except the protected ones not named
+    /// (`serviceAccounts.allNamespaces`, default false).
+    pub all_namespaces: bool,
     /// Namespaces whose mapped ServiceAccounts apply in every namespace.
     pub global_namespaces: Vec<String>,
+    /// gatehouse's own namespace(s): `serviceAccounts.gatehouseNamespace`, `POD_NAMESPACE` and
+    /// the in-cluster ServiceAccount namespace file. Protected like `kube-system`.
+    pub gatehouse_namespaces: Vec<String>,
+    /// How long the ServiceAccount watch may fail before mappings are no longer trusted
+    /// (`serviceAccounts.maxStaleness`, default 5m).
+    pub max_staleness: Duration,
 }
 
+/// Where a pod finds its own namespace when the downward API does not set `POD_NAMESPACE`.
+pub const IN_CLUSTER_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
 impl ServiceAccountsConfig {
+    /// True when no namespace is mappable (neither `namespaces`, `globalNamespaces` nor
+    /// `allNamespaces` is set): gatehouse then maps nobody and watches nothing.
+    pub fn maps_nothing(&self) -> bool {
+        !self.all_namespaces && self.namespaces.is_empty() && self.global_namespaces.is_empty()
+    }
+
     /// The namespaces to watch; `None` means all namespaces.
     pub fn watched_namespaces(&self) -> Option<Vec<String>> {
-        if self.namespaces.is_empty() {
+        if self.all_namespaces {
             return None;
         }
         let set: BTreeSet<String> = self
@@ -298,6 +359,39 @@ impl ServiceAccountsConfig {
             .collect();
         Some(set.into_iter().collect())
     }
+
+    /// Which namespaces' ServiceAccounts may be mapped: those named in `namespaces` or
+    /// `globalNamespaces`, and with `allNamespaces` every other one except the protected
+    /// namespaces (`kube-system`, `kube-public`, `kube-node-lease`, gatehouse's own).
+    pub fn scope(&self) -> gatehouse_core::mapping::NamespaceScope {
+        gatehouse_core::mapping::NamespaceScope::new(
+            self.all_namespaces,
+            self.namespaces
+                .iter()
+                .chain(&self.global_namespaces)
+                .cloned(),
+            self.gatehouse_namespaces.iter().cloned(),
+        )
+    }
+}
+
+/// gatehouse's own namespace, from every place that may name it: the setting, the
+/// `POD_NAMESPACE` environment variable (the Helm chart sets it with the downward API) and the
+/// in-cluster ServiceAccount namespace file. All of them are protected, so a disagreement
+/// between them can only protect more.
+fn gatehouse_namespaces(
+    configured: Option<String>,
+    env: &dyn Source,
+    file: &std::path::Path,
+) -> Vec<String> {
+    let from_file = std::fs::read_to_string(file).ok();
+    let set: BTreeSet<String> = [configured, env.get("POD_NAMESPACE"), from_file]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    set.into_iter().collect()
 }
 
 /// The admin account.
@@ -388,6 +482,26 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
+impl Config {
+    /// The `X-Forwarded-For` value to send upstream for a request from `peer` that carried
+    /// `client_chain`: the peer's address, after the client's chain only when the peer is a
+    /// trusted proxy. The kube-apiserver records these addresses in the audit event's
+    /// `sourceIPs` (and then its own peer, gatehouse).
+    pub fn forwarded_for(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        client_chain: Option<&str>,
+    ) -> Option<http::HeaderValue> {
+        let ip = peer?.ip().to_canonical();
+        let trusted = self.trusted_proxies.iter().any(|n| n.contains(&ip));
+        let value = match client_chain {
+            Some(chain) if trusted => format!("{chain}, {ip}"),
+            _ => ip.to_string(),
+        };
+        http::HeaderValue::from_str(&value).ok()
+    }
+}
+
 /// Loads and validates the config file at `path` with environment aliases from `env`.
 pub fn load(path: Option<&std::path::Path>, env: &dyn Source) -> Result<Config, ConfigError> {
     let text = match path {
@@ -466,28 +580,7 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         context: r.string("kubernetes.context", None),
     };
     let oidc = read_oidc(r);
-    let service_accounts = ServiceAccountsConfig {
-        annotation_prefix: r
-            .string("serviceAccounts.annotationPrefix", None)
-            .unwrap_or_else(|| "gatehouse.dev".to_owned()),
-        namespaces: r
-            .list("serviceAccounts.namespaces", None)
-            .unwrap_or_default(),
-        global_namespaces: r
-            .list(
-                "serviceAccounts.globalNamespaces",
-                Some("GLOBAL_SERVICE_ACCOUNT_NAMESPACES"),
-            )
-            .unwrap_or_default(),
-    };
-    if service_accounts.annotation_prefix.is_empty()
-        || service_accounts.annotation_prefix.contains('/')
-    {
-        r.problem(
-            "serviceAccounts.annotationPrefix",
-            "must be a non-empty annotation prefix without `/`, for example `gatehouse.dev`",
-        );
-    }
+    let service_accounts = read_service_accounts(r);
     let fall_through = r.bool("fallThrough.enabled", None).unwrap_or(true);
     let admin = read_admin(r);
     let browser = read_browser(r, oidc.is_some(), public_url.as_ref());
@@ -513,7 +606,22 @@ fn read_config(r: &mut Reader<'_>) -> Config {
             "nothing can authenticate: enable oidc, admin or fallThrough",
         );
     }
+    let trusted_proxies = r
+        .list("trustedProxies", None)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            r.parse_with("trustedProxies", c, |c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("{c:?} is not an address or CIDR (for example 10.0.0.0/8)")
+                    })
+            })
+        })
+        .collect();
     Config {
+        trusted_proxies,
         listen,
         public_url,
         tls,
@@ -549,6 +657,52 @@ pub fn cookie_names(configured: &str, secure: bool) -> (String, String) {
             configured.to_owned(),
             crate::browser::FLOW_COOKIE.to_owned(),
         )
+    }
+}
+
+fn read_service_accounts(r: &mut Reader<'_>) -> ServiceAccountsConfig {
+    let annotation_prefix = r
+        .string("serviceAccounts.annotationPrefix", None)
+        .unwrap_or_else(|| "gatehouse.dev".to_owned());
+    if annotation_prefix.is_empty() || annotation_prefix.contains('/') {
+        r.problem(
+            "serviceAccounts.annotationPrefix",
+            "must be a non-empty annotation prefix without `/`, for example `gatehouse.dev`",
+        );
+    }
+    let namespaces = r
+        .list("serviceAccounts.namespaces", None)
+        .unwrap_or_default();
+    let all_namespaces = r
+        .bool("serviceAccounts.allNamespaces", None)
+        .unwrap_or(false);
+    let global_namespaces = r
+        .list(
+            "serviceAccounts.globalNamespaces",
+            Some("GLOBAL_SERVICE_ACCOUNT_NAMESPACES"),
+        )
+        .unwrap_or_default();
+    let configured_own = r.string("serviceAccounts.gatehouseNamespace", None);
+    let max_staleness = r
+        .duration("serviceAccounts.maxStaleness", None)
+        .unwrap_or(Duration::from_secs(300));
+    if max_staleness < Duration::from_secs(1) {
+        r.problem(
+            "serviceAccounts.maxStaleness",
+            "must be at least 1s (the default, 5m, suits most clusters)",
+        );
+    }
+    ServiceAccountsConfig {
+        annotation_prefix,
+        namespaces,
+        all_namespaces,
+        global_namespaces,
+        gatehouse_namespaces: gatehouse_namespaces(
+            configured_own,
+            r.env,
+            std::path::Path::new(IN_CLUSTER_NAMESPACE_FILE),
+        ),
+        max_staleness,
     }
 }
 
@@ -656,6 +810,9 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
     let username_claim = r
         .string("oidc.usernameClaim", Some("OIDC_USERNAME_CLAIM"))
         .unwrap_or_else(|| "email".to_owned());
+    let email_verified_when_absent = r
+        .bool("oidc.emailVerifiedWhenAbsent", None)
+        .unwrap_or(false);
     let ca_file = r.path("oidc.caFile", None);
     let algorithms = r.list("oidc.algorithms", None).map(|names| {
         names
@@ -681,6 +838,22 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
     let jwks_min_refresh_interval = r
         .duration("oidc.jwksMinRefreshInterval", None)
         .unwrap_or(Duration::from_secs(10));
+    if jwks_min_refresh_interval < JWKS_MIN_REFRESH_FLOOR {
+        r.problem(
+            "oidc.jwksMinRefreshInterval",
+            "must be at least 1s: it bounds how often tokens with unknown key IDs make gatehouse fetch the issuer's key set (default 10s)",
+        );
+    }
+    let jwks_refresh_interval = r
+        .duration("oidc.jwksRefreshInterval", None)
+        .unwrap_or(Duration::from_secs(300));
+    let (floor, ceiling) = JWKS_REFRESH_BOUNDS;
+    if jwks_refresh_interval < floor || jwks_refresh_interval > ceiling {
+        r.problem(
+            "oidc.jwksRefreshInterval",
+            "must be between 1m and 1h: it is how often gatehouse re-reads the issuer's discovery document and key set when the key set's response has no Cache-Control max-age (default 5m)",
+        );
+    }
     let token_type = r
         .string("oidc.tokenType", None)
         .unwrap_or_else(|| "id_token".to_owned());
@@ -725,10 +898,12 @@ fn read_oidc(r: &mut Reader<'_>) -> Option<OidcConfig> {
         additional_scopes,
         audiences,
         username_claim,
+        email_verified_when_absent,
         ca_file,
         algorithms,
         clock_skew,
         jwks_min_refresh_interval,
+        jwks_refresh_interval,
         additional_parameters,
         user_parameters,
         token_type,
@@ -1496,6 +1671,63 @@ unknownTop: 1
     }
 
     #[test]
+    fn mapping_every_namespace_is_an_explicit_opt_in_and_never_covers_protected_namespaces() {
+        let oidc = "oidc: { issuerUrl: https://idp.example, clientId: c }\n";
+        // Neither namespaces nor allNamespaces: nothing is mappable, nothing is watched.
+        let sa = parse(oidc, &env(&[])).unwrap().service_accounts;
+        assert!(sa.maps_nothing());
+        assert_eq!(sa.watched_namespaces(), Some(vec![]));
+        assert!(!sa.scope().allows("team-a") && !sa.scope().allows("kube-system"));
+        assert_eq!(sa.max_staleness, Duration::from_secs(300));
+
+        // allNamespaces: every namespace but the protected ones and gatehouse's own (from the
+        // setting and from POD_NAMESPACE alike).
+        let c = parse(
+            &format!(
+                "{oidc}serviceAccounts: {{ allNamespaces: true, gatehouseNamespace: gh-config }}"
+            ),
+            &env(&[("POD_NAMESPACE", "gh-pod")]),
+        )
+        .unwrap();
+        let sa = c.service_accounts;
+        assert_eq!(sa.watched_namespaces(), None);
+        let scope = sa.scope();
+        assert!(scope.allows("team-a"));
+        for ns in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "gh-config",
+            "gh-pod",
+        ] {
+            assert!(!scope.allows(ns), "{ns}");
+        }
+
+        // Listed by name, a protected namespace is mappable (and watched).
+        let sa = parse(
+            &format!("{oidc}serviceAccounts: {{ namespaces: [team-a, kube-system] }}"),
+            &env(&[]),
+        )
+        .unwrap()
+        .service_accounts;
+        assert!(sa.scope().allows("kube-system") && !sa.scope().allows("team-b"));
+        assert_eq!(
+            sa.watched_namespaces(),
+            Some(vec!["kube-system".to_owned(), "team-a".to_owned()])
+        );
+
+        let Err(ConfigError::Invalid(problems)) = parse(
+            "serviceAccounts: { maxStaleness: 0s, allNamespaces: maybe }",
+            &env(&[]),
+        ) else {
+            panic!("expected problems")
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"serviceAccounts.maxStaleness"), "{keys:?}");
+        assert!(keys.contains(&"serviceAccounts.allNamespaces"), "{keys:?}");
+    }
+
+    #[test]
     fn secrets_from_files() {
         let dir = std::env::temp_dir().join(format!("gh-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1671,5 +1903,81 @@ oidc:
         .unwrap_err()
         .to_string();
         assert!(!err.contains("SECRET-CLIENT-VALUE"), "{err}");
+    }
+
+    fn oidc_problems(extra: &str) -> Vec<String> {
+        match parse(
+            &format!("oidc: {{ issuerUrl: https://i.example, clientId: c, {extra} }}"),
+            &env(&[]),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(problems)) => problems.into_iter().map(|p| p.key).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn jwks_min_refresh_interval_below_one_second_is_refused() {
+        for bad in ["0s", "0", "500ms"] {
+            assert_eq!(
+                oidc_problems(&format!("jwksMinRefreshInterval: {bad}")),
+                vec!["oidc.jwksMinRefreshInterval"],
+                "{bad}"
+            );
+        }
+        assert!(oidc_problems("jwksMinRefreshInterval: 1s").is_empty());
+        let o = parse(
+            "oidc: { issuerUrl: https://i.example, clientId: c }",
+            &env(&[]),
+        )
+        .unwrap()
+        .oidc
+        .unwrap();
+        assert_eq!(o.jwks_min_refresh_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn jwks_refresh_interval_defaults_to_five_minutes_within_bounds() {
+        let o = parse(
+            "oidc: { issuerUrl: https://i.example, clientId: c }",
+            &env(&[]),
+        )
+        .unwrap()
+        .oidc
+        .unwrap();
+        assert_eq!(o.jwks_refresh_interval, Duration::from_secs(300));
+        for bad in ["59s", "0s", "2h"] {
+            assert_eq!(
+                oidc_problems(&format!("jwksRefreshInterval: {bad}")),
+                vec!["oidc.jwksRefreshInterval"],
+                "{bad}"
+            );
+        }
+        assert!(oidc_problems("jwksRefreshInterval: 1m").is_empty());
+        assert!(oidc_problems("jwksRefreshInterval: 1h").is_empty());
+    }
+
+    #[test]
+    fn email_verified_when_absent_defaults_to_untrusted() {
+        let read = |extra: &str| {
+            parse(
+                &format!("oidc: {{ issuerUrl: https://i.example, clientId: c{extra} }}"),
+                &env(&[]),
+            )
+            .unwrap()
+            .oidc
+            .unwrap()
+        };
+        let o = read("");
+        assert!(!o.email_verified_when_absent);
+        assert_eq!(o.claim_rules().username_claim, "email");
+        assert!(!o.claim_rules().email_verified_when_absent);
+        assert!(
+            read(", emailVerifiedWhenAbsent: true")
+                .claim_rules()
+                .email_verified_when_absent
+        );
+        assert!(!o.accepts_access_tokens());
+        assert!(read(", tokenType: access_token").accepts_access_tokens());
     }
 }

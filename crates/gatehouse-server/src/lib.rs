@@ -7,6 +7,7 @@ pub mod app;
 pub mod authn;
 pub mod browser;
 pub mod config;
+pub mod credentials;
 pub mod login_guard;
 pub mod metrics;
 pub mod oidc;

@@ -11,8 +11,26 @@
 //!   header (and any bearer token in `Sec-WebSocket-Protocol`) is removed first, so the
 //!   kube-apiserver sees exactly one identity. `Impersonate-Extra-gatehouse.dev/*` carries the
 //!   original user's subject, username and issuer for the audit log.
-//! - Fall-through requests go over the anonymous pool ([`crate::upstream`]) with the client's
-//!   headers, its token included, untouched, and no impersonation.
+//! - The credential is read by [`crate::credentials`], exactly as the kube-apiserver reads it;
+//!   every ambiguous form is refused. Fall-through requests go over the anonymous pool
+//!   ([`crate::upstream`]) with no impersonation, and their credential is rebuilt from the one
+//!   token gatehouse examined (`Authorization: Bearer <token>`): every other copy (a second
+//!   header, a WebSocket bearer subprotocol) is dropped, so the kube-apiserver can only judge the
+//!   token that gatehouse judged.
+//! - A `Connection` header that names a credential, identity or framing header is refused: the
+//!   hop-by-hop rule would otherwise delete that header (for example the client's
+//!   `Authorization`, making a fall-through request anonymous) after gatehouse had read it.
+//! - `Cookie` never goes upstream: every cookie on gatehouse's origin is gatehouse's own
+//!   (upstream `Set-Cookie` and `Clear-Site-Data` are dropped), and Kubernetes passes request
+//!   headers on to pods, Services and aggregated API servers, which must never receive the
+//!   sealed, refreshable session.
+//! - Every response on a proxy path carries `Content-Security-Policy: sandbox`,
+//!   `X-Content-Type-Options: nosniff` and `Cross-Origin-Resource-Policy: same-origin`: a
+//!   page served by a pod or Service through the proxy runs no script on gatehouse's origin,
+//!   and no other site can embed it.
+//! - A client's `Audit-ID` is dropped (audit entries could be spoofed or made to collide), and
+//!   `X-Forwarded-For` is set to the client's address, which the kube-apiserver records in the
+//!   audit event's `sourceIPs`; only a peer in `trustedProxies` may add addresses before it.
 //! - Bodies stream both ways; nothing is buffered, so watches and logs flow as they come.
 
 use std::sync::Arc;
@@ -23,28 +41,26 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::identity::Principal;
 use gatehouse_core::request_info;
-use gatehouse_core::token::BearerToken;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 
 use crate::app::App;
-use crate::authn::{Authenticated, bearer_token};
+use crate::authn::Authenticated;
+use crate::credentials::{self, Credential, connection_tokens, strip_websocket_bearer};
 use crate::metrics::{RequestLabels, code_class};
 use crate::status::ApiError;
 use crate::upstream::Identity;
-
-/// The prefix of the `Sec-WebSocket-Protocol` entry that carries a bearer token.
-pub(crate) const WS_BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
 /// The prefix of the extra keys gatehouse sets on impersonated requests.
 pub const EXTRA_PREFIX: &str = "gatehouse.dev";
 
 /// The proxy handler.
 pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
-    let (auth_label, resp) = match handle(&app, req).await {
+    let (auth_label, mut resp) = match handle(&app, req).await {
         Ok((label, resp)) => (label, resp),
         Err(e) => ("refused", e.into_response()),
     };
+    secure_response_headers(resp.headers_mut());
     app.metrics
         .proxy_requests
         .get_or_create(&RequestLabels {
@@ -64,9 +80,20 @@ struct Plan {
 
 async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response), ApiError> {
     refuse_identity_headers(req.headers())?;
-    let token = bearer_token(req.headers()).or_else(|| websocket_bearer(req.headers()));
+    refuse_connection_naming_protected(req.headers())?;
+    let credential = credentials::read(req.headers()).map_err(|e| {
+        ApiError::Unauthorized(format!(
+            "{e}: gatehouse refuses credentials it could read differently from the kube-apiserver"
+        ))
+    })?;
+    if credential.is_none() && app.has_session_cookie(req.headers()) {
+        return Err(ApiError::Unauthorized(
+            "the web UI's session cookie does not authenticate Kubernetes API requests: use kubectl with a kubeconfig from `gatehouse kubeconfig` (or the web UI's kubeconfig page)".to_owned(),
+        ));
+    }
+    let token = credential.as_ref().map(|c| &c.token);
     let now = crate::app::unix_now();
-    let authenticated = app.authn.authenticate(token.as_ref(), now).await?;
+    let authenticated = app.authn.authenticate(token, now).await?;
     let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
     let plan = match authenticated {
         Authenticated::FallThrough => fall_through(),
@@ -89,7 +116,10 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                 }
             }
             Principal::Oidc(user) => {
-                let mapped = app.index.lookup(&user.claims);
+                let mapped = app
+                    .index
+                    .lookup_fresh(&user.claims, !app.config.fall_through)
+                    .map_err(ApiError::NotReady)?;
                 match app.access.choose(&mapped, &info).await {
                     Some(sa) => {
                         let mut h = vec![header_pair("impersonate-user", &sa.username())?];
@@ -102,8 +132,12 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                     }
                     None if app.config.fall_through => fall_through(),
                     None => {
+                        let why = user
+                            .withheld_note()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default();
                         return Err(ApiError::Forbidden(format!(
-                            "{} is signed in, but maps to no ServiceAccount and fall-through to Kubernetes authentication is disabled; ask your platform team to annotate a ServiceAccount with one of your claims",
+                            "{} is signed in, but maps to no ServiceAccount{why} and fall-through to Kubernetes authentication is disabled; ask your platform team to annotate a ServiceAccount with one of your claims",
                             user.username
                         )));
                     }
@@ -112,6 +146,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         },
     };
 
+    let peer = crate::app::peer_addr(&req);
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -122,13 +157,30 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     let (mut parts, body) = req.into_parts();
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers, upgrade);
+    let client_forwarded_for = forwarded_for(&headers);
     strip_forwarding(&mut headers);
+    headers.remove(header::COOKIE);
+    headers.remove("audit-id");
+    if let Some(v) = app
+        .config
+        .forwarded_for(peer, client_forwarded_for.as_deref())
+    {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.remove(header::AUTHORIZATION);
+    strip_websocket_bearer(&mut headers);
     if plan.identity == Identity::Privileged {
-        headers.remove(header::AUTHORIZATION);
-        strip_websocket_bearer(&mut headers);
         for (name, value) in plan.impersonate {
             headers.append(name, value);
         }
+    } else if let Some(Credential { token, .. }) = &credential {
+        // Fall-through: exactly the token gatehouse examined, in the one form both read alike.
+        let mut v =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
+                ApiError::Unauthorized("the bearer token is not valid header text".to_owned())
+            })?;
+        v.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, v);
     }
     let mut out = http::Request::builder()
         .method(parts.method)
@@ -173,11 +225,13 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                 Err(e) => tracing::warn!(error = %e, "upgrade failed"),
             }
         });
-        let (parts, _) = resp.into_parts();
+        let (mut parts, _) = resp.into_parts();
+        strip_upstream_state(&mut parts.headers);
         return Ok((plan.label, Response::from_parts(parts, Body::empty())));
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
+    strip_upstream_state(&mut parts.headers);
     Ok((plan.label, Response::from_parts(parts, Body::new(body))))
 }
 
@@ -241,12 +295,97 @@ pub fn refuse_identity_headers(headers: &HeaderMap) -> Result<(), ApiError> {
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// Headers a `Connection` token may not name: removing them as hop-by-hop would change who the
+/// request is, or how its body is framed, after gatehouse has read them.
+fn is_protected(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "host"
+            | "content-length"
+            | "content-type"
+            | "content-encoding"
+            | "transfer-encoding"
+            | "sec-websocket-protocol"
+            | "sec-websocket-key"
+            | "sec-websocket-version"
+            | "audit-id"
+            | "forwarded"
+            | "x-real-ip"
+    ) || name.starts_with("impersonate-")
+        || name.starts_with("x-remote-")
+        || name.starts_with("x-forwarded-")
+}
+
+/// Refuses a `Connection` header that names a credential, identity or framing header.
+pub fn refuse_connection_naming_protected(headers: &HeaderMap) -> Result<(), ApiError> {
+    match connection_tokens(headers).find(|t| is_protected(&t.to_ascii_lowercase())) {
+        Some(t) => Err(ApiError::BadRequest(format!(
+            "the Connection header names {t:?}, a credential, identity or framing header that gatehouse will not drop as hop-by-hop; remove it from Connection"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The client's `X-Forwarded-For` chain, joined (only used when the peer is a trusted proxy).
+fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Drops what an upstream could use to set or clear state in the browser for gatehouse's whole
+/// origin: cookies, site data, HSTS (`max-age=0` would erase gatehouse's own), reporting
+/// endpoints (they could collect gatehouse URLs such as `/auth/callback?code=...`), alternative
+/// services, service-worker scope, client hints, preload links and agent clustering.
+fn strip_upstream_state(headers: &mut HeaderMap) {
+    for name in [
+        "set-cookie",
+        "set-cookie2",
+        "clear-site-data",
+        "strict-transport-security",
+        "nel",
+        "report-to",
+        "reporting-endpoints",
+        "alt-svc",
+        "service-worker-allowed",
+        "origin-agent-cluster",
+        "accept-ch",
+        "critical-ch",
+        "link",
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Headers on every response of a proxy path: whatever a pod, Service or aggregated API server
+/// serves, it runs no script on gatehouse's origin, is not MIME-sniffed into HTML, and cannot be
+/// embedded by another site.
+fn secure_response_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.remove("content-security-policy-report-only");
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -292,42 +431,6 @@ fn strip_forwarding(headers: &mut HeaderMap) {
     }
     headers.remove(header::FORWARDED);
     headers.remove("x-real-ip");
-}
-
-/// A bearer token sent as a WebSocket subprotocol (browsers cannot set `Authorization`).
-fn websocket_bearer(headers: &HeaderMap) -> Option<BearerToken> {
-    use base64::Engine as _;
-    headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(|p| p.trim().strip_prefix(WS_BEARER_PROTOCOL).map(str::to_owned))
-        .and_then(|enc| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(enc.trim_end_matches('='))
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .map(BearerToken::new)
-}
-
-fn strip_websocket_bearer(headers: &mut HeaderMap) {
-    let kept: Vec<String> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && !p.starts_with(WS_BEARER_PROTOCOL))
-        .map(str::to_owned)
-        .collect();
-    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join(", "))
-    {
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
-    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -394,20 +497,65 @@ mod tests {
     }
 
     #[test]
-    fn websocket_bearer_is_read_and_stripped() {
-        use base64::Engine as _;
-        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("tok");
+    fn connection_may_not_name_credential_identity_or_framing_headers() {
+        for token in [
+            "authorization",
+            "Authorization",
+            "keep-alive, authorization",
+            "cookie",
+            "Impersonate-User",
+            "x-remote-group",
+            "content-length",
+            "transfer-encoding",
+            "sec-websocket-protocol",
+            "host",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_str(token).unwrap());
+            assert!(refuse_connection_naming_protected(&h).is_err(), "{token}");
+        }
+        for token in ["keep-alive", "close", "Upgrade", "te", "x-custom-hop"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_str(token).unwrap());
+            assert!(refuse_connection_naming_protected(&h).is_ok(), "{token}");
+        }
+    }
+
+    #[test]
+    fn upstream_cannot_set_or_clear_browser_state_and_responses_are_sandboxed() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_str(&format!("{WS_BEARER_PROTOCOL}{enc}, v4.channel.k8s.io"))
-                .unwrap(),
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("gatehouse_session=planted"),
         );
-        assert_eq!(websocket_bearer(&h).unwrap().expose_secret(), "tok");
-        strip_websocket_bearer(&mut h);
+        h.append(header::SET_COOKIE, HeaderValue::from_static("other=1"));
+        h.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+        h.insert(
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=0"),
+        );
+        h.insert("report-to", HeaderValue::from_static("{}"));
+        h.insert("nel", HeaderValue::from_static("{}"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("script-src *"),
+        );
+        strip_upstream_state(&mut h);
+        secure_response_headers(&mut h);
+        assert!(!h.contains_key(header::SET_COOKIE));
+        for gone in [
+            "clear-site-data",
+            "strict-transport-security",
+            "report-to",
+            "nel",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h.get(header::CONTENT_SECURITY_POLICY).unwrap(), "sandbox");
+        assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
         assert_eq!(
-            h.get(header::SEC_WEBSOCKET_PROTOCOL).unwrap(),
-            "v4.channel.k8s.io"
+            h.get("cross-origin-resource-policy").unwrap(),
+            "same-origin"
         );
     }
 

@@ -12,7 +12,6 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
 
 use crate::config::{Config, TlsFiles};
 
@@ -102,9 +101,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // Handlers see the TCP peer as `ConnectInfo` (admin sign-in throttling and logs).
-        let service = TowerToHyperService::new(router.clone().map_request(
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
+        // Every request learns its TCP peer (audit `sourceIPs`, login backoff, logs).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: http::Request<hyper::body::Incoming>| {
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
                 req

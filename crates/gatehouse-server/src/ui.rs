@@ -180,7 +180,7 @@ pub async fn home(
 ) -> Response {
     // Signed in: who-am-I. Only when the token is accepted (the answer is cached): a refused
     // session token would bounce between here and who-am-I's sign-in redirect forever.
-    if let Some(token) = bearer_token(&headers)
+    if let Ok(Some(token)) = bearer_token(&headers)
         && app
             .authn
             .authenticate(Some(&token), unix_now())
@@ -279,7 +279,7 @@ async fn principal(
         ))
         .into_response()
     };
-    let Some(token) = bearer_token(headers) else {
+    let Ok(Some(token)) = bearer_token(headers) else {
         return Err(to_signin());
     };
     match app.authn.authenticate(Some(&token), unix_now()).await {
@@ -413,6 +413,7 @@ struct AccessPage {
 /// `GET /ui/access?namespace=NS`: a SelfSubjectRulesReview sent through the proxy as the user.
 pub async fn access(
     State(app): State<Arc<App>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
@@ -444,6 +445,10 @@ pub async fn access(
     if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         v.set_sensitive(true);
         req.headers_mut().insert(header::AUTHORIZATION, v);
+    }
+    // The review runs as the user: the audit log gets the browser's address, as for kubectl.
+    if let Some(axum::Extension(peer)) = peer {
+        req.extensions_mut().insert(peer);
     }
     let resp = crate::proxy::proxy(State(Arc::clone(&app)), req).await;
     let status = resp.status();

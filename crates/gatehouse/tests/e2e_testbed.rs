@@ -611,8 +611,8 @@ async fn review_picks_the_allowed_serviceaccount_and_watch_sees_new_mappings() {
     let tb = Testbed::load();
     let prefix = format!("e2e-{}.gatehouse.dev", std::process::id());
     let cfg = config(&tb, false).replace(
-        "fallThrough:",
-        &format!("serviceAccounts: {{ annotationPrefix: {prefix} }}\nfallThrough:"),
+        "serviceAccounts: { allNamespaces: true }",
+        &format!("serviceAccounts: {{ annotationPrefix: {prefix}, allNamespaces: true }}"),
     );
     let gh = Gatehouse::start(&cfg, "https", true);
     let kc = gh.kubeconfig(&tb, "carol", &tb.id_token("carol", "").await);

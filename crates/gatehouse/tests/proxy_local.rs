@@ -6,6 +6,8 @@
 mod support;
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -48,30 +50,57 @@ async fn upstream(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").into()))
         .collect();
     let body = serde_json::json!({ "path": req.uri().to_string(), "headers": headers });
-    Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
+    // A hostile upstream: it tries to plant and clear cookies on gatehouse's origin and to run
+    // script there.
+    Ok(Response::builder()
+        .header("set-cookie", "gatehouse_session=planted; Path=/")
+        .header(
+            "set-cookie",
+            "__Host-gatehouse_session=planted; Path=/; Secure",
+        )
+        .header("clear-site-data", "\"cookies\"")
+        .header("content-security-policy", "script-src *")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap())
 }
 
-async fn start_upstream() -> u16 {
+/// A local upstream and the number of requests it has received.
+async fn start_upstream_counted() -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
+            let counter = Arc::clone(&counter);
             tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    upstream(req)
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(upstream))
+                    .serve_connection(TokioIo::new(stream), svc)
                     .with_upgrades()
                     .await;
             });
         }
     });
-    port
+    (port, count)
+}
+
+async fn start_upstream() -> u16 {
+    start_upstream_counted().await.0
 }
 
 const OWN_TOKEN: &str = "gatehouse-own-credential";
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
 fn start_gatehouse(upstream_port: u16) -> (Gatehouse, support::tempdir::TempDir) {
+    start_gatehouse_with(upstream_port, "")
+}
+
+fn start_gatehouse_with(upstream_port: u16, extra: &str) -> (Gatehouse, support::tempdir::TempDir) {
     let dir = support::tempdir::TempDir::new("kc");
     let kc = dir.path().join("upstream.kubeconfig");
     std::fs::write(
@@ -83,7 +112,7 @@ fn start_gatehouse(upstream_port: u16) -> (Gatehouse, support::tempdir::TempDir)
     .unwrap();
     let hash = bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap();
     let cfg = format!(
-        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}' }}\n",
+        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}' }}\n{extra}",
         kc.display()
     );
     (Gatehouse::start(&cfg, "http", true), dir)
@@ -134,7 +163,11 @@ async fn admin_requests_carry_gatehouse_identity_and_impersonation_only() {
     assert_eq!(h["impersonate-user"], "gatehouse:admin");
     assert_eq!(h["impersonate-group"], "gatehouse:admins");
     assert_eq!(h["impersonate-extra-gatehouse.dev%2fusername"], "admin");
-    assert!(h.get("x-forwarded-for").is_none() && h.get("forwarded").is_none());
+    assert_eq!(
+        h["x-forwarded-for"], "127.0.0.1",
+        "the peer, not the client's 6.6.6.6"
+    );
+    assert!(h.get("forwarded").is_none());
 }
 
 #[tokio::test]
@@ -144,6 +177,118 @@ async fn fall_through_forwards_the_users_token_untouched() {
     let h = seen["headers"].as_object().unwrap();
     assert_eq!(h["authorization"], "Bearer opaque-user-token");
     assert!(!h.keys().any(|k| k.starts_with("impersonate-")), "{h:?}");
+}
+
+#[tokio::test]
+async fn fall_through_sends_only_the_examined_token_and_no_cookie_audit_id_or_forged_address() {
+    let (gh, _kc) = start_gatehouse(start_upstream().await);
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/namespaces/x/pods", gh.url))
+        .bearer_auth("opaque-user-token")
+        .header("cookie", "gatehouse_session=sealed-session; other=1")
+        .header("audit-id", "spoofed-audit-id")
+        .header("x-forwarded-for", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Whatever the upstream serves is sandboxed and cannot touch the browser's cookies.
+    let h = resp.headers();
+    assert!(h.get("set-cookie").is_none(), "{h:?}");
+    assert!(h.get("clear-site-data").is_none(), "{h:?}");
+    assert_eq!(h["content-security-policy"], "sandbox");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cross-origin-resource-policy"], "same-origin");
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    let h = seen["headers"].as_object().unwrap();
+    assert_eq!(h["authorization"], "Bearer opaque-user-token");
+    assert!(
+        h.get("cookie").is_none(),
+        "cookies never go upstream: {h:?}"
+    );
+    assert!(h.get("audit-id").is_none(), "{h:?}");
+    assert_eq!(
+        h["x-forwarded-for"], "127.0.0.1",
+        "the real peer, not the client's claim"
+    );
+}
+
+#[tokio::test]
+async fn fall_through_websocket_bearer_is_forwarded_as_the_one_authorization_header() {
+    use base64::Engine as _;
+    let (gh, _kc) = start_gatehouse(start_upstream().await);
+    let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("opaque-ws-token");
+    let resp = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/namespaces/x/pods?watch=true", gh.url))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header(
+            "sec-websocket-protocol",
+            format!("base64url.bearer.authorization.k8s.io.{enc}, v5.channel.k8s.io"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["authorization"], "Bearer opaque-ws-token");
+    assert_eq!(h["sec-websocket-protocol"], "v5.channel.k8s.io");
+}
+
+#[tokio::test]
+async fn trusted_proxy_keeps_the_client_address_before_its_own() {
+    let (gh, _kc) =
+        start_gatehouse_with(start_upstream().await, "trustedProxies: [127.0.0.1/32]\n");
+    let seen = seen_headers(
+        &gh,
+        "opaque-user-token",
+        &[("x-forwarded-for", "203.0.113.7")],
+    )
+    .await;
+    assert_eq!(seen["headers"]["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+}
+
+#[tokio::test]
+async fn connection_naming_a_credential_header_is_refused_before_upstream() {
+    let (port, count) = start_upstream_counted().await;
+    let (gh, _kc) = start_gatehouse(port);
+    for named in [
+        "authorization",
+        "keep-alive, Authorization",
+        "cookie",
+        "content-length",
+    ] {
+        let resp = reqwest::Client::builder()
+            .http1_only()
+            .build()
+            .unwrap()
+            .get(format!("{}/api/v1/namespaces/x/pods", gh.url))
+            .bearer_auth("opaque-user-token")
+            .header("connection", named)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{named}");
+        let status: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("Connection header names"),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
 }
 
 #[tokio::test]

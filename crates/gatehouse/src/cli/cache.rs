@@ -356,6 +356,11 @@ impl Cache {
         }
     }
 
+    /// The folder of the cache, its lock, and the pinned server settings.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The cache file.
     pub fn path(&self) -> PathBuf {
         self.dir.join("tokens.json")

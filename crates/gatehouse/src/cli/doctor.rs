@@ -151,7 +151,7 @@ fn page_text(body: &str) -> String {
 /// Runs doctor. Exit status: failure when any step fails.
 pub fn run(args: DoctorArgs) -> Result<bool, CliError> {
     let cache = Cache::open(args.common.token_cache, &process_env)?;
-    let server = resolve_server(args.server.clone(), &cache)?;
+    let server = resolve_server(args.server.clone(), &cache, &args.common, false)?;
     let (ca_pem, ca_path) = read_ca(args.certificate_authority.as_ref())?;
     let entry_ca = cache
         .read()

@@ -100,6 +100,19 @@ pub enum CliError {
         /// The parameters the server allows.
         hint: String,
     },
+    /// A server's sign-in settings differ from those pinned at the first sign-in, and there
+    /// is no terminal to ask on.
+    #[error(
+        "the sign-in settings of {server} changed since they were pinned at your first sign-in: {changes}"
+    )]
+    ConfigChanged {
+        /// The server.
+        server: String,
+        /// The changes, for people.
+        changes: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// The command line or the environment is not usable.
     #[error("{reason}")]
     Usage {
@@ -150,6 +163,7 @@ impl CliError {
             | CliError::RefreshFailed { hint, .. }
             | CliError::Login { hint, .. }
             | CliError::Parameter { hint, .. }
+            | CliError::ConfigChanged { hint, .. }
             | CliError::Usage { hint, .. } => Some(hint.clone()).filter(|h| !h.is_empty()),
             CliError::Ca { .. } => Some(
                 "pass a PEM file holding the CA certificate(s) with --certificate-authority"

@@ -4,10 +4,21 @@
 //! The context has the same shape as the one the web UI offers (`ui.rs`, `kubeconfig_text`):
 //! cluster `gatehouse` with the server URL, user `gatehouse` running
 //! `gatehouse token --server URL` with `client.authentication.k8s.io/v1`.
+//!
+//! # Security
+//! - The kubeconfig is written through [`crate::cli::files::write_private`]: a create-new
+//!   (`O_EXCL`) 0600 temporary file with a random name in the kubeconfig's folder, renamed into
+//!   place, so a symlink planted at a predictable temporary name is never followed.
+//! - `login --kubeconfig` sends a kubeconfig credential to the gatehouse server. It never
+//!   picks the current context silently (that credential may belong to another cluster): it
+//!   needs `--context`, or, on a terminal, the user's yes to the current context (its name and
+//!   cluster are shown). The renewal command always names the context.
+//! - The exec plugin of a context gets `--insecure-http` only when the server is plain
+//!   `http://` to a host that is not loopback, which `resolve_server` allows only with that
+//!   flag.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -17,6 +28,7 @@ use serde_json::{Value, json};
 
 use crate::cli::cache::{Backend, Cache, Entry, Kind};
 use crate::cli::error::CliError;
+use crate::cli::files::write_private;
 use crate::cli::login::Target;
 use crate::cli::net::{self, Net, SERVER};
 use crate::cli::{Common, process_env, resolve_server};
@@ -95,6 +107,10 @@ pub fn entries(
         Backend::Auto => {}
         Backend::File => args.extend(["--token-cache", "file"]),
         Backend::Keyring => args.extend(["--token-cache", "keyring"]),
+    }
+    // Only reached with --insecure-http (see `resolve_server`): the plugin needs it too.
+    if crate::cli::insecure_http(server) {
+        args.push("--insecure-http");
     }
     let users = vec![json!({
         "name": "gatehouse",
@@ -217,7 +233,7 @@ fn to_yaml(doc: &Value) -> Result<String, CliError> {
 /// `gatehouse kubeconfig`.
 pub fn run(args: KubeconfigArgs) -> Result<(), CliError> {
     let cache = Cache::open(args.common.token_cache, &process_env)?;
-    let server = resolve_server(args.server.clone(), &cache)?;
+    let server = resolve_server(args.server.clone(), &cache, &args.common, false)?;
     let ca = ca_data(args.certificate_authority.as_ref())?;
     let direct_ca = ca_data(args.apiserver_certificate_authority.as_ref())?;
     let direct = if args.direct {
@@ -256,31 +272,6 @@ pub fn run(args: KubeconfigArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes a file atomically with mode 0600 (kubeconfigs may hold credentials of others).
-fn write_private(path: &Path, body: &[u8]) -> Result<(), CliError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
-    }
-    let tmp = path.with_extension(format!("gatehouse-{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CliError::io(format!("cannot write {}", path.display()), e)
-    })
-}
-
 /// A credential taken from a kubeconfig context.
 struct Credential {
     token: String,
@@ -300,10 +291,67 @@ fn find_named<'a>(docs: &'a [Value], key: &str, name: &str) -> Option<&'a Value>
         .find(|x| x.get("name").and_then(Value::as_str) == Some(name))
 }
 
+/// The context whose credential `login --kubeconfig` sends to `server`: the one given, else,
+/// on a terminal, the current context once the user confirms it; without a terminal a missing
+/// `--context` is an error (the current context's credential may belong to another cluster,
+/// and would be sent to a server that did not need it).
+fn pick_context(
+    docs: &[Value],
+    given: Option<&str>,
+    server: &str,
+    ask: &mut dyn FnMut(&str) -> Option<bool>,
+) -> Result<String, CliError> {
+    if let Some(c) = given {
+        return Ok(c.to_owned());
+    }
+    let current = docs
+        .iter()
+        .find_map(|d| d.get("current-context").and_then(Value::as_str))
+        .filter(|c| !c.is_empty());
+    let Some(current) = current else {
+        return Err(CliError::Usage {
+            reason:
+                "login --kubeconfig needs the context whose credential to use, and none was given"
+                    .to_owned(),
+            hint: "pick a context with --context NAME (see `kubectl config get-contexts`)"
+                .to_owned(),
+        });
+    };
+    let cluster_server = find_named(docs, "contexts", current)
+        .and_then(|c| c.pointer("/context/cluster"))
+        .and_then(Value::as_str)
+        .and_then(|cl| find_named(docs, "clusters", cl))
+        .and_then(|c| c.pointer("/cluster/server"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    match ask(&format!(
+        "No --context given: send the credential of the current context {current:?} (cluster {cluster_server}) to {server}?"
+    )) {
+        Some(true) => Ok(current.to_owned()),
+        Some(false) => Err(CliError::Usage {
+            reason: "the current context's credential was not sent".to_owned(),
+            hint: "pick a context with --context NAME (see `kubectl config get-contexts`)"
+                .to_owned(),
+        }),
+        None => Err(CliError::Usage {
+            reason: format!(
+                "login --kubeconfig without --context would send the credential of the current context {current:?} (cluster {cluster_server}) to {server}; without a terminal to confirm, nothing was sent"
+            ),
+            hint: format!(
+                "name the context explicitly: --context {} (see `kubectl config get-contexts`)",
+                crate::cli::login::shell_quote(current)
+            ),
+        }),
+    }
+}
+
+/// The credential of a kubeconfig context, and the context's name.
 fn kubeconfig_credential(
     file: Option<&Path>,
     context: Option<&str>,
-) -> Result<Credential, CliError> {
+    server: &str,
+    ask: &mut dyn FnMut(&str) -> Option<bool>,
+) -> Result<(Credential, String), CliError> {
     let paths = kubeconfig_paths(file)?;
     let mut docs = Vec::new();
     for p in &paths {
@@ -315,15 +363,7 @@ fn kubeconfig_credential(
         reason,
         hint: "pick a context with --context NAME (see `kubectl config get-contexts`)".to_owned(),
     };
-    let context = match context {
-        Some(c) => c.to_owned(),
-        None => docs
-            .iter()
-            .find_map(|d| d.get("current-context").and_then(Value::as_str))
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| usage("the kubeconfig has no current context".to_owned()))?
-            .to_owned(),
-    };
+    let context = pick_context(&docs, context, server, ask)?;
     let user_name = find_named(&docs, "contexts", &context)
         .and_then(|c| c.pointer("/context/user"))
         .and_then(Value::as_str)
@@ -336,21 +376,27 @@ fn kubeconfig_credential(
         .and_then(|u| u.get("user"))
         .ok_or_else(|| usage(format!("no user {user_name:?} in the kubeconfig")))?;
     if let Some(t) = user.get("token").and_then(Value::as_str) {
-        return Ok(Credential {
-            token: t.to_owned(),
-            expires_at: None,
-        });
+        return Ok((
+            Credential {
+                token: t.to_owned(),
+                expires_at: None,
+            },
+            context,
+        ));
     }
     if let Some(f) = user.get("tokenFile").and_then(Value::as_str) {
         let t = std::fs::read_to_string(f)
             .map_err(|e| CliError::io(format!("cannot read the token file {f}"), e))?;
-        return Ok(Credential {
-            token: t.trim().to_owned(),
-            expires_at: None,
-        });
+        return Ok((
+            Credential {
+                token: t.trim().to_owned(),
+                expires_at: None,
+            },
+            context,
+        ));
     }
     if let Some(exec) = user.get("exec") {
-        return run_exec_plugin(exec, user_name);
+        return run_exec_plugin(exec, user_name).map(|c| (c, context));
     }
     Err(usage(format!(
         "user {user_name:?} has no token, tokenFile or exec plugin (client certificates cannot be used with gatehouse)"
@@ -438,7 +484,12 @@ pub async fn login_with_kubeconfig(
     file: Option<&Path>,
     context: Option<&str>,
 ) -> Result<Entry, CliError> {
-    let cred = kubeconfig_credential(file, context)?;
+    let (cred, context) = kubeconfig_credential(
+        file,
+        context,
+        &target.server,
+        &mut crate::cli::files::confirm,
+    )?;
     let url = format!("{}/v1/whoami", target.server);
     let who: Value = net
         .get_json(SERVER, &url, Some(&cred.token))
@@ -471,15 +522,18 @@ pub async fn login_with_kubeconfig(
             crate::cli::login::shell_quote(&f.display().to_string())
         ));
     }
-    if let Some(c) = context {
-        flow.push_str(&format!(" --context {}", crate::cli::login::shell_quote(c)));
-    }
+    // The context is always named in the renewal command, so it never depends on which
+    // context is current later.
+    flow.push_str(&format!(
+        " --context {}",
+        crate::cli::login::shell_quote(&context)
+    ));
     let login_command = target.command(&flow);
     Ok(Entry {
         server: target.server.clone(),
         issuer: None,
         client_id: None,
-        parameters: BTreeMap::from([("context".to_owned(), context.unwrap_or("").to_owned())]),
+        parameters: BTreeMap::from([("context".to_owned(), context)]),
         kind: Kind::Kubeconfig,
         token: cred.token,
         refresh_token: None,
@@ -492,7 +546,7 @@ pub async fn login_with_kubeconfig(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -548,6 +602,92 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(err.contains("is not a valid kubeconfig"), "{err}");
         assert!(!err.contains("SECRET-TOKEN-VALUE"), "{err}");
+    }
+
+    /// A symlink planted at the temporary name the kubeconfig write used to take (predictable:
+    /// `<name>.gatehouse-<pid>.tmp`) is not followed: its target is not written, and the
+    /// kubeconfig itself ends up a regular 0600 file with the new content.
+    #[test]
+    fn kubeconfig_write_does_not_follow_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("gatehouse-kc-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let predictable = path.with_extension(format!("gatehouse-{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &predictable).unwrap();
+        write_private(&path, b"apiVersion: v1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "{meta:?}");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "apiVersion: v1\n");
+        // The planted link is left alone (it is not ours to remove).
+        assert!(
+            std::fs::symlink_metadata(&predictable)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Without --context and without a terminal, nothing is sent: the error names the current
+    /// context (and its cluster) and the flag; on a terminal the user is asked first.
+    #[test]
+    fn login_with_kubeconfig_without_context_needs_a_terminal_or_the_flag() {
+        let docs = vec![json!({
+            "current-context": "prod",
+            "clusters": [{"name": "prod-cluster", "cluster": {"server": "https://prod:6443"}}],
+            "contexts": [{"name": "prod", "context": {"cluster": "prod-cluster", "user": "admin"}}],
+        })];
+        let err = pick_context(&docs, None, "https://gh", &mut |_| None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"prod\"")
+                && text.contains("https://prod:6443")
+                && text.contains("https://gh"),
+            "{text}"
+        );
+        assert!(
+            err.hint().unwrap().contains("--context prod"),
+            "{:?}",
+            err.hint()
+        );
+        let mut asked = Vec::new();
+        let got = pick_context(&docs, None, "https://gh", &mut |q| {
+            asked.push(q.to_owned());
+            Some(true)
+        })
+        .unwrap();
+        assert_eq!(got, "prod");
+        assert!(
+            asked[0].contains("https://gh") && asked[0].contains("prod"),
+            "{asked:?}"
+        );
+        assert!(pick_context(&docs, None, "https://gh", &mut |_| Some(false)).is_err());
+        // An explicit context needs no question.
+        let got = pick_context(&docs, Some("dev"), "https://gh", &mut |_| {
+            panic!("no question with --context")
+        })
+        .unwrap();
+        assert_eq!(got, "dev");
+    }
+
+    #[test]
+    fn the_plugin_keeps_insecure_http_for_a_remote_http_server() {
+        let (_, users, _) = entries("http://gh.lab:8080", None, None, Backend::Auto);
+        assert_eq!(
+            users[0]["user"]["exec"]["args"],
+            json!(["token", "--server", "http://gh.lab:8080", "--insecure-http"])
+        );
+        let (_, users, _) = entries("http://127.0.0.1:8080", None, None, Backend::Auto);
+        assert_eq!(
+            users[0]["user"]["exec"]["args"],
+            json!(["token", "--server", "http://127.0.0.1:8080"])
+        );
     }
 
     #[test]

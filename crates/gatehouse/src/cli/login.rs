@@ -8,6 +8,14 @@
 //! - The loopback listener binds 127.0.0.1 only and answers one path; a request with a wrong
 //!   `state` gets a failure page and does not end the wait (a local process cannot abort or
 //!   hijack the sign-in by guessing).
+//! - Connections to the listener are read concurrently, each with one deadline for its whole
+//!   request head (10 s, not per read) and at most 64 at once: a local process that connects
+//!   and sends nothing, or drips a byte at a time, cannot park the sign-in; the browser's
+//!   redirect is served beside it. Accept errors (out of file descriptors) pause the loop
+//!   instead of ending the sign-in.
+//! - Before the IdP is contacted, the server's `/v1/config` is checked against what it said at
+//!   the first sign-in ([`crate::cli::pin`]): a change is asked about, or refused without a
+//!   terminal, and the audiences the scopes and parameters add are shown.
 //! - The ID token is verified (signature against the IdP's JWKS, `iss`, `aud`, `azp`, expiry,
 //!   `nonce`) before it is stored.
 //! - User parameters are checked against the server's list and patterns before the browser is
@@ -28,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::cli::cache::{Entry, Kind, TokenType};
 use crate::cli::error::CliError;
 use crate::cli::net::{self, Discovery, IDP, Net, OidcSettings, SERVER, TokenResponse};
+use crate::cli::pin::ServerPin;
 use crate::cli::spinner::Spinner;
 
 /// What the login needs besides the flow.
@@ -45,6 +54,10 @@ pub struct Target {
     pub offline_access: bool,
     /// Which token to hand to kubectl (`--token-type`; else the server's `tokenType`).
     pub token_type: Option<crate::cli::cache::TokenType>,
+    /// The server's settings pinned at the first sign-in (see [`crate::cli::pin`]).
+    pub pinned: Option<ServerPin>,
+    /// `--accept-config-change`: a change from `pinned` is accepted without asking.
+    pub accept_config_change: bool,
 }
 
 impl Target {
@@ -71,8 +84,13 @@ impl Target {
             Some(crate::cli::cache::TokenType::IdToken) if oidc => " --token-type id-token",
             _ => "",
         };
+        let insecure = if crate::cli::insecure_http(&self.server) {
+            " --insecure-http"
+        } else {
+            ""
+        };
         format!(
-            "gatehouse login {flow} {}{}{}{}{token_type}",
+            "gatehouse login {flow} {}{insecure}{}{}{}{token_type}",
             shell_quote(&self.server),
             self.ca_flag(),
             if oidc {
@@ -194,11 +212,13 @@ fn random_secrets() -> Result<FlowSecrets, CliError> {
     Ok(FlowSecrets::from_random(&bytes))
 }
 
-/// The server config and discovery, with OIDC required.
+/// The server config and discovery, with OIDC required. The config is checked against the
+/// server's pin first (see [`crate::cli::pin`]): a change is asked about, or refused without a
+/// terminal, before the IdP is contacted. Returns the settings to pin after the sign-in.
 pub async fn oidc_context(
     net: &Net,
     target: &Target,
-) -> Result<(OidcSettings, Discovery), CliError> {
+) -> Result<(OidcSettings, Discovery, ServerPin), CliError> {
     let config = net.server_config(&target.server).await?;
     let Some(oidc) = config.oidc else {
         return Err(CliError::Usage {
@@ -210,8 +230,18 @@ pub async fn oidc_context(
             },
         });
     };
+    let pin = ServerPin::from_settings(&oidc);
+    let user: BTreeMap<String, String> = target.params.iter().cloned().collect();
+    crate::cli::pin::check(
+        &target.server,
+        target.pinned.as_ref(),
+        &pin,
+        &user,
+        target.accept_config_change,
+        &mut crate::cli::files::confirm,
+    )?;
     let d = net.discovery(&oidc.issuer_url).await?;
-    Ok((oidc, d))
+    Ok((oidc, d, pin))
 }
 
 /// The token type for a sign-in: the flag, else the server's setting, else the ID token.
@@ -301,9 +331,13 @@ pub struct SsoOptions {
     pub timeout: Duration,
 }
 
-/// The browser flow. Returns the entry to store.
-pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry, CliError> {
-    let (oidc, d) = oidc_context(net, target).await?;
+/// The browser flow. Returns the entry and the server's settings to store.
+pub async fn sso(
+    net: &Net,
+    target: &Target,
+    opts: &SsoOptions,
+) -> Result<(Entry, ServerPin), CliError> {
+    let (oidc, d, pin) = oidc_context(net, target).await?;
     let params = parameters(&oidc, &target.params)?;
     let scopes = scopes(&oidc, &d, target.offline_access);
     let listener = TcpListener::bind(("127.0.0.1", opts.callback_port))
@@ -384,7 +418,7 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<Entry,
             });
         }
     };
-    Ok(oidc_entry(target, &oidc, params, signed_in, command))
+    Ok((oidc_entry(target, &oidc, params, signed_in, command), pin))
 }
 
 /// Adds a hint to an IdP refusal caused by `offline_access` (Keycloak refuses it for users
@@ -455,37 +489,141 @@ fn page_failed(reason: &str) -> String {
     )
 }
 
+/// How long one connection to the loopback listener may take to send its whole request head.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long writing an answer page may take.
+const RESPONSE_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections read at once; more are closed at once (each is bounded by
+/// [`REQUEST_DEADLINE`], so the slots free up).
+const MAX_CONNECTIONS: usize = 64;
+
 async fn respond(stream: &mut TcpStream, status: &str, body: &str) {
     let head = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nreferrer-policy: no-referrer\r\nconnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    // A client that does not read its answer cannot hold the listener either.
+    let _ = tokio::time::timeout(RESPONSE_DEADLINE, async {
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
-/// Reads the request line's target (path and query) of one HTTP/1 request.
-async fn read_target(stream: &mut TcpStream) -> Option<String> {
+/// Why a request head could not be read.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadError {
+    /// The whole head did not arrive within the deadline.
+    Timeout,
+    /// Not an HTTP/1 `GET` request line (or the connection closed early, or sent too much).
+    Bad,
+}
+
+/// Reads the request line's target (path and query) of one HTTP/1 `GET` request. The whole
+/// head must arrive within `deadline` (one deadline for the request, not one per read, so a
+/// client dripping a byte at a time is cut off), and be at most 16 KiB.
+async fn read_target(stream: &mut TcpStream, deadline: Duration) -> Result<String, ReadError> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 || buf.len() > 16 * 1024 {
-            break;
+    let read_head = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.map_err(|_| ReadError::Bad)?;
+            if n == 0 || buf.len() > 16 * 1024 {
+                return Err(ReadError::Bad);
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = buf.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?.trim_end();
+        Ok(())
+    };
+    tokio::time::timeout(deadline, read_head)
+        .await
+        .map_err(|_| ReadError::Timeout)??;
+    let line = buf.split(|b| *b == b'\n').next().ok_or(ReadError::Bad)?;
+    let line = std::str::from_utf8(line)
+        .map_err(|_| ReadError::Bad)?
+        .trim_end();
     let mut parts = line.split(' ');
-    (parts.next()? == "GET").then_some(())?;
-    parts.next().map(str::to_owned)
+    if parts.next() != Some("GET") {
+        return Err(ReadError::Bad);
+    }
+    parts.next().map(str::to_owned).ok_or(ReadError::Bad)
 }
 
+/// What a connection to the loopback listener brought, once it proved it belongs to this
+/// sign-in (its `state` matches).
+enum Arrival {
+    /// The authorization code.
+    Code(String),
+    /// The IdP's error, as a sentence.
+    Refused(String),
+}
+
+/// Reads and checks one connection. Anything that is not this sign-in's answer is answered
+/// here (400, 404, 408) and yields `None`; the answer of this sign-in is handed back with its
+/// connection, to be answered after the code exchange.
+async fn examine(
+    mut stream: TcpStream,
+    state: String,
+    deadline: Duration,
+) -> Option<(TcpStream, Arrival)> {
+    let target = match read_target(&mut stream, deadline).await {
+        Ok(t) => t,
+        Err(ReadError::Timeout) => {
+            respond(&mut stream, "408 Request Timeout", &page_failed("too slow")).await;
+            return None;
+        }
+        Err(ReadError::Bad) => {
+            respond(&mut stream, "400 Bad Request", &page_failed("bad request")).await;
+            return None;
+        }
+    };
+    let Ok(url) = url::Url::parse(&format!("http://127.0.0.1{target}")) else {
+        respond(&mut stream, "400 Bad Request", &page_failed("bad request")).await;
+        return None;
+    };
+    if url.path() != "/callback" {
+        respond(&mut stream, "404 Not Found", &page_failed("not found")).await;
+        return None;
+    }
+    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    let state_ok = q
+        .get("state")
+        .is_some_and(|s| net::secrets_equal(s, &state));
+    if !state_ok {
+        // Not this sign-in's answer: refuse it and keep waiting for the real one.
+        respond(
+            &mut stream,
+            "400 Bad Request",
+            &page_failed("This answer does not belong to the sign-in running in your terminal (state mismatch)."),
+        )
+        .await;
+        return None;
+    }
+    if let Some(error) = q.get("error") {
+        let description = q.get("error_description").cloned().unwrap_or_default();
+        let reason = if description.is_empty() {
+            format!("the identity provider refused the sign-in: {error}")
+        } else {
+            format!("the identity provider refused the sign-in: {error} ({description})")
+        };
+        return Some((stream, Arrival::Refused(reason)));
+    }
+    let Some(code) = q.get("code").cloned() else {
+        respond(
+            &mut stream,
+            "400 Bad Request",
+            &page_failed("no authorization code"),
+        )
+        .await;
+        return None;
+    };
+    Some((stream, Arrival::Code(code)))
+}
+
+/// Waits for this sign-in's redirect on the loopback listener. Connections are read
+/// concurrently, each within [`REQUEST_DEADLINE`], so a local process that connects and sends
+/// nothing, or drips bytes, never delays the browser's redirect.
 async fn wait_for_callback<F, Fut, T>(
     listener: &TcpListener,
     secrets: &FlowSecrets,
@@ -495,60 +633,38 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<T, CliError>>,
 {
-    loop {
-        let (mut stream, _) = listener
-            .accept()
-            .await
-            .map_err(|e| CliError::io("the loopback listener failed", e))?;
-        let Some(target) = read_target(&mut stream).await else {
-            respond(&mut stream, "400 Bad Request", &page_failed("bad request")).await;
-            continue;
-        };
-        let Ok(url) = url::Url::parse(&format!("http://127.0.0.1{target}")) else {
-            respond(&mut stream, "400 Bad Request", &page_failed("bad request")).await;
-            continue;
-        };
-        if url.path() != "/callback" {
-            respond(&mut stream, "404 Not Found", &page_failed("not found")).await;
-            continue;
+    let mut pending = tokio::task::JoinSet::new();
+    let (mut stream, arrival) = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if pending.len() < MAX_CONNECTIONS => {
+                    pending.spawn(examine(stream, secrets.state.clone(), REQUEST_DEADLINE));
+                }
+                // Too many at once: close this one. Each open one ends within
+                // REQUEST_DEADLINE, freeing its slot for the browser's redirect.
+                Ok((stream, _)) => drop(stream),
+                // Out of file descriptors and the like: pause instead of ending the sign-in
+                // (the caller's timeout bounds the wait).
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            Some(done) = pending.join_next(), if !pending.is_empty() => {
+                if let Ok(Some(found)) = done {
+                    break found;
+                }
+            }
         }
-        let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
-        let state_ok = q
-            .get("state")
-            .is_some_and(|s| net::secrets_equal(s, &secrets.state));
-        if !state_ok {
-            // Not this sign-in's answer: refuse it and keep waiting for the real one.
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                &page_failed("This answer does not belong to the sign-in running in your terminal (state mismatch)."),
-            )
-            .await;
-            continue;
-        }
-        if let Some(error) = q.get("error") {
-            let description = q.get("error_description").cloned().unwrap_or_default();
-            let reason = if description.is_empty() {
-                format!("the identity provider refused the sign-in: {error}")
-            } else {
-                format!("the identity provider refused the sign-in: {error} ({description})")
-            };
+    };
+    // The other connections are dropped (their tasks aborted) with `pending`.
+    drop(pending);
+    match arrival {
+        Arrival::Refused(reason) => {
             respond(&mut stream, "200 OK", &page_failed(&reason)).await;
-            return Err(CliError::Login {
+            Err(CliError::Login {
                 reason,
                 hint: "check the parameters the server sends (`gatehouse doctor`), or sign in with another account".to_owned(),
-            });
+            })
         }
-        let Some(code) = q.get("code").cloned() else {
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                &page_failed("no authorization code"),
-            )
-            .await;
-            continue;
-        };
-        return match exchange(code).await {
+        Arrival::Code(code) => match exchange(code).await {
             Ok(v) => {
                 respond(&mut stream, "200 OK", PAGE_OK).await;
                 Ok(v)
@@ -557,7 +673,7 @@ where
                 respond(&mut stream, "200 OK", &page_failed(&e.to_string())).await;
                 Err(e)
             }
-        };
+        },
     }
 }
 
@@ -580,9 +696,14 @@ impl std::fmt::Debug for DeviceCode {
     }
 }
 
-/// The device authorization grant (RFC 8628). Returns the entry to store.
-pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Entry, CliError> {
-    let (oidc, d) = oidc_context(net, target).await?;
+/// The device authorization grant (RFC 8628). Returns the entry and the server's settings
+/// to store.
+pub async fn device(
+    net: &Net,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(Entry, ServerPin), CliError> {
+    let (oidc, d, pin) = oidc_context(net, target).await?;
     let params = parameters(&oidc, &target.params)?;
     let scopes = scopes(&oidc, &d, target.offline_access).join(" ");
     let Some(endpoint) = d.device_authorization_endpoint.clone() else {
@@ -666,7 +787,7 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Ent
     )
     .await?;
     drop(spinner);
-    Ok(oidc_entry(target, &oidc, params, signed_in, command))
+    Ok((oidc_entry(target, &oidc, params, signed_in, command), pin))
 }
 
 /// One answer of the token endpoint to a device-code poll.
@@ -941,6 +1062,7 @@ mod tests {
             token_type: None,
             issuer_url: "https://idp".into(),
             cli_client_id: "cli".into(),
+            client_id: None,
             scopes: vec!["openid".into(), "email".into()],
             additional_parameters: BTreeMap::from([("connector_id".into(), "local".into())]),
             user_parameters: BTreeMap::from([
@@ -1004,6 +1126,8 @@ mod tests {
             ca_path: Some("/tmp/my ca.pem".into()),
             params: vec![("login_hint".into(), "a@example.com".into())],
             offline_access: true,
+            pinned: None,
+            accept_config_change: false,
         };
         assert_eq!(
             t.command("--sso"),
@@ -1040,6 +1164,80 @@ mod tests {
             hint: String::new(),
         });
         assert!(e.hint().unwrap().contains("--no-offline-access"));
+    }
+
+    /// A local process that opens a connection to the loopback listener and drips one byte at
+    /// a time must not park the sign-in: the browser's real redirect, arriving while the
+    /// dripping connection is open, is served and the login completes.
+    #[tokio::test]
+    async fn a_dripping_connection_does_not_block_the_real_callback() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let secrets = random_secrets().unwrap();
+        let state = secrets.state.clone();
+        let dripper = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for b in b"GET /callback?state=x&code=y".iter().cycle() {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        // The dripping connection is first in the listener's queue.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let browser = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET /callback?code=the-code&state={state} HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut page = String::new();
+            s.read_to_string(&mut page).await.unwrap();
+            page
+        });
+        let got = tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_for_callback(&listener, &secrets, |code| async move {
+                Ok::<_, CliError>(code)
+            }),
+        )
+        .await
+        .expect("the real callback is served while the dripping connection is open")
+        .unwrap();
+        assert_eq!(got, "the-code");
+        let page = browser.await.unwrap();
+        assert!(page.contains("Signed in"), "{page}");
+        dripper.abort();
+    }
+
+    /// The request head has one deadline for the whole request: a client that drips a byte
+    /// every 50 ms (each read succeeding) is cut off when the deadline passes.
+    #[tokio::test]
+    async fn a_request_head_must_arrive_within_one_deadline() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dripper = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for b in b"GET /callback?state=x".iter().cycle() {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let t0 = std::time::Instant::now();
+        let got = read_target(&mut stream, Duration::from_millis(500)).await;
+        assert_eq!(got, Err(ReadError::Timeout));
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t0.elapsed()
+        );
+        dripper.abort();
     }
 
     #[test]

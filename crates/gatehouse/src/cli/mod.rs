@@ -8,10 +8,12 @@
 pub mod cache;
 pub mod doctor;
 pub mod error;
+pub mod files;
 pub mod keyring;
 pub mod kubeconfig;
 pub mod login;
 pub mod net;
+pub mod pin;
 pub mod spinner;
 pub mod token;
 
@@ -30,6 +32,11 @@ pub struct Common {
     /// (0600 file under $XDG_CONFIG_HOME/gatehouse or ~/.config/gatehouse), `keyring`.
     #[arg(long, value_enum, default_value_t = Backend::Auto, env = "GATEHOUSE_TOKEN_CACHE", global = true)]
     pub token_cache: Backend,
+    /// Allow an `http://` server URL that is not loopback (127.0.0.0/8, ::1, localhost):
+    /// tokens and passwords then cross the network in clear text, and anyone on the path can
+    /// change what the server says. A warning is printed.
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
 }
 
 /// `gatehouse token`'s help (shared by the full CLI and the fast path in `main`).
@@ -104,10 +111,14 @@ pub enum Command {
   gatehouse login --device https://gatehouse.example.com        # over SSH, no browser here
   gatehouse login --sso https://127.0.0.1:8443 --certificate-authority ca.crt --no-browser
   echo \"$PASSWORD\" | gatehouse login --admin https://gatehouse.example.com --password-stdin
-  gatehouse login --kubeconfig https://gatehouse.example.com --context my-cluster")]
+  gatehouse login --kubeconfig https://gatehouse.example.com --context my-cluster
+  gatehouse login --sso https://gatehouse.example.com --accept-config-change  # after the operator changed scopes
+
+The first OIDC sign-in to a server pins its settings (issuer, clients, scopes, parameters); a
+later change is asked about on a terminal and refused without one (see docs/cli.md).")]
     Login(LoginArgs),
     /// Revoke the refresh token at the identity provider (when it offers revocation) and
-    /// forget the cached tokens of a server.
+    /// forget the cached tokens of a server and its pinned sign-in settings.
     #[command(after_help = "Examples:\n  gatehouse logout https://gatehouse.example.com")]
     Logout {
         /// The gatehouse server URL (default: the server signed in to last).
@@ -183,7 +194,8 @@ pub struct LoginArgs {
     /// The kubeconfig file for --kubeconfig (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, value_name = "FILE", requires = "kubeconfig")]
     pub kubeconfig_file: Option<PathBuf>,
-    /// The context for --kubeconfig (default: the current context).
+    /// The context for --kubeconfig (required without a terminal; on a terminal, the current
+    /// context after you confirm).
     #[arg(long, requires = "kubeconfig")]
     pub context: Option<String>,
     /// PEM file with the CA certificate(s) of the server and the identity provider.
@@ -213,6 +225,10 @@ pub struct LoginArgs {
     /// Read the admin password from stdin instead of prompting.
     #[arg(long, requires = "admin")]
     pub password_stdin: bool,
+    /// Accept a change of the server's sign-in settings (issuer, client, scopes, parameters)
+    /// since they were pinned at the first sign-in, without asking.
+    #[arg(long)]
+    pub accept_config_change: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -239,29 +255,80 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::io("cannot start the async runtime", e))
 }
 
-/// The server to use: given, else the one signed in to last.
-pub fn resolve_server(given: Option<String>, cache: &Cache) -> Result<String, CliError> {
-    if let Some(s) = given {
-        let url = url::Url::parse(&s).map_err(|e| CliError::Usage {
-            reason: format!("{s:?} is not a URL: {e}"),
-            hint: "give the server as https://host[:port]".to_owned(),
-        })?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(CliError::Usage {
-                reason: format!("{s:?} is not an http(s) URL"),
+/// The server to use: given, else the one signed in to last. `http://` is refused unless the
+/// host is loopback or `--insecure-http` is given (then a warning is printed, unless `quiet`:
+/// `gatehouse token` never talks to the server and runs before every kubectl request).
+pub fn resolve_server(
+    given: Option<String>,
+    cache: &Cache,
+    common: &Common,
+    quiet: bool,
+) -> Result<String, CliError> {
+    let server = match given {
+        Some(s) => {
+            let url = url::Url::parse(&s).map_err(|e| CliError::Usage {
+                reason: format!("{s:?} is not a URL: {e}"),
                 hint: "give the server as https://host[:port]".to_owned(),
-            });
+            })?;
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(CliError::Usage {
+                    reason: format!("{s:?} is not an http(s) URL"),
+                    hint: "give the server as https://host[:port]".to_owned(),
+                });
+            }
+            cache::normalize_server(&s)
         }
-        return Ok(cache::normalize_server(&s));
+        None => cache
+            .read()?
+            .newest_server()
+            .map(str::to_owned)
+            .ok_or_else(|| CliError::Usage {
+                reason: "no server given and none signed in to yet".to_owned(),
+                hint: "gatehouse login --sso https://gatehouse.example.com".to_owned(),
+            })?,
+    };
+    check_scheme(&server, common.insecure_http, quiet)?;
+    Ok(server)
+}
+
+/// Whether a URL is plain `http://` to a host other than loopback.
+pub fn insecure_http(server: &str) -> bool {
+    let Ok(url) = url::Url::parse(server) else {
+        return false;
+    };
+    if url.scheme() != "http" {
+        return false;
     }
-    cache
-        .read()?
-        .newest_server()
-        .map(str::to_owned)
-        .ok_or_else(|| CliError::Usage {
-            reason: "no server given and none signed in to yet".to_owned(),
-            hint: "gatehouse login --sso https://gatehouse.example.com".to_owned(),
-        })
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(d)) => !d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        None => true,
+    }
+}
+
+/// Refuses plain `http://` to a host other than loopback without `--insecure-http`.
+fn check_scheme(server: &str, allowed: bool, quiet: bool) -> Result<(), CliError> {
+    if !insecure_http(server) {
+        return Ok(());
+    }
+    if !allowed {
+        return Err(CliError::Usage {
+            reason: format!(
+                "{server} is plain http:// to a host that is not this machine: tokens and passwords would cross the network in clear text, and anyone on the way could change what the server says"
+            ),
+            hint: format!(
+                "use https://{}; only if you accept the risk (a lab network), add --insecure-http",
+                server.trim_start_matches("http://")
+            ),
+        });
+    }
+    if !quiet {
+        eprintln!(
+            "gatehouse: warning: {server} is plain http:// (--insecure-http): tokens and passwords cross the network in clear text"
+        );
+    }
+    Ok(())
 }
 
 /// Makes aws-lc-rs rustls's process-wide crypto provider (idempotent). Called before any TLS
@@ -326,8 +393,10 @@ pub fn read_ca(path: Option<&PathBuf>) -> Result<(Option<String>, Option<String>
 
 fn login_command(args: LoginArgs) -> Result<(), CliError> {
     let cache = Cache::open(args.common.token_cache, &process_env)?;
-    let server = resolve_server(args.server.clone(), &cache)?;
+    let server = resolve_server(args.server.clone(), &cache, &args.common, false)?;
     let (ca_pem, ca_path) = read_ca(args.certificate_authority.as_ref())?;
+    let pins = pin::PinStore::new(cache.dir());
+    let pinned = pins.read()?.servers.get(&server).cloned();
     let target = login::Target {
         server,
         ca_pem,
@@ -335,6 +404,8 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
         params: args.params.clone(),
         offline_access: !args.no_offline_access,
         token_type: args.token_type,
+        pinned,
+        accept_config_change: args.accept_config_change,
     };
     // Read the password before anything else, so a prompt is not interleaved with messages.
     let password = if args.admin {
@@ -349,11 +420,15 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
         target.ca_path.as_deref().unwrap_or(""),
     )?;
     let rt = runtime()?;
-    let entry = rt.block_on(async {
+    let (entry, pin) = rt.block_on(async {
         if let Some(password) = password {
-            login::admin(&net, &target, password).await
+            login::admin(&net, &target, password)
+                .await
+                .map(|e| (e, None))
         } else if args.device {
-            login::device(&net, &target, args.timeout).await
+            login::device(&net, &target, args.timeout)
+                .await
+                .map(|(e, p)| (e, Some(p)))
         } else if args.kubeconfig {
             kubeconfig::login_with_kubeconfig(
                 &net,
@@ -362,6 +437,7 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
                 args.context.as_deref(),
             )
             .await
+            .map(|e| (e, None))
         } else {
             login::sso(
                 &net,
@@ -373,12 +449,78 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
                 },
             )
             .await
+            .map(|(e, p)| (e, Some(p)))
         }
     })?;
     let lock = cache.lock()?;
     let mut file = lock.read()?;
+    let server = entry.server.clone();
     file.put(entry);
     let location = lock.write(&file)?;
+    if let Some(pin) = pin {
+        let mut pinned = pins.read()?;
+        if pinned.servers.get(&server) != Some(&pin) {
+            pinned.servers.insert(server, pin);
+            pins.write(&pinned)?;
+        }
+    }
     eprintln!("Token cached in {location}.");
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn common(insecure_http: bool) -> Common {
+        Common {
+            token_cache: Backend::File,
+            insecure_http,
+        }
+    }
+
+    fn cache() -> Cache {
+        Cache::in_dir(
+            std::env::temp_dir().join(format!("gatehouse-resolve-{}", std::process::id())),
+        )
+    }
+
+    /// Plain http:// to another host is refused with the fix (https, or the explicit flag);
+    /// loopback is fine; the flag allows it.
+    #[test]
+    fn http_server_urls_are_refused_unless_loopback_or_insecure_http() {
+        let c = cache();
+        for url in [
+            "http://gatehouse.example.com",
+            "http://10.0.0.5:8080",
+            "http://[2001:db8::1]:80",
+            "http://localhost.evil.example",
+        ] {
+            let err = resolve_server(Some(url.to_owned()), &c, &common(false), false).unwrap_err();
+            assert!(err.to_string().contains("clear text"), "{url}: {err}");
+            let hint = err.hint().unwrap();
+            assert!(
+                hint.contains("--insecure-http") && hint.contains("https://"),
+                "{hint}"
+            );
+            assert_eq!(
+                resolve_server(Some(url.to_owned()), &c, &common(true), true).unwrap(),
+                url
+            );
+        }
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST.",
+            "https://gatehouse.example.com",
+        ] {
+            assert!(
+                resolve_server(Some(url.to_owned()), &c, &common(false), false).is_ok(),
+                "{url}"
+            );
+        }
+    }
 }

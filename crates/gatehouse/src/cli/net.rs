@@ -38,6 +38,9 @@ pub struct OidcSettings {
     pub issuer_url: String,
     /// The CLI's client ID.
     pub cli_client_id: String,
+    /// The server's own client ID.
+    #[serde(default)]
+    pub client_id: Option<String>,
     /// Scopes to request.
     #[serde(default)]
     pub scopes: Vec<String>,

@@ -30,7 +30,14 @@ fn valid(entry: &Entry, now: i64) -> bool {
 fn not_logged_in(server: &str) -> CliError {
     CliError::NotLoggedIn {
         server: server.to_owned(),
-        hint: format!("sign in first: gatehouse login --sso {server}"),
+        hint: format!(
+            "sign in first: gatehouse login --sso {server}{}",
+            if crate::cli::insecure_http(server) {
+                " --insecure-http"
+            } else {
+                ""
+            }
+        ),
     }
 }
 
@@ -129,7 +136,7 @@ fn refresh(entry: &Entry) -> Result<Entry, CliError> {
 /// `gatehouse token`: the ExecCredential on stdout.
 pub fn token(server: Option<String>, common: &Common) -> Result<(), CliError> {
     let cache = Cache::open(common.token_cache, &process_env)?;
-    let server = resolve_server(server, &cache)?;
+    let server = resolve_server(server, &cache, common, true)?;
     let entry = current(&cache, &server)?;
     let credential = json!({
         "apiVersion": "client.authentication.k8s.io/v1",
@@ -175,7 +182,7 @@ pub fn print_data(
 /// `gatehouse whoami`.
 pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result<(), CliError> {
     let cache = Cache::open(common.token_cache, &process_env)?;
-    let server = resolve_server(server, &cache)?;
+    let server = resolve_server(server, &cache, common, false)?;
     let entry = current(&cache, &server)?;
     let net = Net::new(entry.ca_pem.as_deref(), "(the CA stored at login)")?;
     let url = format!("{server}/v1/whoami");
@@ -241,12 +248,20 @@ pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result
 /// `gatehouse logout`.
 pub fn logout(server: Option<String>, common: &Common) -> Result<(), CliError> {
     let cache = Cache::open(common.token_cache, &process_env)?;
-    let server = resolve_server(server, &cache)?;
+    let server = resolve_server(server, &cache, common, false)?;
     let lock = cache.lock()?;
     let mut file = lock.read()?;
     let removed = file.remove_server(&server);
+    // The server's pinned sign-in settings go too: the next sign-in pins afresh.
+    let pins = crate::cli::pin::PinStore::new(cache.dir());
+    let mut pinned = pins.read()?;
+    let forgot = pinned.servers.remove(&server).is_some();
+    if forgot {
+        pins.write(&pinned)?;
+        eprintln!("Forgot the pinned sign-in settings of {server}.");
+    }
     if removed.is_empty() {
-        eprintln!("Not signed in to {server}; nothing to do.");
+        eprintln!("Not signed in to {server}; no tokens to remove.");
         return Ok(());
     }
     for e in &removed {

@@ -14,6 +14,7 @@ pub struct ServerConfig<'a> {
     oidc: Option<String>,
     oidc_lines: Vec<String>,
     lines: Vec<String>,
+    service_accounts: String,
     admin: bool,
 }
 
@@ -28,6 +29,7 @@ impl<'a> ServerConfig<'a> {
             oidc: None,
             oidc_lines: Vec::new(),
             lines: Vec::new(),
+            service_accounts: "{ allNamespaces: true }".to_owned(),
             admin: false,
         }
     }
@@ -64,6 +66,13 @@ impl<'a> ServerConfig<'a> {
     /// Top-level YAML after the `oidc` section.
     pub fn yaml(mut self, yaml: &str) -> Self {
         self.lines.push(format!("{}\n", yaml.trim_end()));
+        self
+    }
+
+    /// The `serviceAccounts` section as a YAML flow mapping, instead of the test bed default
+    /// `{ allNamespaces: true }` (tests create namespaces of their own at run time).
+    pub fn service_accounts(mut self, flow: &str) -> Self {
+        flow.clone_into(&mut self.service_accounts);
         self
     }
 
@@ -108,6 +117,7 @@ impl<'a> ServerConfig<'a> {
             y.push_str(oidc);
             y.extend(self.oidc_lines.iter().map(String::as_str));
         }
+        y.push_str(&format!("serviceAccounts: {}\n", self.service_accounts));
         y.extend(self.lines.iter().map(String::as_str));
         if self.admin {
             y.push_str(&format!(

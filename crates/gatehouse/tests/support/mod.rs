@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
+pub mod hostile;
 pub mod machine;
 pub mod secret_service;
 
@@ -341,6 +342,50 @@ fn probe_blocking(target: &str) -> bool {
             .unwrap();
         matches!(client.get(target).send().await, Ok(r) if r.status() == 200)
     })
+}
+
+/// The kube-apiserver's audit log (`KUBE_AUDIT_LOG`, level Metadata): what reached the
+/// cluster, read from the point where [`AuditLog::mark`] was called.
+pub struct AuditLog {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl AuditLog {
+    /// Remembers the log's current end.
+    pub fn mark(tb: &Testbed) -> Self {
+        let path = PathBuf::from(tb.var("KUBE_AUDIT_LOG"));
+        let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+        Self { path, offset }
+    }
+
+    /// Events since the mark whose `requestURI` contains `needle`, after giving the
+    /// kube-apiserver `wait` to write them.
+    pub fn events(&self, needle: &str, wait: Duration) -> Vec<serde_json::Value> {
+        std::thread::sleep(wait);
+        let bytes = std::fs::read(&self.path).unwrap_or_default();
+        let start = usize::try_from(self.offset).unwrap().min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["requestURI"].as_str().is_some_and(|u| u.contains(needle)))
+            .collect()
+    }
+}
+
+/// A unique string for request URIs, so audit events can be told apart.
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// stdout and stderr of a command, as text.

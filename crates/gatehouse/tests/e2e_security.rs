@@ -1,0 +1,470 @@
+//! Attacks through the real stack: hostile requests sent to the real `gatehouse` binary in
+//! front of the test bed's real kube-apiserver, and what reached the kube-apiserver read from
+//! its audit log (`KUBE_AUDIT_LOG`) or from the hostile server behind its service proxy.
+//!
+//! Every test is `#[ignore = "needs testbed"]`; `scripts/test` runs them with `--ignored`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use support::config::ServerConfig;
+use support::hostile::{HostileService, MARKER};
+use support::{AuditLog, Gatehouse, Testbed, kubectl_admin, unique};
+
+fn start(tb: &Testbed, extra: &str) -> Gatehouse {
+    let cfg = ServerConfig::new(tb)
+        .dex()
+        .oidc_yaml("additionalScopes: [groups]")
+        .yaml(&format!("fallThrough: {{ enabled: true }}\n{extra}"))
+        .admin()
+        .build();
+    Gatehouse::start(&cfg, "https", true)
+}
+
+/// A unique ConfigMap list path in team-a (the label selector makes the audit entry findable).
+fn probe_path() -> (String, String) {
+    let tag = unique("probe");
+    (
+        format!("/api/v1/namespaces/team-a/configmaps?labelSelector=probe%3D{tag}"),
+        tag,
+    )
+}
+
+/// The same signed token spelled differently: the payload's last base64url character with its
+/// unused low bit flipped, which Go's lenient decoder (the kube-apiserver's) reads as the same
+/// bytes. `None` when the payload's length leaves no unused bits.
+fn respell(token: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload = parts[1];
+    if payload.len() % 4 == 0 {
+        return None;
+    }
+    let last = *payload.as_bytes().last()?;
+    let v = ALPHABET.iter().position(|c| *c == last)?;
+    let respelled = format!(
+        "{}{}",
+        &payload[..payload.len() - 1],
+        ALPHABET[v ^ 1] as char
+    );
+    Some(format!("{}.{respelled}.{}", parts[0], parts[2]))
+}
+
+fn ws_bearer(token: &str) -> String {
+    format!(
+        "base64url.bearer.authorization.k8s.io.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn a_token_gatehouse_refuses_never_reaches_the_kube_apiserver_in_another_form() {
+    let tb = Testbed::load();
+    let gh = start(&tb, "");
+    let http = tb.http1();
+    // A real Dex token for the cluster's audience only: the kube-apiserver accepts it,
+    // gatehouse refuses it (its audience names no gatehouse client).
+    // Its payload must leave unused bits in its last character (for the respelling below);
+    // the fixture users' payloads differ in length.
+    let mut refused = String::new();
+    for user in ["alice", "bob", "carol"] {
+        refused = tb.id_token_cluster_only(user).await;
+        if respell(&refused).is_some() {
+            break;
+        }
+    }
+    let respelled = respell(&refused).expect("no fixture user's token payload has unused bits");
+    let direct = http
+        .get(format!(
+            "{}/api/v1/namespaces/team-a/configmaps",
+            tb.var("KUBE_APISERVER_URL")
+        ))
+        .bearer_auth(&refused)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        direct.status(),
+        401,
+        "precondition: the kube-apiserver accepts this token"
+    );
+    let direct = http
+        .get(format!(
+            "{}/api/v1/namespaces/team-a/configmaps",
+            tb.var("KUBE_APISERVER_URL")
+        ))
+        .bearer_auth(&respelled)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        direct.status(),
+        401,
+        "precondition: the kube-apiserver accepts its other spelling"
+    );
+    let plain = http
+        .get(format!("{}/api/v1/namespaces/team-a/configmaps", gh.url))
+        .bearer_auth(&refused)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.status(),
+        401,
+        "precondition: gatehouse refuses this token"
+    );
+
+    // The audit check can see a request that does reach the cluster (bob falls through).
+    let bob = tb.id_token("bob", "").await;
+    let audit = AuditLog::mark(&tb);
+    let (path, tag) = probe_path();
+    let ok = http
+        .get(format!("{}{path}", gh.url))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        ok.status().is_success() || ok.status() == 403,
+        "{}",
+        ok.status()
+    );
+    assert!(
+        !audit.events(&tag, Duration::from_millis(500)).is_empty(),
+        "a fall-through request shows in the audit log"
+    );
+
+    let forms: Vec<(&str, Vec<(&str, String)>, bool)> = vec![
+        (
+            "text after the token",
+            vec![("authorization", format!("Bearer {refused} x"))],
+            false,
+        ),
+        (
+            "another base64 spelling of the payload",
+            vec![("authorization", format!("Bearer {respelled}"))],
+            false,
+        ),
+        (
+            "the token twice",
+            vec![("authorization", format!("Bearer {refused} {refused}"))],
+            false,
+        ),
+        (
+            "two spaces",
+            vec![("authorization", format!("Bearer  {refused}"))],
+            false,
+        ),
+        (
+            "two headers, junk first",
+            vec![
+                ("authorization", "Bearer junk".to_owned()),
+                ("authorization", format!("Bearer {refused}")),
+            ],
+            false,
+        ),
+        (
+            "two headers, token first",
+            vec![
+                ("authorization", format!("Bearer {refused}")),
+                ("authorization", "Bearer junk".to_owned()),
+            ],
+            false,
+        ),
+        (
+            "junk header plus WebSocket bearer",
+            vec![
+                ("authorization", "Bearer junk".to_owned()),
+                (
+                    "sec-websocket-protocol",
+                    format!("{}, v5.channel.k8s.io", ws_bearer(&refused)),
+                ),
+            ],
+            true,
+        ),
+        (
+            "two WebSocket bearers",
+            vec![(
+                "sec-websocket-protocol",
+                format!(
+                    "{}, {}, v5.channel.k8s.io",
+                    ws_bearer("junk"),
+                    ws_bearer(&refused)
+                ),
+            )],
+            true,
+        ),
+        (
+            "another scheme",
+            vec![("authorization", format!("Basic {refused}"))],
+            false,
+        ),
+    ];
+    let audit = AuditLog::mark(&tb);
+    let mut tags = Vec::new();
+    for (what, headers, upgrade) in forms {
+        let (mut path, tag) = probe_path();
+        if upgrade {
+            path.push_str("&watch=true");
+        }
+        let mut req = http.get(format!("{}{path}", gh.url));
+        if upgrade {
+            req = req
+                .header("connection", "Upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        }
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{what}");
+        let status: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(status["kind"], "Status", "{what}");
+        tags.push((what, tag));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (what, tag) in tags {
+        let events = audit.events(&tag, Duration::ZERO);
+        assert!(
+            events.is_empty(),
+            "{what} reached the kube-apiserver: {events:?}"
+        );
+    }
+    assert!(!gh.log().contains(&refused), "the token is not logged");
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn connection_naming_authorization_cannot_make_a_request_anonymous() {
+    let tb = Testbed::load();
+    let gh = start(&tb, "");
+    let bob = tb.id_token("bob", "").await;
+    let audit = AuditLog::mark(&tb);
+    let (path, tag) = probe_path();
+    let resp = tb
+        .http1()
+        .get(format!("{}{path}", gh.url))
+        .bearer_auth(&bob)
+        .header("connection", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("Connection header names"),
+        "{status}"
+    );
+    let events = audit.events(&tag, Duration::from_millis(500));
+    assert!(events.is_empty(), "reached the kube-apiserver: {events:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn audit_log_shows_the_real_client_address_and_no_client_audit_id() {
+    let tb = Testbed::load();
+    let alice = tb.id_token("alice", "").await;
+    let bob = tb.id_token("bob", "").await;
+    // The client connects from 127.0.0.2, so its address differs from gatehouse's (127.0.0.1,
+    // which the kube-apiserver adds itself as the connection's peer).
+    let client = tb.http_with(
+        reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])),
+    );
+    // Without trusted proxies: the client's X-Forwarded-For is replaced by its address.
+    let gh = start(&tb, "");
+    let audit = AuditLog::mark(&tb);
+    let mut tags = Vec::new();
+    for (who, token) in [("mapped", &alice), ("fall-through", &bob)] {
+        let (path, tag) = probe_path();
+        let resp = client
+            .get(format!("{}{path}", gh.url))
+            .bearer_auth(token)
+            .header("x-forwarded-for", "198.51.100.66")
+            .header("audit-id", format!("spoofed-{tag}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success() || resp.status() == 403, "{who}");
+        tags.push((who, tag));
+    }
+    for (who, tag) in &tags {
+        let events = audit.events(tag, Duration::from_millis(300));
+        assert!(!events.is_empty(), "{who}: no audit event");
+        for e in events {
+            assert_ne!(
+                e["auditID"],
+                format!("spoofed-{tag}"),
+                "{who}: the client chose the audit ID"
+            );
+            assert_eq!(
+                e["sourceIPs"],
+                serde_json::json!(["127.0.0.2", "127.0.0.1"]),
+                "{who}: the client's address, then gatehouse's"
+            );
+        }
+    }
+    drop(gh);
+    // Behind a trusted proxy (here the test's 127.0.0.2): the address it reports comes first.
+    let gh = start(&tb, "trustedProxies: [127.0.0.2/32]");
+    let audit = AuditLog::mark(&tb);
+    let (path, tag) = probe_path();
+    let resp = client
+        .get(format!("{}{path}", gh.url))
+        .bearer_auth(&alice)
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let events = audit.events(&tag, Duration::from_millis(300));
+    assert!(!events.is_empty());
+    for e in events {
+        assert_eq!(
+            e["sourceIPs"],
+            serde_json::json!(["203.0.113.7", "127.0.0.2", "127.0.0.1"]),
+            "{e}"
+        );
+    }
+}
+
+/// The browser session and content served through the kube-apiserver's service proxy, from a
+/// hostile server in a network namespace behind a Service with hand-made Endpoints.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn browser_session_never_authenticates_proxied_content_and_proxied_pages_are_sandboxed() {
+    let tb = Testbed::load();
+    let port = support::free_port();
+    let base = format!("https://127.0.0.1:{port}");
+    let cfg = ServerConfig::new(&tb)
+        .port(port)
+        .public_url(&base)
+        .dex()
+        .oidc_yaml(&format!(
+            "clientSecret: \"{}\"",
+            tb.var("DEX_WEB_CLIENT_SECRET")
+        ))
+        .yaml("session: { key: \"e2e-security-session-key-0123456789abcdef\" }")
+        .admin()
+        .build();
+    let gh = Gatehouse::start_on(&cfg, port, "https", true);
+    let ns = unique("hostile").to_lowercase();
+    let ns = &ns[..ns.len().min(60)];
+    let hostile = HostileService::start(&tb, ns);
+    let http = tb.http_with(
+        reqwest::Client::builder()
+            .http1_only()
+            .redirect(reqwest::redirect::Policy::none()),
+    );
+
+    // The admin signs in to the web UI: a session cookie with cluster-admin rights.
+    let signed_in = http
+        .post(format!("{base}/ui/admin-login"))
+        .header("origin", &base)
+        .form(&[("password", tb.var("GATEHOUSE_ADMIN_PASSWORD"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .filter(|kv| !kv.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(!cookie.is_empty(), "a session cookie");
+    let whoami = http
+        .get(format!("{base}/ui/whoami"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status(), 200, "the cookie authenticates the UI");
+
+    // A link to the hostile page, followed by the admin's browser (cookie, no token).
+    let audit = AuditLog::mark(&tb);
+    let page = format!("{base}{}", hostile.proxy_path());
+    for (method, origin) in [
+        ("GET", None),
+        ("GET", Some(base.as_str())),
+        ("POST", Some(base.as_str())),
+    ] {
+        let mut req = http
+            .request(method.parse().unwrap(), &page)
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "same-origin");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{method} {origin:?}");
+        assert!(resp.headers().get("set-cookie").is_none());
+        let body = resp.text().await.unwrap();
+        assert!(!body.contains(MARKER), "{body}");
+        assert!(
+            body.contains("session cookie does not authenticate"),
+            "{body}"
+        );
+    }
+    assert!(
+        hostile.requests().is_empty(),
+        "the hostile server was reached: {:?}",
+        hostile.requests()
+    );
+    let events = audit.events(&hostile.service, Duration::from_millis(500));
+    assert!(events.is_empty(), "reached the kube-apiserver: {events:?}");
+
+    // kubectl-style access (the admin's bearer token) still reaches the page, but the page is
+    // sandboxed, cannot set or clear cookies, and never sees the browser's cookies.
+    let token: serde_json::Value = http
+        .post(format!("{base}/v1/admin/login"))
+        .json(&serde_json::json!({"password": tb.var("GATEHOUSE_ADMIN_PASSWORD")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap();
+    let resp = http
+        .get(&page)
+        .bearer_auth(token)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-security-policy"], "sandbox");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cross-origin-resource-policy"], "same-origin");
+    assert!(h.get("set-cookie").is_none(), "{h:?}");
+    assert!(h.get("clear-site-data").is_none(), "{h:?}");
+    assert!(resp.text().await.unwrap().contains(MARKER));
+    let seen = hostile.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0]["headers"].get("cookie").is_none(),
+        "the session reached the hostile server: {seen:?}"
+    );
+    assert!(
+        seen[0]["headers"].get("authorization").is_none(),
+        "{seen:?}"
+    );
+    let log = gh.log();
+    assert!(
+        !log.contains(token) && !log.contains(&cookie),
+        "no token or cookie in the log"
+    );
+    let _ = kubectl_admin(&tb, &["delete", "namespace", ns, "--wait=false"]);
+}
