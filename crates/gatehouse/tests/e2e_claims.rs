@@ -225,10 +225,11 @@ async fn scenario(tb: &Testbed, kc: &KeycloakAdmin, id: &str, n: &Names) {
         if let Some(claim) = username_claim {
             c = c.oidc_yaml(&format!("usernameClaim: {claim}"));
         }
-        c.yaml(&format!(
-            "serviceAccounts: {{ annotationPrefix: {}, namespaces: [team-b] }}\nfallThrough: {{ enabled: {fall_through} }}",
+        c.service_accounts(&format!(
+            "{{ annotationPrefix: {}, namespaces: [team-b] }}",
             n.prefix
         ))
+        .yaml(&format!("fallThrough: {{ enabled: {fall_through} }}"))
         .build()
     };
     // The default username claim (email), fall-through on: refused by gatehouse, and never
