@@ -66,6 +66,8 @@ async function startGatehouse(oidc) {
     `  additionalScopes: ${JSON.stringify(oidc.scopes ?? ['groups'])}`,
     `  additionalParameters: ${JSON.stringify(oidc.params ?? {})}`,
     `  userParameters: ${JSON.stringify(oidc.userParams ?? {})}`,
+    // The fixture teams' namespaces are mappable (no namespace is until listed).
+    'serviceAccounts: { namespaces: [team-a, team-b] }',
     `session: { key: "${randomBytes(32).toString('hex')}" }`,
     'admin:',
     '  enabled: true',

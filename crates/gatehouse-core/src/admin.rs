@@ -206,6 +206,11 @@ impl AdminTokens {
         if now >= c.exp {
             return Err(AdminTokenError::Expired);
         }
+        // A token minted with a longer lifetime (by an earlier version, or before the TTL was
+        // lowered) does not outlive today's limit.
+        if c.exp.saturating_sub(c.iat) > self.ttl_secs {
+            return Err(AdminTokenError::Invalid);
+        }
         Ok(c)
     }
 }
@@ -245,6 +250,14 @@ mod tests {
         let (tok, claims) = t.issue(1000).unwrap();
         assert_eq!(t.verify(&tok, 1000).unwrap(), claims);
         assert_eq!(t.verify(&tok, 4600), Err(AdminTokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_minted_with_a_longer_lifetime_is_refused() {
+        let long =
+            AdminTokens::new(vec![7; 32], "gatehouse-admin", "gatehouse", 365 * 86400).unwrap();
+        let (tok, _) = long.issue(1000).unwrap();
+        assert_eq!(tokens().verify(&tok, 1000), Err(AdminTokenError::Invalid));
     }
 
     #[test]

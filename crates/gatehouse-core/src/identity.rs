@@ -30,7 +30,7 @@ pub enum EmailVerified {
     True,
     /// `email_verified` is `false`.
     False,
-    /// The token has no `email_verified` claim (or it is `null`).
+    /// The token has no `email_verified` claim.
     Absent,
     /// `email_verified` is something other than a boolean (for example the string `"true"`).
     NotABoolean,
@@ -42,7 +42,8 @@ impl EmailVerified {
         match claims.get("email_verified") {
             Some(Value::Bool(true)) => Self::True,
             Some(Value::Bool(false)) => Self::False,
-            None | Some(Value::Null) => Self::Absent,
+            // `null` is a present claim that is not `true`: the kube-apiserver refuses it too.
+            None => Self::Absent,
             Some(_) => Self::NotABoolean,
         }
     }
@@ -284,9 +285,10 @@ mod tests {
             EmailVerified::False
         );
         assert_eq!(of(serde_json::json!({})), EmailVerified::Absent);
+        // `null` is present and not `true` (the kube-apiserver refuses it too).
         assert_eq!(
             of(serde_json::json!({"email_verified": null})),
-            EmailVerified::Absent
+            EmailVerified::NotABoolean
         );
         for not_bool in [
             serde_json::json!("true"),

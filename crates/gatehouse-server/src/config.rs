@@ -1108,6 +1108,16 @@ fn read_admin(r: &mut Reader<'_>) -> Option<AdminConfig> {
             "must be more than 0 and at most 24h: an admin token cannot be revoked one by one, so its lifetime bounds how long a leaked one works (sign in again for a new one)",
         );
     }
+    // Go trims header values, so ` system:masters` would reach the kube-apiserver as
+    // `system:masters`: names with surrounding whitespace or control characters are refused.
+    for name in std::iter::once(&impersonate_user).chain(&impersonate_groups) {
+        if name.trim() != name || name.is_empty() || name.chars().any(char::is_control) {
+            r.problem(
+                "admin.impersonate",
+                &format!("{name:?} is not a usable Kubernetes user or group name (empty, surrounding whitespace or control characters)"),
+            );
+        }
+    }
     if !allow_system {
         let system: Vec<&str> = std::iter::once(&impersonate_user)
             .chain(&impersonate_groups)
@@ -1495,6 +1505,12 @@ mod tests {
         assert_eq!(p[0].key, "admin.impersonate");
         assert!(p[0].message.contains("system:masters"));
         assert!(p[0].message.contains("admin.allowSystemImpersonation"));
+        let p = admin_problems("impersonate: { user: 'admin', groups: [' system:masters'] }");
+        assert!(
+            p.iter()
+                .any(|p| p.message.contains("surrounding whitespace")),
+            "{p:?}"
+        );
         let p = admin_problems("impersonate: { user: 'system:admin' }");
         assert_eq!(p[0].key, "admin.impersonate");
         let a = admin(

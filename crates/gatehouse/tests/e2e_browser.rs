@@ -791,7 +791,7 @@ async fn parallel_requests_near_expiry_share_one_refresh_at_keycloak() {
     );
     let http = tb.http();
     let requests = (0..6).map(|_| {
-        http.get(format!("{}/v1/whoami", gh.url))
+        http.get(format!("{}/ui/whoami", gh.url))
             .header("cookie", cookie.clone())
             .send()
     });

@@ -302,7 +302,8 @@ pub fn insecure_http(server: &str) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
-        Some(url::Host::Domain(d)) => !d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        // Only the exact name: `localhost.` (a trailing dot) may be looked up through DNS.
+        Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
         None => true,
     }
 }
@@ -496,6 +497,7 @@ mod tests {
             "http://10.0.0.5:8080",
             "http://[2001:db8::1]:80",
             "http://localhost.evil.example",
+            "http://LOCALHOST.",
         ] {
             let err = resolve_server(Some(url.to_owned()), &c, &common(false), false).unwrap_err();
             assert!(err.to_string().contains("clear text"), "{url}: {err}");
@@ -514,7 +516,7 @@ mod tests {
             "http://127.1.2.3",
             "http://[::1]:8080",
             "http://localhost:8080",
-            "http://LOCALHOST.",
+            "http://LOCALHOST",
             "https://gatehouse.example.com",
         ] {
             assert!(
