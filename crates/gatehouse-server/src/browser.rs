@@ -135,6 +135,20 @@ impl RefreshFlights {
         Some(Arc::clone(&entry.cell))
     }
 
+    /// Forgets every refresh of the session that holds `refresh_token` (before or after its
+    /// refresh), so that after sign-out a copy of the old cookie gets no refreshed session.
+    pub fn forget(&self, refresh_token: &str) {
+        let key = gatehouse_core::token::BearerToken::new(refresh_token).fingerprint();
+        let mut map = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|k, f| {
+            *k != key
+                && !matches!(f.cell.get(), Some(Ok(s)) if s.refresh_token.as_deref() == Some(refresh_token))
+        });
+    }
+
     /// Runs `refresh` once for `refresh_token`: concurrent and late callers with the same
     /// token wait for, and share, the one result.
     pub async fn run<F, Fut>(&self, refresh_token: &str, refresh: F) -> RefreshResult
@@ -837,6 +851,9 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         );
     }
     let session = app.session_from(&headers);
+    if let Some(rt) = session.as_ref().and_then(|s| s.refresh_token.as_deref()) {
+        app.refreshes.forget(rt);
+    }
     if let (Some(s), Some(d)) = (&session, app.oidc.as_ref().and_then(|o| o.discovery()))
         && s.kind == "oidc"
         && let Some(rt) = s.refresh_token.as_deref()
@@ -963,6 +980,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(other.token, "other");
+    }
+
+    #[tokio::test]
+    async fn after_sign_out_an_old_cookie_gets_no_shared_refresh() {
+        let flights = RefreshFlights::default();
+        let first = flights
+            .run("rt-old", || async { Ok(session("fresh", "rt-new")) })
+            .await;
+        assert_eq!(first.unwrap().token, "fresh");
+        // Signing out with the refreshed cookie (it holds rt-new) forgets the shared result.
+        flights.forget("rt-new");
+        let replay = flights
+            .run("rt-old", || async {
+                Err("the IdP refused: revoked".to_owned())
+            })
+            .await;
+        assert!(
+            replay.is_err(),
+            "the old cookie refreshes anew (and the IdP refuses)"
+        );
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ fn respell(token: &str) -> Option<String> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let parts: Vec<&str> = token.split('.').collect();
     let payload = parts[1];
-    if payload.len() % 4 == 0 {
+    if payload.len().is_multiple_of(4) {
         return None;
     }
     let last = *payload.as_bytes().last()?;
@@ -52,6 +52,9 @@ fn respell(token: &str) -> Option<String> {
     );
     Some(format!("{}.{respelled}.{}", parts[0], parts[2]))
 }
+
+/// A hostile credential form: what it is, its headers, and whether it is a WebSocket upgrade.
+type Form<'a> = (&'a str, Vec<(&'a str, String)>, bool);
 
 fn ws_bearer(token: &str) -> String {
     format!(
@@ -138,7 +141,7 @@ async fn a_token_gatehouse_refuses_never_reaches_the_kube_apiserver_in_another_f
         "a fall-through request shows in the audit log"
     );
 
-    let forms: Vec<(&str, Vec<(&str, String)>, bool)> = vec![
+    let forms: Vec<Form> = vec![
         (
             "text after the token",
             vec![("authorization", format!("Bearer {refused} x"))],

@@ -634,15 +634,33 @@ where
     Fut: std::future::Future<Output = Result<T, CliError>>,
 {
     let mut pending = tokio::task::JoinSet::new();
+    let mut oldest_first = std::collections::VecDeque::new();
     let (mut stream, arrival) = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if pending.len() < MAX_CONNECTIONS => {
-                    pending.spawn(examine(stream, secrets.state.clone(), REQUEST_DEADLINE));
+                Ok((stream, _)) => {
+                    // Full: the oldest open connection gives way, never the newest. A
+                    // browser's redirect arrives in one packet and is read at once, so a
+                    // flood of connections that drip bytes cannot keep it out (closing the
+                    // newest instead would let the flood refill every freed slot first).
+                    if pending.len() >= MAX_CONNECTIONS {
+                        while let Some(handle) = oldest_first.pop_front() {
+                            let handle: tokio::task::AbortHandle = handle;
+                            if !handle.is_finished() {
+                                handle.abort();
+                                break;
+                            }
+                        }
+                    }
+                    if oldest_first.len() > 2 * MAX_CONNECTIONS {
+                        oldest_first.retain(|h: &tokio::task::AbortHandle| !h.is_finished());
+                    }
+                    oldest_first.push_back(pending.spawn(examine(
+                        stream,
+                        secrets.state.clone(),
+                        REQUEST_DEADLINE,
+                    )));
                 }
-                // Too many at once: close this one. Each open one ends within
-                // REQUEST_DEADLINE, freeing its slot for the browser's redirect.
-                Ok((stream, _)) => drop(stream),
                 // Out of file descriptors and the like: pause instead of ending the sign-in
                 // (the caller's timeout bounds the wait).
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -1211,6 +1229,52 @@ mod tests {
         let page = browser.await.unwrap();
         assert!(page.contains("Signed in"), "{page}");
         dripper.abort();
+    }
+
+    /// More dripping connections than the listener reads at once, and more arriving all the
+    /// time: the oldest give way, so the browser's redirect is still read.
+    #[tokio::test]
+    async fn a_flood_of_dripping_connections_beyond_the_limit_does_not_block_the_callback() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let secrets = random_secrets().unwrap();
+        let state = secrets.state.clone();
+        let flood = tokio::spawn(async move {
+            let mut open = Vec::new();
+            loop {
+                if let Ok(mut s) = TcpStream::connect(addr).await {
+                    let _ = s.write_all(b"G").await;
+                    open.push(s);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        // The flood has filled every slot before the browser arrives.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let browser = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET /callback?code=the-code&state={state} HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut page = String::new();
+            s.read_to_string(&mut page).await.unwrap();
+            page
+        });
+        let got = tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_for_callback(&listener, &secrets, |code| async move {
+                Ok::<_, CliError>(code)
+            }),
+        )
+        .await
+        .expect("the real callback is served during the flood")
+        .unwrap();
+        assert_eq!(got, "the-code");
+        assert!(browser.await.unwrap().contains("Signed in"));
+        flood.abort();
     }
 
     /// The request head has one deadline for the whole request: a client that drips a byte
