@@ -168,7 +168,7 @@ the server's defaults apply.
 {{- if $k }}{{ $_ := set $c "kubernetes" $k }}{{ end }}
 {{- if $v.oidc.enabled }}
 {{- $o := dict "enabled" true "issuerUrl" $v.oidc.issuerUrl "clientId" $v.oidc.clientId }}
-{{- range $key := list "cliClientId" "usernameClaim" "emailVerifiedWhenAbsent" "clockSkew" "jwksMinRefreshInterval" "jwksRefreshInterval" "additionalScopes" "audiences" "algorithms" "additionalParameters" "userParameters" }}
+{{- range $key := list "cliClientId" "usernameClaim" "tokenType" "emailVerifiedWhenAbsent" "clockSkew" "jwksMinRefreshInterval" "jwksRefreshInterval" "additionalScopes" "audiences" "algorithms" "additionalParameters" "userParameters" }}
 {{- with index $v.oidc $key }}{{ $_ := set $o $key . }}{{ end }}
 {{- end }}
 {{- if $v.oidc.caBundle }}{{ $_ := set $o "caFile" (printf "%s/oidc-ca.pem" $p.config) }}{{ end }}
