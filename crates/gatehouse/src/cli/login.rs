@@ -1204,31 +1204,47 @@ mod tests {
         });
         // The dripping connection is first in the listener's queue.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let browser = tokio::spawn(async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(
-                format!("GET /callback?code=the-code&state={state} HTTP/1.1\r\nhost: x\r\n\r\n")
-                    .as_bytes(),
-            )
+        let browser = tokio::spawn(browser_redirect(addr, state));
+        let got = callback_within(&listener, &secrets, Duration::from_secs(5))
             .await
-            .unwrap();
-            let mut page = String::new();
-            s.read_to_string(&mut page).await.unwrap();
-            page
-        });
-        let got = tokio::time::timeout(
-            Duration::from_secs(5),
-            wait_for_callback(&listener, &secrets, |code| async move {
-                Ok::<_, CliError>(code)
-            }),
-        )
-        .await
-        .expect("the real callback is served while the dripping connection is open")
-        .unwrap();
+            .expect("the real callback is served while the dripping connection is open");
         assert_eq!(got, "the-code");
         let page = browser.await.unwrap();
         assert!(page.contains("Signed in"), "{page}");
         dripper.abort();
+    }
+
+    /// The browser's redirect to the loopback listener at `addr`; returns the page it got.
+    async fn browser_redirect(addr: std::net::SocketAddr, state: String) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET /callback?code=the-code&state={state} HTTP/1.1\r\nhost: x\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).await.unwrap();
+        page
+    }
+
+    /// The code of the first valid callback, or `None` when none arrives within `limit`.
+    async fn callback_within(
+        listener: &TcpListener,
+        secrets: &FlowSecrets,
+        limit: Duration,
+    ) -> Option<String> {
+        tokio::time::timeout(
+            limit,
+            wait_for_callback(
+                listener,
+                secrets,
+                |code| async move { Ok::<_, CliError>(code) },
+            ),
+        )
+        .await
+        .ok()
+        .map(Result::unwrap)
     }
 
     /// More dripping connections than the listener reads at once, and more arriving all the
@@ -1251,27 +1267,10 @@ mod tests {
         });
         // The flood has filled every slot before the browser arrives.
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let browser = tokio::spawn(async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(
-                format!("GET /callback?code=the-code&state={state} HTTP/1.1\r\nhost: x\r\n\r\n")
-                    .as_bytes(),
-            )
+        let browser = tokio::spawn(browser_redirect(addr, state));
+        let got = callback_within(&listener, &secrets, Duration::from_secs(5))
             .await
-            .unwrap();
-            let mut page = String::new();
-            s.read_to_string(&mut page).await.unwrap();
-            page
-        });
-        let got = tokio::time::timeout(
-            Duration::from_secs(5),
-            wait_for_callback(&listener, &secrets, |code| async move {
-                Ok::<_, CliError>(code)
-            }),
-        )
-        .await
-        .expect("the real callback is served during the flood")
-        .unwrap();
+            .expect("the real callback is served during the flood");
         assert_eq!(got, "the-code");
         assert!(browser.await.unwrap().contains("Signed in"));
         flood.abort();
