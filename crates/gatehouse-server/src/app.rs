@@ -176,6 +176,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ui/access", get(ui::access))
         .route("/ui/cli", get(ui::cli))
         .route("/ui/kubeconfig", get(ui::kubeconfig))
+        .route("/ui/ca.pem", get(ui::ca))
         .route("/ui/admin-login", post(ui::admin_login))
         .route("/ui/static/style.css", get(ui::style))
         .route("/auth/login", get(browser::login))

@@ -52,6 +52,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The URL users reach gatehouse at (`publicUrl`), used in the public config and kubeconfigs.
     pub public_url: Option<Url>,
+    /// The CA certificate(s), PEM, that clients need to trust `publicUrl` (`publicCaFile`):
+    /// embedded in the kubeconfig the web UI hands out and offered for download.
+    pub public_ca: Option<String>,
     /// Serving certificate and key (`tls.certFile`, `tls.keyFile`); plain HTTP when absent.
     pub tls: Option<TlsFiles>,
     /// How gatehouse reaches the kube-apiserver.
@@ -81,6 +84,7 @@ impl Config {
         serde_json::json!({
             "listen": self.listen.to_string(),
             "publicUrl": self.public_url.as_ref().map(Url::as_str),
+            "publicCaFile": self.public_ca.is_some(),
             "tls": self.tls.as_ref().map(|t| serde_json::json!({"certFile": t.cert_file, "keyFile": t.key_file})),
             "kubernetes": {"kubeconfig": self.kubernetes.kubeconfig, "context": self.kubernetes.context},
             "oidc": self.oidc.as_ref().map(|o| serde_json::json!({
@@ -561,6 +565,28 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         })
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
     let public_url = r.url("publicUrl", None);
+    let public_ca = r.path("publicCaFile", None).and_then(|path| {
+        let read = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|pem| {
+            use rustls_pki_types::pem::PemObject as _;
+            let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("not PEM certificates ({e})"))?;
+            if certs.is_empty() {
+                return Err("holds no PEM certificate".to_owned());
+            }
+            Ok(pem)
+        });
+        match read {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                r.problem(
+                    "publicCaFile",
+                    &format!("{}: {e}; name the PEM file of the CA that signed gatehouse's serving certificate", path.display()),
+                );
+                None
+            }
+        }
+    });
     let tls = match (r.path("tls.certFile", None), r.path("tls.keyFile", None)) {
         (Some(cert_file), Some(key_file)) => Some(TlsFiles {
             cert_file,
@@ -621,6 +647,7 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         })
         .collect();
     Config {
+        public_ca,
         trusted_proxies,
         listen,
         public_url,

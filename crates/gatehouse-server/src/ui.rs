@@ -509,10 +509,19 @@ fn server_url(app: &App) -> String {
     )
 }
 
-/// A kubeconfig for gatehouse with `gatehouse token` as its exec credential plugin.
-pub fn kubeconfig_text(server: &str) -> String {
+/// A kubeconfig for gatehouse with `gatehouse token` as its exec credential plugin;
+/// `ca_pem` (the `publicCaFile`) goes in as `certificate-authority-data`, so kubectl trusts a
+/// private CA.
+pub fn kubeconfig_text(server: &str, ca_pem: Option<&str>) -> String {
+    use base64::Engine as _;
+    let ca = ca_pem.map_or_else(String::new, |pem| {
+        format!(
+            "    certificate-authority-data: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        )
+    });
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: gatehouse\n  cluster:\n    server: {server}\nusers:\n- name: gatehouse\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: gatehouse\n      args: [token, --server, {server}]\n      interactiveMode: IfAvailable\n      provideClusterInfo: false\ncontexts:\n- name: gatehouse\n  context:\n    cluster: gatehouse\n    user: gatehouse\ncurrent-context: gatehouse\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: gatehouse\n  cluster:\n{ca}    server: {server}\nusers:\n- name: gatehouse\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: gatehouse\n      args: [token, --server, {server}]\n      interactiveMode: IfAvailable\n      provideClusterInfo: false\ncontexts:\n- name: gatehouse\n  context:\n    cluster: gatehouse\n    user: gatehouse\ncurrent-context: gatehouse\n"
     )
 }
 
@@ -523,6 +532,8 @@ struct CliPage {
     page: &'static str,
     server: String,
     kubeconfig: String,
+    /// ` --certificate-authority gatehouse-ca.pem` when gatehouse offers its CA, else empty.
+    ca_flag: &'static str,
 }
 
 /// `GET /ui/cli`.
@@ -536,10 +547,39 @@ pub async fn cli(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         &CliPage {
             signed_in: true,
             page: "cli",
-            kubeconfig: kubeconfig_text(&server),
+            kubeconfig: kubeconfig_text(&server, app.config.public_ca.as_deref()),
+            ca_flag: if app.config.public_ca.is_some() {
+                " --certificate-authority gatehouse-ca.pem"
+            } else {
+                ""
+            },
             server,
         },
     )
+}
+
+/// `GET /ui/ca.pem`: the CA certificate(s) clients need to trust gatehouse (`publicCaFile`);
+/// public information, so no sign-in is needed.
+pub async fn ca(State(app): State<Arc<App>>) -> Response {
+    match &app.config.public_ca {
+        Some(pem) => (
+            [
+                (header::CONTENT_TYPE, "application/x-pem-file"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"gatehouse-ca.pem\"",
+                ),
+            ],
+            pem.clone(),
+        )
+            .into_response(),
+        None => error_page(
+            StatusCode::NOT_FOUND,
+            "No CA certificate offered",
+            "This gatehouse has no publicCaFile: its certificate is signed by a CA your system already trusts, or ask your platform team for the CA.",
+            None,
+        ),
+    }
 }
 
 /// `GET /ui/kubeconfig`: the kubeconfig as a download.
@@ -555,7 +595,7 @@ pub async fn kubeconfig(State(app): State<Arc<App>>, headers: HeaderMap) -> Resp
                 "attachment; filename=\"gatehouse.kubeconfig\"",
             ),
         ],
-        kubeconfig_text(&server_url(&app)),
+        kubeconfig_text(&server_url(&app), app.config.public_ca.as_deref()),
     )
         .into_response()
 }

@@ -1262,3 +1262,76 @@ async fn on_a_terminal_changes_and_the_current_context_are_asked_about() {
     let v: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
     assert_eq!(v["gatehouse"]["username"], "alice@example.com");
 }
+
+/// The kubeconfig the web UI hands out trusts gatehouse's private CA (`publicCaFile`), so the
+/// real kubectl works with it as downloaded; the CA itself is offered at `/ui/ca.pem`.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn web_ui_kubeconfig_carries_the_private_ca_and_works_with_kubectl() {
+    let tb = Testbed::load();
+    let port = free_port();
+    let base = format!("https://127.0.0.1:{port}");
+    let ca = tb.var("TESTBED_CA_FILE");
+    let cfg = ServerConfig::new(&tb)
+        .port(port)
+        .public_url(&base)
+        .dex()
+        .oidc_yaml(&format!(
+            "clientSecret: \"{}\"",
+            tb.var("DEX_WEB_CLIENT_SECRET")
+        ))
+        .yaml(&format!(
+            "session: {{ key: \"e2e-cli-ui-kubeconfig-key-0123456789abcdef\" }}\npublicCaFile: \"{ca}\""
+        ))
+        .admin()
+        .build();
+    let _gh = Gatehouse::start_on(&cfg, port, "https", true);
+    let m = Machine::new(&tb);
+    let password = tb.var("GATEHOUSE_ADMIN_PASSWORD");
+    let out = m.admin_login(&base, &password, &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let http = tb.http_with(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()));
+    let signed_in = http
+        .post(format!("{base}/ui/admin-login"))
+        .header("origin", &base)
+        .form(&[("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .filter(|kv| !kv.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let kubeconfig = http
+        .get(format!("{base}/ui/kubeconfig"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        kubeconfig.contains("certificate-authority-data"),
+        "{kubeconfig}"
+    );
+    std::fs::write(m.kubeconfig(), &kubeconfig).unwrap();
+    let names = m.configmaps("gatehouse", "team-a");
+    assert!(names.contains("configmap/"), "{names}");
+
+    let pem = http
+        .get(format!("{base}/ui/ca.pem"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(pem, std::fs::read_to_string(&ca).unwrap());
+}

@@ -262,6 +262,17 @@ async fn broken_installations_name_the_step_and_the_fix() {
         false,
     );
     let d = doctor(&tb, &gh, None, true, false);
+    // gatehouse itself says it is not ready, and why: before any IdP step runs.
+    assert_eq!(d.verdict("server ready"), "fail", "{}", d.stdout);
+    assert!(
+        d.step("server ready")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{}",
+        d.stdout
+    );
+    assert!(d.fix("server ready").contains("oidc.issuerUrl"));
     assert_eq!(d.verdict("IdP discovery"), "fail", "{}", d.stdout);
     assert!(
         d.step("IdP discovery")["detail"]

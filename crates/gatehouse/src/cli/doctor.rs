@@ -274,6 +274,37 @@ async fn check(
         }
     }
 
+    // 1b. Readiness: gatehouse's own dependencies (IdP keys, the ServiceAccount watch and its
+    // RBAC), which otherwise show only as refused tokens or missing mappings further down.
+    let readyz = format!("{server}/readyz");
+    match http.get(&readyz).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            r.pass("server ready", format!("{readyz} answered 200"));
+        }
+        Ok(resp) => {
+            let status = resp.status();
+            let reasons = resp
+                .text()
+                .await
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.trim_start_matches("not ready: ").to_owned())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            r.fail(
+                "server ready",
+                format!("{readyz} answered {status}: {reasons}"),
+                "fix what gatehouse names: for the IdP, `oidc.issuerUrl`, `oidc.caFile` and the network; for ServiceAccounts, gatehouse's RBAC (list and watch serviceaccounts in the mapped namespaces, docs/configuration.md \"Kubernetes connection\") and the kube-apiserver; gatehouse's log has the details",
+            );
+        }
+        Err(e) => r.fail(
+            "server ready",
+            format!("cannot read {readyz}: {}", chain(&e)),
+            "check the server URL",
+        ),
+    }
+
     // 2. Public config.
     let config: Value = match http.get(format!("{server}/v1/config")).send().await {
         Ok(resp) if resp.status().is_success() => match resp.json().await {

@@ -698,9 +698,27 @@ mod tests {
             entries("https://gh:8443", None, None, Backend::Auto),
             true,
         );
-        let ui: Value =
-            serde_saphyr::from_str(&gatehouse_server::ui::kubeconfig_text("https://gh:8443"))
-                .unwrap();
+        let ui: Value = serde_saphyr::from_str(&gatehouse_server::ui::kubeconfig_text(
+            "https://gh:8443",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(doc, ui);
+        // With a CA: the same certificate-authority-data (base64 of the PEM) in both.
+        use base64::Engine as _;
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let data = base64::engine::general_purpose::STANDARD.encode(pem);
+        let mut doc = json!({});
+        merge(
+            &mut doc,
+            entries("https://gh:8443", Some(&data), None, Backend::Auto),
+            true,
+        );
+        let ui: Value = serde_saphyr::from_str(&gatehouse_server::ui::kubeconfig_text(
+            "https://gh:8443",
+            Some(pem),
+        ))
+        .unwrap();
         assert_eq!(doc, ui);
     }
 }
