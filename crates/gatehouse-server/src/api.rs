@@ -188,9 +188,12 @@ impl std::fmt::Debug for AdminToken {
 pub async fn admin_login(
     State(app): State<Arc<App>>,
     extensions: axum::http::Extensions,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<AdminToken>, ApiError> {
-    let peer = crate::login_guard::peer_addr(&extensions);
+    let peer = app
+        .config
+        .client_ip(crate::login_guard::peer_addr(&extensions), &headers);
     let login: AdminLogin = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
     })?;

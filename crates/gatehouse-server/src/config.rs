@@ -487,6 +487,37 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the
+    /// right-most address in `X-Forwarded-For` that is not itself a trusted proxy (the one the
+    /// outermost trusted proxy saw). Used for admin sign-in throttling and its allow-list, so
+    /// that behind an ingress each client has its own budget.
+    pub fn client_ip(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        let peer = peer?.to_canonical();
+        let trusted = |ip: &std::net::IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return Some(peer);
+        }
+        let chain: Vec<std::net::IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .map(|a| a.to_canonical())
+            .collect();
+        Some(
+            chain
+                .into_iter()
+                .rev()
+                .find(|a| !trusted(a))
+                .unwrap_or(peer),
+        )
+    }
+
     /// The `X-Forwarded-For` value to send upstream for a request from `peer` that carried
     /// `client_chain`: the peer's address, after the client's chain only when the peer is a
     /// trusted proxy. The kube-apiserver records these addresses in the audit event's
@@ -1438,6 +1469,36 @@ fn walk_unknown(v: &Value, prefix: &str, seen: &BTreeSet<String>, out: &mut Vec<
         } else {
             out.push(full);
         }
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::*;
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_rightmost_untrusted_address() {
+        let c = parse(
+            "trustedProxies: [10.0.0.0/8]\n",
+            &HashMap::<String, String>::new(),
+        )
+        .unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.7, 10.1.1.1".parse().unwrap(),
+        );
+        let ingress = Some("10.0.0.5".parse().unwrap());
+        // The client may prepend anything: the ingress appended what it saw (203.0.113.7).
+        assert_eq!(
+            c.client_ip(ingress, &h),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        // A peer that is not trusted is the client, whatever it claims.
+        let direct = Some("198.51.100.9".parse().unwrap());
+        assert_eq!(c.client_ip(direct, &h), direct);
+        // A trusted peer without a header: the peer.
+        assert_eq!(c.client_ip(ingress, &http::HeaderMap::new()), ingress);
     }
 }
 

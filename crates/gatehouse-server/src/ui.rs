@@ -234,7 +234,9 @@ pub async fn admin_login(
             Some("/"),
         );
     }
-    let peer = crate::login_guard::peer_addr(&extensions);
+    let peer = app
+        .config
+        .client_ip(crate::login_guard::peer_addr(&extensions), &headers);
     match crate::api::admin_sign_in(&app, form.password, peer).await {
         Ok((token, claims)) => {
             let session = Session {

@@ -539,3 +539,33 @@ async fn admin_token_rotation_and_not_before_revocation() {
     let fresh = admin_token(&revoking).await;
     assert_eq!(whoami_status(&revoking, &fresh).await.0, 200);
 }
+
+/// Behind a trusted proxy (`trustedProxies`), each client the proxy names in `X-Forwarded-For`
+/// has its own sign-in budget: one client's wrong passwords do not make the admin wait.
+#[tokio::test]
+async fn admin_login_backoff_behind_a_trusted_proxy_is_per_client() {
+    let upstream_port = start_upstream().await;
+    let (gh, _dir) = start_gatehouse_with(upstream_port, "trustedProxies: [127.0.0.1/32]\n");
+    let client = reqwest::Client::new();
+    let login = |from: &'static str, password: &'static str| {
+        client
+            .post(format!("{}/v1/admin/login", gh.url))
+            .header("x-forwarded-for", from)
+            .json(&serde_json::json!({ "password": password }))
+            .send()
+    };
+    for _ in 0..gatehouse_server::login_guard::PEER_FREE_FAILURES {
+        assert_eq!(login("203.0.113.66", "wrong").await.unwrap().status(), 401);
+    }
+    assert_eq!(login("203.0.113.66", "pw").await.unwrap().status(), 429);
+    // Another client behind the same proxy is not held back, and a guesser cannot escape its
+    // budget by writing another address in front of the one the proxy appended.
+    assert_eq!(login("198.51.100.1", "pw").await.unwrap().status(), 200);
+    assert_eq!(
+        login("198.51.100.2, 203.0.113.66", "pw")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
