@@ -44,9 +44,24 @@ pub async fn public_config(State(app): State<Arc<App>>) -> Json<Value> {
 /// sends their requests.
 pub async fn whoami(
     State(app): State<Arc<App>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     crate::proxy::refuse_identity_headers(&headers)?;
+    // The review below runs as the caller: the audit log gets the caller's address, as for the
+    // proxy (a client's own X-Forwarded-For counts only behind a trusted proxy).
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let chain = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let forwarded_for = app
+        .config
+        .forwarded_for(peer, (!chain.is_empty()).then_some(chain.as_str()));
     let token = bearer_token(&headers)?;
     match app.authn.authenticate(token.as_ref(), unix_now()).await? {
         Authenticated::Principal(p) => match &*p {
@@ -73,7 +88,8 @@ pub async fn whoami(
                     .collect();
                 let kubernetes = if mapped.is_empty() {
                     if app.config.fall_through {
-                        let review = self_subject_review(&app, token.as_ref()).await;
+                        let review =
+                            self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
                         json!({ "via": "fallThrough", "review": review })
                     } else {
                         json!({ "via": "none", "message": "maps to no ServiceAccount and fall-through is disabled" })
@@ -98,7 +114,7 @@ pub async fn whoami(
             }
         },
         Authenticated::FallThrough => {
-            let review = self_subject_review(&app, token.as_ref()).await;
+            let review = self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
             Ok(Json(json!({
                 "authenticatedBy": "fallThrough",
                 "serviceAccounts": [],
@@ -113,6 +129,7 @@ pub async fn whoami(
 async fn self_subject_review(
     app: &App,
     token: Option<&gatehouse_core::token::BearerToken>,
+    forwarded_for: Option<http::HeaderValue>,
 ) -> Value {
     let Some(token) = token else {
         return json!({ "error": "no token" });
@@ -136,6 +153,9 @@ async fn self_subject_review(
     };
     auth.set_sensitive(true);
     req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+    if let Some(v) = forwarded_for {
+        req.headers_mut().insert("x-forwarded-for", v);
+    }
     let resp = match app.upstream.send(Identity::Anonymous, false, req).await {
         Ok(r) => r,
         Err(e) => return json!({ "error": format!("cannot reach the kube-apiserver: {e}") }),

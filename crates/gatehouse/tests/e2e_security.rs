@@ -315,6 +315,23 @@ async fn audit_log_shows_the_real_client_address_and_no_client_audit_id() {
             );
         }
     }
+    // gatehouse's own review for /v1/whoami (bob's SelfSubjectReview, with his token) carries
+    // the client's address too.
+    let audit = AuditLog::mark(&tb);
+    let who = client
+        .get(format!("{}/v1/whoami", gh.url))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert!(who.status().is_success(), "{}", who.status());
+    let reviews = audit.events("selfsubjectreviews", Duration::from_millis(300));
+    assert!(
+        reviews
+            .iter()
+            .any(|e| e["sourceIPs"] == serde_json::json!(["127.0.0.2", "127.0.0.1"])),
+        "the whoami review names the client: {reviews:?}"
+    );
     drop(gh);
     // Behind a trusted proxy (here the test's 127.0.0.2): the address it reports comes first.
     let gh = start(&tb, "trustedProxies: [127.0.0.2/32]");
