@@ -53,15 +53,8 @@ pub async fn whoami(
     let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
-    let chain = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let forwarded_for = app
-        .config
-        .forwarded_for(peer, (!chain.is_empty()).then_some(chain.as_str()));
+    let chain = crate::proxy::forwarded_for(&headers);
+    let forwarded_for = app.config.forwarded_for(peer, chain.as_deref());
     let token = bearer_token(&headers)?;
     match app.authn.authenticate(token.as_ref(), unix_now()).await? {
         Authenticated::Principal(p) => match &*p {

@@ -333,7 +333,7 @@ pub fn refuse_connection_naming_protected(headers: &HeaderMap) -> Result<(), Api
 }
 
 /// The client's `X-Forwarded-For` chain, joined (only used when the peer is a trusted proxy).
-fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn forwarded_for(headers: &HeaderMap) -> Option<String> {
     let parts: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
