@@ -206,7 +206,12 @@ pub async fn admin_login(
 ) -> Result<Json<AdminToken>, ApiError> {
     let peer = app
         .config
-        .client_ip(crate::login_guard::peer_addr(&extensions), &headers);
+        .client_ip(crate::login_guard::peer_addr(&extensions), &headers)
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{e}: gatehouse cannot tell which client this is, so it does not check the password; check the proxy's X-Forwarded-For"
+            ))
+        })?;
     let login: AdminLogin = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
     })?;

@@ -234,9 +234,22 @@ pub async fn admin_login(
             Some("/"),
         );
     }
-    let peer = app
+    let peer = match app
         .config
-        .client_ip(crate::login_guard::peer_addr(&extensions), &headers);
+        .client_ip(crate::login_guard::peer_addr(&extensions), &headers)
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in refused",
+                &format!(
+                    "{e}: gatehouse cannot tell which client this is, so it does not check the password. Ask your platform team to check the proxy in front of gatehouse."
+                ),
+                Some("/"),
+            );
+        }
+    };
     match crate::api::admin_sign_in(&app, form.password, peer).await {
         Ok((token, claims)) => {
             let session = Session {
@@ -451,6 +464,9 @@ pub async fn access(
     // The review runs as the user: the audit log gets the browser's address, as for kubectl.
     if let Some(axum::Extension(peer)) = peer {
         req.extensions_mut().insert(peer);
+    }
+    for v in headers.get_all("x-forwarded-for") {
+        req.headers_mut().append("x-forwarded-for", v.clone());
     }
     let resp = crate::proxy::proxy(State(Arc::clone(&app)), req).await;
     let status = resp.status();
