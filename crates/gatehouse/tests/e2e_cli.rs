@@ -1292,22 +1292,7 @@ async fn web_ui_kubeconfig_carries_the_private_ca_and_works_with_kubectl() {
     assert!(out.status.success(), "{:?}", text(&out));
 
     let http = tb.http_with(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()));
-    let signed_in = http
-        .post(format!("{base}/ui/admin-login"))
-        .header("origin", &base)
-        .form(&[("password", password.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 303);
-    let cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .filter(|kv| !kv.ends_with('='))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = support::ui_admin_session(&tb, &http, &base).await;
     let kubeconfig = http
         .get(format!("{base}/ui/kubeconfig"))
         .header("cookie", &cookie)

@@ -386,23 +386,7 @@ async fn browser_session_never_authenticates_proxied_content_and_proxied_pages_a
     );
 
     // The admin signs in to the web UI: a session cookie with cluster-admin rights.
-    let signed_in = http
-        .post(format!("{base}/ui/admin-login"))
-        .header("origin", &base)
-        .form(&[("password", tb.var("GATEHOUSE_ADMIN_PASSWORD"))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 303);
-    let cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .filter(|kv| !kv.ends_with('='))
-        .collect::<Vec<_>>()
-        .join("; ");
-    assert!(!cookie.is_empty(), "a session cookie");
+    let cookie = support::ui_admin_session(&tb, &http, &base).await;
     let whoami = http
         .get(format!("{base}/ui/whoami"))
         .header("cookie", &cookie)

@@ -373,6 +373,29 @@ impl AuditLog {
     }
 }
 
+/// Signs the admin in to the web UI at `base` with `http` (which must not follow redirects):
+/// the `Cookie` header value of the session it sets.
+pub async fn ui_admin_session(tb: &Testbed, http: &reqwest::Client, base: &str) -> String {
+    let signed_in = http
+        .post(format!("{base}/ui/admin-login"))
+        .header("origin", base)
+        .form(&[("password", tb.var("GATEHOUSE_ADMIN_PASSWORD"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303, "the UI's admin sign-in redirects");
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .filter(|kv| !kv.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(!cookie.is_empty(), "a session cookie");
+    cookie
+}
+
 /// A unique string for request URIs, so audit events can be told apart.
 pub fn unique(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
