@@ -15,6 +15,7 @@ BIN_KUBE_APISERVER="$TESTBED_BIN/kube-apiserver-$KUBERNETES_VERSION"
 BIN_KUBECTL="$TESTBED_BIN/kubectl-$KUBERNETES_VERSION"
 BIN_ETCD="$TESTBED_BIN/etcd-$ETCD_VERSION"
 BIN_DEX="$TESTBED_BIN/dex-$DEX_VERSION"
+BIN_KWOK="$TESTBED_BIN/kwok-$KWOK_VERSION"
 BIN_BCRYPT="$TESTBED_BIN/bcrypt-x-crypto-$(awk '$1=="require" && $2=="golang.org/x/crypto" {print $3}' "$TESTBED_DIR/go/bcrypt/go.mod")"
 # Keycloak distribution, unpacked and built once (testbed/build keycloak).
 KEYCLOAK_DIST="$TESTBED_CACHE/keycloak-$KEYCLOAK_VERSION"
@@ -26,6 +27,8 @@ KUBE_APISERVER_PORT=6443
 DEX_PORT=5556
 KEYCLOAK_PORT=8543
 NODE_OIDC_PORT=8643
+# kwok serves the kubelet API of the fake node kwok-node-0 (the kube-apiserver connects to it).
+KWOK_KUBELET_PORT=10250
 DEX_ISSUER="https://127.0.0.1:$DEX_PORT/dex"
 KUBE_APISERVER_URL="https://127.0.0.1:$KUBE_APISERVER_PORT"
 KEYCLOAK_URL="https://127.0.0.1:$KEYCLOAK_PORT"
