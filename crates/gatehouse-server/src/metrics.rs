@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -29,6 +30,31 @@ pub struct Metrics {
     /// Admin sign-in attempts refused before the password check (backoff, overall pause,
     /// queue full, address outside `admin.loginAllowedCidrs`).
     pub admin_login_refused: Counter,
+    /// Proxied requests whose response is still being sent (watches and `logs -f` included).
+    pub proxy_in_flight: Gauge,
+    /// Upgraded connections (exec, attach, port-forward) open through gatehouse.
+    pub proxy_open_tunnels: Gauge,
+}
+
+/// Counts one in a gauge for as long as it lives.
+#[derive(Debug)]
+pub struct Held(Gauge);
+
+impl Held {
+    /// Adds one to `gauge` until the returned value is dropped.
+    pub fn hold(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+
+    /// Does nothing: a closure that calls it owns the value (and so holds the count).
+    pub fn keep(&self) {}
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -58,12 +84,26 @@ impl Default for Metrics {
             "Admin sign-in attempts refused before the password check (throttled or address not allowed)",
             admin_login_refused.clone(),
         );
+        let proxy_in_flight = Gauge::default();
+        registry.register(
+            "proxy_in_flight_requests",
+            "Proxied Kubernetes API requests whose response is still being sent (watches and log streams included)",
+            proxy_in_flight.clone(),
+        );
+        let proxy_open_tunnels = Gauge::default();
+        registry.register(
+            "proxy_open_tunnels",
+            "Upgraded connections (exec, attach, port-forward) open between a client and the kube-apiserver",
+            proxy_open_tunnels.clone(),
+        );
         Self {
             registry,
             proxy_requests,
             upstream_seconds,
             admin_login_failures,
             admin_login_refused,
+            proxy_in_flight,
+            proxy_open_tunnels,
         }
     }
 }

@@ -48,7 +48,7 @@ use hyper_util::rt::TokioIo;
 use crate::app::App;
 use crate::authn::Authenticated;
 use crate::credentials::{self, Credential, connection_tokens, strip_websocket_bearer};
-use crate::metrics::{RequestLabels, code_class};
+use crate::metrics::{Held, RequestLabels, code_class};
 use crate::status::ApiError;
 use crate::upstream::Identity;
 /// The prefix of the extra keys gatehouse sets on impersonated requests.
@@ -79,6 +79,10 @@ struct Plan {
 }
 
 async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response), ApiError> {
+    // From here until the response body is sent or the client goes away (then the body is
+    // dropped, and with it the upstream stream). A stream whose first bytes are late (`logs -f`
+    // of a quiet container) is in flight while its headers are awaited too.
+    let in_flight = Held::hold(&app.metrics.proxy_in_flight);
     refuse_identity_headers(req.headers())?;
     refuse_connection_naming_protected(req.headers())?;
     let credential = credentials::read(req.headers()).map_err(|e| {
@@ -212,7 +216,10 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                 "the kube-apiserver switched protocols on a request that did not ask to".to_owned(),
             ));
         };
+        let tunnel = Held::hold(&app.metrics.proxy_open_tunnels);
         tokio::spawn(async move {
+            // Counted from the 101 until either side closes; both ends close together.
+            let _tunnel = tunnel;
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
@@ -232,6 +239,10 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     strip_upstream_state(&mut parts.headers);
+    let body = http_body_util::BodyExt::map_frame(body, move |frame| {
+        in_flight.keep();
+        frame
+    });
     Ok((plan.label, Response::from_parts(parts, Body::new(body))))
 }
 

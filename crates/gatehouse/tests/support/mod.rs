@@ -268,6 +268,11 @@ impl Gatehouse {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gatehouse.log")).unwrap_or_default()
