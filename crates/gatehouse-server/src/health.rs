@@ -17,8 +17,8 @@
 //! default). They say which check failed and a fixed reason, never a namespace, user, group or
 //! error text: the details (which namespace, the kube-apiserver's message) go to gatehouse's log.
 //! An unauthenticated caller cannot make gatehouse send reviews at will: the rights are checked
-//! at most once per [`RIGHTS_TTL_OK`] (or [`RIGHTS_TTL_FAILED`] while one fails), one caller at a
-//! time, and the others wait for that answer.
+//! at most once per [`RIGHTS_TTL_OK`] (or [`RIGHTS_TTL_FAILED`] while one fails), one check at
+//! a time, and callers meanwhile get the previous answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -262,7 +262,10 @@ fn describe(a: &ResourceAttributes) -> String {
 pub struct RightsCheck {
     client: kube::Client,
     rights: Vec<Right>,
-    latest: tokio::sync::Mutex<Option<(Instant, Arc<Vec<CheckResult>>)>>,
+    /// The latest answer and when it was made.
+    latest: std::sync::Mutex<Option<(Instant, Arc<Vec<CheckResult>>)>>,
+    /// Held while the rights are being checked: one check at a time.
+    checking: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for RightsCheck {
@@ -273,37 +276,69 @@ impl std::fmt::Debug for RightsCheck {
     }
 }
 
+/// Whether an answer made at `at` may still be used at `now`.
+fn fresh(at: Instant, results: &[CheckResult], now: Instant) -> bool {
+    let ttl = if results.iter().all(|r| r.failure.is_none()) {
+        RIGHTS_TTL_OK
+    } else {
+        RIGHTS_TTL_FAILED
+    };
+    now.saturating_duration_since(at) < ttl
+}
+
 impl RightsCheck {
     /// The rights `config` needs, to be checked with `client`.
     pub fn new(client: kube::Client, config: &Config) -> Self {
         Self {
             client,
             rights: required_rights(config),
-            latest: tokio::sync::Mutex::new(None),
+            latest: std::sync::Mutex::new(None),
+            checking: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The latest results: reused while fresh, else checked now (one caller at a time; the
-    /// others wait for that answer).
-    pub async fn results(&self) -> Arc<Vec<CheckResult>> {
-        let mut latest = self.latest.lock().await;
-        if let Some((at, results)) = latest.as_ref() {
-            let ttl = if results.iter().all(|r| r.failure.is_none()) {
-                RIGHTS_TTL_OK
-            } else {
-                RIGHTS_TTL_FAILED
-            };
-            if at.elapsed() < ttl {
-                return Arc::clone(results);
-            }
+    fn latest(&self) -> Option<(Instant, Arc<Vec<CheckResult>>)> {
+        match self.latest.lock() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
-        let previous = latest.as_ref().map(|(_, r)| Arc::clone(r));
-        let results = Arc::new(self.check_all(previous.as_deref()).await);
-        *latest = Some((Instant::now(), Arc::clone(&results)));
+    }
+
+    /// The latest results: reused while fresh, else checked now. One check runs at a time;
+    /// while it runs, callers get the previous answer (or, before the first one, wait for it),
+    /// so a kube-apiserver slow to answer reviews never holds up `/readyz?verbose` for long.
+    pub async fn results(&self) -> Arc<Vec<CheckResult>> {
+        let previous = self.latest();
+        if let Some((at, results)) = &previous
+            && fresh(*at, results, Instant::now())
+        {
+            return Arc::clone(results);
+        }
+        let _checking = match (self.checking.try_lock(), &previous) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some((_, results))) => return Arc::clone(results),
+            (Err(_), None) => self.checking.lock().await,
+        };
+        // Another caller may have checked while this one waited.
+        let previous = self.latest();
+        if let Some((at, results)) = &previous
+            && fresh(*at, results, Instant::now())
+        {
+            return Arc::clone(results);
+        }
+        let results = Arc::new(
+            self.check_all(previous.as_ref().map(|(_, r)| r.as_slice()))
+                .await,
+        );
+        let stored = (Instant::now(), Arc::clone(&results));
+        match self.latest.lock() {
+            Ok(mut l) => *l = Some(stored),
+            Err(poisoned) => *poisoned.into_inner() = Some(stored),
+        }
         results
     }
 
-    async fn check_all(&self, previous: Option<&Vec<CheckResult>>) -> Vec<CheckResult> {
+    async fn check_all(&self, previous: Option<&[CheckResult]>) -> Vec<CheckResult> {
         let mut results = Vec::with_capacity(self.rights.len());
         for right in &self.rights {
             let client = self.client.clone();
@@ -478,6 +513,23 @@ mod tests {
 
         // OIDC without a mappable namespace maps nobody: gatehouse needs nothing of its own.
         assert!(required_rights(&config(OIDC)).is_empty());
+    }
+
+    #[test]
+    fn an_answer_with_a_failure_is_reused_for_less_time() {
+        let at = Instant::now();
+        let ok = [CheckResult {
+            name: "rbac/a",
+            readiness: false,
+            failure: None,
+        }];
+        let failed = [CheckResult {
+            failure: Some("x"),
+            ..ok[0].clone()
+        }];
+        let later = |d: u64| at + Duration::from_secs(d);
+        assert!(fresh(at, &ok, later(59)) && !fresh(at, &ok, later(60)));
+        assert!(fresh(at, &failed, later(9)) && !fresh(at, &failed, later(10)));
     }
 
     #[test]
