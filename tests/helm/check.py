@@ -154,6 +154,8 @@ def local_config(rendered, outdir, *mappings):
                          ("session", "keyFile")]:
         if key in config.get(section, {}):
             config[section][key] = rewrite(config[section][key])
+    if "publicCaFile" in config:
+        config["publicCaFile"] = rewrite(config["publicCaFile"])
     if listen:
         config["listen"] = listen
     out = os.path.join(outdir, "config.yaml")
@@ -275,6 +277,58 @@ def drop_rule(rbac_file, ref, out):
     die(f"no {obj_ref}")
 
 
+def public_ca(rendered, source, pem_file, name="", key="ca.crt"):
+    """The config's publicCaFile is provided as the chart promises for source (bundle: the
+    ConfigMap's public-ca.pem holds pem_file's certificate, nothing else is mounted; secret or
+    configMap: key `key` of the object `name` is projected as ca.pem into a read-only volume at
+    /etc/gatehouse/public-ca, and the ConfigMap has no public-ca.pem; none: no publicCaFile, no
+    volume, no ConfigMap entry)."""
+    ds = docs(rendered)
+    (cm,) = [d for d in ds if d["kind"] == "ConfigMap"]
+    (dep,) = [d for d in ds if d["kind"] == "Deployment"]
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = [c for c in spec["containers"] if c["name"] == "gatehouse"]
+    mounts = [m for m in c.get("volumeMounts", []) if m["name"] == "public-ca"]
+    vols = [v for v in spec.get("volumes", []) if v["name"] == "public-ca"]
+    with open(pem_file, encoding="utf-8") as f:
+        pem = f.read().strip()
+    got = config.get("publicCaFile")
+    problems = []
+    if source == "none":
+        if got or mounts or vols or "public-ca.pem" in cm["data"]:
+            problems.append(f"no publicCa set, but publicCaFile={got!r}, mounts {mounts}, volumes {vols}")
+    elif source == "bundle":
+        if got != f"{POD}/config/public-ca.pem":
+            problems.append(f"publicCaFile is {got!r}, want {POD}/config/public-ca.pem")
+        if cm["data"].get("public-ca.pem", "").strip() != pem:
+            problems.append("the ConfigMap's public-ca.pem is not the bundle")
+        if mounts or vols:
+            problems.append("a public-ca volume is mounted for an inline bundle")
+    else:
+        if got != f"{POD}/public-ca/ca.pem":
+            problems.append(f"publicCaFile is {got!r}, want {POD}/public-ca/ca.pem")
+        if len(mounts) != 1 or mounts[0]["mountPath"] != f"{POD}/public-ca" or not mounts[0].get("readOnly"):
+            problems.append(f"public-ca mounts: {mounts}")
+        kind = "secret" if source == "secret" else "configMap"
+        if len(vols) != 1 or kind not in vols[0]:
+            problems.append(f"public-ca volumes: {vols}, want one from a {kind}")
+        else:
+            v = vols[0][kind]
+            object_name = v.get("secretName") if kind == "secret" else v.get("name")
+            if object_name != name:
+                problems.append(f"the volume reads {kind} {object_name!r}, want {name!r}")
+            if v.get("items") != [{"key": key, "path": "ca.pem"}]:
+                problems.append(f"the volume projects {v.get('items')}, want key {key!r} as ca.pem")
+            else:
+                print(f"{kind} {object_name} key {v['items'][0]['key']} -> {POD}/public-ca/ca.pem")
+        if "public-ca.pem" in cm["data"]:
+            problems.append("the ConfigMap holds a public-ca.pem too")
+    if problems:
+        die("\n".join(problems))
+    print(f"publicCaFile: {got} ({source})")
+
+
 def bad_deployment(rendered, out):
     """A copy of the Deployment with one misspelt field, which strict validation must refuse."""
     (dep,) = [d for d in docs(rendered) if d["kind"] == "Deployment"]
@@ -296,4 +350,5 @@ if __name__ == "__main__":
         "rbac": rbac,
         "drop-rule": drop_rule,
         "bad-deployment": bad_deployment,
+        "public-ca": public_ca,
     }[cmd.replace("_", "-")](*args)

@@ -134,6 +134,10 @@ Checks that mirror the server's own, with the server's exact messages, so a wron
 {{- if and (not $v.oidc.enabled) (not $v.admin.enabled) (not $v.fallThrough.enabled) }}
 {{- fail "(top level): nothing can authenticate: enable oidc, admin or fallThrough" }}
 {{- end }}
+{{- $ca := $v.publicCa }}
+{{- if gt (len (compact (list $ca.bundle $ca.secretName $ca.configMapName))) 1 }}
+{{- fail "publicCa: set one of bundle, secretName and configMapName (the CA clients need to trust publicUrl), not several" }}
+{{- end }}
 {{- if and $v.tls.enabled (not $v.tls.secretName) }}
 {{- fail "tls.secretName: required when tls.enabled (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
 {{- end }}
@@ -144,7 +148,7 @@ Checks that mirror the server's own, with the server's exact messages, so a wron
 
 {{/* Paths inside the pod. */}}
 {{- define "gatehouse.paths" -}}
-{{- dict "config" "/etc/gatehouse/config" "secret" "/etc/gatehouse/secret" "tls" "/etc/gatehouse/tls" "kubeconfig" "/etc/gatehouse/kubeconfig" | toJson }}
+{{- dict "config" "/etc/gatehouse/config" "secret" "/etc/gatehouse/secret" "tls" "/etc/gatehouse/tls" "kubeconfig" "/etc/gatehouse/kubeconfig" "publicCa" "/etc/gatehouse/public-ca" | toJson }}
 {{- end }}
 
 {{/*
@@ -159,6 +163,11 @@ the server's defaults apply.
 {{- $browser := include "gatehouse.browser" . }}
 {{- $c := dict "listen" (printf "0.0.0.0:%d" (int $v.containerPort)) }}
 {{- with $v.publicUrl }}{{ $_ := set $c "publicUrl" . }}{{ end }}
+{{- if $v.publicCa.bundle }}
+{{- $_ := set $c "publicCaFile" (printf "%s/public-ca.pem" $p.config) }}
+{{- else if or $v.publicCa.secretName $v.publicCa.configMapName }}
+{{- $_ := set $c "publicCaFile" (printf "%s/ca.pem" $p.publicCa) }}
+{{- end }}
 {{- if $v.tls.enabled }}
 {{- $_ := set $c "tls" (dict "certFile" (printf "%s/tls.crt" $p.tls) "keyFile" (printf "%s/tls.key" $p.tls)) }}
 {{- end }}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -14,6 +14,7 @@ use secrecy::ExposeSecret as _;
 use crate::access::AccessResolver;
 use crate::authn::Authenticator;
 use crate::config::Config;
+use crate::health::CheckResult;
 use crate::metrics::Metrics;
 use crate::oidc::{FetchError, OidcVerifier};
 use crate::serviceaccounts::ServiceAccountIndex;
@@ -44,6 +45,8 @@ pub struct App {
     pub refreshes: crate::browser::RefreshFlights,
     /// Seals session and flow cookies, when browser sign-in or admin UI sessions are configured.
     pub cookies: Option<crate::session::CookieCodec>,
+    /// gatehouse's own Kubernetes rights (`/readyz?verbose`'s `rbac/*` checks).
+    pub rights: Arc<crate::health::RightsCheck>,
 }
 
 /// gatehouse could not start.
@@ -125,9 +128,17 @@ impl App {
             config.service_accounts.global_namespaces.clone(),
             config.limits.review_cache_ttl,
         );
+        let rights = Arc::new(crate::health::RightsCheck::new(client.clone(), &config));
         if let Some(o) = &oidc {
             tokio::spawn(Arc::clone(o).run());
             tokio::spawn(Arc::clone(&index).run(client, config.service_accounts.clone()));
+            // With OIDC gatehouse talks to the kube-apiserver from the start (the watch): its
+            // rights are checked then too, so a missing one is in the log at once. Otherwise
+            // they are checked when `/readyz?verbose` asks.
+            let rights = Arc::clone(&rights);
+            tokio::spawn(async move {
+                rights.results().await;
+            });
         }
         let cookies = match &config.browser {
             Some(b) => Some(
@@ -147,7 +158,37 @@ impl App {
             metrics: Metrics::default(),
             login_guard: crate::login_guard::LoginGuard::new(),
             refreshes: crate::browser::RefreshFlights::default(),
+            rights,
         }))
+    }
+
+    /// The readiness checks by name, with fixed reasons (`/readyz?verbose`): the same
+    /// conditions as [`Self::not_ready_reasons`].
+    pub fn readiness_checks(&self) -> Vec<CheckResult> {
+        let mut checks = Vec::new();
+        if let Some(o) = &self.oidc {
+            let check = |name, failure| CheckResult {
+                name,
+                readiness: true,
+                failure,
+            };
+            checks.push(check(
+                "oidc-keys",
+                o.not_ready_reason()
+                    .map(|_| "the identity provider's discovery document and signing keys are not loaded"),
+            ));
+            checks.push(check(
+                "serviceaccount-watch-synced",
+                (!self.index.is_synced()).then_some("ServiceAccounts have not been listed yet"),
+            ));
+            checks.push(check(
+                "serviceaccount-watch-fresh",
+                self.index
+                    .stale_reason(std::time::Instant::now())
+                    .map(|_| "the ServiceAccount watch has been failing for longer than serviceAccounts.maxStaleness"),
+            ));
+        }
+        checks
     }
 
     /// Why gatehouse is not ready, or an empty list.
@@ -190,6 +231,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(pages)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/readyz/{*name}", get(readyz_check))
         .route("/metrics", get(metrics))
         .route("/v1/config", get(crate::api::public_config))
         .route("/v1/whoami", get(crate::api::whoami))
@@ -210,7 +252,29 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> Response {
+/// Every check by name: the readiness checks, then gatehouse's rights.
+async fn all_checks(app: &App) -> Vec<CheckResult> {
+    let mut checks = app.readiness_checks();
+    checks.extend(app.rights.results().await.iter().cloned());
+    checks
+}
+
+/// `GET /readyz`: 200 `ok`, or 503 with a `not ready: ...` line per reason. With `?verbose`
+/// (any value, as the kube-apiserver reads it): every named check, `[+]name ok` or
+/// `[-]name failed: reason`, then the verdict; the status is the same as without it
+/// (`health.rs` says which checks decide).
+async fn readyz(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+    let verbose = query
+        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "verbose"));
+    if verbose {
+        let (ready, text) = crate::health::render_verbose(&all_checks(&app).await);
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return (status, text).into_response();
+    }
     let reasons = app.not_ready_reasons();
     if reasons.is_empty() {
         (StatusCode::OK, "ok\n").into_response()
@@ -220,6 +284,28 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             .map(|r| format!("not ready: {r}\n"))
             .collect::<String>();
         (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+    }
+}
+
+/// `GET /readyz/<name>`: one named check: 200 `ok`, or 503 `<name> failed: reason`; 404 for a
+/// name gatehouse does not check (with its configuration).
+async fn readyz_check(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    match all_checks(&app).await.into_iter().find(|c| c.name == name) {
+        Some(CheckResult { failure: None, .. }) => (StatusCode::OK, "ok\n").into_response(),
+        Some(CheckResult {
+            name,
+            failure: Some(reason),
+            ..
+        }) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{name} failed: {reason}\n"),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such check; GET /readyz?verbose lists them\n",
+        )
+            .into_response(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod authn;
 pub mod browser;
 pub mod config;
 pub mod credentials;
+pub mod health;
 pub mod login_guard;
 pub mod metrics;
 pub mod oidc;

@@ -29,9 +29,9 @@ use serde_json::{Value, json};
 use crate::cli::cache::{Backend, Cache, Entry, Kind};
 use crate::cli::error::CliError;
 use crate::cli::files::write_private;
-use crate::cli::login::Target;
+use crate::cli::login::{SignIn, Target};
 use crate::cli::net::{self, Net, SERVER};
-use crate::cli::{Common, process_env, resolve_server};
+use crate::cli::{Common, Output, process_env, resolve_server};
 
 /// `gatehouse kubeconfig`.
 #[derive(Args, Debug)]
@@ -62,6 +62,11 @@ pub struct KubeconfigArgs {
     /// Make `gatehouse` the current context (it is made current anyway when the file has none).
     #[arg(long)]
     pub set_current: bool,
+    /// Output format. With --print: the kubeconfig itself as YAML (`text`, `yaml`) or JSON
+    /// (`json`). Without: `text` prints a message on stderr only; `json` and `yaml` print the
+    /// file written, its contexts and current context on stdout (see docs/cli.md).
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
     #[command(flatten)]
     pub common: Common,
 }
@@ -245,9 +250,13 @@ pub fn run(args: KubeconfigArgs) -> Result<(), CliError> {
     if args.print {
         let mut doc = json!({});
         merge(&mut doc, parts, true);
+        let text = match args.output {
+            Output::Json => format!("{doc:#}\n"),
+            Output::Text | Output::Yaml => to_yaml(&doc)?,
+        };
         let mut out = std::io::stdout().lock();
         return out
-            .write_all(to_yaml(&doc)?.as_bytes())
+            .write_all(text.as_bytes())
             .map_err(|e| CliError::io("cannot write to stdout", e));
     }
     let path = kubeconfig_paths(args.kubeconfig.as_deref())?
@@ -258,6 +267,11 @@ pub fn run(args: KubeconfigArgs) -> Result<(), CliError> {
             hint: "pass --kubeconfig FILE".to_owned(),
         })?;
     let mut doc = read_yaml(&path)?.unwrap_or_else(|| json!({}));
+    let contexts: Vec<String> = parts
+        .2
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
     merge(&mut doc, parts, args.set_current);
     write_private(&path, to_yaml(&doc)?.as_bytes())?;
     eprintln!(
@@ -269,7 +283,23 @@ pub fn run(args: KubeconfigArgs) -> Result<(), CliError> {
         },
         path.display()
     );
-    Ok(())
+    crate::cli::print_result(
+        args.output,
+        &written_summary(&path, &server, &contexts, &doc),
+    )
+}
+
+/// The result of `gatehouse kubeconfig` (without `--print`) for scripts: the file written
+/// (absolute), the server, the contexts gatehouse wrote and the file's current context after
+/// the write. The kubeconfig itself holds the exec plugin's command, never a token.
+pub fn written_summary(path: &Path, server: &str, contexts: &[String], doc: &Value) -> Value {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    json!({
+        "kubeconfig": path.display().to_string(),
+        "server": server,
+        "contexts": contexts,
+        "currentContext": doc.get("current-context"),
+    })
 }
 
 /// A credential taken from a kubeconfig context.
@@ -483,7 +513,7 @@ pub async fn login_with_kubeconfig(
     target: &Target,
     file: Option<&Path>,
     context: Option<&str>,
-) -> Result<Entry, CliError> {
+) -> Result<SignIn, CliError> {
     let (cred, context) = kubeconfig_credential(
         file,
         context,
@@ -529,7 +559,16 @@ pub async fn login_with_kubeconfig(
         crate::cli::login::shell_quote(&context)
     ));
     let login_command = target.command(&flow);
-    Ok(Entry {
+    // gatehouse's username for a mapped or admin token; Kubernetes' for a fall-through one.
+    let username = who
+        .get("username")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            who.pointer("/kubernetes/review/username")
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned);
+    let entry = Entry {
         server: target.server.clone(),
         issuer: None,
         client_id: None,
@@ -542,6 +581,11 @@ pub async fn login_with_kubeconfig(
         updated_at: now,
         login_command,
         token_type: crate::cli::cache::TokenType::IdToken,
+    };
+    Ok(SignIn {
+        entry,
+        pin: None,
+        username,
     })
 }
 
@@ -588,6 +632,36 @@ mod tests {
         let text = to_yaml(&doc).unwrap();
         let back: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn written_summary_names_the_file_and_contexts() {
+        let mut doc = json!({"current-context": "other"});
+        merge(
+            &mut doc,
+            entries(
+                "https://gh",
+                None,
+                Some(("https://k8s", None)),
+                Backend::Auto,
+            ),
+            false,
+        );
+        let v = written_summary(
+            Path::new("kube/config"),
+            "https://gh",
+            &["gatehouse".to_owned(), "gatehouse-direct".to_owned()],
+            &doc,
+        );
+        let path = v["kubeconfig"].as_str().unwrap();
+        assert!(
+            Path::new(path).is_absolute() && path.ends_with("kube/config"),
+            "{path}"
+        );
+        assert_eq!(v["server"], "https://gh");
+        assert_eq!(v["contexts"], json!(["gatehouse", "gatehouse-direct"]));
+        assert_eq!(v["currentContext"], "other");
+        assert_eq!(v.as_object().unwrap().len(), 4);
     }
 
     #[test]

@@ -29,7 +29,8 @@ use std::time::Duration;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use gatehouse_core::authorize::{FlowSecrets, RESERVED_PARAMETERS, authorization_url};
 use gatehouse_core::jwt::Verified;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -263,20 +264,73 @@ pub(crate) struct SignedIn {
     pub expires_at: i64,
 }
 
-/// Says who signed in, and builds the cache entry of an OIDC sign-in.
+/// How a sign-in was made (`mode` in `gatehouse login --output json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `--sso`, the browser flow (the default).
+    Sso,
+    /// `--device`, the device authorization grant.
+    Device,
+    /// `--admin`, gatehouse's admin account.
+    Admin,
+    /// `--kubeconfig`, a kubeconfig context's credential.
+    Kubeconfig,
+}
+
+/// What a sign-in ends with: the cache entry, the server's settings to pin (OIDC sign-ins),
+/// and who signed in (for people and scripts; never a token).
+#[derive(Debug)]
+pub struct SignIn {
+    /// The entry to cache.
+    pub entry: Entry,
+    /// The server's sign-in settings to pin ([`crate::cli::pin`]), for `--sso` and `--device`.
+    pub pin: Option<ServerPin>,
+    /// Who signed in: the ID token's `email`, `preferred_username`, `name` or `sub`; the admin
+    /// token's subject; gatehouse's (or Kubernetes') username for a kubeconfig credential.
+    pub username: Option<String>,
+}
+
+/// The result of `gatehouse login` for scripts (`--output json|yaml`): who signed in to which
+/// server and how, until when, where the token is kept (`cache`, as `whoami` names it) and the
+/// command that signs in again the same way. Every key is always there (`null` when it does not
+/// apply). No token, refresh token, code or password is ever in it.
+pub fn summary(mode: Mode, signed_in: &SignIn, cache: &str) -> Value {
+    let e = &signed_in.entry;
+    json!({
+        "server": e.server,
+        "mode": mode,
+        "username": signed_in.username,
+        "issuer": e.issuer,
+        "clientId": e.client_id,
+        "tokenType": (e.kind == Kind::Oidc).then_some(e.token_type),
+        "expiresAt": crate::cli::rfc3339(e.expires_at),
+        "refreshable": e.refresh_token.is_some(),
+        "context": if e.kind == Kind::Kubeconfig {
+            e.parameters.get("context")
+        } else {
+            None
+        },
+        "cache": cache,
+        "loginCommand": e.login_command,
+    })
+}
+
+/// Says who signed in, and builds the sign-in result of an OIDC sign-in.
 fn oidc_entry(
     target: &Target,
     oidc: &OidcSettings,
     params: BTreeMap<String, String>,
     signed_in: SignedIn,
     command: String,
-) -> Entry {
-    report_identity(
+    pin: ServerPin,
+) -> SignIn {
+    let username = report_identity(
         &target.server,
         &signed_in.verified.claims,
         signed_in.expires_at,
     );
-    Entry {
+    let entry = Entry {
         token_type: token_type(target, oidc),
         server: target.server.clone(),
         issuer: Some(oidc.issuer_url.clone()),
@@ -289,6 +343,11 @@ fn oidc_entry(
         ca_pem: target.ca_pem.clone(),
         updated_at: net::unix_now(),
         login_command: command,
+    };
+    SignIn {
+        entry,
+        pin: Some(pin),
+        username,
     }
 }
 
@@ -332,11 +391,7 @@ pub struct SsoOptions {
 }
 
 /// The browser flow. Returns the entry and the server's settings to store.
-pub async fn sso(
-    net: &Net,
-    target: &Target,
-    opts: &SsoOptions,
-) -> Result<(Entry, ServerPin), CliError> {
+pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<SignIn, CliError> {
     let (oidc, d, pin) = oidc_context(net, target).await?;
     let params = parameters(&oidc, &target.params)?;
     let scopes = scopes(&oidc, &d, target.offline_access);
@@ -418,7 +473,7 @@ pub async fn sso(
             });
         }
     };
-    Ok((oidc_entry(target, &oidc, params, signed_in, command), pin))
+    Ok(oidc_entry(target, &oidc, params, signed_in, command, pin))
 }
 
 /// Adds a hint to an IdP refusal caused by `offline_access` (Keycloak refuses it for users
@@ -449,16 +504,22 @@ fn offline_hint(e: CliError) -> CliError {
     }
 }
 
-/// Prints who signed in (no token).
-fn report_identity(server: &str, claims: &serde_json::Map<String, serde_json::Value>, exp: i64) {
+/// Prints who signed in (no token) and returns it.
+fn report_identity(
+    server: &str,
+    claims: &serde_json::Map<String, serde_json::Value>,
+    exp: i64,
+) -> Option<String> {
     let who = ["email", "preferred_username", "name", "sub"]
         .iter()
         .find_map(|c| claims.get(*c).and_then(|v| v.as_str()))
-        .unwrap_or("?");
+        .map(str::to_owned);
     eprintln!(
-        "Signed in to {server} as {who}; the token is valid until {}.",
+        "Signed in to {server} as {}; the token is valid until {}.",
+        who.as_deref().unwrap_or("?"),
         crate::cli::rfc3339(exp)
     );
+    who
 }
 
 fn open_browser(url: &str) -> bool {
@@ -716,11 +777,7 @@ impl std::fmt::Debug for DeviceCode {
 
 /// The device authorization grant (RFC 8628). Returns the entry and the server's settings
 /// to store.
-pub async fn device(
-    net: &Net,
-    target: &Target,
-    timeout: Duration,
-) -> Result<(Entry, ServerPin), CliError> {
+pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<SignIn, CliError> {
     let (oidc, d, pin) = oidc_context(net, target).await?;
     let params = parameters(&oidc, &target.params)?;
     let scopes = scopes(&oidc, &d, target.offline_access).join(" ");
@@ -805,7 +862,7 @@ pub async fn device(
     )
     .await?;
     drop(spinner);
-    Ok((oidc_entry(target, &oidc, params, signed_in, command), pin))
+    Ok(oidc_entry(target, &oidc, params, signed_in, command, pin))
 }
 
 /// One answer of the token endpoint to a device-code poll.
@@ -912,7 +969,7 @@ pub fn read_password(from_stdin: bool) -> Result<String, CliError> {
 }
 
 /// The admin sign-in. Returns the entry to store.
-pub async fn admin(net: &Net, target: &Target, password: String) -> Result<Entry, CliError> {
+pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignIn, CliError> {
     let url = format!("{}/v1/admin/login", target.server);
     let resp = net
         .http()
@@ -966,7 +1023,10 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<Entry
         target.server,
         crate::cli::rfc3339(expires_at)
     );
-    Ok(Entry {
+    // The admin token's subject, read for display only (the server verified the password).
+    let username = crate::cli::token::unverified_claims(&t.token)
+        .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned));
+    let entry = Entry {
         server: target.server.clone(),
         issuer: None,
         client_id: None,
@@ -979,6 +1039,11 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<Entry
         updated_at: net::unix_now(),
         login_command: target.command("--admin"),
         token_type: crate::cli::cache::TokenType::IdToken,
+    };
+    Ok(SignIn {
+        entry,
+        pin: None,
+        username,
     })
 }
 
@@ -1301,6 +1366,105 @@ mod tests {
             t0.elapsed()
         );
         dripper.abort();
+    }
+
+    fn entry(kind: Kind) -> Entry {
+        Entry {
+            server: "https://gh.example".into(),
+            issuer: (kind == Kind::Oidc).then(|| "https://idp".to_owned()),
+            client_id: (kind == Kind::Oidc).then(|| "cli".to_owned()),
+            parameters: if kind == Kind::Kubeconfig {
+                BTreeMap::from([("context".into(), "dev".into())])
+            } else {
+                BTreeMap::from([("login_hint".into(), "a@example.com".into())])
+            },
+            kind,
+            token: "SECRET-ACCESS-TOKEN-VALUE".into(),
+            refresh_token: (kind == Kind::Oidc).then(|| "SECRET-REFRESH-TOKEN-VALUE".to_owned()),
+            expires_at: 1_900_000_000,
+            ca_pem: None,
+            updated_at: 0,
+            login_command: "gatehouse login --sso https://gh.example".into(),
+            token_type: TokenType::AccessToken,
+        }
+    }
+
+    /// The JSON result of each kind of sign-in: every key always present, `null` where it does
+    /// not apply, and never the token or the refresh token.
+    #[test]
+    fn login_summary_has_a_stable_shape_and_no_token() {
+        let keys = [
+            "cache",
+            "clientId",
+            "context",
+            "expiresAt",
+            "issuer",
+            "loginCommand",
+            "mode",
+            "refreshable",
+            "server",
+            "tokenType",
+            "username",
+        ];
+        let oidc = summary(
+            Mode::Device,
+            &SignIn {
+                entry: entry(Kind::Oidc),
+                pin: None,
+                username: Some("alice@example.com".into()),
+            },
+            "/home/me/.config/gatehouse/tokens.json",
+        );
+        assert_eq!(
+            oidc,
+            json!({
+                "server": "https://gh.example",
+                "mode": "device",
+                "username": "alice@example.com",
+                "issuer": "https://idp",
+                "clientId": "cli",
+                "tokenType": "accessToken",
+                "expiresAt": "2030-03-17T17:46:40Z",
+                "refreshable": true,
+                "context": null,
+                "cache": "/home/me/.config/gatehouse/tokens.json",
+                "loginCommand": "gatehouse login --sso https://gh.example",
+            })
+        );
+        let kc = summary(
+            Mode::Kubeconfig,
+            &SignIn {
+                entry: entry(Kind::Kubeconfig),
+                pin: None,
+                username: None,
+            },
+            "c",
+        );
+        assert_eq!(kc["context"], "dev");
+        assert_eq!(
+            kc["tokenType"],
+            Value::Null,
+            "only OIDC sign-ins pick a token"
+        );
+        assert_eq!(kc["refreshable"], false);
+        let admin = summary(
+            Mode::Admin,
+            &SignIn {
+                entry: entry(Kind::Admin),
+                pin: None,
+                username: Some("admin".into()),
+            },
+            "c",
+        );
+        assert_eq!(admin["mode"], "admin");
+        assert_eq!(admin["context"], Value::Null);
+        for v in [&oidc, &kc, &admin] {
+            let mut got: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            got.sort_unstable();
+            assert_eq!(got, keys);
+            let text = v.to_string();
+            assert!(!text.contains("SECRET"), "{text}");
+        }
     }
 
     #[test]

@@ -113,17 +113,24 @@ pub enum Command {
   echo \"$PASSWORD\" | gatehouse login --admin https://gatehouse.example.com --password-stdin
   gatehouse login --kubeconfig https://gatehouse.example.com --context my-cluster
   gatehouse login --sso https://gatehouse.example.com --accept-config-change  # after the operator changed scopes
+  gatehouse login --device https://gatehouse.example.com -o json   # for scripts: the result on stdout
 
 The first OIDC sign-in to a server pins its settings (issuer, clients, scopes, parameters); a
 later change is asked about on a terminal and refused without one (see docs/cli.md).")]
     Login(LoginArgs),
     /// Revoke the refresh token at the identity provider (when it offers revocation) and
     /// forget the cached tokens of a server and its pinned sign-in settings.
-    #[command(after_help = "Examples:\n  gatehouse logout https://gatehouse.example.com")]
+    #[command(
+        after_help = "Examples:\n  gatehouse logout https://gatehouse.example.com\n  gatehouse logout --output json   # for scripts: what was removed, on stdout"
+    )]
     Logout {
         /// The gatehouse server URL (default: the server signed in to last).
         #[arg(env = "GATEHOUSE_SERVER")]
         server: Option<String>,
+        /// Output format: `text` prints messages on stderr only; `json` and `yaml` print what
+        /// was removed on stdout (see docs/cli.md).
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
         #[command(flatten)]
         common: Common,
     },
@@ -149,6 +156,8 @@ later change is asked about on a terminal and refused without one (see docs/cli.
   gatehouse kubeconfig https://127.0.0.1:8443 --certificate-authority ca.crt --print
   gatehouse kubeconfig https://gatehouse.example.com --direct \\
       --apiserver https://k8s.example.com:6443 --apiserver-certificate-authority k8s-ca.crt
+  gatehouse kubeconfig https://gatehouse.example.com --print -o json   # the kubeconfig as JSON
+  gatehouse kubeconfig https://gatehouse.example.com -o json          # the file and contexts written
   kubectl --context gatehouse get namespaces")]
     Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Check a whole installation step by step (server, IdP, clients, parameters, your token,
@@ -229,6 +238,11 @@ pub struct LoginArgs {
     /// since they were pinned at the first sign-in, without asking.
     #[arg(long)]
     pub accept_config_change: bool,
+    /// Output format: `text` prints messages on stderr only; `json` and `yaml` also print the
+    /// result (server, mode, username, expiry, cache; never a token) on stdout, while sign-in
+    /// URLs, device codes and questions stay on stderr (see docs/cli.md).
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
     #[command(flatten)]
     pub common: Common,
 }
@@ -354,7 +368,11 @@ fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Token(TokenArgs { server, common }) => token::token(server, &common),
         Command::Login(args) => login_command(args),
-        Command::Logout { server, common } => token::logout(server, &common),
+        Command::Logout {
+            server,
+            output,
+            common,
+        } => token::logout(server, output, &common),
         Command::Whoami {
             server,
             output,
@@ -420,53 +438,73 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
         target.ca_pem.as_deref(),
         target.ca_path.as_deref().unwrap_or(""),
     )?;
+    let mode = if password.is_some() {
+        login::Mode::Admin
+    } else if args.device {
+        login::Mode::Device
+    } else if args.kubeconfig {
+        login::Mode::Kubeconfig
+    } else {
+        login::Mode::Sso
+    };
     let rt = runtime()?;
-    let (entry, pin) = rt.block_on(async {
+    let signed_in = rt.block_on(async {
         if let Some(password) = password {
-            login::admin(&net, &target, password)
-                .await
-                .map(|e| (e, None))
-        } else if args.device {
-            login::device(&net, &target, args.timeout)
-                .await
-                .map(|(e, p)| (e, Some(p)))
-        } else if args.kubeconfig {
-            kubeconfig::login_with_kubeconfig(
-                &net,
-                &target,
-                args.kubeconfig_file.as_deref(),
-                args.context.as_deref(),
-            )
-            .await
-            .map(|e| (e, None))
+            login::admin(&net, &target, password).await
         } else {
-            login::sso(
-                &net,
-                &target,
-                &login::SsoOptions {
-                    callback_port: args.callback_port,
-                    no_browser: args.no_browser,
-                    timeout: args.timeout,
-                },
-            )
-            .await
-            .map(|(e, p)| (e, Some(p)))
+            match mode {
+                login::Mode::Device => login::device(&net, &target, args.timeout).await,
+                login::Mode::Kubeconfig => {
+                    kubeconfig::login_with_kubeconfig(
+                        &net,
+                        &target,
+                        args.kubeconfig_file.as_deref(),
+                        args.context.as_deref(),
+                    )
+                    .await
+                }
+                // `Admin` always comes with its password, above.
+                login::Mode::Sso | login::Mode::Admin => {
+                    login::sso(
+                        &net,
+                        &target,
+                        &login::SsoOptions {
+                            callback_port: args.callback_port,
+                            no_browser: args.no_browser,
+                            timeout: args.timeout,
+                        },
+                    )
+                    .await
+                }
+            }
         }
     })?;
     let lock = cache.lock()?;
     let mut file = lock.read()?;
-    let server = entry.server.clone();
-    file.put(entry);
+    let server = signed_in.entry.server.clone();
+    file.put(signed_in.entry.clone());
     let location = lock.write(&file)?;
-    if let Some(pin) = pin {
+    if let Some(pin) = &signed_in.pin {
         let mut pinned = pins.read()?;
-        if pinned.servers.get(&server) != Some(&pin) {
-            pinned.servers.insert(server, pin);
+        if pinned.servers.get(&server) != Some(pin) {
+            pinned.servers.insert(server, pin.clone());
             pins.write(&pinned)?;
         }
     }
     eprintln!("Token cached in {location}.");
-    Ok(())
+    print_result(
+        args.output,
+        &login::summary(mode, &signed_in, &cache.location()),
+    )
+}
+
+/// Prints a command's result for scripts on stdout (`--output json|yaml`). With `text` there is
+/// nothing to print there: the command's messages on stderr say it all.
+pub fn print_result(output: Output, value: &serde_json::Value) -> Result<(), CliError> {
+    if output == Output::Text {
+        return Ok(());
+    }
+    token::print_data(output, value, String::new)
 }
 
 #[cfg(test)]

@@ -231,6 +231,17 @@ pub async fn sso_login(
     user: &str,
     extra: &[&str],
 ) -> String {
+    sso_login_output(tb, m, server, user, extra).await.1
+}
+
+/// Like [`sso_login`]; returns the login's stdout and stderr.
+pub async fn sso_login_output(
+    tb: &Testbed,
+    m: &Machine,
+    server: &str,
+    user: &str,
+    extra: &[&str],
+) -> (String, String) {
     let mut args = vec!["--sso", server, "--no-browser", "--timeout", "60s"];
     args.extend_from_slice(extra);
     let (mut child, stderr) = m.spawn_login(&args);
@@ -272,5 +283,7 @@ pub async fn sso_login(
     let status = child.wait().unwrap();
     let err = stderr.finish();
     assert!(status.success(), "login failed:\n{err}");
-    err
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    (out, err)
 }
