@@ -264,8 +264,8 @@ pub struct RightsCheck {
     rights: Vec<Right>,
     /// The latest answer and when it was made.
     latest: std::sync::Mutex<Option<(Instant, Arc<Vec<CheckResult>>)>>,
-    /// Held while the rights are being checked: one check at a time.
-    checking: tokio::sync::Mutex<()>,
+    /// Held by the task that checks the rights: one check at a time.
+    checking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for RightsCheck {
@@ -293,7 +293,7 @@ impl RightsCheck {
             client,
             rights: required_rights(config),
             latest: std::sync::Mutex::new(None),
-            checking: tokio::sync::Mutex::new(()),
+            checking: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -304,38 +304,52 @@ impl RightsCheck {
         }
     }
 
-    /// The latest results: reused while fresh, else checked now. One check runs at a time;
-    /// while it runs, callers get the previous answer (or, before the first one, wait for it),
-    /// so a kube-apiserver slow to answer reviews never holds up `/readyz?verbose` for long.
-    pub async fn results(&self) -> Arc<Vec<CheckResult>> {
+    /// The latest results: reused while fresh, else checked again. The check runs in a task of
+    /// its own that holds the one-check-at-a-time lock, so a caller that goes away (a client
+    /// that disconnects, a probe that times out) cancels nothing and cannot make gatehouse start
+    /// checks at will: at most one check runs, and a new one only once the answer is stale.
+    /// While it runs, callers get the previous answer; before the first one, they wait for it.
+    pub async fn results(self: &Arc<Self>) -> Arc<Vec<CheckResult>> {
         let previous = self.latest();
         if let Some((at, results)) = &previous
             && fresh(*at, results, Instant::now())
         {
             return Arc::clone(results);
         }
-        let _checking = match (self.checking.try_lock(), &previous) {
-            (Ok(guard), _) => guard,
-            (Err(_), Some((_, results))) => return Arc::clone(results),
-            (Err(_), None) => self.checking.lock().await,
-        };
-        // Another caller may have checked while this one waited.
+        if let Ok(guard) = Arc::clone(&self.checking).try_lock_owned() {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let _checking = guard;
+                this.refresh().await;
+            });
+        }
+        if let Some((_, results)) = previous {
+            return results;
+        }
+        // The first answer: the running check holds the lock until it has stored it.
+        drop(self.checking.lock().await);
+        self.latest()
+            .map_or_else(|| Arc::new(Vec::new()), |(_, results)| results)
+    }
+
+    /// Checks every right and stores the answer (called with the lock held).
+    async fn refresh(&self) {
         let previous = self.latest();
+        // Another check may have finished since the caller looked.
         if let Some((at, results)) = &previous
             && fresh(*at, results, Instant::now())
         {
-            return Arc::clone(results);
+            return;
         }
         let results = Arc::new(
             self.check_all(previous.as_ref().map(|(_, r)| r.as_slice()))
                 .await,
         );
-        let stored = (Instant::now(), Arc::clone(&results));
+        let stored = (Instant::now(), results);
         match self.latest.lock() {
             Ok(mut l) => *l = Some(stored),
             Err(poisoned) => *poisoned.into_inner() = Some(stored),
         }
-        results
     }
 
     async fn check_all(&self, previous: Option<&[CheckResult]>) -> Vec<CheckResult> {
