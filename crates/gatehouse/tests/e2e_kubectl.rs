@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 use support::config::ServerConfig;
-use support::{AuditLog, Gatehouse, LineReader, Testbed, free_port, text, unique};
+use support::{AuditLog, Gatehouse, LineReader, Testbed, text, unique};
 
 /// One of kubectl's two streaming transports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +64,8 @@ struct Who {
     namespace: &'static str,
     /// The user the kube-apiserver serves.
     user: &'static str,
+    /// How gatehouse authenticated them (the `auth` label of its request counter).
+    auth: &'static str,
 }
 
 fn start(tb: &Testbed) -> Gatehouse {
@@ -97,18 +99,21 @@ async fn users(tb: &Testbed, gh: &Gatehouse) -> Vec<Who> {
             kubeconfig: gh.kubeconfig(tb, "alice", &alice),
             namespace: "team-a",
             user: "system:serviceaccount:team-a:dev",
+            auth: "oidc",
         },
         Who {
             name: "bob",
             kubeconfig: gh.kubeconfig(tb, "bob", &bob),
             namespace: "team-b",
             user: "oidc:bob@example.com",
+            auth: "fallthrough",
         },
         Who {
             name: "admin",
             kubeconfig: gh.kubeconfig(tb, "admin", admin),
             namespace: "team-a",
             user: "gatehouse:admin",
+            auth: "admin",
         },
     ]
 }
@@ -390,8 +395,11 @@ async fn interactive_exec_with_a_terminal_over_websocket_and_spdy() {
             let mut stdin = child.stdin.take().unwrap();
             // The remote shell computes it, so the answer cannot be the local echo of the input.
             std::thread::sleep(Duration::from_millis(500));
-            stdin.write_all(b"echo $((6*7))-answer\n").unwrap();
-            lines.wait_for(Duration::from_secs(20), |l| l == "42-answer");
+            // `[ -t 0 ] && [ -t 1 ]`: the remote shell's stdin and stdout are a terminal.
+            stdin
+                .write_all(b"[ -t 0 ] && [ -t 1 ] && echo tty-$((6*7))\n")
+                .unwrap();
+            lines.wait_for(Duration::from_secs(20), |l| l == "tty-42");
             stdin.write_all(b"exit\n").unwrap();
             drop(stdin);
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -590,8 +598,8 @@ struct Forward {
 
 impl Forward {
     fn start(tb: &Testbed, who: &Who, t: Transport, remote_port: u16) -> Self {
-        let port = free_port();
-        let mapping = format!("{port}:{remote_port}");
+        // Port 0: kubectl picks a free local port and says which (no race between tests).
+        let mapping = format!("0:{remote_port}");
         let mut child = kubectl(
             tb,
             &who.kubeconfig,
@@ -611,9 +619,15 @@ impl Forward {
         .spawn()
         .unwrap();
         let lines = LineReader::new(child.stdout.take().unwrap());
-        lines.wait_for(Duration::from_secs(20), |l| {
+        // "Forwarding from 127.0.0.1:PORT -> REMOTE"
+        let line = lines.wait_for(Duration::from_secs(20), |l| {
             l.starts_with("Forwarding from")
         });
+        let port = line
+            .strip_prefix("Forwarding from 127.0.0.1:")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("kubectl port-forward said: {line}"));
         let stderr = LineReader::new(child.stderr.take().unwrap());
         Self {
             child,
@@ -659,6 +673,7 @@ async fn port_forward_bytes_both_ways_several_connections_and_a_large_transfer()
         for t in TRANSPORTS {
             let ctx = format!("{} over {t:?}", who.name);
             let mark = AuditLog::mark(&tb);
+            let upgrades = switched(&gh, who.auth);
             let fwd = Forward::start(&tb, &who, t, 7);
             // Several connections at once, each its own stream.
             let conns: Vec<TcpStream> = (0..3).map(|_| fwd.connect()).collect();
@@ -677,6 +692,13 @@ async fn port_forward_bytes_both_ways_several_connections_and_a_large_transfer()
                 "{ctx}: 32 MiB through the echo"
             );
             drop(conns);
+            // This gatehouse switched protocols once more for this user (other tests run their
+            // own gatehouse), and the audit log shows the user and the transport.
+            assert_eq!(
+                switched(&gh, who.auth),
+                upgrades + 1.0,
+                "{ctx}: one upgrade"
+            );
             let events = audited(
                 &mark,
                 &format!("/namespaces/{}/pods/shell/portforward", who.namespace),
@@ -697,7 +719,9 @@ async fn port_forward_bytes_both_ways_several_connections_and_a_large_transfer()
 async fn port_forward_reaches_a_server_behind_the_pod() {
     let tb = Testbed::load();
     let target: u16 = tb.var("KWOK_FORWARD_TARGET_PORT").parse().unwrap();
-    let listener = TcpListener::bind(("127.0.0.1", target)).unwrap();
+    let listener = TcpListener::bind(("127.0.0.1", target)).unwrap_or_else(|e| {
+        panic!("127.0.0.1:{target} (KWOK_FORWARD_TARGET_PORT, where kwok forwards pod port 80) is taken: {e}; stop what listens there")
+    });
     let server = std::thread::spawn(move || {
         for _ in 0..2 {
             let (mut s, _) = listener.accept().unwrap();
@@ -864,6 +888,8 @@ async fn long_streams_survive_and_closing_the_client_closes_the_upstream_stream(
         .parse()
         .unwrap();
     let pid = gh.pid();
+    // Counted from what runs now (an aborted earlier run may have left some behind).
+    let echoes_before = kwok_echo_processes(&tb);
 
     let forwards: Vec<Forward> = TRANSPORTS
         .iter()
@@ -887,7 +913,7 @@ async fn long_streams_survive_and_closing_the_client_closes_the_upstream_stream(
     wait_until(
         "kwok runs one echo per connection",
         Duration::from_secs(10),
-        || kwok_echo_processes(&tb) >= streams.len(),
+        || kwok_echo_processes(&tb) == echoes_before + streams.len(),
     );
     // Both port-forwards' upgraded connections (HTTP/1.1, one each) are open upstream;
     // logs -f may share an HTTP/2 connection, so it is counted by gatehouse's gauge.
@@ -902,8 +928,8 @@ async fn long_streams_survive_and_closing_the_client_closes_the_upstream_stream(
             && gauge(&m, "gatehouse_proxy_in_flight_requests") >= 1.0
     });
 
-    // Three rounds 45 s apart: about two and a half minutes, each gap quiet for longer than
-    // 30 s, the whole longer than 90 s.
+    // Four rounds, 45 s apart: more than two minutes, each gap quiet for longer than 30 s, the
+    // whole longer than 90 s.
     let log = tb.var("KWOK_CONTAINER_LOG");
     for round in 0..4 {
         if round > 0 {
@@ -934,7 +960,7 @@ async fn long_streams_survive_and_closing_the_client_closes_the_upstream_stream(
     wait_until(
         "kwok's echo processes end when the clients close",
         Duration::from_secs(20),
-        || kwok_echo_processes(&tb) == 0,
+        || kwok_echo_processes(&tb) == echoes_before,
     );
     wait_until(
         "gatehouse closes the upgraded upstream connections of closed clients",
@@ -973,7 +999,15 @@ fn metrics(gh: &Gatehouse) -> String {
     .unwrap()
 }
 
-/// A gauge's value in a Prometheus text exposition (0 when absent).
+/// How often this gatehouse switched protocols (101) for requests authenticated as `auth`.
+fn switched(gh: &Gatehouse, auth: &str) -> f64 {
+    gauge(
+        &metrics(gh),
+        &format!("gatehouse_proxy_requests_total{{auth=\"{auth}\",code=\"1xx\"}}"),
+    )
+}
+
+/// A sample's value in a Prometheus text exposition (0 when absent).
 fn gauge(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
