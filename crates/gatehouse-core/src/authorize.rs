@@ -25,6 +25,10 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
 }
 
 /// Parameters that belong to the protocol and can never be configured or set by a user.
+///
+/// The one definition: the Helm chart's copy (`gatehouse.reservedParameters` in
+/// `charts/gatehouse/templates/_helpers.tpl`, which `scripts/helm-test` reads) and the list
+/// shown in `docs/helm.md` are checked against it by `tests/reserved_parameters_copies.rs`.
 pub const RESERVED_PARAMETERS: &[&str] = &[
     "response_type",
     "client_id",
