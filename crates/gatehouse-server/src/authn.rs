@@ -217,14 +217,21 @@ mod tests {
             on.authenticate(Some(&opaque), 0).await,
             Ok(Authenticated::FallThrough)
         ));
-        assert!(matches!(
-            off.authenticate(Some(&opaque), 0).await,
-            Err(ApiError::Unauthorized(_))
-        ));
-        assert!(matches!(
-            on.authenticate(None, 0).await,
-            Err(ApiError::Unauthorized(_))
-        ));
+        // Refused because fall-through is off (not for some other reason).
+        match off.authenticate(Some(&opaque), 0).await {
+            Err(ApiError::Unauthorized(m)) => {
+                assert!(
+                    m.contains("fall-through to Kubernetes authentication is disabled"),
+                    "{m}"
+                );
+            }
+            other => panic!("with fall-through off an opaque token was not refused: {other:?}"),
+        }
+        // No token never falls through, even when fall-through is on.
+        match on.authenticate(None, 0).await {
+            Err(ApiError::Unauthorized(m)) => assert!(m.starts_with("no credentials"), "{m}"),
+            other => panic!("a request without a token was not refused: {other:?}"),
+        }
     }
 
     #[test]
