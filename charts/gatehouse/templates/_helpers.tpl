@@ -77,6 +77,11 @@ chart's Secret), or come from existingSecret (session.fromExistingSecret); "" ot
 Checks that mirror the server's own, with the server's exact messages, so a wrong value fails
 `helm install` instead of a crash-looping pod.
 */}}
+{{/*
+A copy of gatehouse_core::authorize::RESERVED_PARAMETERS, in the same order; the test
+crates/gatehouse-core/tests/reserved_parameters_copies.rs fails when they differ, and
+scripts/helm-test reads its names from this list.
+*/}}
 {{- define "gatehouse.reservedParameters" -}}
 {{- list "response_type" "client_id" "redirect_uri" "scope" "state" "nonce" "code_challenge" "code_challenge_method" "request" "request_uri" | toJson }}
 {{- end }}

@@ -518,7 +518,23 @@ mod tests {
             b.encode(r#"{"alg":"none","kid":"rsa1"}"#),
             b.encode(claims().to_string())
         );
-        assert!(verify(&t, &keys(), &policy(), NOW).is_err());
+        // jsonwebtoken has no `none` algorithm: the header does not parse, so the token is
+        // refused before any key or policy is consulted.
+        assert_eq!(
+            verify(&t, &keys(), &policy(), NOW),
+            Err(VerifyError::Malformed)
+        );
+        // The same header with an algorithm the policy allows, and no signature: refused at
+        // the signature, never accepted for lack of one.
+        let unsigned = format!(
+            "{}.{}.",
+            b.encode(r#"{"alg":"RS256","kid":"rsa1"}"#),
+            b.encode(claims().to_string())
+        );
+        assert!(matches!(
+            verify(&unsigned, &keys(), &policy(), NOW),
+            Err(VerifyError::BadSignature | VerifyError::Malformed)
+        ));
     }
 
     #[test]

@@ -194,18 +194,18 @@ mod tests {
             a.authenticate(Some(&t), 1000).await,
             Ok(Authenticated::Principal(p)) if matches!(*p, Principal::Admin(_))
         ));
-        // Expired: refused, even though it is cached and fall-through is on.
-        assert!(matches!(
-            a.authenticate(Some(&t), 1060).await,
-            Err(ApiError::Unauthorized(_))
-        ));
-        // Signed with another key: refused, not forwarded.
+        // Expired: refused for its expiry, even though it is cached and fall-through is on.
+        match a.authenticate(Some(&t), 1060).await {
+            Err(ApiError::Unauthorized(m)) => assert!(m.contains("has expired"), "{m}"),
+            other => panic!("an expired admin token was not refused as expired: {other:?}"),
+        }
+        // Signed with another key: refused as invalid (not as expired), not forwarded.
         let other = AdminTokens::new(vec![4; 32], "gatehouse-admin", "gatehouse", 60).unwrap();
         let (forged, _) = other.issue(1000).unwrap();
-        assert!(matches!(
-            a.authenticate(Some(&BearerToken::new(forged)), 1000).await,
-            Err(ApiError::Unauthorized(_))
-        ));
+        match a.authenticate(Some(&BearerToken::new(forged)), 1000).await {
+            Err(ApiError::Unauthorized(m)) => assert!(m.contains("is invalid"), "{m}"),
+            other => panic!("a forged admin token was not refused as invalid: {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -217,14 +217,21 @@ mod tests {
             on.authenticate(Some(&opaque), 0).await,
             Ok(Authenticated::FallThrough)
         ));
-        assert!(matches!(
-            off.authenticate(Some(&opaque), 0).await,
-            Err(ApiError::Unauthorized(_))
-        ));
-        assert!(matches!(
-            on.authenticate(None, 0).await,
-            Err(ApiError::Unauthorized(_))
-        ));
+        // Refused because fall-through is off (not for some other reason).
+        match off.authenticate(Some(&opaque), 0).await {
+            Err(ApiError::Unauthorized(m)) => {
+                assert!(
+                    m.contains("fall-through to Kubernetes authentication is disabled"),
+                    "{m}"
+                );
+            }
+            other => panic!("with fall-through off an opaque token was not refused: {other:?}"),
+        }
+        // No token never falls through, even when fall-through is on.
+        match on.authenticate(None, 0).await {
+            Err(ApiError::Unauthorized(m)) => assert!(m.starts_with("no credentials"), "{m}"),
+            other => panic!("a request without a token was not refused: {other:?}"),
+        }
     }
 
     #[test]

@@ -32,6 +32,57 @@ fn start(tb: &Testbed, fall_through: bool) -> Gatehouse {
     Gatehouse::start(&config(tb, fall_through), "https", true)
 }
 
+/// The node oidc-provider's signing key (kid and PKCS#1 DER from the private JWK the test bed
+/// writes to `oidc-provider/jwks.json`).
+fn node_signing_key(tb: &Testbed) -> (String, jsonwebtoken::EncodingKey) {
+    use base64::Engine as _;
+    // DER: a length, an INTEGER (unsigned, big-endian).
+    fn len(n: usize) -> Vec<u8> {
+        if n < 0x80 {
+            return vec![u8::try_from(n).unwrap()];
+        }
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        let mut out = vec![0x80 | u8::try_from(bytes.len()).unwrap()];
+        out.extend(bytes);
+        out
+    }
+    fn int(v: &[u8]) -> Vec<u8> {
+        let mut v: Vec<u8> = v.iter().copied().skip_while(|b| *b == 0).collect();
+        if v.first().is_none_or(|b| b & 0x80 != 0) {
+            v.insert(0, 0);
+        }
+        let mut out = vec![0x02];
+        out.extend(len(v.len()));
+        out.extend(v);
+        out
+    }
+    let path = std::path::Path::new(&tb.var("TESTBED_STATE")).join("oidc-provider/jwks.json");
+    let jwks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kty"] == "RSA" && k["alg"] == "RS256")
+        .unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut body = int(&[0]);
+    for field in ["n", "e", "d", "p", "q", "dp", "dq", "qi"] {
+        body.extend(int(&b64.decode(jwk[field].as_str().unwrap()).unwrap()));
+    }
+    let mut der = vec![0x30];
+    der.extend(len(body.len()));
+    der.extend(body);
+    (
+        jwk["kid"].as_str().unwrap().to_owned(),
+        jsonwebtoken::EncodingKey::from_rsa_der(&der),
+    )
+}
+
 async fn upstream_requests(tb: &Testbed, gh: &Gatehouse) -> u64 {
     let body = tb
         .http()
@@ -374,10 +425,8 @@ async fn bad_tokens_from_known_issuers_are_refused_without_upstream_request() {
     claims["exp"] = (now + 600).into();
     let unknown_key = jsonwebtoken::encode(&header, &claims, &key).unwrap();
 
-    // Expired: same forged key is irrelevant; use a real Dex token's shape with the unknown key
-    // but an expiry in the past, so both checks would refuse it.
-    claims["exp"] = (now - 3600).into();
-    let expired = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    // An expired token is checked below, against an issuer whose signing key the test holds:
+    // one signed by a key gatehouse does not know is refused for the key, never for expiry.
 
     // Wrong audience: a real Dex token issued to the `kubernetes` client only.
     let wrong_aud = tb.id_token_cluster_only("alice").await;
@@ -394,7 +443,6 @@ async fn bad_tokens_from_known_issuers_are_refused_without_upstream_request() {
     for (what, token) in [
         ("tampered", &tampered),
         ("unknown key", &unknown_key),
-        ("expired", &expired),
         ("wrong audience", &wrong_aud),
         ("forged admin", &forged_admin),
     ] {
@@ -422,6 +470,74 @@ async fn bad_tokens_from_known_issuers_are_refused_without_upstream_request() {
     for t in [&good, &tampered, &unknown_key, &wrong_aud] {
         assert!(!log.contains(t.as_str()), "a token appeared in the log");
     }
+
+    // Expired: validly signed by a key gatehouse has loaded (the node oidc-provider's, whose
+    // private JWK the test bed keeps), with an expiry in the past. The same token with a
+    // future expiry is accepted, so the refusal is for expiry and for nothing else.
+    drop(gh);
+    let node_issuer = tb.var("NODE_OIDC_ISSUER");
+    let gh = Gatehouse::start(
+        &ServerConfig::new(&tb)
+            .oidc_client(&node_issuer, &tb.var("NODE_OIDC_CLI_CLIENT_ID"))
+            .yaml("fallThrough: { enabled: true }")
+            .build(),
+        "https",
+        true,
+    );
+    let (kid, key) = node_signing_key(&tb);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid);
+    let mut claims = serde_json::json!({
+        "iss": node_issuer,
+        "sub": "alice",
+        "aud": "gatehouse",
+        "email": tb.var("ALICE_EMAIL"),
+        "email_verified": true,
+        "iat": now - 60,
+        "exp": now + 600,
+    });
+    let valid = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let resp = http
+        .get(format!("{}/v1/whoami", gh.url))
+        .bearer_auth(&valid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the control token (same key, not expired) is accepted: {}",
+        resp.text().await.unwrap()
+    );
+    claims["iat"] = (now - 7200).into();
+    claims["exp"] = (now - 3600).into();
+    let expired = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let before = upstream_requests(&tb, &gh).await;
+    let resp = http
+        .get(format!("{}/api/v1/namespaces/team-a/configmaps", gh.url))
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "expired");
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status["kind"], "Status", "expired");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the token expired at {}", now - 3600)),
+        "expired: {status}"
+    );
+    assert_eq!(
+        upstream_requests(&tb, &gh).await,
+        before,
+        "an expired token must not reach the kube-apiserver"
+    );
+    assert!(
+        !gh.log().contains(expired.as_str()),
+        "a token appeared in the log"
+    );
 }
 
 #[tokio::test]
@@ -452,7 +568,17 @@ async fn fall_through_off_refuses_unmapped_and_foreign_tokens() {
         .send()
         .await
         .unwrap();
+    // gatehouse's own refusal: a 401 from the kube-apiserver (the token forwarded) would
+    // look the same by status alone.
     assert_eq!(resp.status(), 401);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("fall-through to Kubernetes authentication is disabled"),
+        "{v}"
+    );
     // Alice still works: she is mapped.
     let kc = gh.kubeconfig(&tb, "alice", &tb.id_token("alice", "").await);
     assert!(
@@ -533,7 +659,39 @@ async fn idp_unreachable_at_start_then_readyz_explains() {
         body.contains("OIDC issuer") && body.contains(&dead),
         "{body}"
     );
-    // Tokens for that issuer get a clear 503, not a crash.
+    // Tokens for that issuer get a clear 503, not a crash: a token naming the unreachable
+    // issuer (its signature cannot be checked without the IdP's keys, which is the point).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &serde_json::json!({"iss": dead, "sub": "alice", "aud": "gatehouse", "iat": now, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!(
+            "../../gatehouse-core/testdata/rsa_private.pem"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let resp = tb
+        .http()
+        .get(format!("{}/api/v1/namespaces/team-a/configmaps", gh.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status["kind"], "Status", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("gatehouse cannot verify tokens from {dead} yet")),
+        "{status}"
+    );
+    // The process is alive.
     assert_eq!(
         tb.http()
             .get(format!("{}/healthz", gh.url))
