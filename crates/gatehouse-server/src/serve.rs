@@ -101,6 +101,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // TCP keep-alive: a client that vanishes without closing (a dropped NAT entry, a
+        // suspended laptop) is noticed within about two minutes, so its exec or port-forward
+        // tunnel and the stream behind it are closed instead of held forever.
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
         // Every request learns its TCP peer (audit `sourceIPs`, login backoff, logs).
         let service = TowerToHyperService::new(tower::ServiceExt::map_request(
             router.clone(),
@@ -149,6 +153,14 @@ pub async fn serve(
             tracing::warn!("open requests did not finish within 30 s");
         }
     }
+}
+
+/// Keep-alive probes after 60 s of silence, every 15 s, 4 unanswered ones end the connection.
+fn keepalive() -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -152,6 +152,8 @@ fn client(tls: rustls::ClientConfig, http2: bool) -> HttpsClient {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
+    // A kube-apiserver that vanishes without closing is noticed (upgraded tunnels included).
+    http.set_keepalive(Some(Duration::from_secs(60)));
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
