@@ -49,10 +49,13 @@ impl Testbed {
 
     /// One variable.
     pub fn var(&self, name: &str) -> String {
-        self.vars
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} is not in the test bed env"))
+        self.vars.get(name).cloned().unwrap_or_else(|| {
+            panic!(
+                "{name} is not in the test bed env (testbed/.state/env): the running test bed \
+                     is older than this checkout or was started without that component; run \
+                     `testbed/up` (it restarts what changed)"
+            )
+        })
     }
 
     /// A fixture user's e-mail and password (`alice`: `ALICE_EMAIL`, `ALICE_PASSWORD`).
