@@ -300,3 +300,421 @@ async fn stale_index_refuses_mapped_users_with_503_but_unmapped_ones_fall_throug
     assert_eq!(ready.status, 503);
     assert!(ready.body.contains("maxStaleness"), "{}", ready.body);
 }
+
+// ---------------------------------------------------------------- header rules
+
+#[tokio::test]
+async fn client_identity_headers_are_refused_with_403_before_authentication_and_upstream() {
+    let h = harness().await;
+    let admin = h.admin_token();
+    for name in [
+        "impersonate-user",
+        "Impersonate-Group",
+        "impersonate-uid",
+        "impersonate-extra-scopes",
+        "x-remote-user",
+        "X-Remote-Group",
+        "x-remote-extra-foo",
+    ] {
+        // Even with the most privileged token gatehouse knows.
+        let a = h
+            .get(
+                PODS,
+                &[("authorization", &bearer(&admin)), (name, "system:admin")],
+            )
+            .await;
+        a.assert_status(403, "gatehouse does not accept the");
+        assert_eq!(
+            a.header("content-security-policy"),
+            Some("sandbox"),
+            "{name}"
+        );
+    }
+    // Refused before authentication: no token at all still gets the 403, not a 401.
+    let a = h.get(PODS, &[("impersonate-user", "system:admin")]).await;
+    a.assert_status(403, "impersonate-user");
+    h.kube.assert_untouched("client identity headers");
+}
+
+#[tokio::test]
+async fn identity_headers_are_refused_on_v1_whoami_too() {
+    let h = harness().await;
+    let a = h
+        .get(
+            "/v1/whoami",
+            &[
+                ("authorization", &bearer(&h.unmapped_token())),
+                ("impersonate-user", "system:admin"),
+            ],
+        )
+        .await;
+    a.assert_status(403, "impersonate-user");
+    h.kube.assert_untouched("whoami with identity headers");
+}
+
+#[tokio::test]
+async fn connection_naming_a_credential_identity_or_framing_header_is_400_and_never_forwarded() {
+    let h = harness().await;
+    let token = h.unmapped_token();
+    for listed in [
+        "authorization",
+        "keep-alive, Authorization",
+        "cookie",
+        "content-length",
+        "transfer-encoding",
+        "sec-websocket-protocol",
+        "impersonate-user",
+        "x-forwarded-for",
+        "audit-id",
+    ] {
+        let a = h
+            .get(
+                PODS,
+                &[("authorization", &bearer(&token)), ("connection", listed)],
+            )
+            .await;
+        a.assert_status(400, "the Connection header names");
+    }
+    h.kube
+        .assert_untouched("Connection naming protected headers");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_not_forwarded_and_end_to_end_ones_are() {
+    let h = harness().await;
+    let token = h.unmapped_token();
+    let a = h
+        .get(
+            PODS,
+            &[
+                ("authorization", &bearer(&token)),
+                ("connection", "keep-alive, x-hop-secret"),
+                ("x-hop-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("proxy-authorization", "Basic c2VjcmV0"),
+                ("proxy-connection", "keep-alive"),
+                ("upgrade", "h2c"),
+                ("accept", "application/json;as=Table"),
+                ("user-agent", "kubectl/v1.34"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let s = h.kube.one();
+    for gone in [
+        "x-hop-secret",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+        "upgrade",
+    ] {
+        assert!(s.header(gone).is_none(), "{gone} was forwarded: {s:?}");
+    }
+    assert_eq!(s.header("accept"), Some("application/json;as=Table"));
+    assert_eq!(s.header("user-agent"), Some("kubectl/v1.34"));
+}
+
+#[tokio::test]
+async fn cookie_audit_id_and_forwarding_headers_are_dropped_and_x_forwarded_for_is_the_peer() {
+    let h = harness().await;
+    let hostile: &[(&str, &str)] = &[
+        ("cookie", "__Host-gatehouse_session=sealed; other=1"),
+        ("audit-id", "spoofed-audit-id"),
+        ("x-forwarded-for", "203.0.113.66"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "http"),
+        ("forwarded", "for=203.0.113.66"),
+        ("x-real-ip", "203.0.113.66"),
+    ];
+    for token in [h.token(serde_json::json!({})), h.unmapped_token()] {
+        let auth = bearer(&token);
+        let mut headers = vec![("authorization", auth.as_str())];
+        headers.extend_from_slice(hostile);
+        let a = h.get(PODS, &headers).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let seen = h.kube.proxied();
+    assert_eq!(seen.len(), 2);
+    for s in seen {
+        for gone in [
+            "cookie",
+            "audit-id",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "forwarded",
+            "x-real-ip",
+        ] {
+            assert!(s.header(gone).is_none(), "{gone} was forwarded: {s:?}");
+        }
+        assert_eq!(s.header("x-forwarded-for"), Some("198.51.100.7"), "{s:?}");
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_its_chain_is_kept_before_its_own_address() {
+    let h = Setup {
+        trusted_proxies: vec!["198.51.100.0/24"],
+        ..Setup::default()
+    }
+    .build()
+    .await;
+    let a = h
+        .get(
+            PODS,
+            &[
+                ("authorization", &bearer(&h.unmapped_token())),
+                ("x-forwarded-for", "203.0.113.7"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        h.kube.one().header("x-forwarded-for"),
+        Some("203.0.113.7, 198.51.100.7")
+    );
+}
+
+#[tokio::test]
+async fn upstream_cannot_set_browser_state_and_proxied_responses_are_sandboxed() {
+    let h = harness().await;
+    let a = h
+        .get(PODS, &[("authorization", &bearer(&h.unmapped_token()))])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    for gone in [
+        "set-cookie",
+        "clear-site-data",
+        "strict-transport-security",
+        "report-to",
+    ] {
+        assert!(
+            a.header(gone).is_none(),
+            "{gone} reached the client: {:?}",
+            a.headers
+        );
+    }
+    assert_eq!(a.header("content-security-policy"), Some("sandbox"));
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        a.header("cross-origin-resource-policy"),
+        Some("same-origin")
+    );
+    assert_eq!(a.header("x-upstream"), Some("kept"), "other headers pass");
+    assert_eq!(a.json()["path"], PODS);
+}
+
+#[tokio::test]
+async fn refusals_on_proxy_paths_are_sandboxed_too() {
+    let h = harness().await;
+    let a = h.get("/apis/apps/v1/deployments", &[]).await;
+    a.assert_status(401, "no credentials");
+    assert_eq!(a.header("content-security-policy"), Some("sandbox"));
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        a.header("cross-origin-resource-policy"),
+        Some("same-origin")
+    );
+}
+
+// ---------------------------------------------------------------- credential forms
+
+#[tokio::test]
+async fn ambiguous_authorization_forms_are_401_and_never_forwarded() {
+    let h = harness().await;
+    let token = h.unmapped_token();
+    let forms: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+        (
+            "two headers, junk first",
+            vec![
+                ("authorization", "Bearer junk".to_owned()),
+                ("authorization", bearer(&token)),
+            ],
+            "more than one Authorization header",
+        ),
+        (
+            "two headers, token first",
+            vec![
+                ("authorization", bearer(&token)),
+                ("authorization", "Bearer junk".to_owned()),
+            ],
+            "more than one Authorization header",
+        ),
+        (
+            "another scheme",
+            vec![("authorization", format!("Basic {token}"))],
+            "accepts only `Authorization: Bearer <token>`",
+        ),
+        (
+            "two spaces",
+            vec![("authorization", format!("Bearer  {token}"))],
+            "is empty (or preceded by more than one space)",
+        ),
+        (
+            "text after the token",
+            vec![("authorization", format!("Bearer {token} x"))],
+            "text after the token",
+        ),
+        (
+            "the token twice",
+            vec![("authorization", format!("Bearer {token} {token}"))],
+            "text after the token",
+        ),
+        (
+            "scheme only",
+            vec![("authorization", "Bearer".to_owned())],
+            "is empty",
+        ),
+    ];
+    for (what, headers, reason) in forms {
+        let mut req = request("GET", PODS, &[]);
+        for (k, v) in headers {
+            req.headers_mut().append(k, v.parse().unwrap());
+        }
+        let a = h.send(req).await;
+        assert_eq!(a.status, 401, "{what}: {}", a.body);
+        a.assert_status(401, reason);
+    }
+    h.kube.assert_untouched("ambiguous Authorization forms");
+}
+
+#[tokio::test]
+async fn three_part_token_with_a_non_canonical_payload_is_401_and_never_forwarded() {
+    let h = harness().await;
+    // Some user's token payload leaves unused bits in its last character.
+    let token = (0..8)
+        .map(|i| h.token(serde_json::json!({"sub": format!("user-{}", "x".repeat(i))})))
+        .find(|t| respell(t).is_some())
+        .unwrap();
+    let respelled = respell(&token).unwrap();
+    assert_ne!(respelled, token);
+    // A 3-part token of no issuer at all, with a payload that is not JSON, too.
+    let not_json = format!(
+        "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            b"not json"
+        )
+    );
+    for t in [&respelled, &not_json] {
+        let a = h.get(PODS, &[("authorization", &bearer(t))]).await;
+        a.assert_status(401, "not a canonical one");
+    }
+    h.kube.assert_untouched("non-canonical JWTs");
+    // The canonical spelling is the user's token and goes through.
+    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[tokio::test]
+async fn websocket_bearer_of_a_fall_through_user_goes_upstream_as_the_one_authorization_header() {
+    let h = harness().await;
+    let token = h.unmapped_token();
+    let proto = format!("{}, v5.channel.k8s.io", ws_bearer(&token));
+    let mut headers = WS.to_vec();
+    headers.push(("sec-websocket-protocol", &proto));
+    let a = h.get(&format!("{PODS}/p/exec?command=sh"), &headers).await;
+    assert_eq!(a.status, 101, "{}", a.body);
+    let s = h.kube.one();
+    assert_eq!(s.header("authorization"), Some(bearer(&token).as_str()));
+    assert_eq!(
+        s.header("sec-websocket-protocol"),
+        Some("v5.channel.k8s.io")
+    );
+    assert_eq!(s.header("upgrade"), Some("websocket"));
+    assert_eq!(s.header("connection"), Some("Upgrade"));
+    assert!(s.names_with("impersonate-").is_empty());
+}
+
+#[tokio::test]
+async fn websocket_bearer_of_a_mapped_user_is_removed_and_impersonated() {
+    let h = harness().await;
+    let token = h.token(serde_json::json!({}));
+    let proto = format!("v5.channel.k8s.io, {}", ws_bearer(&token));
+    let mut headers = WS.to_vec();
+    headers.push(("sec-websocket-protocol", &proto));
+    let a = h.get(&format!("{PODS}/p/exec?command=sh"), &headers).await;
+    assert_eq!(a.status, 101, "{}", a.body);
+    let s = h.kube.one();
+    assert_eq!(
+        s.header("impersonate-user"),
+        Some("system:serviceaccount:team-a:dev")
+    );
+    assert_eq!(s.header("authorization"), Some(bearer(OWN_TOKEN).as_str()));
+    assert_eq!(
+        s.header("sec-websocket-protocol"),
+        Some("v5.channel.k8s.io")
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_websocket_bearer_forms_are_401_and_never_forwarded() {
+    let h = harness().await;
+    let token = h.unmapped_token();
+    let cases: Vec<(&str, Vec<(&str, String)>, bool, &str)> = vec![
+        (
+            "header and subprotocol",
+            vec![
+                ("authorization", "Bearer junk".to_owned()),
+                (
+                    "sec-websocket-protocol",
+                    format!("{}, v5.channel.k8s.io", ws_bearer(&token)),
+                ),
+            ],
+            true,
+            "both in Authorization and in Sec-WebSocket-Protocol",
+        ),
+        (
+            "two subprotocol bearers",
+            vec![(
+                "sec-websocket-protocol",
+                format!(
+                    "{}, {}, v5.channel.k8s.io",
+                    ws_bearer("junk"),
+                    ws_bearer(&token)
+                ),
+            )],
+            true,
+            "more than one bearer token",
+        ),
+        (
+            "bearer subprotocol only",
+            vec![("sec-websocket-protocol", ws_bearer(&token))],
+            true,
+            "needs at least one other subprotocol",
+        ),
+        (
+            "bad encoding",
+            vec![(
+                "sec-websocket-protocol",
+                "base64url.bearer.authorization.k8s.io.***, v5.channel.k8s.io".to_owned(),
+            )],
+            true,
+            "not unpadded base64url",
+        ),
+        (
+            "subprotocol bearer without an upgrade",
+            vec![(
+                "sec-websocket-protocol",
+                format!("{}, v5.channel.k8s.io", ws_bearer(&token)),
+            )],
+            false,
+            "only read on a WebSocket upgrade",
+        ),
+    ];
+    for (what, headers, upgrade, reason) in cases {
+        let mut req = request(
+            "GET",
+            &format!("{PODS}?watch=true"),
+            if upgrade { WS } else { &[] },
+        );
+        for (k, v) in headers {
+            req.headers_mut().append(k, v.parse().unwrap());
+        }
+        let a = h.send(req).await;
+        assert_eq!(a.status, 401, "{what}: {}", a.body);
+        a.assert_status(401, reason);
+    }
+    h.kube.assert_untouched("ambiguous WebSocket bearer forms");
+}
