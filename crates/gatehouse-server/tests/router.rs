@@ -9,6 +9,9 @@ use support::*;
 
 const PODS: &str = "/api/v1/namespaces/team-a/pods";
 
+/// Headers of a hostile form, appended in order (repeated names stay repeated).
+type Headers = Vec<(&'static str, String)>;
+
 #[tokio::test]
 async fn healthz_answers_ok_without_credentials() {
     let h = harness().await;
@@ -524,7 +527,7 @@ async fn refusals_on_proxy_paths_are_sandboxed_too() {
 async fn ambiguous_authorization_forms_are_401_and_never_forwarded() {
     let h = harness().await;
     let token = h.unmapped_token();
-    let forms: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    let forms: Vec<(&str, Headers, &str)> = vec![
         (
             "two headers, junk first",
             vec![
@@ -652,7 +655,7 @@ async fn websocket_bearer_of_a_mapped_user_is_removed_and_impersonated() {
 async fn ambiguous_websocket_bearer_forms_are_401_and_never_forwarded() {
     let h = harness().await;
     let token = h.unmapped_token();
-    let cases: Vec<(&str, Vec<(&str, String)>, bool, &str)> = vec![
+    let cases: Vec<(&str, Headers, bool, &str)> = vec![
         (
             "header and subprotocol",
             vec![
