@@ -1,4 +1,9 @@
 //! The application: shared state, start-up, and the router.
+//!
+//! [`App::start`] builds the parts from the configuration and the network and starts the
+//! background tasks; [`App::from_parts`] assembles an `App` from parts already built, which is
+//! how in-process tests (`tests/router.rs`) make one with a local kube-apiserver and issuer.
+//! [`router`] is the one place routes are defined.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -89,9 +94,39 @@ pub fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
+/// What an [`App`] is made of, already built: [`App::start`] makes them from the configuration
+/// and the network; an in-process test makes them from fakes (a local kube-apiserver, a local
+/// issuer, an index filled by hand) and calls [`App::from_parts`] itself.
+pub struct AppParts {
+    /// The validated configuration.
+    pub config: Config,
+    /// The OIDC issuer, when configured (its keys loaded or not: [`App::start`] loads them in
+    /// the background).
+    pub oidc: Option<Arc<OidcVerifier>>,
+    /// The claim-to-ServiceAccount index (filled by its watch, or by a test).
+    pub index: Arc<ServiceAccountIndex>,
+    /// The kube-apiserver's connection pools.
+    pub upstream: Upstream,
+    /// gatehouse's own Kubernetes client: SubjectAccessReviews when several ServiceAccounts
+    /// qualify, and the rights check. Building one makes no connection.
+    pub client: kube::Client,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for AppParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppParts")
+            .field("oidc", &self.oidc)
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
 impl App {
-    /// Builds the application and starts its background tasks (OIDC discovery with retries,
-    /// the ServiceAccount watch). Returns once everything is wired; readiness follows later.
+    /// Builds the application from the configuration and the network, and starts its
+    /// background tasks (OIDC discovery with retries, the ServiceAccount watch). Returns once
+    /// everything is wired; readiness follows later.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         let kube_config = load_kube_config(&config.kubernetes).await?;
         let upstream = Upstream::new(&kube_config)?;
@@ -100,6 +135,41 @@ impl App {
             Some(o) => Some(Arc::new(OidcVerifier::new(o.clone())?)),
             None => None,
         };
+        let index = ServiceAccountIndex::new(&config.service_accounts);
+        let app = Self::from_parts(AppParts {
+            config,
+            oidc,
+            index,
+            upstream,
+            client: client.clone(),
+            metrics: Metrics::default(),
+        })?;
+        if let Some(o) = &app.oidc {
+            tokio::spawn(Arc::clone(o).run());
+            tokio::spawn(Arc::clone(&app.index).run(client, app.config.service_accounts.clone()));
+            // With OIDC gatehouse talks to the kube-apiserver from the start (the watch): its
+            // rights are checked then too, so a missing one is in the log at once. Otherwise
+            // they are checked when `/readyz?verbose` asks.
+            let rights = Arc::clone(&app.rights);
+            tokio::spawn(async move {
+                rights.results().await;
+            });
+        }
+        Ok(app)
+    }
+
+    /// Assembles the application from built parts: the admin token issuer, the authenticator,
+    /// the ServiceAccount chooser, the rights check and the cookie codec are made from the
+    /// configuration here. No network, no background task: [`App::start`] starts those.
+    pub fn from_parts(parts: AppParts) -> Result<Arc<Self>, StartError> {
+        let AppParts {
+            config,
+            oidc,
+            index,
+            upstream,
+            client,
+            metrics,
+        } = parts;
         let admin = match &config.admin {
             Some(a) => {
                 let mut tokens = AdminTokens::new(
@@ -122,24 +192,12 @@ impl App {
             config.fall_through,
             config.limits.token_cache_entries,
         );
-        let index = ServiceAccountIndex::new(&config.service_accounts);
         let access = AccessResolver::new(
             client.clone(),
             config.service_accounts.global_namespaces.clone(),
             config.limits.review_cache_ttl,
         );
-        let rights = Arc::new(crate::health::RightsCheck::new(client.clone(), &config));
-        if let Some(o) = &oidc {
-            tokio::spawn(Arc::clone(o).run());
-            tokio::spawn(Arc::clone(&index).run(client, config.service_accounts.clone()));
-            // With OIDC gatehouse talks to the kube-apiserver from the start (the watch): its
-            // rights are checked then too, so a missing one is in the log at once. Otherwise
-            // they are checked when `/readyz?verbose` asks.
-            let rights = Arc::clone(&rights);
-            tokio::spawn(async move {
-                rights.results().await;
-            });
-        }
+        let rights = Arc::new(crate::health::RightsCheck::new(client, &config));
         let cookies = match &config.browser {
             Some(b) => Some(
                 crate::session::CookieCodec::new(b.session_key.expose_secret())
@@ -155,7 +213,7 @@ impl App {
             index,
             access,
             upstream,
-            metrics: Metrics::default(),
+            metrics,
             login_guard: crate::login_guard::LoginGuard::new(),
             refreshes: crate::browser::RefreshFlights::default(),
             rights,

@@ -58,6 +58,10 @@ struct StreamHealth {
     last_error: String,
 }
 
+/// A ServiceAccount for [`ServiceAccountIndex::list_for_tests`]: namespace, name, annotations.
+#[doc(hidden)]
+pub type ListedForTests<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 /// The shared index and its sync state.
 #[derive(Debug)]
 pub struct ServiceAccountIndex {
@@ -187,6 +191,40 @@ impl ServiceAccountIndex {
             ));
         }
         Ok(mapped)
+    }
+
+    /// For in-process tests, which have no kube-apiserver to watch: takes `accounts`
+    /// (namespace, name, annotations) as every stream's complete list. The annotations are
+    /// read, and the namespace scope applied, exactly as for watched ServiceAccounts.
+    #[doc(hidden)]
+    pub fn list_for_tests(&self, accounts: &[ListedForTests<'_>]) {
+        for (namespace, name, annotations) in accounts {
+            let mut sa = PartialObjectMeta::<ServiceAccount>::default();
+            sa.metadata.namespace = Some((*namespace).to_owned());
+            sa.metadata.name = Some((*name).to_owned());
+            sa.metadata.annotations = Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            if let Some((sa_ref, rules)) = self.rules_of(&sa) {
+                self.with_index(|i| i.upsert(sa_ref, rules));
+            }
+        }
+        let streams = self.with_health(|h| h.len());
+        for stream in 0..streams {
+            self.record_listed(stream);
+        }
+    }
+
+    /// For in-process tests: every stream has been failing since `since` with `error`.
+    #[doc(hidden)]
+    pub fn fail_for_tests(&self, since: Instant, error: &str) {
+        let streams = self.with_health(|h| h.len());
+        for stream in 0..streams {
+            self.record_failure(stream, since, error.to_owned());
+        }
     }
 
     fn with_index<R>(&self, f: impl FnOnce(&mut MappingIndex) -> R) -> R {
