@@ -8,7 +8,6 @@
 //! - Error bodies from the IdP are reduced to `error` / `error_description`; bodies that could
 //!   hold tokens are never printed.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gatehouse_core::jwt::{self, Policy, Verified};
@@ -18,50 +17,8 @@ use serde::Deserialize;
 
 use crate::cli::error::CliError;
 
-/// The gatehouse server's `GET /v1/config`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServerConfig {
-    /// OIDC settings, when OIDC is configured.
-    #[serde(default)]
-    pub oidc: Option<OidcSettings>,
-    /// Whether the admin sign-in is enabled.
-    #[serde(default)]
-    pub admin_enabled: bool,
-}
-
-/// The `oidc` part of the public config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OidcSettings {
-    /// The issuer.
-    pub issuer_url: String,
-    /// The CLI's client ID.
-    pub cli_client_id: String,
-    /// The server's own client ID.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Scopes to request.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Static authorization parameters.
-    #[serde(default)]
-    pub additional_parameters: BTreeMap<String, String>,
-    /// Parameters a user may set, with their patterns.
-    #[serde(default)]
-    pub user_parameters: BTreeMap<String, UserParameter>,
-    /// `id_token` or `access_token`: which token the CLI hands to kubectl.
-    #[serde(default)]
-    pub token_type: Option<String>,
-}
-
-/// One user-settable parameter.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UserParameter {
-    /// The pattern the whole value must match.
-    #[serde(default)]
-    pub pattern: Option<String>,
-}
+/// The server's `GET /v1/config` and its parts: the shared wire types.
+pub use gatehouse_core::wire::{PublicConfig, PublicOidc};
 
 pub use gatehouse_core::discovery::Discovery;
 
@@ -258,7 +215,7 @@ impl Net {
     }
 
     /// The server's public config.
-    pub async fn server_config(&self, server: &str) -> Result<ServerConfig, CliError> {
+    pub async fn server_config(&self, server: &str) -> Result<PublicConfig, CliError> {
         let url = format!("{server}/v1/config");
         self.get_json(SERVER, &url, None)
             .await
