@@ -7,6 +7,9 @@
 //! | `GET /v1/whoami` | [`WhoAmI`] |
 //! | `POST /v1/admin/login` | [`AdminLoginRequest`] in, [`AdminLoginResponse`] out |
 //!
+//! [`oauth`] has the IdP's token endpoint answers, which the server (browser sign-in) and the
+//! CLI both read.
+//!
 //! docs/api.md describes these shapes for people; the tests below hold each type to the exact
 //! JSON the server sent before these types existed, so the wire does not change by accident.
 //! Member order inside an object is not part of the contract (JSON objects are unordered).
@@ -34,6 +37,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::token::BearerToken;
+
+pub mod oauth;
 
 /// `GET /v1/config`: what a CLI or UI needs to sign in. Public; holds no secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

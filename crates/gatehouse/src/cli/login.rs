@@ -30,7 +30,7 @@ use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use gatehouse_core::authorize::{FlowSecrets, RESERVED_PARAMETERS, authorization_url};
 use gatehouse_core::jwt::Verified;
 use gatehouse_core::wire::{AdminLoginRequest, AdminLoginResponse};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -363,11 +363,15 @@ pub(crate) async fn signed_in(
     tokens: TokenResponse,
     nonce: Option<&str>,
 ) -> Result<SignedIn, CliError> {
-    let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
-        what: IDP,
-        url: d.token_endpoint.clone(),
-        reason: "no id_token in the token response (is `openid` among the scopes?)".to_owned(),
-    })?;
+    let id_token = tokens
+        .id_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+        .ok_or_else(|| CliError::BadAnswer {
+            what: IDP,
+            url: d.token_endpoint.clone(),
+            reason: "no id_token in the token response (is `openid` among the scopes?)".to_owned(),
+        })?;
     let verified = net
         .verify_id_token(d, client, &id_token, nonce, net::unix_now())
         .await?;
@@ -375,7 +379,10 @@ pub(crate) async fn signed_in(
         net::pick_token(kind, &tokens, &id_token, &verified, &d.token_endpoint)?;
     Ok(SignedIn {
         token,
-        refresh_token: tokens.refresh_token,
+        refresh_token: tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
         verified,
         expires_at,
     })
@@ -849,7 +856,7 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Sig
         let err: net::OAuthError = serde_json::from_slice(&bytes).unwrap_or_default();
         Ok(DevicePoll::Refused {
             status: status.as_u16(),
-            error: err.error,
+            error: err.error.unwrap_or_default(),
             description: err.error_description,
         })
     })

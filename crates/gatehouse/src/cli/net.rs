@@ -13,7 +13,7 @@ use std::time::Duration;
 use gatehouse_core::jwt::{self, Policy, Verified};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use serde::Deserialize;
+use secrecy::ExposeSecret as _;
 
 use crate::cli::error::CliError;
 
@@ -22,45 +22,8 @@ pub use gatehouse_core::wire::{PublicConfig, PublicOidc};
 
 pub use gatehouse_core::discovery::Discovery;
 
-/// A token endpoint answer. `Debug` is redacted.
-#[derive(Deserialize)]
-pub struct TokenResponse {
-    /// `id_token`.
-    #[serde(default)]
-    pub id_token: Option<String>,
-    /// `refresh_token`.
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-    /// `access_token`.
-    #[serde(default)]
-    pub access_token: Option<String>,
-}
-
-impl std::fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenResponse(<redacted>)")
-    }
-}
-
-/// An OAuth error answer.
-#[derive(Debug, Default, Deserialize)]
-pub struct OAuthError {
-    /// `error`.
-    #[serde(default)]
-    pub error: String,
-    /// `error_description`.
-    #[serde(default)]
-    pub error_description: Option<String>,
-}
-
-impl OAuthError {
-    fn message(&self) -> String {
-        match &self.error_description {
-            Some(d) if !d.is_empty() => format!("{} ({d})", self.error),
-            _ => self.error.clone(),
-        }
-    }
-}
+/// The token endpoint's answers: the shared wire types.
+pub use gatehouse_core::wire::oauth::{OAuthError, TokenResponse};
 
 /// An HTTP client for one server/IdP pair.
 #[derive(Debug, Clone)]
@@ -168,7 +131,7 @@ impl Net {
         if !status.is_success() {
             let message = serde_json::from_slice::<OAuthError>(&bytes)
                 .ok()
-                .filter(|e| !e.error.is_empty())
+                .filter(|e| e.code().is_some())
                 .map(|e| e.message())
                 .or_else(|| {
                     serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -317,7 +280,8 @@ pub fn pick_token(
             };
             let access = tokens
                 .access_token
-                .clone()
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned())
                 .ok_or_else(|| bad("no access_token in the token response"))?;
             let exp = access
                 .split('.')
