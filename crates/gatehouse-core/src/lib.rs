@@ -14,3 +14,4 @@ pub mod jwt;
 pub mod mapping;
 pub mod request_info;
 pub mod token;
+pub mod wire;

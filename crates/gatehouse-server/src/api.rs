@@ -1,4 +1,5 @@
-//! gatehouse's own endpoints under `/v1`.
+//! gatehouse's own endpoints under `/v1`. Their bodies are the shared types of
+//! [`gatehouse_core::wire`], which the CLI reads too.
 
 use std::sync::Arc;
 
@@ -7,9 +8,15 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use gatehouse_core::identity::Principal;
+use gatehouse_core::token::BearerToken;
+use gatehouse_core::wire::{
+    self, AdminLoginRequest, AdminLoginResponse, AdminWhoAmI, FallThroughWhoAmI, Impersonation,
+    KubernetesAccess, OidcWhoAmI, PublicConfig, PublicOidc, Review, UserInfo, WhoAmI,
+};
 use http_body_util::BodyExt as _;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize as _;
+use serde_json::Value;
 
 use crate::app::{App, rfc3339, unix_now};
 use crate::authn::{Authenticated, bearer_token};
@@ -17,27 +24,39 @@ use crate::status::ApiError;
 use crate::upstream::Identity;
 
 /// `GET /v1/config`: what a CLI or UI needs to sign in. Public; holds no secret.
-pub async fn public_config(State(app): State<Arc<App>>) -> Json<Value> {
+pub async fn public_config(State(app): State<Arc<App>>) -> Json<PublicConfig> {
     let c = &app.config;
-    let oidc = c.oidc.as_ref().map(|o| {
-        json!({
-            "issuerUrl": o.issuer_url,
-            "clientId": o.client_id,
-            "cliClientId": o.cli_client_id.as_deref().unwrap_or(&o.client_id),
-            "scopes": o.scopes(),
-            "audiences": o.audiences,
-            "usernameClaim": o.username_claim,
-            "tokenType": o.token_type,
-            "additionalParameters": o.additional_parameters,
-            "userParameters": o.user_parameters.iter().map(|(k, v)| (k.clone(), json!({"pattern": v.pattern}))).collect::<serde_json::Map<_, _>>(),
-        })
+    let oidc = c.oidc.as_ref().map(|o| PublicOidc {
+        issuer_url: o.issuer_url.clone(),
+        client_id: Some(o.client_id.clone()),
+        cli_client_id: o
+            .cli_client_id
+            .clone()
+            .unwrap_or_else(|| o.client_id.clone()),
+        scopes: o.scopes(),
+        audiences: o.audiences.clone(),
+        username_claim: Some(o.username_claim.clone()),
+        token_type: Some(o.token_type.clone()),
+        additional_parameters: o.additional_parameters.clone(),
+        user_parameters: o
+            .user_parameters
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    wire::UserParameter {
+                        pattern: v.pattern.clone(),
+                    },
+                )
+            })
+            .collect(),
     });
-    Json(json!({
-        "publicUrl": c.public_url.as_ref().map(url::Url::as_str),
-        "oidc": oidc,
-        "adminEnabled": c.admin.is_some(),
-        "fallThrough": c.fall_through,
-    }))
+    Json(PublicConfig {
+        public_url: c.public_url.as_ref().map(|u| u.as_str().to_owned()),
+        oidc,
+        admin_enabled: c.admin.is_some(),
+        fall_through: c.fall_through,
+    })
 }
 
 /// `GET /v1/whoami`: who the caller is, how they were authenticated, and as whom gatehouse
@@ -46,7 +65,7 @@ pub async fn whoami(
     State(app): State<Arc<App>>,
     extensions: axum::http::Extensions,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WhoAmI>, ApiError> {
     crate::proxy::refuse_identity_headers(&headers)?;
     // The review below runs as the caller: the audit log gets the caller's address, as for the
     // proxy (a client's own X-Forwarded-For counts only behind a trusted proxy).
@@ -60,16 +79,14 @@ pub async fn whoami(
         Authenticated::Principal(p) => match &*p {
             Principal::Admin(c) => {
                 let admin = app.config.admin.as_ref();
-                Ok(Json(json!({
-                    "authenticatedBy": "admin",
-                    "username": c.sub,
-                    "issuer": c.iss,
-                    "expiresAt": rfc3339(c.exp),
-                    "kubernetes": {
-                        "username": admin.map(|a| a.impersonate_user.clone()),
-                        "groups": admin.map(|a| a.impersonate_groups.clone()),
-                        "via": "impersonation",
-                    },
+                Ok(Json(WhoAmI::Admin(AdminWhoAmI {
+                    username: c.sub.clone(),
+                    issuer: c.iss.clone(),
+                    expires_at: rfc3339(c.exp),
+                    kubernetes: KubernetesAccess::Impersonation(Impersonation::User {
+                        username: admin.map(|a| a.impersonate_user.clone()),
+                        groups: admin.map(|a| a.impersonate_groups.clone()),
+                    }),
                 })))
             }
             Principal::Oidc(u) => {
@@ -83,66 +100,71 @@ pub async fn whoami(
                     if app.config.fall_through {
                         let review =
                             self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
-                        json!({ "via": "fallThrough", "review": review })
+                        KubernetesAccess::FallThrough { review }
                     } else {
-                        json!({ "via": "none", "message": "maps to no ServiceAccount and fall-through is disabled" })
+                        KubernetesAccess::Unmapped {
+                            message: "maps to no ServiceAccount and fall-through is disabled"
+                                .to_owned(),
+                        }
                     }
                 } else {
-                    json!({ "via": "impersonation", "serviceAccounts": mapped })
+                    KubernetesAccess::Impersonation(Impersonation::ServiceAccounts {
+                        service_accounts: mapped.clone(),
+                    })
                 };
-                Ok(Json(json!({
-                    "authenticatedBy": "oidc",
-                    "username": u.username,
-                    "subject": u.subject,
-                    "issuer": u.issuer,
-                    "groups": u.groups,
-                    "audiences": u.audiences,
-                    "authorizedParty": u.authorized_party,
-                    "expiresAt": rfc3339(u.expires_at),
-                    "claims": u.claims,
-                    "emailWithheld": u.withheld_note(),
-                    "serviceAccounts": mapped,
-                    "kubernetes": kubernetes,
+                Ok(Json(WhoAmI::Oidc(OidcWhoAmI {
+                    username: u.username.clone(),
+                    subject: u.subject.clone(),
+                    issuer: u.issuer.clone(),
+                    groups: u.groups.clone(),
+                    audiences: u.audiences.clone(),
+                    authorized_party: u.authorized_party.clone(),
+                    expires_at: rfc3339(u.expires_at),
+                    claims: u.claims.clone(),
+                    email_withheld: u.withheld_note(),
+                    service_accounts: mapped,
+                    kubernetes,
                 })))
             }
         },
         Authenticated::FallThrough => {
             let review = self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
-            Ok(Json(json!({
-                "authenticatedBy": "fallThrough",
-                "serviceAccounts": [],
-                "kubernetes": { "via": "fallThrough", "review": review },
+            Ok(Json(WhoAmI::FallThrough(FallThroughWhoAmI {
+                service_accounts: Vec::new(),
+                kubernetes: KubernetesAccess::FallThrough { review },
             })))
         }
     }
 }
 
 /// Asks the kube-apiserver who the token is (`SelfSubjectReview`), with the user's own token
-/// over the anonymous pool. Returns the user info, or the error message.
+/// over the anonymous pool. Returns the user info (`None` when the answer has none), or the
+/// error message.
 async fn self_subject_review(
     app: &App,
     token: Option<&gatehouse_core::token::BearerToken>,
     forwarded_for: Option<http::HeaderValue>,
-) -> Value {
+) -> Option<Review> {
+    let error = |e: String| Some(Review::Error { error: e });
     let Some(token) = token else {
-        return json!({ "error": "no token" });
+        return error("no token".to_owned());
     };
     let Ok(uri) = app
         .upstream
         .uri_for("/apis/authentication.k8s.io/v1/selfsubjectreviews")
     else {
-        return json!({ "error": "cannot build the review URL" });
+        return error("cannot build the review URL".to_owned());
     };
     let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
     let Ok(mut req) = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
     else {
-        return json!({ "error": "cannot build the review request" });
+        return error("cannot build the review request".to_owned());
     };
     let Ok(mut auth) = http::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
     else {
-        return json!({ "error": "the token cannot be sent in a header" });
+        return error("the token cannot be sent in a header".to_owned());
     };
     auth.set_sensitive(true);
     req.headers_mut().insert(http::header::AUTHORIZATION, auth);
@@ -151,49 +173,26 @@ async fn self_subject_review(
     }
     let resp = match app.upstream.send(Identity::Anonymous, false, req).await {
         Ok(r) => r,
-        Err(e) => return json!({ "error": format!("cannot reach the kube-apiserver: {e}") }),
+        Err(e) => return error(format!("cannot reach the kube-apiserver: {e}")),
     };
     let status = resp.status();
     let bytes = match resp.into_body().collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return json!({ "error": format!("cannot read the review: {e}") }),
+        Err(e) => return error(format!("cannot read the review: {e}")),
     };
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if status.is_success() {
         v.pointer("/status/userInfo")
-            .cloned()
-            .unwrap_or(Value::Null)
+            .and_then(|u| UserInfo::deserialize(u).ok())
+            .map(Review::User)
     } else {
-        json!({ "error": v.get("message").cloned().unwrap_or_else(|| json!(status.to_string())) })
-    }
-}
-
-/// The admin sign-in request.
-#[derive(Deserialize)]
-pub struct AdminLogin {
-    password: String,
-}
-
-impl std::fmt::Debug for AdminLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminLogin { password: <redacted> }")
-    }
-}
-
-/// The admin sign-in answer.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AdminToken {
-    token: String,
-    expires_at: String,
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminToken")
-            .field("token", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .finish()
+        // A Kubernetes Status: its message (always a string from a kube-apiserver), else the
+        // HTTP status.
+        error(match v.get("message") {
+            Some(Value::String(m)) => m.clone(),
+            Some(other) => other.to_string(),
+            None => status.to_string(),
+        })
     }
 }
 
@@ -203,7 +202,7 @@ pub async fn admin_login(
     extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<AdminToken>, ApiError> {
+) -> Result<Json<AdminLoginResponse>, ApiError> {
     let peer = app
         .config
         .client_ip(crate::login_guard::peer_addr(&extensions), &headers)
@@ -212,12 +211,12 @@ pub async fn admin_login(
                 "{e}: gatehouse cannot tell which client this is, so it does not check the password; check the proxy's X-Forwarded-For"
             ))
         })?;
-    let login: AdminLogin = serde_json::from_slice(&body).map_err(|_| {
+    let login: AdminLoginRequest = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
     })?;
     let (token, claims) = admin_sign_in(&app, login.password, peer).await?;
-    Ok(Json(AdminToken {
-        token,
+    Ok(Json(AdminLoginResponse {
+        token: BearerToken::new(token),
         expires_at: rfc3339(claims.exp),
     }))
 }
@@ -236,7 +235,7 @@ fn peer_label(peer: Option<std::net::IpAddr>) -> String {
 /// [`crate::login_guard`].
 pub async fn admin_sign_in(
     app: &App,
-    password: String,
+    password: SecretString,
     peer: Option<std::net::IpAddr>,
 ) -> Result<(String, gatehouse_core::admin::AdminClaims), ApiError> {
     let (Some(admin), Some(tokens)) = (app.config.admin.as_ref(), app.authn.admin()) else {
@@ -268,12 +267,9 @@ pub async fn admin_sign_in(
     guard
         .check(peer, std::time::Instant::now())
         .map_err(throttled)?;
-    let hash = {
-        use secrecy::ExposeSecret as _;
-        admin.password_hash.expose_secret().to_owned()
-    };
+    let hash = admin.password_hash.expose_secret().to_owned();
     let ok = tokio::task::spawn_blocking(move || {
-        gatehouse_core::admin::verify_password(&password, &hash)
+        gatehouse_core::admin::verify_password(password.expose_secret(), &hash)
     })
     .await
     .unwrap_or(false);

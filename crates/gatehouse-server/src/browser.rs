@@ -50,6 +50,7 @@ use gatehouse_core::authorize::{
     FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path, secrets_equal,
 };
 use gatehouse_core::token::TokenFingerprint;
+use gatehouse_core::wire::oauth::{OAuthError, TokenResponse};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
@@ -309,12 +310,6 @@ pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: 
     resp
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    id_token: Option<String>,
-    refresh_token: Option<String>,
-}
-
 /// Why the token endpoint gave no tokens.
 #[derive(Debug)]
 enum TokenError {
@@ -374,11 +369,6 @@ async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse
         })?;
     let status = resp.status();
     if !status.is_success() {
-        #[derive(Deserialize)]
-        struct OAuthError {
-            error: Option<String>,
-            error_description: Option<String>,
-        }
         let err: Option<OAuthError> = resp.json().await.ok();
         // An OAuth error is a 400 (401 for client authentication) with a JSON `error`;
         // anything else (a 5xx, an HTML page from a proxy) is an unavailable IdP.
@@ -434,6 +424,8 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
     .map_err(|e| e.to_string())?;
     let id_token = tokens
         .id_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
         .ok_or("the refresh response has no ID token")?;
     let oidc = app.oidc.as_ref().ok_or("no issuer")?;
     let verified = oidc
@@ -445,6 +437,8 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
         token: id_token,
         refresh_token: tokens
             .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
             .or_else(|| session.refresh_token.clone()),
         kind: "oidc".to_owned(),
         created: session.created,
@@ -756,7 +750,11 @@ pub async fn callback(
             ));
         }
     };
-    let Some(id_token) = tokens.id_token else {
+    let Some(id_token) = tokens
+        .id_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+    else {
         return with_cleared(ui::error_page(
             StatusCode::BAD_GATEWAY,
             "No ID token",
@@ -803,7 +801,10 @@ pub async fn callback(
     }
     let session = Session {
         token: id_token,
-        refresh_token: tokens.refresh_token,
+        refresh_token: tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
         kind: "oidc".to_owned(),
         created: unix_now(),
         expires: verified.expires_at,

@@ -250,7 +250,7 @@ pub async fn admin_login(
             );
         }
     };
-    match crate::api::admin_sign_in(&app, form.password, peer).await {
+    match crate::api::admin_sign_in(&app, secrecy::SecretString::from(form.password), peer).await {
         Ok((token, claims)) => {
             let session = Session {
                 token,

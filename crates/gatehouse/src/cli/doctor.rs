@@ -7,13 +7,14 @@
 //! printed.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::Args;
-use serde::Serialize;
+use gatehouse_core::wire::{PublicConfig, PublicOidc, WhoAmI};
+use serde::{Deserialize as _, Serialize};
 use serde_json::{Value, json};
 
 use crate::cli::cache::Cache;
@@ -316,9 +317,19 @@ async fn check(
     let checks = check_server_checks(&mut r, http, server).await;
 
     // 2. Public config.
-    let config: Value = match http.get(format!("{server}/v1/config")).send().await {
-        Ok(resp) if resp.status().is_success() => match resp.json().await {
-            Ok(v) => v,
+    let config: PublicConfig = match http.get(format!("{server}/v1/config")).send().await {
+        Ok(resp) if resp.status().is_success() => match resp.json::<Value>().await {
+            Ok(v) => match PublicConfig::deserialize(&v) {
+                Ok(c) => c,
+                Err(e) => {
+                    r.fail(
+                        "public config",
+                        format!("/v1/config is not gatehouse's public config: {e}"),
+                        "is this a gatehouse server? Check the URL",
+                    );
+                    return r;
+                }
+            },
             Err(e) => {
                 r.fail(
                     "public config",
@@ -341,25 +352,22 @@ async fn check(
             return r;
         }
     };
-    let oidc = config.get("oidc").filter(|o| !o.is_null()).cloned();
-    match &oidc {
+    match &config.oidc {
         Some(o) => r.pass(
             "public config",
             format!(
                 "issuer {}, clients {} / {}, {} static parameter(s)",
-                o["issuerUrl"].as_str().unwrap_or("?"),
-                o["clientId"].as_str().unwrap_or("?"),
-                o["cliClientId"].as_str().unwrap_or("?"),
-                o["additionalParameters"]
-                    .as_object()
-                    .map_or(0, serde_json::Map::len)
+                o.issuer_url,
+                o.client_id.as_deref().unwrap_or("?"),
+                o.cli_client_id,
+                o.additional_parameters.len()
             ),
         ),
         None => r.pass(
             "public config",
             format!(
                 "no OIDC configured; admin {}",
-                if config["adminEnabled"].as_bool() == Some(true) {
+                if config.admin_enabled {
                     "enabled"
                 } else {
                     "disabled"
@@ -371,22 +379,17 @@ async fn check(
     // 3-6. The IdP.
     let mut client_ids: Vec<String> = Vec::new();
     let mut audiences: Vec<String> = Vec::new();
-    if let Some(o) = &oidc {
-        for k in ["clientId", "cliClientId"] {
-            if let Some(id) = o[k].as_str()
-                && !client_ids.iter().any(|c| c == id)
-            {
+    if let Some(o) = &config.oidc {
+        for id in [o.client_id.as_deref(), Some(o.cli_client_id.as_str())]
+            .into_iter()
+            .flatten()
+        {
+            if !client_ids.iter().any(|c| c == id) {
                 client_ids.push(id.to_owned());
             }
         }
-        audiences = o["audiences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
-        check_idp(&mut r, http, o, config["publicUrl"].as_str()).await;
+        audiences.clone_from(&o.audiences);
+        check_idp(&mut r, http, o, config.public_url.as_deref()).await;
     }
 
     // 7. The token.
@@ -425,7 +428,7 @@ async fn check(
         // gatehouse's index of ServiceAccounts is not current (not listed, its watch failing,
         // or gatehouse may not read them): what it says you map to says nothing about your
         // claims, so they are not blamed.
-        Some(w) if w["authenticatedBy"] != "admin" && checks.watch_unhealthy() => {
+        Some(w) if !matches!(w, WhoAmI::Admin(_)) && checks.watch_unhealthy() => {
             r.skip(
                 "mapped ServiceAccounts",
                 format!(
@@ -435,20 +438,14 @@ async fn check(
             );
         }
         Some(w) => {
-            let sas: Vec<&str> = w["serviceAccounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let sas = w.service_accounts();
             if sas.is_empty() {
-                let how = if config["fallThrough"].as_bool() == Some(true) {
+                let how = if config.fall_through {
                     "none: requests reach Kubernetes with your own token (fall-through)"
                 } else {
                     "none, and fall-through is off: Kubernetes requests will be refused"
                 };
-                if config["fallThrough"].as_bool() == Some(true) || w["authenticatedBy"] == "admin"
-                {
+                if config.fall_through || matches!(w, WhoAmI::Admin(_)) {
                     r.pass("mapped ServiceAccounts", how);
                 } else {
                     r.fail("mapped ServiceAccounts", how, "annotate a ServiceAccount with one of your claims (see docs/serviceaccount-mapping.md), or enable fall-through");
@@ -624,8 +621,13 @@ async fn check_server_checks(r: &mut Report, http: &reqwest::Client, server: &st
     ServerChecks { checks }
 }
 
-async fn check_idp(r: &mut Report, http: &reqwest::Client, o: &Value, public_url: Option<&str>) {
-    let issuer = o["issuerUrl"].as_str().unwrap_or_default();
+async fn check_idp(
+    r: &mut Report,
+    http: &reqwest::Client,
+    o: &PublicOidc,
+    public_url: Option<&str>,
+) {
+    let issuer = o.issuer_url.as_str();
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -718,8 +720,8 @@ async fn check_idp(r: &mut Report, http: &reqwest::Client, o: &Value, public_url
         );
         return;
     };
-    let cli = o["cliClientId"].as_str().unwrap_or_default().to_owned();
-    let web = o["clientId"].as_str().unwrap_or_default().to_owned();
+    let cli = o.cli_client_id.clone();
+    let web = o.client_id.clone().unwrap_or_default();
     let mut probes: Vec<(String, String)> =
         vec![(cli.clone(), "http://127.0.0.1:8000/callback".to_owned())];
     if web != cli {
@@ -732,24 +734,18 @@ async fn check_idp(r: &mut Report, http: &reqwest::Client, o: &Value, public_url
     // Probe each client with the static parameters (an IdP may only validate the client after
     // a parameter such as Dex's connector_id picked the login page); tell a client problem from
     // a parameter problem by what the IdP says, and by a probe without the parameters.
-    let statics = o["additionalParameters"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let listed: Vec<String> = statics
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
+    let statics = &o.additional_parameters;
+    let listed: Vec<String> = statics.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut client_errors = Vec::new();
     let mut param_errors = Vec::new();
     for (client, redirect) in &probes {
-        let Err(with) = authorize_probe(http, endpoint, client, redirect, &statics).await else {
+        let Err(with) = authorize_probe(http, endpoint, client, redirect, statics).await else {
             continue;
         };
         let without = if statics.is_empty() {
             Err(with.clone())
         } else {
-            authorize_probe(http, endpoint, client, redirect, &serde_json::Map::new()).await
+            authorize_probe(http, endpoint, client, redirect, &BTreeMap::new()).await
         };
         if with.to_lowercase().contains("client") || without.is_err() {
             client_errors.push(format!("{client}: {}", without.err().unwrap_or(with)));
@@ -783,7 +779,7 @@ async fn authorize_probe(
     endpoint: &str,
     client: &str,
     redirect: &str,
-    extra: &serde_json::Map<String, Value>,
+    extra: &BTreeMap<String, String>,
 ) -> Result<(), String> {
     let mut url = url::Url::parse(endpoint).map_err(|e| e.to_string())?;
     {
@@ -800,7 +796,7 @@ async fn authorize_probe(
             )
             .append_pair("code_challenge_method", "S256");
         for (k, v) in extra {
-            q.append_pair(k, v.as_str().unwrap_or_default());
+            q.append_pair(k, v);
         }
     }
     // Follow the IdP's own redirects (a connector, a login page) up to a few hops; stop at a
@@ -822,8 +818,7 @@ async fn authorize_probe(
                     "the IdP redirected to an invalid location {location:?}"
                 ));
             };
-            let pairs: std::collections::BTreeMap<String, String> =
-                loc.query_pairs().into_owned().collect();
+            let pairs: BTreeMap<String, String> = loc.query_pairs().into_owned().collect();
             if let Some(err) = pairs.get("error") {
                 return Err(format!(
                     "the IdP redirected with error {err:?} {}",
@@ -910,7 +905,7 @@ async fn check_whoami(
     http: &reqwest::Client,
     server: &str,
     token: &str,
-) -> Option<Value> {
+) -> Option<WhoAmI> {
     let resp = match http
         .get(format!("{server}/v1/whoami"))
         .bearer_auth(token)
@@ -926,18 +921,18 @@ async fn check_whoami(
     let status = resp.status();
     let v: Value = resp.json().await.unwrap_or_default();
     if status.is_success() {
+        // Whatever gatehouse accepted is judged by the steps after, so an answer this doctor
+        // cannot read (a newer gatehouse's kind) is still a pass here.
+        let who = WhoAmI::deserialize(&v).unwrap_or(WhoAmI::Unknown);
         r.pass(
             "gatehouse's view",
             format!(
                 "{} as {}",
-                v["authenticatedBy"].as_str().unwrap_or("?"),
-                v["username"]
-                    .as_str()
-                    .or_else(|| v["kubernetes"]["review"]["username"].as_str())
-                    .unwrap_or("(unknown)")
+                who.authenticated_by().unwrap_or("?"),
+                who.kubernetes_username().unwrap_or("(unknown)")
             ),
         );
-        Some(v)
+        Some(who)
     } else {
         r.fail("gatehouse's view", format!("/v1/whoami answered {}: {}", status.as_u16(), v["message"].as_str().unwrap_or("")), "sign in again (gatehouse login --sso SERVER); if it persists, compare the token's issuer and audiences with gatehouse's oidc settings");
         None

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
+use gatehouse_core::wire::WhoAmI;
 use serde_json::{Value, json};
 
 use crate::cli::cache::{Backend, Cache, Entry, Kind};
@@ -521,7 +522,7 @@ pub async fn login_with_kubeconfig(
         &mut crate::cli::files::confirm,
     )?;
     let url = format!("{}/v1/whoami", target.server);
-    let who: Value = net
+    let who: WhoAmI = net
         .get_json(SERVER, &url, Some(&cred.token))
         .await
         .map_err(|e| {
@@ -541,9 +542,7 @@ pub async fn login_with_kubeconfig(
     eprintln!(
         "Signed in to {} with the kubeconfig's credential ({}).",
         target.server,
-        who.get("authenticatedBy")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
+        who.authenticated_by().unwrap_or("?")
     );
     let mut flow = "--kubeconfig".to_owned();
     if let Some(f) = file {
@@ -560,14 +559,7 @@ pub async fn login_with_kubeconfig(
     ));
     let login_command = target.command(&flow);
     // gatehouse's username for a mapped or admin token; Kubernetes' for a fall-through one.
-    let username = who
-        .get("username")
-        .and_then(Value::as_str)
-        .or_else(|| {
-            who.pointer("/kubernetes/review/username")
-                .and_then(Value::as_str)
-        })
-        .map(str::to_owned);
+    let username = who.kubernetes_username().map(str::to_owned);
     let entry = Entry {
         server: target.server.clone(),
         issuer: None,

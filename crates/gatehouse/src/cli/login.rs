@@ -29,6 +29,8 @@ use std::time::Duration;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use gatehouse_core::authorize::{FlowSecrets, RESERVED_PARAMETERS, authorization_url};
 use gatehouse_core::jwt::Verified;
+use gatehouse_core::wire::{AdminLoginRequest, AdminLoginResponse};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -36,7 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::cli::cache::{Entry, Kind, TokenType};
 use crate::cli::error::CliError;
-use crate::cli::net::{self, Discovery, IDP, Net, OidcSettings, SERVER, TokenResponse};
+use crate::cli::net::{self, Discovery, IDP, Net, PublicOidc, SERVER, TokenResponse};
 use crate::cli::pin::ServerPin;
 use crate::cli::spinner::Spinner;
 
@@ -122,7 +124,7 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The sign-in parameters: the server's static ones plus vetted `--param`s.
 pub fn parameters(
-    oidc: &OidcSettings,
+    oidc: &PublicOidc,
     user: &[(String, String)],
 ) -> Result<BTreeMap<String, String>, CliError> {
     let allowed = || {
@@ -188,7 +190,7 @@ pub fn parameters(
 }
 
 /// The scopes to ask for: the server's, plus `offline_access` when the IdP offers it.
-pub fn scopes(oidc: &OidcSettings, d: &Discovery, offline_access: bool) -> Vec<String> {
+pub fn scopes(oidc: &PublicOidc, d: &Discovery, offline_access: bool) -> Vec<String> {
     let mut scopes = oidc.scopes.clone();
     if !scopes.iter().any(|s| s == "openid") {
         scopes.insert(0, "openid".to_owned());
@@ -219,7 +221,7 @@ fn random_secrets() -> Result<FlowSecrets, CliError> {
 pub async fn oidc_context(
     net: &Net,
     target: &Target,
-) -> Result<(OidcSettings, Discovery, ServerPin), CliError> {
+) -> Result<(PublicOidc, Discovery, ServerPin), CliError> {
     let config = net.server_config(&target.server).await?;
     let Some(oidc) = config.oidc else {
         return Err(CliError::Usage {
@@ -246,7 +248,7 @@ pub async fn oidc_context(
 }
 
 /// The token type for a sign-in: the flag, else the server's setting, else the ID token.
-pub fn token_type(target: &Target, oidc: &OidcSettings) -> crate::cli::cache::TokenType {
+pub fn token_type(target: &Target, oidc: &PublicOidc) -> crate::cli::cache::TokenType {
     target
         .token_type
         .unwrap_or(match oidc.token_type.as_deref() {
@@ -319,7 +321,7 @@ pub fn summary(mode: Mode, signed_in: &SignIn, cache: &str) -> Value {
 /// Says who signed in, and builds the sign-in result of an OIDC sign-in.
 fn oidc_entry(
     target: &Target,
-    oidc: &OidcSettings,
+    oidc: &PublicOidc,
     params: BTreeMap<String, String>,
     signed_in: SignedIn,
     command: String,
@@ -361,11 +363,15 @@ pub(crate) async fn signed_in(
     tokens: TokenResponse,
     nonce: Option<&str>,
 ) -> Result<SignedIn, CliError> {
-    let id_token = tokens.id_token.clone().ok_or_else(|| CliError::BadAnswer {
-        what: IDP,
-        url: d.token_endpoint.clone(),
-        reason: "no id_token in the token response (is `openid` among the scopes?)".to_owned(),
-    })?;
+    let id_token = tokens
+        .id_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+        .ok_or_else(|| CliError::BadAnswer {
+            what: IDP,
+            url: d.token_endpoint.clone(),
+            reason: "no id_token in the token response (is `openid` among the scopes?)".to_owned(),
+        })?;
     let verified = net
         .verify_id_token(d, client, &id_token, nonce, net::unix_now())
         .await?;
@@ -373,7 +379,10 @@ pub(crate) async fn signed_in(
         net::pick_token(kind, &tokens, &id_token, &verified, &d.token_endpoint)?;
     Ok(SignedIn {
         token,
-        refresh_token: tokens.refresh_token,
+        refresh_token: tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
         verified,
         expires_at,
     })
@@ -847,7 +856,7 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Sig
         let err: net::OAuthError = serde_json::from_slice(&bytes).unwrap_or_default();
         Ok(DevicePoll::Refused {
             status: status.as_u16(),
-            error: err.error,
+            error: err.error.unwrap_or_default(),
             description: err.error_description,
         })
     })
@@ -932,19 +941,6 @@ where
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AdminToken {
-    token: String,
-    expires_at: String,
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
-
 /// Reads the admin password: from stdin (`--password-stdin`) or a prompt without echo.
 pub fn read_password(from_stdin: bool) -> Result<String, CliError> {
     let password = if from_stdin {
@@ -971,10 +967,13 @@ pub fn read_password(from_stdin: bool) -> Result<String, CliError> {
 /// The admin sign-in. Returns the entry to store.
 pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignIn, CliError> {
     let url = format!("{}/v1/admin/login", target.server);
+    let body = AdminLoginRequest {
+        password: SecretString::from(password),
+    };
     let resp = net
         .http()
         .post(&url)
-        .json(&serde_json::json!({ "password": password }))
+        .json(&body)
         .send()
         .await
         .map_err(|e| CliError::Unreachable {
@@ -984,7 +983,7 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignI
             hint: "check the server URL; with a private CA pass --certificate-authority FILE"
                 .to_owned(),
         })?;
-    drop(password);
+    drop(body);
     let status = resp.status();
     if !status.is_success() {
         let v: serde_json::Value = resp.json().await.unwrap_or_default();
@@ -1004,7 +1003,7 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignI
             },
         });
     }
-    let t: AdminToken = resp.json().await.map_err(|e| CliError::BadAnswer {
+    let t: AdminLoginResponse = resp.json().await.map_err(|e| CliError::BadAnswer {
         what: SERVER,
         url: url.clone(),
         reason: e.without_url().to_string(),
@@ -1024,7 +1023,7 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignI
         crate::cli::rfc3339(expires_at)
     );
     // The admin token's subject, read for display only (the server verified the password).
-    let username = crate::cli::token::unverified_claims(&t.token)
+    let username = crate::cli::token::unverified_claims(t.token.expose_secret())
         .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned));
     let entry = Entry {
         server: target.server.clone(),
@@ -1032,7 +1031,7 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignI
         client_id: None,
         parameters: BTreeMap::new(),
         kind: Kind::Admin,
-        token: t.token,
+        token: t.token.expose_secret().to_owned(),
         refresh_token: None,
         expires_at,
         ca_pem: target.ca_pem.clone(),
@@ -1051,7 +1050,7 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignI
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::cli::net::UserParameter;
+    use gatehouse_core::wire::UserParameter;
 
     fn refused(error: &str) -> DevicePoll<&'static str> {
         DevicePoll::Refused {
@@ -1140,13 +1139,15 @@ mod tests {
         );
     }
 
-    fn settings() -> OidcSettings {
-        OidcSettings {
+    fn settings() -> PublicOidc {
+        PublicOidc {
             token_type: None,
             issuer_url: "https://idp".into(),
             cli_client_id: "cli".into(),
             client_id: None,
             scopes: vec!["openid".into(), "email".into()],
+            audiences: Vec::new(),
+            username_claim: None,
             additional_parameters: BTreeMap::from([("connector_id".into(), "local".into())]),
             user_parameters: BTreeMap::from([
                 (

@@ -8,102 +8,22 @@
 //! - Error bodies from the IdP are reduced to `error` / `error_description`; bodies that could
 //!   hold tokens are never printed.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gatehouse_core::jwt::{self, Policy, Verified};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use serde::Deserialize;
+use secrecy::ExposeSecret as _;
 
 use crate::cli::error::CliError;
 
-/// The gatehouse server's `GET /v1/config`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServerConfig {
-    /// OIDC settings, when OIDC is configured.
-    #[serde(default)]
-    pub oidc: Option<OidcSettings>,
-    /// Whether the admin sign-in is enabled.
-    #[serde(default)]
-    pub admin_enabled: bool,
-}
-
-/// The `oidc` part of the public config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OidcSettings {
-    /// The issuer.
-    pub issuer_url: String,
-    /// The CLI's client ID.
-    pub cli_client_id: String,
-    /// The server's own client ID.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Scopes to request.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Static authorization parameters.
-    #[serde(default)]
-    pub additional_parameters: BTreeMap<String, String>,
-    /// Parameters a user may set, with their patterns.
-    #[serde(default)]
-    pub user_parameters: BTreeMap<String, UserParameter>,
-    /// `id_token` or `access_token`: which token the CLI hands to kubectl.
-    #[serde(default)]
-    pub token_type: Option<String>,
-}
-
-/// One user-settable parameter.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UserParameter {
-    /// The pattern the whole value must match.
-    #[serde(default)]
-    pub pattern: Option<String>,
-}
+/// The server's `GET /v1/config` and its parts: the shared wire types.
+pub use gatehouse_core::wire::{PublicConfig, PublicOidc};
 
 pub use gatehouse_core::discovery::Discovery;
 
-/// A token endpoint answer. `Debug` is redacted.
-#[derive(Deserialize)]
-pub struct TokenResponse {
-    /// `id_token`.
-    #[serde(default)]
-    pub id_token: Option<String>,
-    /// `refresh_token`.
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-    /// `access_token`.
-    #[serde(default)]
-    pub access_token: Option<String>,
-}
-
-impl std::fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenResponse(<redacted>)")
-    }
-}
-
-/// An OAuth error answer.
-#[derive(Debug, Default, Deserialize)]
-pub struct OAuthError {
-    /// `error`.
-    #[serde(default)]
-    pub error: String,
-    /// `error_description`.
-    #[serde(default)]
-    pub error_description: Option<String>,
-}
-
-impl OAuthError {
-    fn message(&self) -> String {
-        match &self.error_description {
-            Some(d) if !d.is_empty() => format!("{} ({d})", self.error),
-            _ => self.error.clone(),
-        }
-    }
-}
+/// The token endpoint's answers: the shared wire types.
+pub use gatehouse_core::wire::oauth::{OAuthError, TokenResponse};
 
 /// An HTTP client for one server/IdP pair.
 #[derive(Debug, Clone)]
@@ -211,7 +131,7 @@ impl Net {
         if !status.is_success() {
             let message = serde_json::from_slice::<OAuthError>(&bytes)
                 .ok()
-                .filter(|e| !e.error.is_empty())
+                .filter(|e| e.code().is_some())
                 .map(|e| e.message())
                 .or_else(|| {
                     serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -258,7 +178,7 @@ impl Net {
     }
 
     /// The server's public config.
-    pub async fn server_config(&self, server: &str) -> Result<ServerConfig, CliError> {
+    pub async fn server_config(&self, server: &str) -> Result<PublicConfig, CliError> {
         let url = format!("{server}/v1/config");
         self.get_json(SERVER, &url, None)
             .await
@@ -360,7 +280,8 @@ pub fn pick_token(
             };
             let access = tokens
                 .access_token
-                .clone()
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned())
                 .ok_or_else(|| bad("no access_token in the token response"))?;
             let exp = access
                 .split('.')

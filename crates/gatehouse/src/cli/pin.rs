@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::error::CliError;
-use crate::cli::net::OidcSettings;
+use crate::cli::net::PublicOidc;
 
 /// The format version of `servers.json`.
 const VERSION: u32 = 1;
@@ -59,7 +59,7 @@ pub struct ServerPin {
 
 impl ServerPin {
     /// The settings to pin from a server's answer.
-    pub fn from_settings(oidc: &OidcSettings) -> Self {
+    pub fn from_settings(oidc: &PublicOidc) -> Self {
         let scopes: BTreeSet<String> = oidc.scopes.iter().cloned().collect();
         Self {
             issuer_url: oidc.issuer_url.clone(),
@@ -448,7 +448,7 @@ mod tests {
         // Scope order is not a change.
         let mut reordered = pin();
         reordered.scopes.reverse();
-        let settings = |p: &ServerPin| OidcSettings {
+        let settings = |p: &ServerPin| PublicOidc {
             issuer_url: p.issuer_url.clone(),
             cli_client_id: p.cli_client_id.clone(),
             client_id: p.client_id.clone(),
@@ -456,6 +456,8 @@ mod tests {
             additional_parameters: p.additional_parameters.clone(),
             user_parameters: BTreeMap::new(),
             token_type: None,
+            audiences: Vec::new(),
+            username_claim: None,
         };
         assert_eq!(
             ServerPin::from_settings(&settings(&reordered)),
