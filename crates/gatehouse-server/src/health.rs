@@ -41,6 +41,10 @@ pub const RIGHTS_TTL_FAILED: Duration = Duration::from_secs(10);
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reviews in flight at once.
 const REVIEWS_AT_ONCE: usize = 8;
+/// How long one round of rights checks may take in all: reviews not started by then count as
+/// unchecked, so a hung kube-apiserver and many mapped namespaces cannot keep the first
+/// `/readyz?verbose` waiting for minutes (at most this plus one [`REVIEW_TIMEOUT`]).
+const CHECK_BUDGET: Duration = Duration::from_secs(15);
 
 /// The fixed reason of a right that could not be checked.
 pub const UNCHECKED: &str =
@@ -266,6 +270,8 @@ pub struct RightsCheck {
     latest: std::sync::Mutex<Option<(Instant, Arc<Vec<CheckResult>>)>>,
     /// Held by the task that checks the rights: one check at a time.
     checking: Arc<tokio::sync::Mutex<()>>,
+    /// How long one round may take ([`CHECK_BUDGET`]; shorter in tests).
+    budget: Duration,
 }
 
 impl std::fmt::Debug for RightsCheck {
@@ -294,6 +300,7 @@ impl RightsCheck {
             rights: required_rights(config),
             latest: std::sync::Mutex::new(None),
             checking: Arc::new(tokio::sync::Mutex::new(())),
+            budget: CHECK_BUDGET,
         }
     }
 
@@ -354,11 +361,21 @@ impl RightsCheck {
 
     async fn check_all(&self, previous: Option<&[CheckResult]>) -> Vec<CheckResult> {
         let mut results = Vec::with_capacity(self.rights.len());
+        let deadline = Instant::now() + self.budget;
         for right in &self.rights {
             let client = self.client.clone();
             let answers: Vec<(Answer, Option<String>)> =
                 futures::stream::iter(right.attributes.clone())
-                    .map(move |a| review(client.clone(), a))
+                    .map(move |a| {
+                        let client = client.clone();
+                        async move {
+                            if Instant::now() >= deadline {
+                                (Answer::Unchecked, None)
+                            } else {
+                                review(client, a).await
+                            }
+                        }
+                    })
                     .buffered(REVIEWS_AT_ONCE)
                     .collect()
                     .await;
@@ -434,6 +451,42 @@ async fn review(client: kube::Client, attributes: ResourceAttributes) -> (Answer
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kube-apiserver that accepts connections and never answers: every review times out.
+    /// With 40 reviews (eight at a time, 5 s each) a round would take 25 s; the budget ends it
+    /// after the first eight, and the rest count as unchecked without being sent.
+    #[tokio::test]
+    async fn a_hung_kube_apiserver_cannot_stretch_a_round_past_its_budget() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                open.push(s);
+            }
+        });
+        let kube = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        let client = kube::Client::try_from(kube).unwrap();
+        let namespaces: Vec<String> = (0..20).map(|i| format!("ns-{i}")).collect();
+        let c = config(&format!(
+            "{OIDC}serviceAccounts: {{ namespaces: [{}] }}\n",
+            namespaces.join(", ")
+        ));
+        let mut check = RightsCheck::new(client, &c);
+        check.budget = Duration::from_millis(200);
+        let started = Instant::now();
+        let results = check.check_all(None).await;
+        let took = started.elapsed();
+        assert!(
+            took < REVIEW_TIMEOUT * 2,
+            "one review timeout after the budget at most, took {took:?}"
+        );
+        assert!(
+            results.iter().all(|r| r.failure == Some(UNCHECKED)),
+            "{results:?}"
+        );
+        held.abort();
+    }
 
     fn config(yaml: &str) -> Config {
         crate::config::parse(yaml, &std::collections::HashMap::new()).unwrap()
