@@ -6,7 +6,6 @@
 //! [`router`] is the one place routes are defined.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -72,26 +71,6 @@ pub enum StartError {
     /// The Kubernetes client could not be built.
     #[error("cannot build the Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The client's address (the TCP peer), when the listener recorded it.
-pub fn peer_addr<B>(req: &http::Request<B>) -> Option<std::net::SocketAddr> {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0)
-}
-
-/// RFC 3339 (seconds) for unix seconds.
-pub fn rfc3339(unix: i64) -> String {
-    let secs = u64::try_from(unix).unwrap_or(0);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 /// What an [`App`] is made of, already built: [`App::start`] makes them from the configuration

@@ -54,7 +54,8 @@ use gatehouse_core::wire::oauth::{OAuthError, TokenResponse};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
-use crate::app::{App, unix_now};
+use crate::app::App;
+use crate::clock::unix_now;
 use crate::config::BrowserConfig;
 use crate::session::{CookieAttrs, clear_cookie, read_cookie, same_origin, set_cookie};
 use crate::status::ApiError;

@@ -116,7 +116,7 @@ impl Config {
             "admin": self.admin.as_ref().map(|a| serde_json::json!({
                 "enabled": true,
                 "tokenTtl": humantime::format_duration(a.token_ttl).to_string(),
-                "tokensNotBefore": a.tokens_not_before.map(crate::app::rfc3339),
+                "tokensNotBefore": a.tokens_not_before.map(crate::clock::rfc3339),
                 "previousTokenSigningKey": a.previous_token_signing_key.is_some(),
                 "loginAllowedCidrs": a.login_allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "tokenIssuer": a.token_issuer,

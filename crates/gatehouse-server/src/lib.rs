@@ -6,6 +6,8 @@ pub mod api;
 pub mod app;
 pub mod authn;
 pub mod browser;
+pub mod client;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod health;

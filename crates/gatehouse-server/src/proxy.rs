@@ -96,7 +96,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         ));
     }
     let token = credential.as_ref().map(|c| &c.token);
-    let now = crate::app::unix_now();
+    let now = crate::clock::unix_now();
     let authenticated = app.authn.authenticate(token, now).await?;
     let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
     let plan = match authenticated {
@@ -150,7 +150,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         },
     };
 
-    let peer = crate::app::peer_addr(&req);
+    let peer = crate::client::peer_addr(&req);
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());

@@ -15,9 +15,10 @@ use gatehouse_core::identity::Principal;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
-use crate::app::{App, rfc3339, unix_now};
+use crate::app::App;
 use crate::authn::{Authenticated, bearer_token};
 use crate::browser::Session;
+use crate::clock::{rfc3339, unix_now};
 use crate::session::same_origin;
 use crate::status::ApiError;
 
@@ -236,7 +237,7 @@ pub async fn admin_login(
     }
     let peer = match app
         .config
-        .client_ip(crate::login_guard::peer_addr(&extensions), &headers)
+        .client_ip(crate::client::peer_ip(&extensions), &headers)
     {
         Ok(p) => p,
         Err(e) => {
