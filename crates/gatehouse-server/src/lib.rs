@@ -15,6 +15,7 @@ pub mod login_guard;
 pub mod metrics;
 pub mod oidc;
 pub mod proxy;
+pub mod routes;
 pub mod serve;
 pub mod serviceaccounts;
 pub mod session;

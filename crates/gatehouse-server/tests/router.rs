@@ -1,4 +1,4 @@
-//! In-process router tests: requests in, responses out, through [`gatehouse_server::app::router`]
+//! In-process router tests: requests in, responses out, through [`gatehouse_server::routes::router`]
 //! with an app built by `App::from_parts` (see `support`), and what reached the fake
 //! kube-apiserver for each. No test bed, no listener of gatehouse's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
