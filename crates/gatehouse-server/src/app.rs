@@ -40,7 +40,7 @@ pub struct App {
     /// checks at a time with a bounded queue, so password guessing cannot starve the proxy.
     pub login_guard: crate::login_guard::LoginGuard,
     /// Single-flight session refreshes (one token request per refresh token at a time).
-    pub refreshes: crate::browser::RefreshFlights,
+    pub refreshes: crate::browser_session::RefreshFlights,
     /// Seals session and flow cookies, when browser sign-in or admin UI sessions are configured.
     pub cookies: Option<crate::session::CookieCodec>,
     /// gatehouse's own Kubernetes rights (`/readyz?verbose`'s `rbac/*` checks).
@@ -188,7 +188,7 @@ impl App {
             upstream,
             metrics,
             login_guard: crate::login_guard::LoginGuard::new(),
-            refreshes: crate::browser::RefreshFlights::default(),
+            refreshes: crate::browser_session::RefreshFlights::default(),
             rights,
         }))
     }

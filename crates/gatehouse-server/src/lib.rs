@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod authn;
 pub mod browser;
+pub mod browser_session;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::authn::{Authenticated, bearer_token};
-use crate::browser::Session;
+use crate::browser_session::Session;
 use crate::clock::{rfc3339, unix_now};
 use crate::session::same_origin;
 use crate::status::ApiError;

@@ -464,7 +464,7 @@ impl Harness {
     /// A sealed session cookie (`name=value`) holding `token`.
     pub fn session_cookie(&self, token: &str, kind: &str) -> String {
         let now = unix_now();
-        let session = gatehouse_server::browser::Session {
+        let session = gatehouse_server::browser_session::Session {
             token: token.to_owned(),
             refresh_token: None,
             kind: kind.to_owned(),
