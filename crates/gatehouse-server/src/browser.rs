@@ -52,14 +52,11 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::browser_session::Session;
 use crate::clock::unix_now;
-use crate::config::BrowserConfig;
+use crate::config::{BrowserConfig, FLOW_COOKIE};
 use crate::session::{CookieAttrs, clear_cookie, read_cookie, same_origin, set_cookie};
 use crate::status::ApiError;
 use crate::ui;
 
-/// The flow cookie's base name (with secure cookies it is sent as `__Host-gatehouse_flow`; see
-/// [`BrowserConfig::flow_cookie_name`]).
-pub const FLOW_COOKIE: &str = "gatehouse_flow";
 const FLOW_TTL: i64 = 600;
 /// The longest logout waits for the IdP's revocation endpoint.
 pub const REVOKE_TIMEOUT: Duration = Duration::from_secs(5);

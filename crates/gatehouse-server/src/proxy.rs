@@ -50,9 +50,7 @@ use crate::authn::Authenticated;
 use crate::credentials::{self, Credential, connection_tokens, strip_websocket_bearer};
 use crate::metrics::{Held, RequestLabels, code_class};
 use crate::status::ApiError;
-use crate::upstream::Identity;
-/// The prefix of the extra keys gatehouse sets on impersonated requests.
-pub const EXTRA_PREFIX: &str = "gatehouse.dev";
+use crate::upstream::{EXTRA_PREFIX, Identity};
 
 /// The proxy handler.
 pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
