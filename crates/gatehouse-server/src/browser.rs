@@ -53,9 +53,9 @@ use crate::app::App;
 use crate::browser_session::Session;
 use crate::clock::unix_now;
 use crate::config::{BrowserConfig, FLOW_COOKIE};
+use crate::page::error_page;
 use crate::session::{CookieAttrs, clear_cookie, read_cookie, same_origin, set_cookie};
 use crate::status::ApiError;
-use crate::ui;
 
 const FLOW_TTL: i64 = 600;
 /// The longest logout waits for the IdP's revocation endpoint.
@@ -388,7 +388,7 @@ pub async fn login(
     Query(mut query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
-        return ui::error_page(
+        return error_page(
             StatusCode::NOT_FOUND,
             "Browser sign-in is not configured",
             "This gatehouse has no oidc.clientSecret and session.key, so it cannot sign you in with a browser. Use `gatehouse login` in a terminal, or ask your platform team.",
@@ -399,7 +399,7 @@ pub async fn login(
         .remove("return_to")
         .unwrap_or_else(|| "/ui/whoami".to_owned());
     let Some(return_to) = safe_return_path(&return_to).map(str::to_owned) else {
-        return ui::error_page(
+        return error_page(
             StatusCode::BAD_REQUEST,
             "Unsafe return address",
             "The page to return to after sign-in must be a path on this gatehouse (starting with a single /). Sign-in was not started.",
@@ -410,7 +410,7 @@ pub async fn login(
     let mut params = config.additional_parameters.clone();
     for (name, value) in query {
         if RESERVED_PARAMETERS.contains(&name.as_str()) {
-            return ui::error_page(
+            return error_page(
                 StatusCode::BAD_REQUEST,
                 "Reserved parameter",
                 &format!(
@@ -420,7 +420,7 @@ pub async fn login(
             );
         }
         let Some(allowed) = config.user_parameters.get(&name) else {
-            return ui::error_page(
+            return error_page(
                 StatusCode::BAD_REQUEST,
                 "Parameter not allowed",
                 &format!(
@@ -431,7 +431,7 @@ pub async fn login(
             );
         };
         if value.len() > MAX_PARAMETER_LEN {
-            return ui::error_page(
+            return error_page(
                 StatusCode::BAD_REQUEST,
                 "Parameter too long",
                 &format!("The value of {name:?} is longer than {MAX_PARAMETER_LEN} bytes."),
@@ -439,7 +439,7 @@ pub async fn login(
             );
         }
         if !allowed.accepts(&value) {
-            return ui::error_page(
+            return error_page(
                 StatusCode::BAD_REQUEST,
                 "Parameter value refused",
                 &format!(
@@ -452,7 +452,7 @@ pub async fn login(
         params.insert(name, value);
     }
     let Some(discovery) = oidc.discovery() else {
-        return ui::error_page(
+        return error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Identity provider not reachable",
             &format!(
@@ -477,7 +477,7 @@ pub async fn login(
     ) {
         Ok(u) => u,
         Err(e) => {
-            return ui::error_page(
+            return error_page(
                 StatusCode::BAD_GATEWAY,
                 "Cannot start sign-in",
                 &e.to_string(),
@@ -532,7 +532,7 @@ pub async fn callback(
     Query(cb): Query<Callback>,
 ) -> Response {
     let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
-        return ui::error_page(
+        return error_page(
             StatusCode::NOT_FOUND,
             "Browser sign-in is not configured",
             "This gatehouse cannot complete a browser sign-in.",
@@ -550,7 +550,7 @@ pub async fn callback(
         .and_then(|sealed| codec.open(&b.flow_cookie_name, &sealed))
         .and_then(|json| serde_json::from_slice(&json).ok());
     let Some(flow) = flow else {
-        return with_cleared(ui::error_page(
+        return with_cleared(error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in flow not found",
             "This sign-in response does not belong to a sign-in started in this browser, or it was already used, or cookies are blocked. Nothing was signed in.",
@@ -562,7 +562,7 @@ pub async fn callback(
         url::form_urlencoded::byte_serialize(flow.return_to.as_bytes()).collect::<String>()
     );
     if unix_now() > flow.created + FLOW_TTL {
-        return with_cleared(ui::error_page(
+        return with_cleared(error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in took too long",
             "The sign-in flow expired after 10 minutes. Nothing was signed in.",
@@ -576,7 +576,7 @@ pub async fn callback(
     // `state` first, and a mismatch keeps the flow: a forged callback link (with an `error`,
     // or anything else) cannot abort the sign-in this browser has in progress.
     if !state_ok {
-        return ui::error_page(
+        return error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in state does not match",
             "The response does not match the sign-in this browser started (state mismatch). Nothing was signed in.",
@@ -585,7 +585,7 @@ pub async fn callback(
     }
     if let Some(error) = cb.error {
         let detail = cb.error_description.unwrap_or_default();
-        return with_cleared(ui::error_page(
+        return with_cleared(error_page(
             StatusCode::BAD_REQUEST,
             "The identity provider did not sign you in",
             &format!(
@@ -597,7 +597,7 @@ pub async fn callback(
         ));
     }
     let Some(code) = cb.code else {
-        return with_cleared(ui::error_page(
+        return with_cleared(error_page(
             StatusCode::BAD_REQUEST,
             "No authorization code",
             "The identity provider's response has no code.",
@@ -619,7 +619,7 @@ pub async fn callback(
         Ok(t) => t,
         Err(e) if e.client_fault() => {
             tracing::info!(reason = %e, "browser sign-in: the IdP refused the authorization code");
-            return with_cleared(ui::error_page(
+            return with_cleared(error_page(
                 StatusCode::BAD_REQUEST,
                 "The sign-in could not be completed",
                 &format!(
@@ -630,7 +630,7 @@ pub async fn callback(
         }
         Err(e) => {
             tracing::warn!(reason = %e, "browser sign-in: the code exchange failed");
-            return with_cleared(ui::error_page(
+            return with_cleared(error_page(
                 StatusCode::BAD_GATEWAY,
                 "The code could not be exchanged",
                 &format!("{e}. Try again in a moment."),
@@ -643,7 +643,7 @@ pub async fn callback(
         .as_ref()
         .map(|t| t.expose_secret().to_owned())
     else {
-        return with_cleared(ui::error_page(
+        return with_cleared(error_page(
             StatusCode::BAD_GATEWAY,
             "No ID token",
             "The identity provider's token response has no ID token (is the `openid` scope allowed for this client?).",
@@ -653,7 +653,7 @@ pub async fn callback(
     let verified = match oidc.verify(&id_token, unix_now()).await {
         Ok(v) => v,
         Err(e) => {
-            return with_cleared(ui::error_page(
+            return with_cleared(error_page(
                 StatusCode::BAD_GATEWAY,
                 "The ID token was refused",
                 &e.to_string(),
@@ -667,7 +667,7 @@ pub async fn callback(
         .and_then(|v| v.as_str())
         .is_some_and(|n| secrets_equal(n, &flow.secrets.nonce));
     if !nonce_ok {
-        return with_cleared(ui::error_page(
+        return with_cleared(error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in nonce does not match",
             "The ID token was not issued for this sign-in (nonce mismatch). Nothing was signed in.",
@@ -680,7 +680,7 @@ pub async fn callback(
         verified.clone(),
         &oidc.config().claim_rules(),
     ) {
-        return with_cleared(ui::error_page(
+        return with_cleared(error_page(
             StatusCode::FORBIDDEN,
             "Sign-in refused",
             &e.to_string(),
@@ -732,7 +732,7 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         return Redirect::to("/").into_response();
     };
     if !same_origin(&headers, &public_origin(b)) {
-        return ui::error_page(
+        return error_page(
             StatusCode::FORBIDDEN,
             "Cross-site sign-out refused",
             "Sign out from gatehouse's own page.",

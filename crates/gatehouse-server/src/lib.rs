@@ -15,6 +15,7 @@ pub mod health;
 pub mod login_guard;
 pub mod metrics;
 pub mod oidc;
+pub mod page;
 pub mod proxy;
 pub mod routes;
 pub mod serve;
