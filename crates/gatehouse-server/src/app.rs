@@ -3,7 +3,9 @@
 //! [`App::start`] builds the parts from the configuration and the network and starts the
 //! background tasks; [`App::from_parts`] assembles an `App` from parts already built, which is
 //! how in-process tests (`tests/router.rs`) make one with a local kube-apiserver and issuer.
-//! The routes are [`crate::routes::router`]'s: this module imports no handler module.
+//! The routes are [`crate::routes::router`]'s: this module imports no handler module. The
+//! session-cookie methods (`session_cookies`, `session_from`, `has_session_cookie`) are
+//! defined beside the sign-in flow in [`crate::browser`].
 
 use std::sync::Arc;
 
