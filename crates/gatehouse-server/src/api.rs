@@ -18,8 +18,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use crate::app::{App, rfc3339, unix_now};
+use crate::app::App;
 use crate::authn::{Authenticated, bearer_token};
+use crate::clock::{rfc3339, unix_now};
 use crate::status::ApiError;
 use crate::upstream::Identity;
 
@@ -205,7 +206,7 @@ pub async fn admin_login(
 ) -> Result<Json<AdminLoginResponse>, ApiError> {
     let peer = app
         .config
-        .client_ip(crate::login_guard::peer_addr(&extensions), &headers)
+        .client_ip(crate::client::peer_ip(&extensions), &headers)
         .map_err(|e| {
             ApiError::BadRequest(format!(
                 "{e}: gatehouse cannot tell which client this is, so it does not check the password; check the proxy's X-Forwarded-For"

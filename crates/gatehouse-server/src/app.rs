@@ -1,18 +1,14 @@
-//! The application: shared state, start-up, and the router.
+//! The application's shared state and its start-up.
 //!
 //! [`App::start`] builds the parts from the configuration and the network and starts the
 //! background tasks; [`App::from_parts`] assembles an `App` from parts already built, which is
 //! how in-process tests (`tests/router.rs`) make one with a local kube-apiserver and issuer.
-//! [`router`] is the one place routes are defined.
+//! The routes are [`crate::routes::router`]'s: this module imports no handler module. The
+//! session-cookie methods (`session_cookies`, `session_from`, `has_session_cookie`) are
+//! defined beside the sign-in flow in [`crate::browser`].
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
 use gatehouse_core::admin::AdminTokens;
 use secrecy::ExposeSecret as _;
 
@@ -23,7 +19,6 @@ use crate::health::CheckResult;
 use crate::metrics::Metrics;
 use crate::oidc::{FetchError, OidcVerifier};
 use crate::serviceaccounts::ServiceAccountIndex;
-use crate::status::ApiError;
 use crate::upstream::{Upstream, UpstreamError, load_kube_config};
 
 /// Everything a request handler needs.
@@ -47,7 +42,7 @@ pub struct App {
     /// checks at a time with a bounded queue, so password guessing cannot starve the proxy.
     pub login_guard: crate::login_guard::LoginGuard,
     /// Single-flight session refreshes (one token request per refresh token at a time).
-    pub refreshes: crate::browser::RefreshFlights,
+    pub refreshes: crate::browser_session::RefreshFlights,
     /// Seals session and flow cookies, when browser sign-in or admin UI sessions are configured.
     pub cookies: Option<crate::session::CookieCodec>,
     /// gatehouse's own Kubernetes rights (`/readyz?verbose`'s `rbac/*` checks).
@@ -72,26 +67,6 @@ pub enum StartError {
     /// The Kubernetes client could not be built.
     #[error("cannot build the Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The client's address (the TCP peer), when the listener recorded it.
-pub fn peer_addr<B>(req: &http::Request<B>) -> Option<std::net::SocketAddr> {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0)
-}
-
-/// RFC 3339 (seconds) for unix seconds.
-pub fn rfc3339(unix: i64) -> String {
-    let secs = u64::try_from(unix).unwrap_or(0);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 /// What an [`App`] is made of, already built: [`App::start`] makes them from the configuration
@@ -215,7 +190,7 @@ impl App {
             upstream,
             metrics,
             login_guard: crate::login_guard::LoginGuard::new(),
-            refreshes: crate::browser::RefreshFlights::default(),
+            refreshes: crate::browser_session::RefreshFlights::default(),
             rights,
         }))
     }
@@ -263,123 +238,4 @@ impl App {
         }
         reasons
     }
-}
-
-/// The router.
-pub fn router(app: Arc<App>) -> Router {
-    use crate::proxy::proxy;
-    use crate::{browser, ui};
-    let pages = Router::new()
-        .route("/", get(ui::home))
-        .route("/ui/whoami", get(ui::whoami))
-        .route("/ui/access", get(ui::access))
-        .route("/ui/cli", get(ui::cli))
-        .route("/ui/kubeconfig", get(ui::kubeconfig))
-        .route("/ui/ca.pem", get(ui::ca))
-        .route("/ui/admin-login", post(ui::admin_login))
-        .route("/ui/static/style.css", get(ui::style))
-        .route("/auth/login", get(browser::login))
-        .route("/auth/callback", get(browser::callback))
-        .route("/auth/logout", post(browser::logout))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&app),
-            ui::security_headers,
-        ));
-    Router::new()
-        .merge(pages)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/readyz/{*name}", get(readyz_check))
-        .route("/metrics", get(metrics))
-        .route("/v1/config", get(crate::api::public_config))
-        .route("/v1/whoami", get(crate::api::whoami))
-        .route("/v1/admin/login", post(crate::api::admin_login))
-        .route("/version", any(proxy))
-        .route("/api", any(proxy))
-        .route("/api/{*rest}", any(proxy))
-        .route("/apis", any(proxy))
-        .route("/apis/{*rest}", any(proxy))
-        .route("/openapi/{*rest}", any(proxy))
-        .fallback(|| async {
-            ApiError::NotFound("gatehouse serves /api, /apis, /version, /openapi, /v1/* and health endpoints; this path is none of them".to_owned())
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&app),
-            browser::session_layer,
-        ))
-        .with_state(app)
-}
-
-/// Every check by name: the readiness checks, then gatehouse's rights.
-async fn all_checks(app: &App) -> Vec<CheckResult> {
-    let mut checks = app.readiness_checks();
-    checks.extend(app.rights.results().await.iter().cloned());
-    checks
-}
-
-/// `GET /readyz`: 200 `ok`, or 503 with a `not ready: ...` line per reason. With `?verbose`
-/// (any value, as the kube-apiserver reads it): every named check, `[+]name ok` or
-/// `[-]name failed: reason`, then the verdict; the status is the same as without it
-/// (`health.rs` says which checks decide).
-async fn readyz(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
-    let verbose = query
-        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "verbose"));
-    if verbose {
-        let (ready, text) = crate::health::render_verbose(&all_checks(&app).await);
-        let status = if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        return (status, text).into_response();
-    }
-    let reasons = app.not_ready_reasons();
-    if reasons.is_empty() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        let text = reasons
-            .iter()
-            .map(|r| format!("not ready: {r}\n"))
-            .collect::<String>();
-        (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
-    }
-}
-
-/// `GET /readyz/<name>`: one named check: 200 `ok`, or 503 `<name> failed: reason`; 404 for a
-/// name gatehouse does not check (with its configuration).
-async fn readyz_check(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
-    // Only a rights check (`rbac/...`) asks the kube-apiserver; other names never start one.
-    let checks = if name.starts_with("rbac/") {
-        all_checks(&app).await
-    } else {
-        app.readiness_checks()
-    };
-    match checks.into_iter().find(|c| c.name == name) {
-        Some(CheckResult { failure: None, .. }) => (StatusCode::OK, "ok\n").into_response(),
-        Some(CheckResult {
-            name,
-            failure: Some(reason),
-            ..
-        }) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{name} failed: {reason}\n"),
-        )
-            .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            "no such check; GET /readyz?verbose lists them\n",
-        )
-            .into_response(),
-    }
-}
-
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.encode(),
-    )
-        .into_response()
 }

@@ -116,7 +116,7 @@ impl Config {
             "admin": self.admin.as_ref().map(|a| serde_json::json!({
                 "enabled": true,
                 "tokenTtl": humantime::format_duration(a.token_ttl).to_string(),
-                "tokensNotBefore": a.tokens_not_before.map(crate::app::rfc3339),
+                "tokensNotBefore": a.tokens_not_before.map(crate::clock::rfc3339),
                 "previousTokenSigningKey": a.previous_token_signing_key.is_some(),
                 "loginAllowedCidrs": a.login_allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "tokenIssuer": a.token_issuer,
@@ -730,6 +730,10 @@ fn read_config(r: &mut Reader<'_>) -> Config {
 /// The prefix that binds a cookie to gatehouse's own host (`Secure`, `Path=/`, no `Domain`).
 pub const HOST_PREFIX: &str = "__Host-";
 
+/// The flow cookie's base name (with secure cookies it is sent as `__Host-gatehouse_flow`; see
+/// [`BrowserConfig::flow_cookie_name`]). Only [`crate::browser`] reads and writes it.
+pub const FLOW_COOKIE: &str = "gatehouse_flow";
+
 /// The session and flow cookie names for a configured session cookie name: with secure
 /// cookies both carry the `__Host-` prefix (added when the configured name lacks it), so a
 /// sibling subdomain cannot plant them.
@@ -740,15 +744,9 @@ pub fn cookie_names(configured: &str, secure: bool) -> (String, String) {
         } else {
             format!("{HOST_PREFIX}{configured}")
         };
-        (
-            session,
-            format!("{HOST_PREFIX}{}", crate::browser::FLOW_COOKIE),
-        )
+        (session, format!("{HOST_PREFIX}{}", FLOW_COOKIE))
     } else {
-        (
-            configured.to_owned(),
-            crate::browser::FLOW_COOKIE.to_owned(),
-        )
+        (configured.to_owned(), FLOW_COOKIE.to_owned())
     }
 }
 

@@ -30,7 +30,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 
 use crate::config::Config;
-use crate::proxy::EXTRA_PREFIX;
+use crate::upstream::EXTRA_PREFIX;
 
 /// How long a rights answer with every right allowed is reused.
 pub const RIGHTS_TTL_OK: Duration = Duration::from_secs(60);

@@ -25,7 +25,7 @@
 //!   documentation says so (docs/configuration.md, `admin.loginAllowedCidrs`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -127,13 +127,6 @@ pub fn bucket(peer: IpAddr) -> IpAddr {
         }
         v4 => v4,
     }
-}
-
-/// The client's address as the listener saw it (the TCP peer), when known.
-pub fn peer_addr(extensions: &http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical())
 }
 
 /// Backoff after `failures` consecutive failures (none within the free allowance).

@@ -50,9 +50,7 @@ use crate::authn::Authenticated;
 use crate::credentials::{self, Credential, connection_tokens, strip_websocket_bearer};
 use crate::metrics::{Held, RequestLabels, code_class};
 use crate::status::ApiError;
-use crate::upstream::Identity;
-/// The prefix of the extra keys gatehouse sets on impersonated requests.
-pub const EXTRA_PREFIX: &str = "gatehouse.dev";
+use crate::upstream::{EXTRA_PREFIX, Identity};
 
 /// The proxy handler.
 pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -96,7 +94,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         ));
     }
     let token = credential.as_ref().map(|c| &c.token);
-    let now = crate::app::unix_now();
+    let now = crate::clock::unix_now();
     let authenticated = app.authn.authenticate(token, now).await?;
     let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
     let plan = match authenticated {
@@ -150,7 +148,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         },
     };
 
-    let peer = crate::app::peer_addr(&req);
+    let peer = crate::client::peer_addr(&req);
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());

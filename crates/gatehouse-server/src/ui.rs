@@ -10,14 +10,16 @@ use axum::body::Body;
 use axum::extract::{Form, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::identity::Principal;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
-use crate::app::{App, rfc3339, unix_now};
+use crate::app::App;
 use crate::authn::{Authenticated, bearer_token};
-use crate::browser::Session;
+use crate::browser_session::Session;
+use crate::clock::{rfc3339, unix_now};
+use crate::page::{error_page, render};
 use crate::session::same_origin;
 use crate::status::ApiError;
 
@@ -85,37 +87,6 @@ pub async fn security_headers(State(app): State<Arc<App>>, req: Request, next: N
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
-}
-
-fn render(status: StatusCode, t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => ApiError::Internal(format!("cannot render the page: {e}")).into_response(),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    signed_in: bool,
-    page: &'a str,
-    title: &'a str,
-    message: &'a str,
-    retry: Option<&'a str>,
-}
-
-/// An error page that says what happened and offers to start again.
-pub fn error_page(status: StatusCode, title: &str, message: &str, retry: Option<&str>) -> Response {
-    render(
-        status,
-        &ErrorPage {
-            signed_in: false,
-            page: "",
-            title,
-            message,
-            retry,
-        },
-    )
 }
 
 #[derive(Template)]
@@ -236,7 +207,7 @@ pub async fn admin_login(
     }
     let peer = match app
         .config
-        .client_ip(crate::login_guard::peer_addr(&extensions), &headers)
+        .client_ip(crate::client::peer_ip(&extensions), &headers)
     {
         Ok(p) => p,
         Err(e) => {

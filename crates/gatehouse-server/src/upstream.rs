@@ -44,6 +44,11 @@ pub enum Identity {
     Anonymous,
 }
 
+/// The prefix of the extra keys gatehouse sets on [`Identity::Privileged`] (impersonated)
+/// requests: `Impersonate-Extra-gatehouse.dev%2F<key>` ([`crate::proxy`] writes them, and
+/// [`crate::health`] checks gatehouse may impersonate them).
+pub const EXTRA_PREFIX: &str = "gatehouse.dev";
+
 /// Could not set up the connection to the kube-apiserver.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

@@ -134,7 +134,7 @@ fn config(issuer: &str, interval_secs: u64) -> OidcConfig {
 }
 
 fn token(issuer: &str, kid: &str) -> String {
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(kid.to_owned());
     jsonwebtoken::encode(
@@ -151,7 +151,7 @@ async fn unknown_kids_refetch_at_most_once_per_interval() {
     let v = Arc::new(OidcVerifier::new(config(&is.url, 3600)).unwrap());
     v.refresh().await.unwrap();
     assert_eq!(is.jwks_fetches.load(Ordering::SeqCst), 1);
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     assert!(v.verify(&token(&is.url, "k1"), now).await.is_ok());
     // A flood of made-up key IDs: the interval counts from the initial load, so no refetch at
     // all happens within the hour.
@@ -177,7 +177,7 @@ async fn rotated_keys_are_picked_up_with_one_refetch() {
     // The issuer rotates: the same key is now published as k2.
     is.publish(|p| p.kids = vec!["k2".to_owned()]);
     tokio::time::sleep(Duration::from_millis(1050)).await;
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     let verified = v.verify(&token(&is.url, "k2"), now).await.unwrap();
     assert_eq!(verified.subject, "u");
     assert_eq!(is.jwks_fetches.load(Ordering::SeqCst), 2);
@@ -229,7 +229,7 @@ async fn periodic_refresh_replaces_the_key_set_so_removed_keys_stop_verifying() 
     let v = Arc::new(OidcVerifier::new(config(&is.url, 3600)).unwrap());
     let mut clock = Clock::start(&v);
     assert_eq!(clock.next_wait().await, Duration::from_secs(120), "max-age");
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     assert!(v.verify(&token(&is.url, "k1"), now).await.is_ok());
     assert_eq!(is.discovery_fetches.load(Ordering::SeqCst), 1);
     assert_eq!(is.jwks_fetches.load(Ordering::SeqCst), 1);
@@ -280,7 +280,7 @@ async fn failed_refresh_keeps_the_loaded_keys_and_retries_sooner() {
     let v = Arc::new(OidcVerifier::new(config(&is.url, 3600)).unwrap());
     let mut clock = Clock::start(&v);
     assert_eq!(clock.next_wait().await, Duration::from_secs(300));
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
 
     // The IdP is down: the keys loaded before stay, the retry comes sooner.
     is.publish(|p| p.failing = true);
@@ -318,7 +318,7 @@ async fn failed_refresh_keeps_the_loaded_keys_and_retries_sooner() {
 }
 
 fn signed(issuer: &str, typ: Option<&str>, extra: serde_json::Value) -> String {
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("k1".to_owned());
     h.typ = typ.map(str::to_owned);
@@ -349,7 +349,7 @@ async fn refused_claims_and_types_give_401_and_never_fall_through() {
     let v = Arc::new(OidcVerifier::new(config(&is.url, 3600)).unwrap());
     v.refresh().await.unwrap();
     let authn = Authenticator::new(None, Some(Arc::clone(&v)), true, 100);
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     let refused = |t: String| {
         let authn = &authn;
         async move {

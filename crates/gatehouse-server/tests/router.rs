@@ -1,4 +1,4 @@
-//! In-process router tests: requests in, responses out, through [`gatehouse_server::app::router`]
+//! In-process router tests: requests in, responses out, through [`gatehouse_server::routes::router`]
 //! with an app built by `App::from_parts` (see `support`), and what reached the fake
 //! kube-apiserver for each. No test bed, no listener of gatehouse's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -108,7 +108,7 @@ async fn opaque_token_falls_through_without_gatehouse_credential() {
 #[tokio::test]
 async fn jwt_of_another_issuer_falls_through_untouched() {
     let h = harness().await;
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     let other = sign(&serde_json::json!({
         "iss": "https://other-issuer.example", "sub": "x", "aud": "kubernetes",
         "exp": now + 300, "iat": now, "groups": ["devs"],
@@ -185,7 +185,7 @@ async fn tampered_oidc_token_is_401_and_never_falls_through() {
 #[tokio::test]
 async fn expired_oidc_token_is_401_for_its_expiry_and_never_falls_through() {
     let h = harness().await;
-    let now = gatehouse_server::app::unix_now();
+    let now = gatehouse_server::clock::unix_now();
     let token = h.token(serde_json::json!({"exp": now - 3600, "iat": now - 7200}));
     let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
     a.assert_status(401, "the token expired at");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 mod cli;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gatehouse_server::{app, config, serve};
+use gatehouse_server::{app, config, routes, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -127,7 +127,7 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
     serve::serve(
         listener,
         tls,
-        app::router(app),
+        routes::router(app),
         max_header_bytes,
         serve::shutdown_signal(),
     )

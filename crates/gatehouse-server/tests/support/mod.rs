@@ -1,7 +1,7 @@
 //! In-process test support: an [`App`] built with [`App::from_parts`] from a configuration
 //! parsed by the real loader, a local issuer (discovery and a JWKS holding the test RSA key),
 //! a local fake kube-apiserver that records every request it gets, and an index filled by
-//! hand. Requests go through [`gatehouse_server::app::router`] with `oneshot`; no listener of
+//! hand. Requests go through [`gatehouse_server::routes::router`] with `oneshot`; no listener of
 //! gatehouse's, no test bed. Only 127.0.0.1 with ephemeral ports.
 #![allow(
     clippy::unwrap_used,
@@ -21,9 +21,11 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use base64::Engine as _;
 use bytes::Bytes;
-use gatehouse_server::app::{App, AppParts, router, unix_now};
+use gatehouse_server::app::{App, AppParts};
+use gatehouse_server::clock::unix_now;
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::oidc::OidcVerifier;
+use gatehouse_server::routes::router;
 use gatehouse_server::serviceaccounts::{ListedForTests, ServiceAccountIndex};
 use gatehouse_server::upstream::Upstream;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -462,7 +464,7 @@ impl Harness {
     /// A sealed session cookie (`name=value`) holding `token`.
     pub fn session_cookie(&self, token: &str, kind: &str) -> String {
         let now = unix_now();
-        let session = gatehouse_server::browser::Session {
+        let session = gatehouse_server::browser_session::Session {
             token: token.to_owned(),
             refresh_token: None,
             kind: kind.to_owned(),

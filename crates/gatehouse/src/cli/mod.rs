@@ -259,7 +259,7 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-pub use gatehouse_server::app::rfc3339;
+pub use gatehouse_server::clock::rfc3339;
 
 /// A current-thread runtime for the commands that talk to the network.
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -257,7 +257,7 @@ impl Net {
 
 pub use gatehouse_core::authorize::secrets_equal;
 
-pub use gatehouse_server::app::unix_now;
+pub use gatehouse_server::clock::unix_now;
 
 /// The token handed to kubectl and its expiry: the verified ID token, or, with
 /// [`TokenType::AccessToken`], the access token, which must be a JWT. The access token's claims
