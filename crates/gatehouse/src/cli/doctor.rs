@@ -208,7 +208,7 @@ fn print(report: &Report, server: &str, output: Output, took: Duration) -> Resul
     let ok = !report.failed();
     let v =
         json!({"server": server, "ok": ok, "steps": report.steps, "seconds": took.as_secs_f64()});
-    crate::cli::token::print_data(output, &v, || {
+    crate::cli::output::print_data(output, &v, || {
         let mut out = format!("gatehouse doctor {server}\n");
         let width = report.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for s in &report.steps {

@@ -6,24 +6,29 @@
 //! unless the token must be refreshed.
 
 pub mod cache;
+pub mod claims;
 pub mod doctor;
 pub mod error;
 pub mod files;
 pub mod keyring;
 pub mod kubeconfig;
 pub mod login;
+pub mod logout;
 pub mod net;
+pub mod output;
 pub mod pin;
 pub mod spinner;
 pub mod token;
+pub mod whoami;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 use crate::cli::cache::{Backend, Cache};
 use crate::cli::error::CliError;
+pub use crate::cli::output::{Output, print_result};
 
 /// Options every client command shares.
 #[derive(Args, Debug, Clone)]
@@ -88,17 +93,6 @@ pub struct TokenArgs {
     pub server: Option<String>,
     #[command(flatten)]
     pub common: Common,
-}
-
-/// How data is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// For people.
-    Text,
-    /// JSON.
-    Json,
-    /// YAML.
-    Yaml,
 }
 
 /// The client commands.
@@ -372,12 +366,12 @@ fn dispatch(command: Command) -> Result<(), CliError> {
             server,
             output,
             common,
-        } => token::logout(server, output, &common),
+        } => logout::logout(server, output, &common),
         Command::Whoami {
             server,
             output,
             common,
-        } => token::whoami(server, output, &common),
+        } => whoami::whoami(server, output, &common),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Doctor(args) => {
             if doctor::run(args)? {
@@ -496,15 +490,6 @@ fn login_command(args: LoginArgs) -> Result<(), CliError> {
         args.output,
         &login::summary(mode, &signed_in, &cache.location()),
     )
-}
-
-/// Prints a command's result for scripts on stdout (`--output json|yaml`). With `text` there is
-/// nothing to print there: the command's messages on stderr say it all.
-pub fn print_result(output: Output, value: &serde_json::Value) -> Result<(), CliError> {
-    if output == Output::Text {
-        return Ok(());
-    }
-    token::print_data(output, value, String::new)
 }
 
 #[cfg(test)]
