@@ -6,7 +6,7 @@
 //! - [`sso`]: the browser flow; [`callback`]: its loopback listener.
 //! - [`device`]: the device authorization grant.
 //! - [`admin`]: gatehouse's admin password.
-//! - `--kubeconfig` is [`crate::cli::kubeconfig::login_with_kubeconfig`].
+//! - [`kubeconfig`]: a kubeconfig context's credential.
 //!
 //! # Security
 //! Each file states the rules it enforces. Across all of them: no token, code or password is
@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod callback;
 pub mod device;
+pub mod kubeconfig;
 pub mod signin;
 pub mod sso;
 
@@ -30,8 +31,7 @@ use crate::cli::cache::{Entry, Kind};
 use crate::cli::error::CliError;
 use crate::cli::pin::ServerPin;
 use crate::cli::{
-    Common, Output, kubeconfig, net, pin, print_result, process_env, read_ca, resolve_server,
-    runtime,
+    Common, Output, net, pin, print_result, process_env, read_ca, resolve_server, runtime,
 };
 
 pub use admin::{admin, read_password};
