@@ -1,5 +1,12 @@
 //! The client side of `gatehouse`: `login`, `logout`, `whoami`, `token`, `kubeconfig`,
-//! `completion`.
+//! `doctor`, `completion`.
+//!
+//! One module per command: [`login`], [`logout`], [`whoami`], [`token`], [`kubeconfig`],
+//! [`doctor`] (`completion` is [`run`]'s own). Beside them what they share: the token
+//! [`cache`] (and its [`keyring`] store), the servers' pinned settings ([`pin`]), HTTP
+//! ([`net`]), private files ([`files`]), [`output`], [`claims`] for display, [`error`] and the
+//! [`spinner`]. This file holds the commands' arguments and the options they share, and
+//! resolves the server.
 //!
 //! `gatehouse token` is on kubectl's path for every request, so its common case (a valid cached
 //! token) reads one file and prints; no async runtime, TLS configuration or network is set up

@@ -3,9 +3,9 @@
 //!
 //! - [`signin`]: what every sign-in shares: the target and its renewal command, the server's
 //!   config checked against its pin, parameters and scopes, the ID token verified, the entry.
-//! - [`sso`]: the browser flow; [`callback`]: its loopback listener.
-//! - [`device`]: the device authorization grant.
-//! - [`admin`]: gatehouse's admin password.
+//! - [`sso`](mod@sso): the browser flow; [`callback`]: its loopback listener.
+//! - [`device`](mod@device): the device authorization grant.
+//! - [`admin`](mod@admin): gatehouse's admin password.
 //! - [`kubeconfig`]: a kubeconfig context's credential.
 //!
 //! # Security
