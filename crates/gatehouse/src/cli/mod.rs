@@ -336,7 +336,7 @@ pub fn read_ca(path: Option<&PathBuf>) -> Result<(Option<String>, Option<String>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -351,6 +351,40 @@ mod tests {
         Cache::in_dir(
             std::env::temp_dir().join(format!("gatehouse-resolve-{}", std::process::id())),
         )
+    }
+
+    /// `main` parses `gatehouse token` with [`TokenCli`] alone, never building the full parser:
+    /// the two must accept the same arguments and print the same help and the same errors.
+    #[test]
+    fn the_token_fast_path_parses_and_speaks_as_the_full_cli() {
+        use clap::Parser as _;
+        let full = |args: &[&str]| crate::Cli::try_parse_from(args);
+        let fast = |args: &[&str]| TokenCli::try_parse_from(args);
+        let args = [
+            "gatehouse",
+            "token",
+            "--server",
+            "https://gatehouse.example.com",
+            "--token-cache",
+            "file",
+            "--insecure-http",
+        ];
+        let crate::Command::Client(Command::Token(by_full)) = full(&args).unwrap().command else {
+            panic!("the full parser did not read a token command");
+        };
+        let TokenOnly::Token(by_fast) = fast(&args).unwrap().command;
+        assert_eq!(format!("{by_full:?}"), format!("{by_fast:?}"));
+        for args in [
+            &["gatehouse", "token", "--help"][..],
+            &["gatehouse", "token", "-h"],
+            &["gatehouse", "token", "--bogus"],
+            &["gatehouse", "token", "--server"],
+            &["gatehouse", "token", "--token-cache", "nowhere"],
+        ] {
+            let (full, fast) = (full(args).unwrap_err(), fast(args).unwrap_err());
+            assert_eq!(full.kind(), fast.kind(), "{args:?}");
+            assert_eq!(full.to_string(), fast.to_string(), "{args:?}");
+        }
     }
 
     /// Plain http:// to another host is refused with the fix (https, or the explicit flag);
