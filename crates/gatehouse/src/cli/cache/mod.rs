@@ -28,13 +28,13 @@
 
 mod entry;
 mod error;
+mod file;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -200,24 +200,6 @@ impl Cache {
         self.read_file()
     }
 
-    fn read_file(&self) -> Result<CacheFile, CacheError> {
-        let path = self.path();
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
-            Err(e) => return Err(self.io("read", path)(e)),
-        };
-        let meta = file.metadata().map_err(self.io("read", path.clone()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(CacheError::Insecure { path, mode });
-        }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(self.io("read", path.clone()))?;
-        parse(&bytes).map_err(|reason| CacheError::Corrupt { path, reason })
-    }
-
     /// Takes the exclusive lock, blocking until other gatehouse processes release it.
     pub fn lock(&self) -> Result<Locked<'_>, CacheError> {
         self.ensure_dir()?;
@@ -303,29 +285,7 @@ impl Locked<'_> {
                 Err(e) => return Err(e),
             }
         }
-        let tmp = self
-            .cache
-            .dir
-            .join(format!(".tokens.json.{}.tmp", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            CacheError::Io {
-                action: "write",
-                path: path.clone(),
-                source: e,
-            }
-        })?;
+        self.cache.write_file(&path, &body)?;
         Ok(match refused {
             Some(reason) => format!("{} (the OS keyring refused it: {reason})", path.display()),
             None => path.display().to_string(),
