@@ -1,29 +1,40 @@
 //! The client side of `gatehouse`: `login`, `logout`, `whoami`, `token`, `kubeconfig`,
-//! `completion`.
+//! `doctor`, `completion`.
+//!
+//! One module per command: [`login`], [`logout`], [`whoami`], [`token`], [`kubeconfig`],
+//! [`doctor`] (`completion` is [`run`]'s own). Beside them what they share: the token
+//! [`cache`] (and its [`keyring`] store), the servers' pinned settings ([`pin`]), HTTP
+//! ([`net`]), private files ([`files`]), [`output`], [`claims`] for display, [`error`] and the
+//! [`spinner`]. This file holds the commands' arguments and the options they share, and
+//! resolves the server.
 //!
 //! `gatehouse token` is on kubectl's path for every request, so its common case (a valid cached
 //! token) reads one file and prints; no async runtime, TLS configuration or network is set up
 //! unless the token must be refreshed.
 
 pub mod cache;
+pub mod claims;
 pub mod doctor;
 pub mod error;
 pub mod files;
 pub mod keyring;
 pub mod kubeconfig;
 pub mod login;
+pub mod logout;
 pub mod net;
+pub mod output;
 pub mod pin;
 pub mod spinner;
 pub mod token;
+pub mod whoami;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 use crate::cli::cache::{Backend, Cache};
 use crate::cli::error::CliError;
+pub use crate::cli::output::{Output, print_result};
 
 /// Options every client command shares.
 #[derive(Args, Debug, Clone)]
@@ -90,17 +101,6 @@ pub struct TokenArgs {
     pub common: Common,
 }
 
-/// How data is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// For people.
-    Text,
-    /// JSON.
-    Json,
-    /// YAML.
-    Yaml,
-}
-
 /// The client commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -117,7 +117,7 @@ pub enum Command {
 
 The first OIDC sign-in to a server pins its settings (issuer, clients, scopes, parameters); a
 later change is asked about on a terminal and refused without one (see docs/cli.md).")]
-    Login(LoginArgs),
+    Login(login::LoginArgs),
     /// Revoke the refresh token at the identity provider (when it offers revocation) and
     /// forget the cached tokens of a server and its pinned sign-in settings.
     #[command(
@@ -177,81 +177,6 @@ Exit status: 0 when every step passes or is skipped, 1 when one fails.")]
         /// The shell.
         shell: clap_complete::Shell,
     },
-}
-
-/// `gatehouse login`.
-#[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("flow").args(["sso", "device", "admin", "kubeconfig"])))]
-pub struct LoginArgs {
-    /// The gatehouse server URL (default: the server signed in to last).
-    #[arg(env = "GATEHOUSE_SERVER")]
-    pub server: Option<String>,
-    /// Sign in with the browser: authorization code with PKCE, redirect to a loopback port
-    /// (the default).
-    #[arg(long)]
-    pub sso: bool,
-    /// Sign in with the device flow (RFC 8628): open the URL shown on any device, enter the
-    /// code.
-    #[arg(long)]
-    pub device: bool,
-    /// Sign in as gatehouse's admin with its password.
-    #[arg(long)]
-    pub admin: bool,
-    /// Use the credential of a kubeconfig context (token, token file or exec plugin).
-    #[arg(long)]
-    pub kubeconfig: bool,
-    /// The kubeconfig file for --kubeconfig (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
-    pub kubeconfig_file: Option<PathBuf>,
-    /// The context for --kubeconfig (required without a terminal; on a terminal, the current
-    /// context after you confirm).
-    #[arg(long, requires = "kubeconfig")]
-    pub context: Option<String>,
-    /// PEM file with the CA certificate(s) of the server and the identity provider.
-    #[arg(long, value_name = "FILE")]
-    pub certificate_authority: Option<PathBuf>,
-    /// A sign-in parameter the server lets users set (see `allowed` in the error otherwise),
-    /// as NAME=VALUE; repeatable.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
-    pub params: Vec<(String, String)>,
-    /// Do not ask for `offline_access` even when the identity provider lists it (for IdPs
-    /// that refuse it to some users; most still give a refresh token bound to the session).
-    #[arg(long)]
-    pub no_offline_access: bool,
-    /// Which token to hand to kubectl: the ID token, or the IdP's JWT access token (for an
-    /// audience requested with a resource indicator). Default: the server's `oidc.tokenType`.
-    #[arg(long, value_enum)]
-    pub token_type: Option<crate::cli::cache::TokenType>,
-    /// The loopback port for the browser's redirect (default: a free port).
-    #[arg(long, default_value_t = 0)]
-    pub callback_port: u16,
-    /// Print the sign-in URL instead of opening a browser.
-    #[arg(long)]
-    pub no_browser: bool,
-    /// How long to wait for the browser or the device sign-in.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// Read the admin password from stdin instead of prompting.
-    #[arg(long, requires = "admin")]
-    pub password_stdin: bool,
-    /// Accept a change of the server's sign-in settings (issuer, client, scopes, parameters)
-    /// since they were pinned at the first sign-in, without asking.
-    #[arg(long)]
-    pub accept_config_change: bool,
-    /// Output format: `text` prints messages on stderr only; `json` and `yaml` also print the
-    /// result (server, mode, username, expiry, cache; never a token) on stdout, while sign-in
-    /// URLs, device codes and questions stay on stderr (see docs/cli.md).
-    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-fn parse_param(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err("expected NAME=VALUE".to_owned()),
-    }
 }
 
 /// Reads the process environment (the one place the CLI does).
@@ -367,17 +292,17 @@ pub fn run(command: Command) -> std::process::ExitCode {
 fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Token(TokenArgs { server, common }) => token::token(server, &common),
-        Command::Login(args) => login_command(args),
+        Command::Login(args) => login::run(args),
         Command::Logout {
             server,
             output,
             common,
-        } => token::logout(server, output, &common),
+        } => logout::logout(server, output, &common),
         Command::Whoami {
             server,
             output,
             common,
-        } => token::whoami(server, output, &common),
+        } => whoami::whoami(server, output, &common),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Doctor(args) => {
             if doctor::run(args)? {
@@ -410,105 +335,8 @@ pub fn read_ca(path: Option<&PathBuf>) -> Result<(Option<String>, Option<String>
     Ok((Some(pem), Some(abs.display().to_string())))
 }
 
-fn login_command(args: LoginArgs) -> Result<(), CliError> {
-    let cache = Cache::open(args.common.token_cache, &process_env)?;
-    let server = resolve_server(args.server.clone(), &cache, &args.common, false)?;
-    let (ca_pem, ca_path) = read_ca(args.certificate_authority.as_ref())?;
-    let pins = pin::PinStore::new(cache.dir());
-    let pinned = pins.read()?.servers.get(&server).cloned();
-    let target = login::Target {
-        server,
-        ca_pem,
-        ca_path,
-        params: args.params.clone(),
-        offline_access: !args.no_offline_access,
-        token_type: args.token_type,
-        pinned,
-        accept_config_change: args.accept_config_change,
-    };
-    // Read the password before anything else, so a prompt is not interleaved with messages.
-    let password = if args.admin {
-        Some(login::read_password(args.password_stdin)?)
-    } else {
-        None
-    };
-    // Fail early on a corrupted cache, before the user signs in for nothing.
-    cache.read()?;
-    let net = net::Net::new(
-        target.ca_pem.as_deref(),
-        target.ca_path.as_deref().unwrap_or(""),
-    )?;
-    let mode = if password.is_some() {
-        login::Mode::Admin
-    } else if args.device {
-        login::Mode::Device
-    } else if args.kubeconfig {
-        login::Mode::Kubeconfig
-    } else {
-        login::Mode::Sso
-    };
-    let rt = runtime()?;
-    let signed_in = rt.block_on(async {
-        if let Some(password) = password {
-            login::admin(&net, &target, password).await
-        } else {
-            match mode {
-                login::Mode::Device => login::device(&net, &target, args.timeout).await,
-                login::Mode::Kubeconfig => {
-                    kubeconfig::login_with_kubeconfig(
-                        &net,
-                        &target,
-                        args.kubeconfig_file.as_deref(),
-                        args.context.as_deref(),
-                    )
-                    .await
-                }
-                // `Admin` always comes with its password, above.
-                login::Mode::Sso | login::Mode::Admin => {
-                    login::sso(
-                        &net,
-                        &target,
-                        &login::SsoOptions {
-                            callback_port: args.callback_port,
-                            no_browser: args.no_browser,
-                            timeout: args.timeout,
-                        },
-                    )
-                    .await
-                }
-            }
-        }
-    })?;
-    let lock = cache.lock()?;
-    let mut file = lock.read()?;
-    let server = signed_in.entry.server.clone();
-    file.put(signed_in.entry.clone());
-    let location = lock.write(&file)?;
-    if let Some(pin) = &signed_in.pin {
-        let mut pinned = pins.read()?;
-        if pinned.servers.get(&server) != Some(pin) {
-            pinned.servers.insert(server, pin.clone());
-            pins.write(&pinned)?;
-        }
-    }
-    eprintln!("Token cached in {location}.");
-    print_result(
-        args.output,
-        &login::summary(mode, &signed_in, &cache.location()),
-    )
-}
-
-/// Prints a command's result for scripts on stdout (`--output json|yaml`). With `text` there is
-/// nothing to print there: the command's messages on stderr say it all.
-pub fn print_result(output: Output, value: &serde_json::Value) -> Result<(), CliError> {
-    if output == Output::Text {
-        return Ok(());
-    }
-    token::print_data(output, value, String::new)
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -523,6 +351,40 @@ mod tests {
         Cache::in_dir(
             std::env::temp_dir().join(format!("gatehouse-resolve-{}", std::process::id())),
         )
+    }
+
+    /// `main` parses `gatehouse token` with [`TokenCli`] alone, never building the full parser:
+    /// the two must accept the same arguments and print the same help and the same errors.
+    #[test]
+    fn the_token_fast_path_parses_and_speaks_as_the_full_cli() {
+        use clap::Parser as _;
+        let full = |args: &[&str]| crate::Cli::try_parse_from(args);
+        let fast = |args: &[&str]| TokenCli::try_parse_from(args);
+        let args = [
+            "gatehouse",
+            "token",
+            "--server",
+            "https://gatehouse.example.com",
+            "--token-cache",
+            "file",
+            "--insecure-http",
+        ];
+        let crate::Command::Client(Command::Token(by_full)) = full(&args).unwrap().command else {
+            panic!("the full parser did not read a token command");
+        };
+        let TokenOnly::Token(by_fast) = fast(&args).unwrap().command;
+        assert_eq!(format!("{by_full:?}"), format!("{by_fast:?}"));
+        for args in [
+            &["gatehouse", "token", "--help"][..],
+            &["gatehouse", "token", "-h"],
+            &["gatehouse", "token", "--bogus"],
+            &["gatehouse", "token", "--server"],
+            &["gatehouse", "token", "--token-cache", "nowhere"],
+        ] {
+            let (full, fast) = (full(args).unwrap_err(), fast(args).unwrap_err());
+            assert_eq!(full.kind(), fast.kind(), "{args:?}");
+            assert_eq!(full.to_string(), fast.to_string(), "{args:?}");
+        }
     }
 
     /// Plain http:// to another host is refused with the fix (https, or the explicit flag);

@@ -260,7 +260,7 @@ pub use gatehouse_core::authorize::secrets_equal;
 pub use gatehouse_server::clock::unix_now;
 
 /// The token handed to kubectl and its expiry: the verified ID token, or, with
-/// [`TokenType::AccessToken`], the access token, which must be a JWT. The access token's claims
+/// [`TokenType::AccessToken`](crate::cli::cache::TokenType::AccessToken), the access token, which must be a JWT. The access token's claims
 /// are read here only for its expiry; gatehouse and the kube-apiserver verify it.
 pub fn pick_token(
     token_type: crate::cli::cache::TokenType,
