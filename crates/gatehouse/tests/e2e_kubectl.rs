@@ -82,17 +82,7 @@ fn start(tb: &Testbed) -> Gatehouse {
 async fn users(tb: &Testbed, gh: &Gatehouse) -> Vec<Who> {
     let alice = tb.id_token("alice", "").await;
     let bob = tb.id_token("bob", "").await;
-    let admin: serde_json::Value = tb
-        .http()
-        .post(format!("{}/v1/admin/login", gh.url))
-        .json(&serde_json::json!({"password": tb.var("GATEHOUSE_ADMIN_PASSWORD")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = admin["token"].as_str().unwrap();
+    let admin = support::admin_token(tb, &gh.url).await;
     vec![
         Who {
             name: "alice",
@@ -110,7 +100,7 @@ async fn users(tb: &Testbed, gh: &Gatehouse) -> Vec<Who> {
         },
         Who {
             name: "admin",
-            kubeconfig: gh.kubeconfig(tb, "admin", admin),
+            kubeconfig: gh.kubeconfig(tb, "admin", &admin),
             namespace: "team-a",
             user: "gatehouse:admin",
             auth: "admin",

@@ -430,16 +430,8 @@ async fn browser_session_never_authenticates_proxied_content_and_proxied_pages_a
 
     // kubectl-style access (the admin's bearer token) still reaches the page, but the page is
     // sandboxed, cannot set or clear cookies, and never sees the browser's cookies.
-    let token: serde_json::Value = http
-        .post(format!("{base}/v1/admin/login"))
-        .json(&serde_json::json!({"password": tb.var("GATEHOUSE_ADMIN_PASSWORD")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap();
+    let token = support::admin_token(&tb, &base).await;
+    let token = token.as_str();
     let resp = http
         .get(&page)
         .bearer_auth(token)

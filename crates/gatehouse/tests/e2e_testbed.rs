@@ -236,16 +236,8 @@ async fn admin_signs_in_and_acts_as_configured_user() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let resp: serde_json::Value = http
-        .post(format!("{}/v1/admin/login", gh.url))
-        .json(&serde_json::json!({"password": tb.var("GATEHOUSE_ADMIN_PASSWORD")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = resp["token"].as_str().unwrap();
+    let token = support::admin_token(&tb, &gh.url).await;
+    let token = token.as_str();
     let kc = gh.kubeconfig(&tb, "admin", token);
     let o = kubectl(&tb, &kc, &["get", "namespaces", "-o", "name"]);
     assert!(text(&o).0.contains("namespace/team-b"), "{}", text(&o).1);

@@ -381,6 +381,25 @@ impl AuditLog {
     }
 }
 
+/// Signs the admin in with `POST /v1/admin/login` at `base` (the test bed's admin password):
+/// the admin token.
+pub async fn admin_token(tb: &Testbed, base: &str) -> String {
+    let resp: serde_json::Value = tb
+        .http()
+        .post(format!("{base}/v1/admin/login"))
+        .json(&serde_json::json!({"password": tb.var("GATEHOUSE_ADMIN_PASSWORD")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    resp["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no admin token in {resp}"))
+        .to_owned()
+}
+
 /// Signs the admin in to the web UI at `base` with `http` (which must not follow redirects):
 /// the `Cookie` header value of the session it sets.
 pub async fn ui_admin_session(tb: &Testbed, http: &reqwest::Client, base: &str) -> String {
