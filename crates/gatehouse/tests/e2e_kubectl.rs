@@ -970,23 +970,10 @@ async fn long_streams_survive_and_closing_the_client_closes_the_upstream_stream(
 
 /// gatehouse's /metrics text (its own endpoint, not proxied).
 fn metrics(gh: &Gatehouse) -> String {
-    let url = format!("{}/metrics", gh.url);
-    // A thread and runtime of its own: called from blocking code inside the async test.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = reqwest::Client::builder()
-                .tls_danger_accept_invalid_certs(true)
-                .build()
-                .unwrap();
-            client.get(url).send().await.unwrap().text().await.unwrap()
-        })
-    })
-    .join()
-    .unwrap()
+    match support::get_own_server(&format!("{}/metrics", gh.url)) {
+        Some((200, body)) => body,
+        other => panic!("gatehouse's /metrics answered {other:?}"),
+    }
 }
 
 /// How often this gatehouse switched protocols (101) for requests authenticated as `auth`.

@@ -330,26 +330,33 @@ impl Drop for Gatehouse {
 /// Blocking GET returning whether the answer was 200, trusting any certificate (health probe
 /// of our own freshly started server only).
 fn probe(url: &str, path: &str) -> bool {
-    let target = format!("{url}{path}");
-    // A thread of its own, so this works from inside an async test too.
-    std::thread::spawn(move || probe_blocking(&target))
-        .join()
-        .unwrap_or(false)
+    matches!(get_own_server(&format!("{url}{path}")), Some((200, _)))
 }
 
-fn probe_blocking(target: &str) -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(2))
+/// Blocking GET of one of our own freshly started servers (any certificate trusted, 2 s
+/// timeout): the status and body, `None` when it did not answer. A thread and runtime of its
+/// own, so it works from blocking code inside an async test too.
+pub fn get_own_server(target: &str) -> Option<(u16, String)> {
+    let target = target.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
-        matches!(client.get(target).send().await, Ok(r) if r.status() == 200)
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(true)
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let resp = client.get(target).send().await.ok()?;
+            let status = resp.status().as_u16();
+            Some((status, resp.text().await.ok()?))
+        })
     })
+    .join()
+    .ok()
+    .flatten()
 }
 
 /// The kube-apiserver's audit log (`KUBE_AUDIT_LOG`, level Metadata): what reached the
