@@ -1,0 +1,63 @@
+//! Fuzz body: reading what a Kubernetes API request asks for ([`request_info::parse`]) from a
+//! method, a path and a query.
+//!
+//! Properties (a panic is a finding):
+//! - nothing panics, whatever the path;
+//! - a namespace, when read, is a non-empty segment of the (percent-decoded) path right after
+//!   a `namespaces` segment, never a piece of the query;
+//! - only `/api/...` and `/apis/...` paths are resource requests;
+//! - the verb is lower case; `list` comes from GET or HEAD alone, and `watch` from them or
+//!   the legacy `/watch/` path prefix.
+//!
+//! The first byte picks the method; the rest is `path[?query]`.
+
+// A fuzz body reports a broken property by panicking: that is its whole job.
+#![allow(clippy::panic)]
+
+use gatehouse_core::request_info;
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE", "get", "WaTcH",
+];
+
+/// Runs one input.
+pub fn run(data: &[u8]) {
+    let Some((first, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let method = METHODS[usize::from(*first) % METHODS.len()];
+    let (path, query) = match text.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (text, None),
+    };
+    let info = request_info::parse(method, path, query);
+    assert_eq!(info.verb, info.verb.to_ascii_lowercase());
+    let segments: Vec<&str> = info.path.split('/').filter(|s| !s.is_empty()).collect();
+    if info.is_resource_request {
+        assert!(
+            matches!(segments.first(), Some(&"api" | &"apis")),
+            "a resource request outside /api and /apis: {path:?}"
+        );
+    }
+    if let Some(ns) = &info.namespace {
+        assert!(
+            !ns.is_empty() && !ns.contains('/'),
+            "namespace {ns:?} from {path:?}"
+        );
+        let named = segments
+            .windows(2)
+            .any(|w| w[0] == "namespaces" && w[1] == ns.as_str());
+        assert!(named, "namespace {ns:?} is not named in the path {path:?}");
+    }
+    let get = matches!(method, "GET" | "HEAD");
+    if info.verb == "list" {
+        assert!(get, "list from {method}");
+    }
+    if info.verb == "watch" {
+        let prefix = segments.get(2) == Some(&"watch") || segments.get(3) == Some(&"watch");
+        assert!(get || prefix, "watch from {method} {path:?}");
+    }
+}
