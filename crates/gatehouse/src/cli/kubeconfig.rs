@@ -202,23 +202,29 @@ pub(crate) fn read_yaml(path: &Path) -> Result<Option<Value>, CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(CliError::io(format!("cannot read {}", path.display()), e)),
     };
+    parse_yaml(&text, path).map(Some)
+}
+
+/// A kubeconfig's text as a document; empty text is an empty document. `path` names the file
+/// in the error.
+pub fn parse_yaml(text: &str, path: &Path) -> Result<Value, CliError> {
     if text.trim().is_empty() {
-        return Ok(Some(json!({})));
+        return Ok(json!({}));
     }
     // No source snippet in the error: the lines around a syntax error may hold a token or a
     // client key.
     serde_saphyr::from_str_with_options::<Value>(
-        &text,
+        text,
         serde_saphyr::options! { with_snippet: false },
     )
-    .map(Some)
     .map_err(|e| CliError::Usage {
         reason: format!("{} is not a valid kubeconfig: {e}", path.display()),
         hint: "fix the file, or write elsewhere with --kubeconfig FILE, or use --print".to_owned(),
     })
 }
 
-fn to_yaml(doc: &Value) -> Result<String, CliError> {
+/// A kubeconfig document as YAML text, ending with a newline.
+pub fn to_yaml(doc: &Value) -> Result<String, CliError> {
     let mut text = serde_saphyr::to_string(doc).map_err(|e| CliError::Usage {
         reason: format!("cannot render YAML: {e}"),
         hint: String::new(),
