@@ -5,7 +5,7 @@
 //! README's test command (`.ci/test`) brings the test bed up and runs them with `--ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};

@@ -1,9 +1,9 @@
 //! gatehouse server configurations for the test bed, built from parts, so each test says only
-//! what differs: the listener on `{{PORT}}` (filled in by [`super::Gatehouse::start`]), TLS with
+//! what differs: the listener on `{{PORT}}` (filled in by [`crate::Gatehouse::start`]), TLS with
 //! the test bed's serving certificate, the test bed's kubeconfig, an `oidc` section for one of
 //! its issuers, and whatever the test adds.
 
-use super::Testbed;
+use crate::testbed::Testbed;
 
 /// A configuration being built; [`ServerConfig::build`] gives the YAML.
 pub struct ServerConfig<'a> {
