@@ -43,6 +43,16 @@ impl Testbed {
         Self { vars }
     }
 
+    /// A test bed from given variables (for tests of this crate, which need no test bed).
+    pub fn from_vars(vars: &[(&str, &str)]) -> Self {
+        Self {
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
     /// One variable.
     pub fn var(&self, name: &str) -> String {
         self.vars.get(name).cloned().unwrap_or_else(|| {
