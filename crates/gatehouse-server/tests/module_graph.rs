@@ -1,6 +1,7 @@
 //! No import cycle among the server's modules.
 //!
-//! Reads every `src/*.rs` (but `lib.rs`, which only declares them), collects the modules each
+//! Reads every `src/*.rs` (but `lib.rs`, which only declares them) and every module folder
+//! (`src/config/`: its files together), collects the modules each
 //! one names through `crate::` paths in code (`use crate::x::Y`, `use crate::{x, y}`,
 //! `crate::x::f()`; comments, doc comments and string literals are skipped) and the modules
 //! whose `impl App` methods it calls, and fails on any cycle, printing it with the line of
@@ -29,6 +30,11 @@ fn the_server_modules_import_one_another_without_a_cycle() {
             if name != "lib" {
                 sources.insert(name, std::fs::read_to_string(&path).unwrap());
             }
+        } else if path.is_dir() {
+            // A module in a folder (`src/config/mod.rs` and its files) is one module here:
+            // its files' text together, `mod.rs` first.
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            sources.insert(name, folder_text(&path));
         }
     }
     assert!(
@@ -53,6 +59,29 @@ fn the_server_modules_import_one_another_without_a_cycle() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// The text of every `.rs` file under `dir` (sub-folders too), `mod.rs` first, then by name.
+fn folder_text(dir: &Path) -> String {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort_by_key(|p| (p.parent() != Some(dir) || !p.ends_with("mod.rs"), p.clone()));
+    assert!(!files.is_empty(), "no .rs file in {}", dir.display());
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The references of every module to the others: `crate::` paths, and calls of the methods

@@ -3,7 +3,7 @@
 //! kube-apiserver for each. No test bed, no listener of gatehouse's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support::in_process as support;
 
 use support::*;
 

@@ -11,13 +11,13 @@
     clippy::await_holding_lock
 )]
 
-mod support;
+use gatehouse_test_support as support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use support::config::ServerConfig;
-use support::{Gatehouse, Testbed};
+use support::{Browser, Gatehouse, Page, Testbed};
 
 static PORT_8443: Mutex<()> = Mutex::new(());
 const SESSION_KEY: &str = "e2e-session-key-0123456789abcdef0123456789";
@@ -47,117 +47,15 @@ fn browser_config(tb: &Testbed, port: u16) -> String {
         .build()
 }
 
-/// A minimal browser: a cookie jar per origin, manual redirects, a record of visited URLs.
-struct Browser {
-    http: reqwest::Client,
-    jar: HashMap<String, BTreeMap<String, String>>,
-    visited: Vec<String>,
+/// The sign-in steps of these tests on the shared [`Browser`]: Dex's password form and the way
+/// back to gatehouse at [`BASE`].
+trait SignIn {
+    async fn dex_login(&mut self, tb: &Testbed, login_page: &Page, user: &str) -> String;
+    async fn sign_in(&mut self, tb: &Testbed, start: &str, user: &str) -> Page;
+    fn has_session(&self) -> bool;
 }
 
-struct Page {
-    status: u16,
-    url: String,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(tb: &Testbed) -> Self {
-        let pem = std::fs::read(tb.var("TESTBED_CA_FILE")).unwrap();
-        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-        for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
-            b = b.add_root_certificate(c);
-        }
-        Self {
-            http: b.build().unwrap(),
-            jar: HashMap::new(),
-            visited: Vec::new(),
-        }
-    }
-
-    fn origin(url: &str) -> String {
-        let u = url::Url::parse(url).unwrap();
-        u.origin().ascii_serialization()
-    }
-
-    fn cookie(&self, origin: &str, name: &str) -> Option<&String> {
-        self.jar.get(origin).and_then(|j| j.get(name))
-    }
-
-    async fn request(
-        &mut self,
-        method: reqwest::Method,
-        url: &str,
-        form: Option<&[(&str, &str)]>,
-        origin_header: Option<&str>,
-    ) -> Page {
-        self.visited.push(url.to_owned());
-        let origin = Self::origin(url);
-        let mut req = self.http.request(method, url);
-        let cookies = self.cookie_header(&origin);
-        if !cookies.is_empty() {
-            req = req.header("cookie", cookies);
-        }
-        if let Some(f) = form {
-            req = req.form(f);
-        }
-        if let Some(o) = origin_header {
-            req = req.header("origin", o);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let location = resp.headers().get("location").map(|l| {
-            url::Url::parse(url)
-                .unwrap()
-                .join(l.to_str().unwrap())
-                .unwrap()
-                .to_string()
-        });
-        let set_cookies: Vec<String> = resp
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
-        for c in &set_cookies {
-            let first = c.split(';').next().unwrap();
-            let (name, value) = first.split_once('=').unwrap();
-            let jar = self.jar.entry(origin.clone()).or_default();
-            if c.contains("Max-Age=0") {
-                jar.remove(name);
-            } else {
-                jar.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let body = resp.text().await.unwrap_or_default();
-        Page {
-            status,
-            url: url.to_owned(),
-            location,
-            set_cookies,
-            body,
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        self.request(reqwest::Method::GET, url, None, None).await
-    }
-
-    /// Follows redirects with GET until a page answers, or until the next URL matches `stop`
-    /// (which is then returned, not requested).
-    async fn follow(&mut self, url: &str, stop: impl Fn(&str) -> bool) -> Result<Page, String> {
-        let mut page = self.get(url).await;
-        for _ in 0..10 {
-            match page.location.clone() {
-                Some(next) if stop(&next) => return Err(next),
-                Some(next) => page = self.get(&next).await,
-                None => return Ok(page),
-            }
-        }
-        panic!("too many redirects from {url}")
-    }
-
+impl SignIn for Browser {
     /// Signs `user` in at Dex's password form; returns the callback URL Dex sends back to.
     async fn dex_login(&mut self, tb: &Testbed, login_page: &Page, user: &str) -> String {
         let action = support::form_action(&login_page.body, &login_page.url, r#"method="post""#);
@@ -191,19 +89,6 @@ impl Browser {
         let login = self.follow(start, |_| false).await.unwrap();
         let callback = self.dex_login(tb, &login, user).await;
         self.follow(&callback, |_| false).await.unwrap()
-    }
-
-    /// The `Cookie` header this browser sends to `origin`.
-    fn cookie_header(&self, origin: &str) -> String {
-        self.jar
-            .get(origin)
-            .map(|j| {
-                j.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default()
     }
 
     fn has_session(&self) -> bool {

@@ -4,7 +4,7 @@
 //! needs no fixture change; names carry the process ID, so parallel runs do not collide.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::panic::AssertUnwindSafe;
 

@@ -6,7 +6,7 @@
 //! kubeconfig, so tests run in parallel with each other and with other suites.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -17,7 +17,7 @@ use support::config::ServerConfig;
 use support::machine::{
     Machine, assert_no_secret, config, keycloak_config, sso_login, sso_login_output,
 };
-use support::{DexBrowser, Gatehouse, Testbed, free_port, text};
+use support::{Browser, Gatehouse, Testbed, free_port, text};
 
 #[tokio::test]
 #[ignore = "needs testbed"]
@@ -290,12 +290,12 @@ async fn device_admin_and_kubeconfig_logins_print_json_for_scripts() {
         l.starts_with("and enter the code")
     });
     let user_code = code_line.rsplit(' ').next().unwrap().to_owned();
-    let mut b = DexBrowser::new(&tb);
-    let page = b.follow(&verify_url, "never:").await.unwrap();
+    let mut b = Browser::new(&tb);
+    let page = b.follow_to(&verify_url, "never:").await.unwrap();
     let action = support::form_action(&page.body, &page.url, r#"method="post""#);
-    let after_code = b.request(&action, Some(&[("user_code", &user_code)])).await;
+    let after_code = b.fetch(&action, Some(&[("user_code", &user_code)])).await;
     let login = b
-        .follow(&after_code.location.unwrap(), "never:")
+        .follow_to(&after_code.location.unwrap(), "never:")
         .await
         .unwrap();
     let done = b.submit_login(&tb, &login, "bob", "never:").await.unwrap();
@@ -475,14 +475,14 @@ async fn device_flow_then_kubectl() {
     assert!(verify_url.contains(user_code), "{verify_url} / {user_code}");
 
     // The user opens the URL: Dex's page with the code filled in, submits it, signs in.
-    let mut b = DexBrowser::new(&tb);
-    let page = b.follow(&verify_url, "never:").await.unwrap();
+    let mut b = Browser::new(&tb);
+    let page = b.follow_to(&verify_url, "never:").await.unwrap();
     let action = support::form_action(&page.body, &page.url, r#"method="post""#);
-    let after_code = b.request(&action, Some(&[("user_code", user_code)])).await;
+    let after_code = b.fetch(&action, Some(&[("user_code", user_code)])).await;
     let next = after_code
         .location
         .expect("Dex redirects to its auth endpoint");
-    let login = b.follow(&next, "never:").await.unwrap();
+    let login = b.follow_to(&next, "never:").await.unwrap();
     let done = b.submit_login(&tb, &login, "bob", "never:").await.unwrap();
     assert_eq!(done.status, 200, "{}", done.body);
 
@@ -815,8 +815,8 @@ async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
         "{q:?}"
     );
     let redirect = q["redirect_uri"].clone();
-    let mut b = DexBrowser::new(&tb);
-    let login = b.follow(&auth_url, &redirect).await.unwrap();
+    let mut b = Browser::new(&tb);
+    let login = b.follow_to(&auth_url, &redirect).await.unwrap();
     assert!(
         login.body.contains("alice@example.com"),
         "login_hint pre-fills the username"
@@ -835,7 +835,7 @@ async fn sso_login_with_keycloak_then_kubectl_and_logout_revokes() {
         .await
         .err()
         .expect("Keycloak redirects to the CLI's loopback listener");
-    let done = b.request(&callback, None).await;
+    let done = b.fetch(&callback, None).await;
     assert!(done.body.contains("Signed in"), "{}", done.body);
     let status = child.wait().unwrap();
     let err = stderr.finish();
@@ -909,14 +909,14 @@ async fn cli_sign_in(
         .into_owned()
         .collect();
     let redirect = q["redirect_uri"].clone();
-    let mut b = DexBrowser::new(tb);
-    let login = b.follow(&auth_url, &redirect).await.unwrap();
+    let mut b = Browser::new(tb);
+    let login = b.follow_to(&auth_url, &redirect).await.unwrap();
     let callback = b
         .submit_form(&login, form, fields, &redirect)
         .await
         .err()
         .expect("the IdP redirects to the CLI's loopback listener");
-    assert_eq!(b.request(&callback, None).await.status, 200);
+    assert_eq!(b.fetch(&callback, None).await.status, 200);
     let status = child.wait().unwrap();
     assert!(status.success(), "login failed:\n{}", stderr.finish());
     q
@@ -1170,10 +1170,10 @@ async fn keycloak_device_login(
         verify_url.starts_with(&format!("{}/device?user_code=", tb.var("KEYCLOAK_ISSUER"))),
         "{verify_url}"
     );
-    let mut b = DexBrowser::new(tb);
+    let mut b = Browser::new(tb);
     // The complete verification URI carries the code: Keycloak goes straight to its sign-in,
     // then asks whether to grant the CLI access.
-    let login = b.follow(verify_url, "never:").await.unwrap();
+    let login = b.follow_to(verify_url, "never:").await.unwrap();
     let grant = b
         .submit_form(
             &login,
@@ -1407,15 +1407,15 @@ async fn sso_login_succeeds_while_a_local_process_drips_bytes_at_the_callback() 
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let mut b = DexBrowser::new(&tb);
-    let login = b.follow(&auth_url, &redirect).await.unwrap();
+    let mut b = Browser::new(&tb);
+    let login = b.follow_to(&auth_url, &redirect).await.unwrap();
     let callback = b
         .submit_login(&tb, &login, "alice", &redirect)
         .await
         .err()
         .expect("Dex redirects to the CLI's loopback listener");
     let t0 = Instant::now();
-    let done = b.request(&callback, None).await;
+    let done = b.fetch(&callback, None).await;
     assert_eq!(done.status, 200);
     assert!(done.body.contains("Signed in"), "{}", done.body);
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());

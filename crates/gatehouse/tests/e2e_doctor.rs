@@ -2,7 +2,7 @@
 //! named at the right step, with a fix.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! session). `secret-tool` (libsecret) looks at the keyring from outside.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use support::machine::{Machine, assert_no_secret, config, sso_login};
 use support::secret_service::SecretService;

@@ -15,7 +15,7 @@
 //! their own read stdin (the test bed's `tar` wrapper makes `kubectl cp` into a pod one of them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};

@@ -7,7 +7,7 @@
 //! drop.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::time::Duration;
 

@@ -5,13 +5,13 @@
 //! Every test is `#[ignore = "needs testbed"]`; `scripts/test` runs them with `--ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use support::config::ServerConfig;
 use support::hostile::{HostileService, MARKER};
+use support::jwt::{respell, ws_bearer};
 use support::{AuditLog, Gatehouse, Testbed, kubectl_admin, unique};
 
 fn start(tb: &Testbed, extra: &str) -> Gatehouse {
@@ -33,35 +33,8 @@ fn probe_path() -> (String, String) {
     )
 }
 
-/// The same signed token spelled differently: the payload's last base64url character with its
-/// unused low bit flipped, which Go's lenient decoder (the kube-apiserver's) reads as the same
-/// bytes. `None` when the payload's length leaves no unused bits.
-fn respell(token: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let parts: Vec<&str> = token.split('.').collect();
-    let payload = parts[1];
-    if payload.len().is_multiple_of(4) {
-        return None;
-    }
-    let last = *payload.as_bytes().last()?;
-    let v = ALPHABET.iter().position(|c| *c == last)?;
-    let respelled = format!(
-        "{}{}",
-        &payload[..payload.len() - 1],
-        ALPHABET[v ^ 1] as char
-    );
-    Some(format!("{}.{respelled}.{}", parts[0], parts[2]))
-}
-
 /// A hostile credential form: what it is, its headers, and whether it is a WebSocket upgrade.
 type Form<'a> = (&'a str, Vec<(&'a str, String)>, bool);
-
-fn ws_bearer(token: &str) -> String {
-    format!(
-        "base64url.bearer.authorization.k8s.io.{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
-    )
-}
 
 #[tokio::test]
 #[ignore = "needs testbed"]

@@ -5,7 +5,7 @@
 //! README's test command (`.ci/test`) brings the test bed up and runs them with `--ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -15,21 +15,21 @@ use support::config::ServerConfig;
 use support::{Gatehouse, Testbed, kubectl, kubectl_admin, text};
 
 /// The standard configuration: TLS, Dex as issuer, admin on, fall-through as given.
-fn config(tb: &Testbed, fall_through: bool) -> String {
+fn config(tb: &Testbed, fall_through: bool) -> ServerConfig<'_> {
     let mut c = ServerConfig::new(tb)
         .dex()
         .oidc_yaml("additionalScopes: [groups, offline_access]")
-        .yaml(&format!("fallThrough: {{ enabled: {fall_through} }}"))
+        .fall_through(fall_through)
         .admin();
     // The Helm chart's tests run this suite as the chart's own ServiceAccount.
     if let Ok(kubeconfig) = std::env::var("GATEHOUSE_E2E_KUBECONFIG") {
         c = c.kubeconfig(&kubeconfig);
     }
-    c.build()
+    c
 }
 
 fn start(tb: &Testbed, fall_through: bool) -> Gatehouse {
-    Gatehouse::start(&config(tb, fall_through), "https", true)
+    Gatehouse::start(&config(tb, fall_through).build(), "https", true)
 }
 
 /// The node oidc-provider's signing key (kid and PKCS#1 DER from the private JWK the test bed
@@ -637,7 +637,7 @@ async fn client_impersonation_headers_are_refused() {
 async fn idp_unreachable_at_start_then_readyz_explains() {
     let tb = Testbed::load();
     let dead = format!("https://127.0.0.1:{}/dex", support::free_port());
-    let cfg = config(&tb, true).replace(&tb.var("DEX_ISSUER"), &dead);
+    let cfg = config(&tb, true).issuer(&dead).build();
     let gh = Gatehouse::start(&cfg, "https", false);
     let resp = tb
         .http()
@@ -760,10 +760,7 @@ async fn oversized_headers_are_refused() {
 async fn review_picks_the_allowed_serviceaccount_and_watch_sees_new_mappings() {
     let tb = Testbed::load();
     let prefix = format!("e2e-{}.gatehouse.dev", std::process::id());
-    let cfg = config(&tb, false).replace(
-        "serviceAccounts: { allNamespaces: true }",
-        &format!("serviceAccounts: {{ annotationPrefix: {prefix}, allNamespaces: true }}"),
-    );
+    let cfg = config(&tb, false).annotation_prefix(&prefix).build();
     let gh = Gatehouse::start(&cfg, "https", true);
     let kc = gh.kubeconfig(&tb, "carol", &tb.id_token("carol", "").await);
 
@@ -907,10 +904,7 @@ async fn audience_and_azp_rules() {
         "{body}"
     );
     drop(gh);
-    let with_aud = config(&tb, true).replace(
-        "  additionalScopes:",
-        "  audiences: [kubernetes]\n  additionalScopes:",
-    );
+    let with_aud = config(&tb, true).audiences(&["kubernetes"]).build();
     let gh = Gatehouse::start(&with_aud, "https", true);
     let (code, body) = whoami(gh.url.clone(), cluster_only).await;
     assert_eq!(code, 200, "{body}");
@@ -926,7 +920,7 @@ async fn audience_and_azp_rules() {
             &format!("audience:server:client_id:{}", tb.var("DEX_WEB_CLIENT_ID")),
         )
         .await;
-    let only_web = config(&tb, true).replace("  cliClientId: gatehouse-cli\n", "");
+    let only_web = config(&tb, true).cli_client(None).build();
     let gh = Gatehouse::start(&only_web, "https", true);
     let (code, body) = whoami(gh.url.clone(), other_azp).await;
     assert_eq!(code, 401);

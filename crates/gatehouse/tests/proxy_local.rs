@@ -3,7 +3,7 @@
 //! the headers it receives. Only 127.0.0.1; no test bed needed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use gatehouse_test_support as support;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -2,13 +2,15 @@
 //! binary; and the sign-in steps the tests share.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use super::config::ServerConfig;
-use super::tempdir::TempDir;
-use super::{DexBrowser, LineReader, Testbed};
+use crate::browser::Browser;
+use crate::config::ServerConfig;
+use crate::process::{LineReader, gatehouse_bin, text};
+use crate::tempdir::TempDir;
+use crate::testbed::Testbed;
 
 /// A gatehouse server config for Dex (static `connector_id`, a per-user `login_hint`,
 /// fall-through, admin sign-in); `{{PORT}}` is filled in by [`Gatehouse::start`].
@@ -70,7 +72,8 @@ impl Machine {
     }
 
     pub fn env(&self, cmd: &mut Command) {
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_gatehouse")).parent().unwrap();
+        let bin = gatehouse_bin();
+        let bin_dir = bin.parent().unwrap();
         let path = format!(
             "{}:{}",
             bin_dir.display(),
@@ -93,7 +96,7 @@ impl Machine {
     }
 
     pub fn gatehouse(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        let mut cmd = Command::new(gatehouse_bin());
         cmd.args(args);
         self.env(&mut cmd);
         cmd
@@ -147,7 +150,7 @@ impl Machine {
     /// `gatehouse kubeconfig SERVER --certificate-authority CA`: the `gatehouse` context.
     pub fn add_context(&self, server: &str) {
         let out = self.run(&["kubeconfig", server, "--certificate-authority", &self.ca]);
-        assert!(out.status.success(), "{:?}", super::text(&out));
+        assert!(out.status.success(), "{:?}", text(&out));
     }
 
     /// `kubectl --context CONTEXT get configmaps -n NAMESPACE -o name` through the exec
@@ -163,7 +166,7 @@ impl Machine {
             "-o",
             "name",
         ]);
-        let (o, e) = super::text(&out);
+        let (o, e) = text(&out);
         assert!(out.status.success(), "kubectl failed: {e}");
         o
     }
@@ -263,21 +266,21 @@ pub async fn sso_login_output(
     let redirect = q["redirect_uri"].clone();
     assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
 
-    let mut b = DexBrowser::new(tb);
+    let mut b = Browser::new(tb);
     // A stray request with a wrong state is refused and does not end the sign-in.
     let stray = b
-        .request(&format!("{redirect}?code=x&state=wrong"), None)
+        .fetch(&format!("{redirect}?code=x&state=wrong"), None)
         .await;
     assert_eq!(stray.status, 400);
     assert!(stray.body.contains("state mismatch"), "{}", stray.body);
 
-    let login = b.follow(&auth_url, &redirect).await.unwrap();
+    let login = b.follow_to(&auth_url, &redirect).await.unwrap();
     let callback = b
         .submit_login(tb, &login, user, &redirect)
         .await
         .err()
         .expect("Dex redirects to the CLI's loopback listener");
-    let done = b.request(&callback, None).await;
+    let done = b.fetch(&callback, None).await;
     assert_eq!(done.status, 200);
     assert!(done.body.contains("Signed in"), "{}", done.body);
     let status = child.wait().unwrap();

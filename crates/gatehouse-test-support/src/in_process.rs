@@ -3,13 +3,6 @@
 //! a local fake kube-apiserver that records every request it gets, and an index filled by
 //! hand. Requests go through [`gatehouse_server::routes::router`] with `oneshot`; no listener of
 //! gatehouse's, no test bed. Only 127.0.0.1 with ephemeral ports.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    dead_code,
-    missing_debug_implementations
-)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use base64::Engine as _;
 use bytes::Bytes;
 use gatehouse_server::app::{App, AppParts};
 use gatehouse_server::clock::unix_now;
@@ -35,8 +27,10 @@ use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tower::ServiceExt as _;
 
-const PRIV: &str = include_str!("../../../gatehouse-core/testdata/rsa_private.pem");
-const JWK: &str = include_str!("../../../gatehouse-core/testdata/rsa_jwk.json");
+pub use crate::jwt::{respell, ws_bearer};
+
+const PRIV: &str = include_str!("../../gatehouse-core/testdata/rsa_private.pem");
+const JWK: &str = include_str!("../../gatehouse-core/testdata/rsa_jwk.json");
 /// The key ID the issuer publishes the test key under (the JWK's own).
 pub const KID: &str = "rsa1";
 /// gatehouse's own credential towards the fake kube-apiserver.
@@ -505,14 +499,6 @@ pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// The WebSocket bearer subprotocol for `token`.
-pub fn ws_bearer(token: &str) -> String {
-    format!(
-        "base64url.bearer.authorization.k8s.io.{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
-    )
-}
-
 /// The headers of a WebSocket upgrade.
 pub const WS: &[(&str, &str)] = &[
     ("connection", "Upgrade"),
@@ -520,24 +506,3 @@ pub const WS: &[(&str, &str)] = &[
     ("sec-websocket-version", "13"),
     ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
-
-/// The same signed token spelled differently: the payload's last base64url character with its
-/// unused low bit flipped (a lenient decoder, such as Go's, reads the same bytes). `None` when
-/// the payload's length leaves no unused bits.
-pub fn respell(token: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let parts: Vec<&str> = token.split('.').collect();
-    let payload = parts[1];
-    if payload.len().is_multiple_of(4) {
-        return None;
-    }
-    let last = *payload.as_bytes().last()?;
-    let v = ALPHABET.iter().position(|c| *c == last)?;
-    Some(format!(
-        "{}.{}{}.{}",
-        parts[0],
-        &payload[..payload.len() - 1],
-        ALPHABET[v ^ 1] as char,
-        parts[2]
-    ))
-}

@@ -7,7 +7,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::tempdir::TempDir;
+use crate::tempdir::TempDir;
 
 /// A running session bus (and keyring daemon); stopped on drop.
 pub struct SecretService {

@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::tempdir::TempDir;
-use super::{Testbed, kubectl_admin, text};
+use crate::process::text;
+use crate::tempdir::TempDir;
+use crate::testbed::{Testbed, kubectl_admin};
 
 /// The text every hostile page contains.
 pub const MARKER: &str = "gatehouse-hostile-page";
