@@ -16,56 +16,36 @@ mod jwt;
 #[path = "../fuzz/targets/request_info.rs"]
 mod request_info;
 
-use std::path::Path;
+#[path = "../fuzz/replay.rs"]
+mod replay;
 
-/// Runs `body` on every file of the target's corpus and artifacts; fails when the corpus is
-/// empty (a replay of nothing proves nothing).
-fn replay(target: &str, body: fn(&[u8])) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut count = 0;
-    for dir in [
-        root.join("corpus").join(target),
-        root.join("artifacts").join(target),
-    ] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            let result = std::panic::catch_unwind(|| body(&data));
-            assert!(
-                result.is_ok(),
-                "{target}: {} breaks a property",
-                path.display()
-            );
-            count += 1;
-        }
-    }
-    assert!(count > 0, "{target}: no corpus under {}", root.display());
-}
+use replay::replay;
 
 #[test]
 fn jwt_corpus_keeps_its_properties() {
-    replay("jwt", jwt::run);
+    replay(env!("CARGO_MANIFEST_DIR"), "jwt", jwt::run);
 }
 
 #[test]
 fn claims_corpus_keeps_its_properties() {
-    replay("claims", claims::run);
+    replay(env!("CARGO_MANIFEST_DIR"), "claims", claims::run);
 }
 
 #[test]
 fn request_info_corpus_keeps_its_properties() {
-    replay("request_info", request_info::run);
+    replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "request_info",
+        request_info::run,
+    );
 }
 
 #[test]
 fn annotations_corpus_keeps_its_properties() {
-    replay("annotations", annotations::run);
+    replay(env!("CARGO_MANIFEST_DIR"), "annotations", annotations::run);
 }
 
 #[test]
 fn authorize_corpus_keeps_its_properties() {
-    replay("authorize", authorize::run);
+    replay(env!("CARGO_MANIFEST_DIR"), "authorize", authorize::run);
 }

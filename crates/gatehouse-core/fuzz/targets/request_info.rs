@@ -6,8 +6,8 @@
 //! - a namespace, when read, is a non-empty segment of the (percent-decoded) path right after
 //!   a `namespaces` segment, never a piece of the query;
 //! - only `/api/...` and `/apis/...` paths are resource requests;
-//! - the verb is lower case; `list` comes from GET or HEAD alone, and `watch` from them or
-//!   the legacy `/watch/` path prefix.
+//! - the verb is lower case; on a resource `list` comes from GET or HEAD alone, and `watch`
+//!   from them or the legacy `/watch/` path prefix.
 //!
 //! The first byte picks the method; the rest is `path[?query]`.
 
@@ -52,7 +52,9 @@ pub fn run(data: &[u8]) {
             .any(|w| w[0] == "namespaces" && w[1] == ns.as_str());
         assert!(named, "namespace {ns:?} is not named in the path {path:?}");
     }
-    let get = matches!(method, "GET" | "HEAD");
+    // Outside resources the verb is the method in lower case (any method, as for the
+    // kube-apiserver), so only resource requests say where list and watch come from.
+    let get = matches!(method, "GET" | "HEAD") || !info.is_resource_request;
     if info.verb == "list" {
         assert!(get, "list from {method}");
     }
