@@ -4,6 +4,8 @@
 //! is `cargo +nightly fuzz run <target>` in `crates/gatehouse/fuzz` (docs/security-testing.md).
 #![allow(clippy::unwrap_used)]
 
+#[path = "../fuzz/targets/callback.rs"]
+mod callback;
 #[path = "../fuzz/targets/kubeconfig.rs"]
 mod kubeconfig;
 
@@ -15,4 +17,9 @@ use replay::replay;
 #[test]
 fn kubeconfig_corpus_keeps_its_properties() {
     replay(env!("CARGO_MANIFEST_DIR"), "kubeconfig", kubeconfig::run);
+}
+
+#[test]
+fn callback_corpus_keeps_its_properties() {
+    replay(env!("CARGO_MANIFEST_DIR"), "callback", callback::run);
 }

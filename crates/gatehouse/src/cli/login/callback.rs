@@ -96,11 +96,73 @@ async fn read_target(stream: &mut TcpStream, deadline: Duration) -> Result<Strin
 
 /// What a connection to the loopback listener brought, once it proved it belongs to this
 /// sign-in (its `state` matches).
-enum Arrival {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
     /// The authorization code.
     Code(String),
     /// The IdP's error, as a sentence.
     Refused(String),
+}
+
+/// Why a request to the loopback listener is not this sign-in's answer. It is answered with a
+/// failure page, and the wait goes on.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotTheAnswer {
+    /// The request target is not a path and query.
+    #[error("bad request")]
+    BadTarget,
+    /// Another path than `/callback`.
+    #[error("not found")]
+    NotFound,
+    /// A protocol parameter given more than once (RFC 6749 §3.1: parameters must not be
+    /// included more than once), which a reader could resolve either way.
+    #[error("the parameter {0:?} is repeated")]
+    Repeated(String),
+    /// No `state`, or another sign-in's.
+    #[error(
+        "This answer does not belong to the sign-in running in your terminal (state mismatch)."
+    )]
+    StateMismatch,
+    /// The right `state`, but neither a code nor an error.
+    #[error("no authorization code")]
+    NoCode,
+}
+
+/// Reads the redirect's request target (`/callback?code=...&state=...`) against this sign-in's
+/// `state` (compared in constant time). Pure, so the rules are tested (and fuzzed) without a
+/// socket: only `/callback`; `state`, `code`, `error` and `error_description` at most once
+/// each; the `state` must match before anything else of the answer is believed.
+pub fn read_callback(target: &str, state: &str) -> Result<Arrival, NotTheAnswer> {
+    if !target.starts_with('/') {
+        return Err(NotTheAnswer::BadTarget);
+    }
+    let url = url::Url::parse(&format!("http://127.0.0.1{target}"))
+        .map_err(|_| NotTheAnswer::BadTarget)?;
+    if url.path() != "/callback" {
+        return Err(NotTheAnswer::NotFound);
+    }
+    let mut q: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in url.query_pairs() {
+        let protocol = matches!(&*k, "state" | "code" | "error" | "error_description");
+        if q.insert(k.clone().into_owned(), v.into_owned()).is_some() && protocol {
+            return Err(NotTheAnswer::Repeated(k.into_owned()));
+        }
+    }
+    if !q.get("state").is_some_and(|s| net::secrets_equal(s, state)) {
+        return Err(NotTheAnswer::StateMismatch);
+    }
+    if let Some(error) = q.get("error") {
+        let description = q.get("error_description").cloned().unwrap_or_default();
+        let reason = if description.is_empty() {
+            format!("the identity provider refused the sign-in: {error}")
+        } else {
+            format!("the identity provider refused the sign-in: {error} ({description})")
+        };
+        return Ok(Arrival::Refused(reason));
+    }
+    q.remove("code")
+        .map(Arrival::Code)
+        .ok_or(NotTheAnswer::NoCode)
 }
 
 /// Reads and checks one connection. Anything that is not this sign-in's answer is answered
@@ -122,47 +184,18 @@ async fn examine(
             return None;
         }
     };
-    let Ok(url) = url::Url::parse(&format!("http://127.0.0.1{target}")) else {
-        respond(&mut stream, "400 Bad Request", &page_failed("bad request")).await;
-        return None;
-    };
-    if url.path() != "/callback" {
-        respond(&mut stream, "404 Not Found", &page_failed("not found")).await;
-        return None;
+    match read_callback(&target, &state) {
+        Ok(arrival) => Some((stream, arrival)),
+        Err(e) => {
+            let status = if e == NotTheAnswer::NotFound {
+                "404 Not Found"
+            } else {
+                "400 Bad Request"
+            };
+            respond(&mut stream, status, &page_failed(&e.to_string())).await;
+            None
+        }
     }
-    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
-    let state_ok = q
-        .get("state")
-        .is_some_and(|s| net::secrets_equal(s, &state));
-    if !state_ok {
-        // Not this sign-in's answer: refuse it and keep waiting for the real one.
-        respond(
-            &mut stream,
-            "400 Bad Request",
-            &page_failed("This answer does not belong to the sign-in running in your terminal (state mismatch)."),
-        )
-        .await;
-        return None;
-    }
-    if let Some(error) = q.get("error") {
-        let description = q.get("error_description").cloned().unwrap_or_default();
-        let reason = if description.is_empty() {
-            format!("the identity provider refused the sign-in: {error}")
-        } else {
-            format!("the identity provider refused the sign-in: {error} ({description})")
-        };
-        return Some((stream, Arrival::Refused(reason)));
-    }
-    let Some(code) = q.get("code").cloned() else {
-        respond(
-            &mut stream,
-            "400 Bad Request",
-            &page_failed("no authorization code"),
-        )
-        .await;
-        return None;
-    };
-    Some((stream, Arrival::Code(code)))
 }
 
 /// Waits for this sign-in's redirect on the loopback listener. Connections are read
@@ -362,6 +395,62 @@ mod tests {
             t0.elapsed()
         );
         dripper.abort();
+    }
+
+    #[test]
+    fn the_callback_is_believed_only_with_this_sign_ins_state_and_no_repeats() {
+        let ok = read_callback("/callback?code=abc&state=s1", "s1");
+        assert_eq!(ok, Ok(Arrival::Code("abc".to_owned())));
+        assert_eq!(
+            read_callback("/callback?code=abc&state=s2", "s1"),
+            Err(NotTheAnswer::StateMismatch)
+        );
+        assert_eq!(
+            read_callback("/callback?code=abc", "s1"),
+            Err(NotTheAnswer::StateMismatch)
+        );
+        for repeated in [
+            "/callback?code=abc&state=s1&state=s1",
+            "/callback?code=abc&code=evil&state=s1",
+            "/callback?state=s1&error=x&error=y",
+        ] {
+            assert!(
+                matches!(
+                    read_callback(repeated, "s1"),
+                    Err(NotTheAnswer::Repeated(_))
+                ),
+                "{repeated}"
+            );
+        }
+        assert_eq!(
+            read_callback("/other?state=s1&code=a", "s1"),
+            Err(NotTheAnswer::NotFound)
+        );
+        assert_eq!(
+            read_callback("@evil/callback?state=s1&code=a", "s1"),
+            Err(NotTheAnswer::BadTarget)
+        );
+        assert_eq!(
+            read_callback("/callback?state=s1", "s1"),
+            Err(NotTheAnswer::NoCode)
+        );
+        assert_eq!(
+            read_callback(
+                "/callback?state=s1&error=access_denied&error_description=no+way",
+                "s1"
+            ),
+            Ok(Arrival::Refused(
+                "the identity provider refused the sign-in: access_denied (no way)".to_owned()
+            ))
+        );
+        // Other parameters (an IdP's session_state, iss) may come along, even twice.
+        assert_eq!(
+            read_callback(
+                "/callback?session_state=a&session_state=b&state=s1&code=c",
+                "s1"
+            ),
+            Ok(Arrival::Code("c".to_owned()))
+        );
     }
 
     #[test]
