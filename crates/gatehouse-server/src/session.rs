@@ -102,20 +102,27 @@ impl CookieCodec {
 }
 
 /// Reads a cookie (joining its chunks) from request headers.
+///
+/// A cookie (or one of its chunks) sent twice reads as absent: which copy a reader believes
+/// would be a guess (RFC 6265 leaves the order to the browser), and only a cookie planted
+/// beside gatehouse's own is ever sent twice, so the request is treated as signed out.
 pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut jar = std::collections::HashMap::new();
+    let mut jar: std::collections::HashMap<&str, Option<&str>> = std::collections::HashMap::new();
     for value in headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
         for pair in text.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=') {
-                jar.insert(k.to_owned(), v.to_owned());
+                jar.entry(k)
+                    .and_modify(|seen| *seen = None)
+                    .or_insert(Some(v));
             }
         }
     }
-    let mut value = jar.remove(name)?;
+    let mut value = jar.remove(name)?.map(str::to_owned)?;
     for i in 1..MAX_CHUNKS {
-        match jar.remove(&format!("{name}.{i}")) {
-            Some(part) => value.push_str(&part),
+        match jar.remove(format!("{name}.{i}").as_str()) {
+            Some(Some(part)) => value.push_str(part),
+            Some(None) => return None,
             None => break,
         }
     }
@@ -233,6 +240,26 @@ mod tests {
             c.seal("p", b"x").unwrap(),
             "fresh nonce"
         );
+    }
+
+    #[test]
+    fn a_cookie_or_chunk_sent_twice_reads_as_absent() {
+        let read = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(header::COOKIE, HeaderValue::from_str(l).unwrap());
+            }
+            read_cookie(&h, "s")
+        };
+        assert_eq!(read(&["s=a; s.1=b"]), Some("ab".to_owned()));
+        assert_eq!(read(&["s=a; s=planted"]), None);
+        assert_eq!(
+            read(&["s=a", "s=planted"]),
+            None,
+            "across Cookie headers too"
+        );
+        assert_eq!(read(&["s=a; s.1=b; s.1=planted"]), None);
+        assert_eq!(read(&["other=1; other=2; s=a"]), Some("a".to_owned()));
     }
 
     #[test]
