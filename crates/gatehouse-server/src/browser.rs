@@ -46,6 +46,8 @@ use gatehouse_core::authorize::{
     FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path, secrets_equal,
 };
 use gatehouse_core::wire::oauth::{OAuthError, TokenResponse};
+use gatehouse_oidc::http::{ErrorBody, HttpError};
+use gatehouse_oidc::token::{ClientAuth, TokenClient};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
@@ -233,7 +235,19 @@ impl std::fmt::Display for TokenError {
     }
 }
 
-async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
+/// A grant the browser flow asks the token endpoint for.
+enum Grant<'a> {
+    /// The authorization code, with its redirect URI and PKCE verifier.
+    Code {
+        code: &'a str,
+        redirect_uri: &'a str,
+        verifier: &'a str,
+    },
+    /// The session's refresh token.
+    Refresh(&'a str),
+}
+
+async fn token_request(app: &App, grant: Grant<'_>) -> Result<TokenResponse, TokenError> {
     let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
         return Err(TokenError::Unavailable(
             "browser sign-in is not configured".to_owned(),
@@ -242,39 +256,59 @@ async fn token_request(app: &App, form: &[(&str, &str)]) -> Result<TokenResponse
     let discovery = oidc.discovery().ok_or_else(|| {
         TokenError::Unavailable("the IdP's metadata is not loaded yet".to_owned())
     })?;
-    let resp = oidc
-        .http()
-        .post(&discovery.token_endpoint)
-        .basic_auth(
-            &oidc.config().client_id,
-            Some(b.client_secret.expose_secret()),
-        )
-        .form(form)
-        .send()
-        .await
-        .map_err(|e| {
-            TokenError::Unavailable(format!("cannot reach the IdP's token endpoint: {e}"))
-        })?;
-    let status = resp.status();
-    if !status.is_success() {
-        let err: Option<OAuthError> = resp.json().await.ok();
+    let client = TokenClient::new(oidc.http(), client_auth(oidc, b));
+    let endpoint = &discovery.token_endpoint;
+    let answer = match grant {
+        Grant::Code {
+            code,
+            redirect_uri,
+            verifier,
+        } => {
+            client
+                .exchange_code(endpoint, code, redirect_uri, verifier)
+                .await
+        }
+        Grant::Refresh(rt) => client.refresh(endpoint, rt).await,
+    };
+    answer.map_err(|e| match e {
+        HttpError::Transport { source, .. } => {
+            TokenError::Unavailable(format!("cannot reach the IdP's token endpoint: {source}"))
+        }
         // An OAuth error is a 400 (401 for client authentication) with a JSON `error`;
         // anything else (a 5xx, an HTML page from a proxy) is an unavailable IdP.
-        return Err(match err {
-            Some(OAuthError {
-                error: Some(error),
-                error_description,
-            }) if status.is_client_error() => TokenError::Refused {
-                status,
-                error,
-                description: error_description.unwrap_or_default(),
-            },
-            _ => TokenError::Unavailable(format!("the IdP's token endpoint failed ({status})")),
-        });
+        HttpError::Status {
+            status,
+            body:
+                ErrorBody {
+                    oauth:
+                        Some(OAuthError {
+                            error: Some(error),
+                            error_description,
+                        }),
+                    ..
+                },
+            ..
+        } if status.is_client_error() => TokenError::Refused {
+            status,
+            error,
+            description: error_description.unwrap_or_default(),
+        },
+        HttpError::Status { status, .. } => {
+            TokenError::Unavailable(format!("the IdP's token endpoint failed ({status})"))
+        }
+        HttpError::Decode { source, .. } => TokenError::Unavailable(format!(
+            "the IdP's token response is not valid: {}",
+            gatehouse_oidc::http::decode_reason(&source)
+        )),
+    })
+}
+
+/// gatehouse as a confidential client of the IdP: its client ID and secret, HTTP Basic.
+fn client_auth<'a>(oidc: &'a crate::oidc::OidcVerifier, b: &'a BrowserConfig) -> ClientAuth<'a> {
+    ClientAuth::Basic {
+        client_id: &oidc.config().client_id,
+        secret: &b.client_secret,
     }
-    resp.json()
-        .await
-        .map_err(|e| TokenError::Unavailable(format!("the IdP's token response is not valid: {e}")))
 }
 
 /// The `sub` and `iss` of a token already verified and sealed in a session. The session cookie
@@ -304,12 +338,9 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
     let Some(rt) = session.refresh_token.as_deref() else {
         return Err("the session expired and has no refresh token".to_owned());
     };
-    let tokens = token_request(
-        app,
-        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let tokens = token_request(app, Grant::Refresh(rt))
+        .await
+        .map_err(|e| e.to_string())?;
     let id_token = tokens
         .id_token
         .as_ref()
@@ -355,31 +386,22 @@ async fn revoke_refresh_token(
     let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
         return Err("browser sign-in is not configured".to_owned());
     };
-    let resp = oidc
-        .http()
-        .post(endpoint)
-        .basic_auth(
-            &oidc.config().client_id,
-            Some(b.client_secret.expose_secret()),
-        )
-        .form(&[
-            ("token", refresh_token),
-            ("token_type_hint", "refresh_token"),
-        ])
-        .send()
+    TokenClient::new(oidc.http(), client_auth(oidc, b))
+        .revoke_refresh_token(endpoint, refresh_token)
         .await
-        .map_err(|e| {
-            format!(
+        .map_err(|e| match e {
+            HttpError::Transport { source, .. } => format!(
                 "cannot reach the IdP's revocation endpoint: {}",
-                e.without_url()
-            )
-        })?;
-    let status = resp.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("the IdP's revocation endpoint answered {status}"))
-    }
+                source.without_url()
+            ),
+            HttpError::Status { status, .. } => {
+                format!("the IdP's revocation endpoint answered {status}")
+            }
+            // A 2xx is success whatever its body, which is not read: not reached.
+            HttpError::Decode { .. } => {
+                "the IdP's revocation endpoint sent an answer that cannot be read".to_owned()
+            }
+        })
 }
 
 /// `GET /auth/login?return_to=/path&<user parameters>`.
@@ -607,12 +629,11 @@ pub async fn callback(
     let redirect_uri = b.redirect_uri();
     let tokens = match token_request(
         &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &redirect_uri),
-            ("code_verifier", &flow.secrets.verifier),
-        ],
+        Grant::Code {
+            code: &code,
+            redirect_uri: &redirect_uri,
+            verifier: &flow.secrets.verifier,
+        },
     )
     .await
     {
@@ -661,12 +682,7 @@ pub async fn callback(
             ));
         }
     };
-    let nonce_ok = verified
-        .claims
-        .get("nonce")
-        .and_then(|v| v.as_str())
-        .is_some_and(|n| secrets_equal(n, &flow.secrets.nonce));
-    if !nonce_ok {
+    if gatehouse_oidc::id_token::check_nonce(&verified, &flow.secrets.nonce).is_err() {
         return with_cleared(error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in nonce does not match",

@@ -1,6 +1,7 @@
 //! `gatehouse logout`: revoke the refresh token at the IdP where it offers revocation (RFC 7009),
 //! then forget the server's cached tokens and its pinned sign-in settings.
 
+use gatehouse_oidc::http::HttpError;
 use serde_json::{Value, json};
 
 use crate::cli::cache::{Cache, Entry};
@@ -107,33 +108,30 @@ fn revoke(entry: &Entry) -> Result<Revocation, CliError> {
             );
             return Ok(Revocation::NotOffered);
         };
-        let resp = net
-            .http()
-            .post(&endpoint)
-            .form(&[
-                ("token", refresh_token),
-                ("token_type_hint", "refresh_token"),
-                ("client_id", client_id),
-            ])
-            .send()
+        match net
+            .token_client(client_id)
+            .revoke_refresh_token(&endpoint, refresh_token)
             .await
-            .map_err(|e| CliError::Unreachable {
-                what: IDP,
-                url: endpoint.clone(),
-                source: e.without_url(),
-                hint: String::new(),
-            })?;
-        if resp.status().is_success() {
-            eprintln!("Refresh token revoked at the identity provider.");
-            Ok(Revocation::Revoked)
-        } else {
-            Err(CliError::Refused {
+        {
+            Ok(()) => {
+                eprintln!("Refresh token revoked at the identity provider.");
+                Ok(Revocation::Revoked)
+            }
+            Err(HttpError::Status { status, .. }) => Err(CliError::Refused {
                 what: IDP,
                 url: endpoint,
-                status: resp.status().as_u16(),
+                status: status.as_u16(),
                 message: "revocation refused".to_owned(),
                 hint: String::new(),
-            })
+            }),
+            Err(HttpError::Transport { source, .. }) => Err(CliError::Unreachable {
+                what: IDP,
+                url: endpoint,
+                source: source.without_url(),
+                hint: String::new(),
+            }),
+            // The body of a 2xx is not read: not reached.
+            Err(e) => Err(Net::error(IDP, e)),
         }
     })
 }

@@ -1,18 +1,23 @@
-//! HTTP to the gatehouse server and the IdP: public config, discovery, the token endpoint,
-//! ID token verification (core's `jwt::verify` against the IdP's JWKS).
+//! HTTP to the gatehouse server and the IdP, through the shared OIDC client
+//! ([`gatehouse_oidc`]): public config, discovery, the token endpoint client, ID token
+//! verification; and the CLI's wording of their failures ([`Net::error`]).
 //!
 //! # Security
 //! - TLS is rustls with the system roots plus the CA given at login (kept in the cache entry
-//!   so `gatehouse token` can refresh without flags).
+//!   so `gatehouse token` can refresh without flags); [`gatehouse_oidc::http`] builds it.
 //! - Redirects are not followed: a token endpoint must answer itself.
 //! - Error bodies from the IdP are reduced to `error` / `error_description`; bodies that could
-//!   hold tokens are never printed.
+//!   hold tokens are never printed ([`gatehouse_oidc::http::HttpError`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::jwt::{self, Policy, Verified};
-use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
+use gatehouse_core::jwt::Verified;
+use gatehouse_oidc::discovery::DiscoveryError;
+use gatehouse_oidc::http::HttpError;
+use gatehouse_oidc::id_token::{self, IdTokenError};
+use gatehouse_oidc::keys::{self, KeySet, StaticKeys};
+use gatehouse_oidc::token::{ClientAuth, TokenClient};
 use secrecy::ExposeSecret as _;
 
 use crate::cli::error::CliError;
@@ -40,38 +45,29 @@ impl Net {
     /// A client trusting the system roots and `ca_pem` when given.
     pub fn new(ca_pem: Option<&str>, ca_path: &str) -> Result<Self, CliError> {
         crate::cli::install_crypto_provider();
-        let mut b = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("gatehouse-cli/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+        let settings = gatehouse_oidc::http::Settings {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            user_agent: Some(concat!("gatehouse-cli/", env!("CARGO_PKG_VERSION"))),
+        };
+        let http =
+            gatehouse_oidc::http::client(ca_pem.map(str::as_bytes), &settings).map_err(|e| {
                 CliError::Ca {
                     path: ca_path.to_owned(),
                     reason: e.to_string(),
                 }
             })?;
-            if certs.is_empty() {
-                return Err(CliError::Ca {
-                    path: ca_path.to_owned(),
-                    reason: "no PEM certificate in it".to_owned(),
-                });
-            }
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let http = b.build().map_err(|e| CliError::Ca {
-            path: ca_path.to_owned(),
-            reason: e.to_string(),
-        })?;
         Ok(Self { http })
     }
 
     /// The underlying client.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The token endpoint client for the public client `client_id`.
+    pub fn token_client<'a>(&'a self, client_id: &'a str) -> TokenClient<'a> {
+        TokenClient::new(&self.http, ClientAuth::Public(client_id))
     }
 
     fn unreachable(what: &'static str, url: &str, e: reqwest::Error) -> CliError {
@@ -100,6 +96,28 @@ impl Net {
         }
     }
 
+    /// A failed request to `what`, for people: unreachable (with a hint), refused (the OAuth
+    /// error, a `message`, or the status's reason), or an answer that cannot be read.
+    pub fn error(what: &'static str, e: HttpError) -> CliError {
+        match e {
+            HttpError::Transport { url, source } => Self::unreachable(what, &url, source),
+            HttpError::Status { url, status, body } => CliError::Refused {
+                what,
+                url,
+                status: status.as_u16(),
+                message: body
+                    .text()
+                    .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
+                hint: String::new(),
+            },
+            HttpError::Decode { url, source } => CliError::BadAnswer {
+                what,
+                url,
+                reason: gatehouse_oidc::http::decode_reason(&source),
+            },
+        }
+    }
+
     /// GETs JSON.
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -107,74 +125,9 @@ impl Net {
         url: &str,
         bearer: Option<&str>,
     ) -> Result<T, CliError> {
-        let mut req = self.http.get(url).header("accept", "application/json");
-        if let Some(t) = bearer {
-            req = req.bearer_auth(t);
-        }
-        let resp = req
-            .send()
+        gatehouse_oidc::http::get_json(&self.http, url, bearer)
             .await
-            .map_err(|e| Self::unreachable(what, url, e))?;
-        Self::json(what, url, resp).await
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        what: &'static str,
-        url: &str,
-        resp: reqwest::Response,
-    ) -> Result<T, CliError> {
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Self::unreachable(what, url, e))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<OAuthError>(&bytes)
-                .ok()
-                .filter(|e| e.code().is_some())
-                .map(|e| e.message())
-                .or_else(|| {
-                    serde_json::from_slice::<serde_json::Value>(&bytes)
-                        .ok()
-                        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-                })
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-            return Err(CliError::Refused {
-                what,
-                url: url.to_owned(),
-                status: status.as_u16(),
-                message,
-                hint: String::new(),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| CliError::BadAnswer {
-            what,
-            url: url.to_owned(),
-            reason: format!(
-                "{:?} error at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        })
-    }
-
-    /// POSTs a form and reads JSON. Errors keep the OAuth `error` code.
-    pub async fn post_form<T: serde::de::DeserializeOwned>(
-        &self,
-        what: &'static str,
-        url: &str,
-        form: &[(&str, &str)],
-    ) -> Result<T, CliError> {
-        let resp = self
-            .http
-            .post(url)
-            .header("accept", "application/json")
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| Self::unreachable(what, url, e))?;
-        Self::json(what, url, resp).await
+            .map_err(|e| Self::error(what, e))
     }
 
     /// The server's public config.
@@ -187,22 +140,22 @@ impl Net {
 
     /// The IdP's discovery document; its `issuer` must equal `issuer`.
     pub async fn discovery(&self, issuer: &str) -> Result<Discovery, CliError> {
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let d: Discovery = self.get_json(IDP, &url, None).await?;
-        if d.issuer != issuer {
-            return Err(CliError::BadAnswer {
-                what: IDP,
-                url,
-                reason: format!(
-                    "its issuer {:?} differs from the configured issuer {issuer:?}",
-                    d.issuer
-                ),
-            });
-        }
-        Ok(d)
+        gatehouse_oidc::discovery::fetch(&self.http, issuer)
+            .await
+            .map_err(|e| match e {
+                DiscoveryError::Http(e) => Self::error(IDP, e),
+                DiscoveryError::IssuerMismatch {
+                    url,
+                    expected,
+                    found,
+                } => CliError::BadAnswer {
+                    what: IDP,
+                    url,
+                    reason: format!(
+                        "its issuer {found:?} differs from the configured issuer {expected:?}"
+                    ),
+                },
+            })
     }
 
     /// Verifies an ID token against the IdP's key set. `nonce`, when given, must equal the
@@ -215,43 +168,33 @@ impl Net {
         nonce: Option<&str>,
         now: i64,
     ) -> Result<Verified, CliError> {
-        let keys: JwkSet = self.get_json(IDP, &d.jwks_uri, None).await?;
-        let mut algorithms: Vec<Algorithm> = d
-            .id_token_signing_alg_values_supported
-            .iter()
-            .filter_map(|a| a.parse::<Algorithm>().ok())
-            .filter(|a| jwt::is_asymmetric(*a))
-            .collect();
-        if algorithms.is_empty() {
-            algorithms.push(Algorithm::RS256);
-        }
-        let policy = Policy::new(
-            d.issuer.clone(),
-            vec![client_id.to_owned()],
-            vec![client_id.to_owned()],
-            algorithms,
-            jwt::MAX_SKEW_SECS,
-        );
-        let verified =
-            jwt::verify(id_token, &keys, &policy, now).map_err(|source| CliError::Verify {
-                issuer: d.issuer.clone(),
-                source,
-            })?;
-        if let Some(expected) = nonce {
-            let found = verified
-                .claims
-                .get("nonce")
-                .and_then(|n| n.as_str())
-                .unwrap_or("");
-            if !secrets_equal(found, expected) {
-                return Err(CliError::Login {
+        let jwks = keys::fetch(&self.http, d)
+            .await
+            .map_err(|e| Self::error(IDP, e))?;
+        let keys = StaticKeys(Arc::new(KeySet {
+            discovery: d.clone(),
+            jwks,
+            policy: id_token::policy(d, client_id),
+        }));
+        id_token::verify(&keys, id_token, nonce, now)
+            .await
+            .map_err(|e| match e {
+                IdTokenError::Invalid(source) => CliError::Verify {
+                    issuer: d.issuer.clone(),
+                    source,
+                },
+                IdTokenError::NonceMismatch => CliError::Login {
                     reason: "the ID token's nonce does not match this sign-in".to_owned(),
                     hint: "sign in again; if it keeps failing, something replays old tokens"
                         .to_owned(),
-                });
-            }
-        }
-        Ok(verified)
+                },
+                // A key set read once is always loaded.
+                IdTokenError::NotReady(reason) => CliError::BadAnswer {
+                    what: IDP,
+                    url: d.jwks_uri.clone(),
+                    reason,
+                },
+            })
     }
 }
 

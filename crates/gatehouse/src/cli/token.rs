@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::cli::cache::{Cache, Entry, Kind};
 use crate::cli::error::CliError;
-use crate::cli::net::{self, IDP, Net, TokenResponse};
+use crate::cli::net::{self, IDP, Net};
 use crate::cli::{Common, process_env, resolve_server, rfc3339, runtime};
 
 /// A token with less than this left is refreshed first.
@@ -105,17 +105,11 @@ fn refresh(entry: &Entry) -> Result<Entry, CliError> {
     rt.block_on(async {
         let d = net.discovery(issuer).await?;
         trace("refresh");
-        let tokens: TokenResponse = net
-            .post_form(
-                IDP,
-                &d.token_endpoint,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token),
-                    ("client_id", client_id),
-                ],
-            )
-            .await?;
+        let tokens = net
+            .token_client(client_id)
+            .refresh(&d.token_endpoint, refresh_token)
+            .await
+            .map_err(|e| Net::error(IDP, e))?;
         let signed_in =
             crate::cli::login::signed_in(&net, &d, client_id, entry.token_type, tokens, None)
                 .await?;

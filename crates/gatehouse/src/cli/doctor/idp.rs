@@ -1,10 +1,13 @@
 //! Doctor's checks of the identity provider: discovery, keys, the clients, the parameters and
-//! a probe of the authorization endpoint.
+//! a probe of the authorization endpoint. Discovery (with its issuer check) and the key set are
+//! read with the shared OIDC client ([`gatehouse_oidc`]), typed as the server reads them, so
+//! doctor fails exactly where gatehouse would.
 
 use std::collections::BTreeMap;
 
 use gatehouse_core::wire::PublicOidc;
-use serde_json::Value;
+use gatehouse_oidc::discovery::DiscoveryError;
+use gatehouse_oidc::http::{HttpError, decode_reason};
 
 use super::report::{Report, chain, connect_fix, page_text};
 
@@ -15,32 +18,29 @@ pub(super) async fn check_idp(
     public_url: Option<&str>,
 ) {
     let issuer = o.issuer_url.as_str();
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
-    let discovery: Value = match http.get(&url).send().await {
-        Ok(resp) if resp.status().is_success() => match resp.json().await {
-            Ok(v) => v,
-            Err(e) => {
-                r.fail(
-                    "IdP discovery",
-                    format!("{url} is not JSON: {e}"),
-                    "oidc.issuerUrl must be the issuer itself (without /.well-known/...)",
-                );
-                return;
-            }
-        },
-        Ok(resp) => {
+    let discovery = match gatehouse_oidc::discovery::fetch(http, issuer).await {
+        Ok(d) => d,
+        Err(DiscoveryError::Http(HttpError::Decode { url, source })) => {
             r.fail(
                 "IdP discovery",
-                format!("{url} answered {}", resp.status()),
+                format!(
+                    "{url} is not a discovery document: {}",
+                    decode_reason(&source)
+                ),
+                "oidc.issuerUrl must be the issuer itself (without /.well-known/...)",
+            );
+            return;
+        }
+        Err(DiscoveryError::Http(HttpError::Status { url, status, .. })) => {
+            r.fail(
+                "IdP discovery",
+                format!("{url} answered {status}"),
                 "oidc.issuerUrl must be the issuer's exact URL",
             );
             return;
         }
-        Err(e) => {
-            let e = chain(&e);
+        Err(DiscoveryError::Http(HttpError::Transport { url, source })) => {
+            let e = chain(&source);
             r.fail(
                 "IdP discovery",
                 format!("cannot reach {url}: {e}"),
@@ -48,65 +48,69 @@ pub(super) async fn check_idp(
             );
             return;
         }
+        Err(DiscoveryError::IssuerMismatch { found, .. }) => {
+            r.fail(
+                "IdP discovery",
+                format!("the IdP calls itself {found:?}, gatehouse is configured with {issuer:?}"),
+                "set oidc.issuerUrl to exactly the IdP's issuer value",
+            );
+            return;
+        }
     };
-    if discovery["issuer"].as_str() != Some(issuer) {
-        r.fail(
-            "IdP discovery",
-            format!(
-                "the IdP calls itself {:?}, gatehouse is configured with {issuer:?}",
-                discovery["issuer"]
-            ),
-            "set oidc.issuerUrl to exactly the IdP's issuer value",
-        );
-        return;
-    }
     r.pass(
         "IdP discovery",
         format!(
             "{issuer} (authorization, token{} endpoints)",
-            if discovery["device_authorization_endpoint"].is_string() {
+            if discovery.device_authorization_endpoint.is_some() {
                 ", device"
             } else {
                 ""
             }
         ),
     );
-    let jwks_uri = discovery["jwks_uri"].as_str().unwrap_or_default();
-    match http.get(jwks_uri).send().await {
-        Ok(resp) if resp.status().is_success() => {
-            let keys: Value = resp.json().await.unwrap_or_default();
-            let n = keys["keys"].as_array().map_or(0, Vec::len);
-            if n > 0 {
-                r.pass("IdP keys (JWKS)", format!("{n} key(s) at {jwks_uri}"));
-            } else {
-                r.fail(
-                    "IdP keys (JWKS)",
-                    format!("no keys at {jwks_uri}"),
-                    "the IdP publishes no signing keys; check its configuration",
-                );
-            }
+    let jwks_uri = discovery.jwks_uri.as_str();
+    match gatehouse_oidc::keys::fetch(http, &discovery).await {
+        Ok(keys) if !keys.keys.is_empty() => {
+            r.pass(
+                "IdP keys (JWKS)",
+                format!("{} key(s) at {jwks_uri}", keys.keys.len()),
+            );
         }
-        Ok(resp) => r.fail(
+        Ok(_) => r.fail(
             "IdP keys (JWKS)",
-            format!("{jwks_uri} answered {}", resp.status()),
+            format!("no keys at {jwks_uri}"),
+            "the IdP publishes no signing keys; check its configuration",
+        ),
+        Err(HttpError::Decode { source, .. }) => r.fail(
+            "IdP keys (JWKS)",
+            format!(
+                "{jwks_uri} is not a key set gatehouse can read: {}",
+                decode_reason(&source)
+            ),
+            "the IdP publishes no signing keys; check its configuration",
+        ),
+        Err(HttpError::Status { status, .. }) => r.fail(
+            "IdP keys (JWKS)",
+            format!("{jwks_uri} answered {status}"),
             "check the IdP",
         ),
-        Err(e) => r.fail(
+        Err(HttpError::Transport { source, .. }) => r.fail(
             "IdP keys (JWKS)",
-            chain(&e),
+            chain(&source),
             "check that the IdP's jwks_uri is reachable from here and from gatehouse",
         ),
     }
 
     // Client IDs: an authorization request per client must not be an error.
-    let Some(endpoint) = discovery["authorization_endpoint"].as_str() else {
+    let endpoint = discovery.authorization_endpoint.as_str();
+    if endpoint.is_empty() {
         r.fail(
             "client IDs known to the IdP",
             "discovery has no authorization_endpoint",
             "check the IdP",
         );
         return;
-    };
+    }
     let cli = o.cli_client_id.clone();
     let web = o.client_id.clone().unwrap_or_default();
     let mut probes: Vec<(String, String)> =

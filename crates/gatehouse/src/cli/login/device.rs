@@ -2,35 +2,17 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use gatehouse_oidc::http::HttpError;
+use gatehouse_oidc::token::{self as oidc_token, DevicePoll, PollEnd};
 
 use crate::cli::error::CliError;
-use crate::cli::net::{self, IDP, Net, TokenResponse};
+use crate::cli::net::{IDP, Net};
 use crate::cli::spinner::Spinner;
 
 use super::SignIn;
 use super::signin::{
     Target, oidc_context, oidc_entry, parameters, random_secrets, scopes, signed_in, token_type,
 };
-
-#[derive(Deserialize)]
-struct DeviceCode {
-    device_code: String,
-    user_code: String,
-    verification_uri: String,
-    #[serde(default)]
-    verification_uri_complete: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    interval: Option<u64>,
-}
-
-impl std::fmt::Debug for DeviceCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeviceCode(<redacted>)")
-    }
-}
 
 /// The device authorization grant (RFC 8628). Returns the entry and the server's settings
 /// to store.
@@ -47,13 +29,16 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Sig
     let secrets = random_secrets()?;
     let challenge = secrets.code_challenge();
     let mut form: Vec<(&str, &str)> = vec![
-        ("client_id", &oidc.cli_client_id),
         ("scope", &scopes),
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
     ];
     form.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let dc: DeviceCode = net.post_form(IDP, &endpoint, &form).await?;
+    let client = net.token_client(&oidc.cli_client_id);
+    let dc = client
+        .device_authorization(&endpoint, &form)
+        .await
+        .map_err(|e| Net::error(IDP, e))?;
     eprintln!("To sign in to {}, open", target.server);
     eprintln!(
         "  {}",
@@ -67,46 +52,23 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Sig
     let command = target.command("--device");
     let spinner = Spinner::start("waiting for the sign-in on the other device...".to_owned());
     let tokens = poll_device(interval, lifetime, &command, || async {
-        let resp = net
-            .http()
-            .post(&d.token_endpoint)
-            .header("accept", "application/json")
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("device_code", &dc.device_code),
-                ("client_id", &oidc.cli_client_id),
-                ("code_verifier", &secrets.verifier),
-            ])
-            .send()
+        client
+            .poll_device_once(&d.token_endpoint, &dc, &secrets.verifier)
             .await
-            .map_err(|e| CliError::Unreachable {
-                what: IDP,
-                url: d.token_endpoint.clone(),
-                source: e.without_url(),
-                hint: "check the network, then run the login again".to_owned(),
-            })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| CliError::Unreachable {
-            what: IDP,
-            url: d.token_endpoint.clone(),
-            source: e,
-            hint: String::new(),
-        })?;
-        if status.is_success() {
-            let tokens: TokenResponse =
-                serde_json::from_slice(&bytes).map_err(|e| CliError::BadAnswer {
+            .map_err(|e| match e {
+                HttpError::Transport { url, source } => CliError::Unreachable {
                     what: IDP,
-                    url: d.token_endpoint.clone(),
-                    reason: format!("{:?} error", e.classify()),
-                })?;
-            return Ok(DevicePoll::Done(tokens));
-        }
-        let err: net::OAuthError = serde_json::from_slice(&bytes).unwrap_or_default();
-        Ok(DevicePoll::Refused {
-            status: status.as_u16(),
-            error: err.error.unwrap_or_default(),
-            description: err.error_description,
-        })
+                    url,
+                    source: source.without_url(),
+                    hint: "check the network, then run the login again".to_owned(),
+                },
+                HttpError::Decode { url, source } => CliError::BadAnswer {
+                    what: IDP,
+                    url,
+                    reason: format!("{:?} error", source.classify()),
+                },
+                e => Net::error(IDP, e),
+            })
     })
     .await?;
     let signed_in = signed_in(
@@ -122,71 +84,46 @@ pub async fn device(net: &Net, target: &Target, timeout: Duration) -> Result<Sig
     Ok(oidc_entry(target, &oidc, params, signed_in, command, pin))
 }
 
-/// One answer of the token endpoint to a device-code poll.
-#[derive(Debug)]
-enum DevicePoll<T> {
-    /// The tokens.
-    Done(T),
-    /// An OAuth error (`authorization_pending`, `slow_down`, `access_denied`...).
-    Refused {
-        status: u16,
-        error: String,
-        description: Option<String>,
-    },
-}
-
-/// Polls the token endpoint as RFC 8628 section 3.5 asks: wait `interval` before each poll,
-/// keep waiting on `authorization_pending`, add 5 seconds to the interval for good on every
-/// `slow_down`, stop on any other error or when the next poll would come after `lifetime`.
+/// Polls the token endpoint as RFC 8628 section 3.5 asks ([`oidc_token::poll_device`]), and
+/// says why it stopped in the CLI's words.
 async fn poll_device<T, F, Fut>(
-    mut interval: Duration,
+    interval: Duration,
     lifetime: Duration,
     command: &str,
-    mut poll: F,
+    poll: F,
 ) -> Result<T, CliError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<DevicePoll<T>, CliError>>,
 {
-    let deadline = tokio::time::Instant::now() + lifetime;
-    loop {
-        if tokio::time::Instant::now() + interval > deadline {
-            return Err(CliError::Login {
+    oidc_token::poll_device(interval, lifetime, poll)
+        .await
+        .map_err(|end| match end {
+            PollEnd::Failed(e) => e,
+            PollEnd::Expired => CliError::Login {
                 reason: "the device code expired before the sign-in was completed".to_owned(),
                 hint: format!("run `{command}` again and finish in time"),
-            });
-        }
-        tokio::time::sleep(interval).await;
-        let (status, error, description) = match poll().await? {
-            DevicePoll::Done(tokens) => return Ok(tokens),
-            DevicePoll::Refused {
+            },
+            PollEnd::Refused {
                 status,
                 error,
                 description,
-            } => (status, error, description),
-        };
-        match error.as_str() {
-            "authorization_pending" => {}
-            "slow_down" => interval += Duration::from_secs(5),
-            other => {
-                return Err(CliError::Login {
-                    reason: match other {
-                        "access_denied" => "the sign-in was denied".to_owned(),
-                        "expired_token" => "the device code expired".to_owned(),
-                        "" => format!("the identity provider answered HTTP {status}"),
-                        o => format!(
-                            "the identity provider answered {o}{}",
-                            description
-                                .as_deref()
-                                .map(|d| format!(" ({d})"))
-                                .unwrap_or_default()
-                        ),
-                    },
-                    hint: format!("run `{command}` again"),
-                });
-            }
-        }
-    }
+            } => CliError::Login {
+                reason: match error.as_str() {
+                    "access_denied" => "the sign-in was denied".to_owned(),
+                    "expired_token" => "the device code expired".to_owned(),
+                    "" => format!("the identity provider answered HTTP {status}"),
+                    o => format!(
+                        "the identity provider answered {o}{}",
+                        description
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
+                    ),
+                },
+                hint: format!("run `{command}` again"),
+            },
+        })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use gatehouse_core::authorize::authorization_url;
 use tokio::net::TcpListener;
 
 use crate::cli::error::CliError;
-use crate::cli::net::{IDP, Net, TokenResponse};
+use crate::cli::net::{IDP, Net};
 
 use super::SignIn;
 use super::callback::wait_for_callback;
@@ -78,20 +78,11 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<SignIn
         let verifier = secrets.verifier.clone();
         let nonce = secrets.nonce.clone();
         async move {
-            let tokens: TokenResponse = net
-                .post_form(
-                    IDP,
-                    &d.token_endpoint,
-                    &[
-                        ("grant_type", "authorization_code"),
-                        ("code", &code),
-                        ("redirect_uri", &redirect_uri),
-                        ("client_id", &client),
-                        ("code_verifier", &verifier),
-                    ],
-                )
+            let tokens = net
+                .token_client(&client)
+                .exchange_code(&d.token_endpoint, &code, &redirect_uri, &verifier)
                 .await
-                .map_err(offline_hint)?;
+                .map_err(|e| offline_hint(Net::error(IDP, e)))?;
             signed_in(&net, &d, &client, kind, tokens, Some(&nonce)).await
         }
     });
