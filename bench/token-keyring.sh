@@ -6,7 +6,7 @@
 # hyperfine. No test bed: the cached token is a made-up JWT-shaped string (the command only
 # reads, checks the expiry and prints), valid until 2100.
 #
-#   benches/token-keyring.sh
+#   bench/token-keyring.sh
 #
 # Environment: GATEHOUSE (default: the release build of scripts/build-release), WARMUP (20),
 # RUNS (300), BENCH_OUT (default target/bench/token-keyring).

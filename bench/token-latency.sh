@@ -5,8 +5,8 @@
 # Needs: a running test bed (testbed/up), hyperfine, curl, python3; strace and /usr/bin/time
 # are used when present. It never builds kubelogin: pass your own binary with KUBELOGIN.
 #
-#   KUBELOGIN=/path/to/kubelogin benches/token-latency.sh
-#   benches/token-latency.sh                  # gatehouse only (says so)
+#   KUBELOGIN=/path/to/kubelogin bench/token-latency.sh
+#   bench/token-latency.sh                  # gatehouse only (says so)
 #
 # Environment:
 #   KUBELOGIN   kubelogin binary (optional; without it only gatehouse is measured)
