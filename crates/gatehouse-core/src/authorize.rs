@@ -120,6 +120,88 @@ pub fn authorization_url(
     Ok(url)
 }
 
+/// What a user-settable sign-in parameter accepts, as the server configured it. The server
+/// holds a compiled pattern; the CLI compiles the one the server's public config names.
+pub trait ParameterRule {
+    /// The pattern as configured (unanchored), when there is one.
+    fn pattern(&self) -> Option<&str>;
+    /// Whether the whole `value` matches; `Err` when the pattern cannot be used here.
+    fn accepts(&self, value: &str) -> Result<bool, String>;
+}
+
+/// Why a user's sign-in parameter was refused. Each surface (the browser's error page, the
+/// CLI's message) words it its own way; the rule is this one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    /// A protocol parameter ([`RESERVED_PARAMETERS`]).
+    #[error("{name:?} is a reserved protocol parameter")]
+    Reserved {
+        /// The parameter.
+        name: String,
+    },
+    /// Not among the parameters the server lets users set.
+    #[error("{name:?} is not a parameter users may set")]
+    NotAllowed {
+        /// The parameter.
+        name: String,
+    },
+    /// Longer than [`MAX_PARAMETER_LEN`] bytes.
+    #[error("the value of {name:?} is longer than {MAX_PARAMETER_LEN} bytes")]
+    TooLong {
+        /// The parameter.
+        name: String,
+    },
+    /// The value does not match the server's pattern.
+    #[error("the value of {name:?} does not match the pattern {pattern}")]
+    Mismatch {
+        /// The parameter.
+        name: String,
+        /// The pattern, as configured.
+        pattern: String,
+    },
+    /// The pattern cannot be used (the CLI could not compile the server's pattern).
+    #[error("the pattern for {name:?} cannot be used: {reason}")]
+    BadPattern {
+        /// The parameter.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The authorization request's extra parameters: the server's static ones, then each of the
+/// user's, vetted in order: not reserved, allowed by the server, at most
+/// [`MAX_PARAMETER_LEN`] bytes, matching the server's pattern. The first refusal is returned.
+/// The browser flow and the CLI both use this one rule.
+pub fn vet_user_parameters<R: ParameterRule>(
+    static_parameters: &BTreeMap<String, String>,
+    allowed: &BTreeMap<String, R>,
+    user: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, ParameterError> {
+    let mut out = static_parameters.clone();
+    for (name, value) in user {
+        if RESERVED_PARAMETERS.contains(&name.as_str()) {
+            return Err(ParameterError::Reserved { name });
+        }
+        let Some(rule) = allowed.get(&name) else {
+            return Err(ParameterError::NotAllowed { name });
+        };
+        if value.len() > MAX_PARAMETER_LEN {
+            return Err(ParameterError::TooLong { name });
+        }
+        match rule.accepts(&value) {
+            Ok(true) => {}
+            Ok(false) => {
+                let pattern = rule.pattern().unwrap_or_default().to_owned();
+                return Err(ParameterError::Mismatch { name, pattern });
+            }
+            Err(reason) => return Err(ParameterError::BadPattern { name, reason }),
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
 /// Returns `path` when it is a safe same-origin path to send the browser back to.
 pub fn safe_return_path(path: &str) -> Option<&str> {
     let ok = path.starts_with('/')
@@ -133,6 +215,69 @@ pub fn safe_return_path(path: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Prefix(Option<&'static str>);
+    impl ParameterRule for Prefix {
+        fn pattern(&self) -> Option<&str> {
+            self.0
+        }
+        fn accepts(&self, value: &str) -> Result<bool, String> {
+            match self.0 {
+                Some("!") => Err("broken".to_owned()),
+                Some(p) => Ok(value.starts_with(p)),
+                None => Ok(true),
+            }
+        }
+    }
+
+    #[test]
+    fn user_parameters_are_vetted_in_one_order() {
+        let fixed: BTreeMap<String, String> = [("prompt".to_owned(), "login".to_owned())].into();
+        let allowed: BTreeMap<String, Prefix> = [
+            ("login_hint".to_owned(), Prefix(None)),
+            ("acr_values".to_owned(), Prefix(Some("urn:"))),
+            ("broken".to_owned(), Prefix(Some("!"))),
+            ("state".to_owned(), Prefix(None)),
+        ]
+        .into();
+        let vet = |pairs: &[(&str, &str)]| {
+            vet_user_parameters(
+                &fixed,
+                &allowed,
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+        };
+        let ok = vet(&[("login_hint", "alice"), ("acr_values", "urn:x")]).unwrap();
+        assert_eq!(ok.len(), 3);
+        assert_eq!(ok["prompt"], "login");
+        // Reserved wins even when an operator allowed the name.
+        assert!(matches!(
+            vet(&[("state", "x")]),
+            Err(ParameterError::Reserved { .. })
+        ));
+        assert!(matches!(
+            vet(&[("prompt", "none")]),
+            Err(ParameterError::NotAllowed { .. })
+        ));
+        let long = "a".repeat(MAX_PARAMETER_LEN + 1);
+        assert!(matches!(
+            vet(&[("login_hint", &long)]),
+            Err(ParameterError::TooLong { .. })
+        ));
+        assert_eq!(
+            vet(&[("acr_values", "x")]),
+            Err(ParameterError::Mismatch {
+                name: "acr_values".to_owned(),
+                pattern: "urn:".to_owned()
+            })
+        );
+        assert!(matches!(
+            vet(&[("broken", "x")]),
+            Err(ParameterError::BadPattern { .. })
+        ));
+    }
 
     #[test]
     fn pkce_s256_matches_rfc7636_example() {

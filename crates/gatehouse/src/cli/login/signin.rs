@@ -17,8 +17,11 @@
 use std::collections::BTreeMap;
 
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use gatehouse_core::authorize::{FlowSecrets, RESERVED_PARAMETERS};
+use gatehouse_core::authorize::{
+    FlowSecrets, MAX_PARAMETER_LEN, ParameterError, ParameterRule, vet_user_parameters,
+};
 use gatehouse_core::jwt::Verified;
+use gatehouse_core::wire::UserParameter;
 use secrecy::ExposeSecret as _;
 
 use crate::cli::cache::{Entry, Kind, TokenType};
@@ -130,49 +133,64 @@ pub fn parameters(
             )
         }
     };
-    let mut out = oidc.additional_parameters.clone();
-    for (name, value) in user {
-        if RESERVED_PARAMETERS.contains(&name.as_str()) {
-            return Err(CliError::Parameter {
-                name: name.clone(),
-                reason: "is a reserved protocol parameter and cannot be set".to_owned(),
-                hint: allowed(),
-            });
-        }
-        let Some(spec) = oidc.user_parameters.get(name) else {
-            return Err(CliError::Parameter {
-                name: name.clone(),
-                reason: "is not a parameter the server lets users set".to_owned(),
-                hint: allowed(),
-            });
-        };
-        if value.len() > gatehouse_core::authorize::MAX_PARAMETER_LEN {
-            return Err(CliError::Parameter {
-                name: name.clone(),
-                reason: format!(
-                    "the value is longer than {} bytes",
-                    gatehouse_core::authorize::MAX_PARAMETER_LEN
-                ),
-                hint: allowed(),
-            });
-        }
-        if let Some(p) = &spec.pattern {
-            let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| CliError::Parameter {
-                name: name.clone(),
-                reason: format!("the server's pattern does not compile here: {e}"),
-                hint: String::new(),
-            })?;
-            if !re.is_match(value) {
-                return Err(CliError::Parameter {
-                    name: name.clone(),
-                    reason: format!("the value {value:?} does not match the server's pattern {p}"),
-                    hint: allowed(),
-                });
+    let rules: BTreeMap<String, Rule<'_>> = oidc
+        .user_parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), Rule(v)))
+        .collect();
+    vet_user_parameters(&oidc.additional_parameters, &rules, user.iter().cloned()).map_err(|e| {
+        let (name, reason, hint) = match e {
+            ParameterError::Reserved { name } => (
+                name,
+                "is a reserved protocol parameter and cannot be set".to_owned(),
+                allowed(),
+            ),
+            ParameterError::NotAllowed { name } => (
+                name,
+                "is not a parameter the server lets users set".to_owned(),
+                allowed(),
+            ),
+            ParameterError::TooLong { name } => (
+                name,
+                format!("the value is longer than {MAX_PARAMETER_LEN} bytes"),
+                allowed(),
+            ),
+            ParameterError::Mismatch { name, pattern } => {
+                let value = user
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let reason =
+                    format!("the value {value:?} does not match the server's pattern {pattern}");
+                (name, reason, allowed())
             }
-        }
-        out.insert(name.clone(), value.clone());
+            ParameterError::BadPattern { name, reason } => (
+                name,
+                format!("the server's pattern does not compile here: {reason}"),
+                String::new(),
+            ),
+        };
+        CliError::Parameter { name, reason, hint }
+    })
+}
+
+/// The server's pattern for one parameter, compiled here (anchored: the whole value).
+struct Rule<'a>(&'a UserParameter);
+
+impl ParameterRule for Rule<'_> {
+    fn pattern(&self) -> Option<&str> {
+        self.0.pattern.as_deref()
     }
-    Ok(out)
+
+    fn accepts(&self, value: &str) -> Result<bool, String> {
+        match &self.0.pattern {
+            None => Ok(true),
+            Some(p) => regex::Regex::new(&format!("^(?:{p})$"))
+                .map(|re| re.is_match(value))
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// The scopes to ask for: the server's, plus `offline_access` when the IdP offers it.
