@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::authn::{Authenticated, bearer_token};
-use crate::clock::{rfc3339, unix_now};
+use crate::clock::rfc3339;
 use crate::status::ApiError;
 use crate::upstream::Identity;
 
@@ -76,7 +76,11 @@ pub async fn whoami(
     let chain = crate::proxy::forwarded_for(&headers);
     let forwarded_for = app.config.forwarded_for(peer, chain.as_deref());
     let token = bearer_token(&headers)?;
-    match app.authn.authenticate(token.as_ref(), unix_now()).await? {
+    match app
+        .authn
+        .authenticate(token.as_ref(), app.clock.unix_now())
+        .await?
+    {
         Authenticated::Principal(p) => match &*p {
             Principal::Admin(c) => {
                 let admin = app.config.admin.as_ref();
@@ -283,6 +287,6 @@ pub async fn admin_sign_in(
     guard.succeeded(peer);
     tracing::info!(peer = %peer_label(peer), "admin signed in");
     tokens
-        .issue(unix_now())
+        .issue(app.clock.unix_now())
         .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -14,6 +14,7 @@ use secrecy::ExposeSecret as _;
 
 use crate::access::AccessResolver;
 use crate::authn::Authenticator;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::health::CheckResult;
 use crate::metrics::Metrics;
@@ -38,6 +39,8 @@ pub struct App {
     pub upstream: Upstream,
     /// Metrics.
     pub metrics: Metrics,
+    /// The wall clock every handler reads the time from.
+    pub clock: Clock,
     /// Admin sign-in throttling: per-address backoff, an overall limit, and at most two bcrypt
     /// checks at a time with a bounded queue, so password guessing cannot starve the proxy.
     pub login_guard: crate::login_guard::LoginGuard,
@@ -87,6 +90,8 @@ pub struct AppParts {
     pub client: kube::Client,
     /// Metrics.
     pub metrics: Metrics,
+    /// The wall clock ([`Clock::System`]; a test may fix it).
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for AppParts {
@@ -94,6 +99,7 @@ impl std::fmt::Debug for AppParts {
         f.debug_struct("AppParts")
             .field("oidc", &self.oidc)
             .field("upstream", &self.upstream)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +124,7 @@ impl App {
             upstream,
             client: client.clone(),
             metrics: Metrics::default(),
+            clock: Clock::System,
         })?;
         if let Some(o) = &app.oidc {
             tokio::spawn(Arc::clone(o).run());
@@ -144,6 +151,7 @@ impl App {
             upstream,
             client,
             metrics,
+            clock,
         } = parts;
         let admin = match &config.admin {
             Some(a) => {
@@ -189,6 +197,7 @@ impl App {
             access,
             upstream,
             metrics,
+            clock,
             login_guard: crate::login_guard::LoginGuard::new(),
             refreshes: crate::browser_session::RefreshFlights::default(),
             rights,

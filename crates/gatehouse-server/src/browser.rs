@@ -51,7 +51,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::browser_session::Session;
-use crate::clock::unix_now;
 use crate::config::{BrowserConfig, FLOW_COOKIE};
 use crate::page::error_page;
 use crate::session::{CookieAttrs, clear_cookie, read_cookie, same_origin, set_cookie};
@@ -102,7 +101,7 @@ impl App {
             .seal(&b.cookie_name, &json)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let lifetime = (session.created + i64::try_from(b.session_ttl.as_secs()).unwrap_or(0)
-            - unix_now())
+            - self.clock.unix_now())
         .max(0);
         Ok(set_cookie(
             &b.cookie_name,
@@ -126,7 +125,7 @@ impl App {
         let session: Session =
             serde_json::from_slice(&codec.open(&b.cookie_name, &sealed)?).ok()?;
         let ttl = i64::try_from(b.session_ttl.as_secs()).unwrap_or(0);
-        (unix_now() < session.created + ttl).then_some(session)
+        (self.clock.unix_now() < session.created + ttl).then_some(session)
     }
 }
 
@@ -171,7 +170,7 @@ pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: 
         .into_response();
     }
     let mut new_cookies = Vec::new();
-    if session.expires - 60 <= unix_now() {
+    if session.expires - 60 <= app.clock.unix_now() {
         match refresh_shared(&app, &session).await {
             Ok(fresh) => {
                 new_cookies = app.session_cookies(&fresh).unwrap_or_default();
@@ -317,7 +316,7 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
         .ok_or("the refresh response has no ID token")?;
     let oidc = app.oidc.as_ref().ok_or("no issuer")?;
     let verified = oidc
-        .verify(&id_token, unix_now())
+        .verify(&id_token, app.clock.unix_now())
         .await
         .map_err(|e| e.to_string())?;
     check_same_user(session, &verified.subject, &verified.issuer)?;
@@ -488,7 +487,7 @@ pub async fn login(
     let flow = Flow {
         secrets,
         return_to,
-        created: unix_now(),
+        created: app.clock.unix_now(),
     };
     let Ok(json) = serde_json::to_vec(&flow) else {
         return ApiError::Internal("cannot encode the flow".to_owned()).into_response();
@@ -561,7 +560,7 @@ pub async fn callback(
         "/auth/login?return_to={}",
         url::form_urlencoded::byte_serialize(flow.return_to.as_bytes()).collect::<String>()
     );
-    if unix_now() > flow.created + FLOW_TTL {
+    if app.clock.unix_now() > flow.created + FLOW_TTL {
         return with_cleared(error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in took too long",
@@ -650,7 +649,7 @@ pub async fn callback(
             Some(&start_again),
         ));
     };
-    let verified = match oidc.verify(&id_token, unix_now()).await {
+    let verified = match oidc.verify(&id_token, app.clock.unix_now()).await {
         Ok(v) => v,
         Err(e) => {
             return with_cleared(error_page(
@@ -694,7 +693,7 @@ pub async fn callback(
             .as_ref()
             .map(|t| t.expose_secret().to_owned()),
         kind: "oidc".to_owned(),
-        created: unix_now(),
+        created: app.clock.unix_now(),
         expires: verified.expires_at,
     };
     let cookies = match app.session_cookies(&session) {

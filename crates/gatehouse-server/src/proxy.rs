@@ -94,7 +94,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         ));
     }
     let token = credential.as_ref().map(|c| &c.token);
-    let now = crate::clock::unix_now();
+    let now = app.clock.unix_now();
     let authenticated = app.authn.authenticate(token, now).await?;
     let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
     let plan = match authenticated {

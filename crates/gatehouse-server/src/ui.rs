@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::authn::{Authenticated, bearer_token};
 use crate::browser_session::Session;
-use crate::clock::{rfc3339, unix_now};
+use crate::clock::rfc3339;
 use crate::page::{error_page, render};
 use crate::session::same_origin;
 use crate::status::ApiError;
@@ -154,7 +154,7 @@ pub async fn home(
     if let Ok(Some(token)) = bearer_token(&headers)
         && app
             .authn
-            .authenticate(Some(&token), unix_now())
+            .authenticate(Some(&token), app.clock.unix_now())
             .await
             .is_ok()
     {
@@ -227,7 +227,7 @@ pub async fn admin_login(
                 token,
                 refresh_token: None,
                 kind: "admin".to_owned(),
-                created: unix_now(),
+                created: app.clock.unix_now(),
                 expires: claims.exp,
             };
             match app.session_cookies(&session) {
@@ -268,7 +268,11 @@ async fn principal(
     let Ok(Some(token)) = bearer_token(headers) else {
         return Err(to_signin());
     };
-    match app.authn.authenticate(Some(&token), unix_now()).await {
+    match app
+        .authn
+        .authenticate(Some(&token), app.clock.unix_now())
+        .await
+    {
         Ok(a) => Ok((a, token.expose_secret().to_owned())),
         Err(_) => Err(to_signin()),
     }

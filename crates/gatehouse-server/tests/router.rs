@@ -193,6 +193,32 @@ async fn expired_oidc_token_is_401_for_its_expiry_and_never_falls_through() {
 }
 
 #[tokio::test]
+async fn the_apps_clock_decides_expiry_a_token_valid_now_is_refused_at_a_later_fixed_time() {
+    let now = gatehouse_server::clock::unix_now();
+    let late = Setup {
+        clock: gatehouse_server::clock::Clock::Fixed(now + 3600),
+        ..Setup::default()
+    }
+    .build()
+    .await;
+    // Valid for five more minutes by the system clock; an hour late by the app's.
+    let token = late.token(serde_json::json!({}));
+    let a = late.get(PODS, &[("authorization", &bearer(&token))]).await;
+    a.assert_status(401, "the token expired at");
+    late.kube
+        .assert_untouched("a token expired by the app's clock");
+    // The same claims (from that app's own issuer), with the system clock: accepted.
+    let h = harness().await;
+    let token = h.token(serde_json::json!({}));
+    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        h.kube.one().header("impersonate-user"),
+        Some("system:serviceaccount:team-a:dev")
+    );
+}
+
+#[tokio::test]
 async fn oidc_token_for_another_audience_is_401_and_never_falls_through() {
     let h = harness().await;
     let token = h.token(serde_json::json!({"aud": "kubernetes"}));

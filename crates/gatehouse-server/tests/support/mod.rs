@@ -22,7 +22,7 @@ use axum::extract::ConnectInfo;
 use base64::Engine as _;
 use bytes::Bytes;
 use gatehouse_server::app::{App, AppParts};
-use gatehouse_server::clock::unix_now;
+use gatehouse_server::clock::{Clock, unix_now};
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::oidc::OidcVerifier;
 use gatehouse_server::routes::router;
@@ -286,6 +286,8 @@ pub struct Setup {
     /// ServiceAccounts in the index (namespace, name, annotations); `None` leaves the index
     /// unlisted (the watch has not listed yet).
     pub accounts: Option<Vec<ListedForTests<'static>>>,
+    /// The app's clock ([`Clock::System`] unless a test fixes it).
+    pub clock: Clock,
 }
 
 impl Default for Setup {
@@ -296,6 +298,7 @@ impl Default for Setup {
             max_staleness: "5m",
             trusted_proxies: Vec::new(),
             accounts: Some(vec![("team-a", "dev", DEVS)]),
+            clock: Clock::System,
         }
     }
 }
@@ -363,6 +366,7 @@ impl Setup {
             upstream,
             client,
             metrics: Metrics::default(),
+            clock: self.clock,
         })
         .unwrap();
         Harness {
