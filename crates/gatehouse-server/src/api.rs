@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use gatehouse_core::identity::Principal;
 use gatehouse_core::token::BearerToken;
 use gatehouse_core::wire::{
@@ -19,7 +19,7 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::app::App;
-use crate::authn::{Authenticated, bearer_token};
+use crate::authn::{Authenticated, Authn};
 use crate::clock::rfc3339;
 use crate::status::ApiError;
 use crate::upstream::Identity;
@@ -61,13 +61,19 @@ pub async fn public_config(State(app): State<Arc<App>>) -> Json<PublicConfig> {
 }
 
 /// `GET /v1/whoami`: who the caller is, how they were authenticated, and as whom gatehouse
-/// sends their requests.
+/// sends their requests. The caller was authenticated by the layer ([`crate::auth_layer`],
+/// [`crate::auth_layer::Surface::OwnApi`]): identity headers and refused credentials never
+/// get here.
 pub async fn whoami(
     State(app): State<Arc<App>>,
+    Extension(authn): Extension<Authn>,
     extensions: axum::http::Extensions,
     headers: HeaderMap,
 ) -> Result<Json<WhoAmI>, ApiError> {
-    crate::proxy::refuse_identity_headers(&headers)?;
+    let accepted = match authn {
+        Authn::Accepted(a) => a,
+        Authn::Refused(r) => return Err(ApiError::Refused(r)),
+    };
     // The review below runs as the caller: the audit log gets the caller's address, as for the
     // proxy (a client's own X-Forwarded-For counts only behind a trusted proxy).
     let peer = extensions
@@ -75,13 +81,9 @@ pub async fn whoami(
         .map(|c| c.0);
     let chain = crate::proxy::forwarded_for(&headers);
     let forwarded_for = app.config.forwarded_for(peer, chain.as_deref());
-    let token = bearer_token(&headers)?;
-    match app
-        .authn
-        .authenticate(token.as_ref(), app.clock.unix_now())
-        .await?
-    {
-        Authenticated::Principal(p) => match &*p {
+    let token = Some(&accepted.credential.token);
+    match &accepted.outcome {
+        Authenticated::Principal(p) => match &**p {
             Principal::Admin(c) => {
                 let admin = app.config.admin.as_ref();
                 Ok(Json(WhoAmI::Admin(AdminWhoAmI {
@@ -103,8 +105,7 @@ pub async fn whoami(
                     .collect();
                 let kubernetes = if mapped.is_empty() {
                     if app.config.fall_through {
-                        let review =
-                            self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
+                        let review = self_subject_review(&app, token, forwarded_for.clone()).await;
                         KubernetesAccess::FallThrough { review }
                     } else {
                         KubernetesAccess::Unmapped {
@@ -133,7 +134,7 @@ pub async fn whoami(
             }
         },
         Authenticated::FallThrough => {
-            let review = self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
+            let review = self_subject_review(&app, token, forwarded_for.clone()).await;
             Ok(Json(WhoAmI::FallThrough(FallThroughWhoAmI {
                 service_accounts: Vec::new(),
                 kubernetes: KubernetesAccess::FallThrough { review },

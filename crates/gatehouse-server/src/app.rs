@@ -4,8 +4,7 @@
 //! background tasks; [`App::from_parts`] assembles an `App` from parts already built, which is
 //! how in-process tests (`tests/router.rs`) make one with a local kube-apiserver and issuer.
 //! The routes are [`crate::routes::router`]'s: this module imports no handler module. The
-//! session-cookie methods (`session_cookies`, `session_from`, `has_session_cookie`) are
-//! defined beside the sign-in flow in [`crate::browser`].
+//! session cookie is [`crate::browser_session::SessionCookies`] ([`App::session_cookies`]).
 
 use std::sync::Arc;
 
@@ -202,6 +201,14 @@ impl App {
             refreshes: crate::browser_session::RefreshFlights::default(),
             rights,
         }))
+    }
+
+    /// The session cookie, when browser sign-in (or admin UI sessions) is configured.
+    pub fn session_cookies(&self) -> Option<crate::browser_session::SessionCookies<'_>> {
+        Some(crate::browser_session::SessionCookies::new(
+            self.config.browser.as_ref()?,
+            self.cookies.as_ref()?,
+        ))
     }
 
     /// The readiness checks by name, with fixed reasons (`/readyz?verbose`): the same

@@ -1,19 +1,41 @@
-//! Every failure a client can see, and the one place that turns it into a response.
+//! Every failure a client of the API surface (the Kubernetes proxy, `/v1/*`, health) can see,
+//! and the one place that turns it into a response. The web UI's pages answer with HTML
+//! instead ([`crate::page::PageError`]).
 //!
 //! Errors are Kubernetes `Status` objects (`kind: Status`), so kubectl prints their message as
 //! it prints the kube-apiserver's own. A new error kind must pick its status code here; there is
-//! no catch-all that could silently become a 500.
+//! no catch-all that could silently become a 500. Where the cause is known, the variant carries
+//! it typed (a refusal of the authentication layer, the proxy's denial), and
+//! its status code is chosen by that cause.
+
+use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::authn::Refusal;
+use crate::plan::{Denial, PlanError};
+
 /// An error answered to the client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No credentials, or credentials gatehouse refuses (401).
+    /// Refused by the authentication layer ([`crate::auth_layer`]): an identity header (403),
+    /// a `Connection` naming a protected header (400), the credential's form or the token
+    /// (401), or an issuer whose keys are not loaded yet (503).
+    #[error(transparent)]
+    Refused(Arc<Refusal>),
+    /// Authenticated, and the proxy's plan denies the request (403).
+    #[error(transparent)]
+    Denied(Denial),
+    /// The proxy could not make a plan: a stale index (503), an identity value that cannot be
+    /// a header (400), or a bug (500).
+    #[error(transparent)]
+    Plan(PlanError),
+    /// A wrong admin password (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// Authenticated, but not allowed (403).
+    /// Not allowed: admin sign-in from an address outside `admin.loginAllowedCidrs`, or a
+    /// cross-site request with the session cookie (403).
     #[error("{0}")]
     Forbidden(String),
     /// The request is malformed or uses something gatehouse refuses (400).
@@ -46,9 +68,28 @@ pub enum ApiError {
 
 impl ApiError {
     fn code_and_reason(&self) -> (StatusCode, &'static str) {
+        const UNAUTHORIZED: (StatusCode, &str) = (StatusCode::UNAUTHORIZED, "Unauthorized");
+        const FORBIDDEN: (StatusCode, &str) = (StatusCode::FORBIDDEN, "Forbidden");
+        const BAD_REQUEST: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "BadRequest");
+        const UNAVAILABLE: (StatusCode, &str) =
+            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable");
+        const INTERNAL: (StatusCode, &str) = (StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
         match self {
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::Refused(r) => match &**r {
+                Refusal::IdentityHeader(_) => FORBIDDEN,
+                Refusal::ConnectionNamesProtected(_) => BAD_REQUEST,
+                Refusal::KubernetesCredential(_)
+                | Refusal::Credential(_)
+                | Refusal::SessionCookieOnApi => UNAUTHORIZED,
+                Refusal::Token(e) if e.not_ready() => UNAVAILABLE,
+                Refusal::Token(_) => UNAUTHORIZED,
+            },
+            ApiError::Denied(_) => FORBIDDEN,
+            ApiError::Plan(PlanError::Stale(_)) => UNAVAILABLE,
+            ApiError::Plan(PlanError::HeaderValue(_)) => BAD_REQUEST,
+            ApiError::Plan(PlanError::AdminOff | PlanError::NoMapping) => INTERNAL,
+            ApiError::Unauthorized(_) => UNAUTHORIZED,
+            ApiError::Forbidden(_) => FORBIDDEN,
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::HeadersTooLarge(_) => (

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Form, Query, Request, State};
+use axum::extract::{Extension, Form, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,7 +16,7 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::authn::{Authenticated, bearer_token};
+use crate::authn::{Accepted, Authenticated, Authn};
 use crate::browser_session::Session;
 use crate::clock::rfc3339;
 use crate::page::{error_page, render};
@@ -146,18 +146,12 @@ fn signin(
 /// `GET /`: the sign-in page, or who-am-I when signed in.
 pub async fn home(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Extension(authn): Extension<Authn>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    // Signed in: who-am-I. Only when the token is accepted (the answer is cached): a refused
-    // session token would bounce between here and who-am-I's sign-in redirect forever.
-    if let Ok(Some(token)) = bearer_token(&headers)
-        && app
-            .authn
-            .authenticate(Some(&token), app.clock.unix_now())
-            .await
-            .is_ok()
-    {
+    // Signed in: who-am-I. Only when the token is accepted: a refused session token would
+    // bounce between here and who-am-I's sign-in redirect forever.
+    if let Authn::Accepted(_) = authn {
         return Redirect::to("/ui/whoami").into_response();
     }
     let return_to = q.get("return_to").map_or("/ui/whoami", String::as_str);
@@ -230,7 +224,15 @@ pub async fn admin_login(
                 created: app.clock.unix_now(),
                 expires: claims.exp,
             };
-            match app.session_cookies(&session) {
+            let set = match app.session_cookies() {
+                Some(c) => c
+                    .set(&session, app.clock.unix_now())
+                    .map_err(|e| ApiError::Internal(e.to_string())),
+                None => Err(ApiError::NotFound(
+                    "browser sign-in is not configured".to_owned(),
+                )),
+            };
+            match set {
                 Ok(cookies) => {
                     let mut resp = Redirect::to("/ui/whoami").into_response();
                     for c in cookies {
@@ -252,29 +254,15 @@ pub async fn admin_login(
     }
 }
 
-/// The principal of a UI request, or a redirect to the sign-in page.
-async fn principal(
-    app: &App,
-    headers: &HeaderMap,
-    here: &str,
-) -> Result<(Authenticated, String), Response> {
-    let to_signin = || {
-        Redirect::to(&format!(
+/// The principal of a UI request (the authentication layer's, [`crate::auth_layer`]), or a
+/// redirect to the sign-in page that returns `here`.
+fn principal(authn: Authn, here: &str) -> Result<Arc<Accepted>, Redirect> {
+    match authn {
+        Authn::Accepted(a) => Ok(a),
+        Authn::Refused(_) => Err(Redirect::to(&format!(
             "/?return_to={}",
             url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
-        ))
-        .into_response()
-    };
-    let Ok(Some(token)) = bearer_token(headers) else {
-        return Err(to_signin());
-    };
-    match app
-        .authn
-        .authenticate(Some(&token), app.clock.unix_now())
-        .await
-    {
-        Ok(a) => Ok((a, token.expose_secret().to_owned())),
-        Err(_) => Err(to_signin()),
+        ))),
     }
 }
 
@@ -296,13 +284,13 @@ struct WhoamiPage {
 }
 
 /// `GET /ui/whoami`.
-pub async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let (auth, _) = match principal(&app, &headers, "/ui/whoami").await {
+pub async fn whoami(State(app): State<Arc<App>>, Extension(authn): Extension<Authn>) -> Response {
+    let accepted = match principal(authn, "/ui/whoami") {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let page = match auth {
-        Authenticated::Principal(p) => match &*p {
+    let page = match &accepted.outcome {
+        Authenticated::Principal(p) => match &**p {
             Principal::Admin(c) => {
                 let admin = app.config.admin.as_ref();
                 WhoamiPage {
@@ -404,12 +392,13 @@ struct AccessPage {
 pub async fn access(
     State(app): State<Arc<App>>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    Extension(authn): Extension<Authn>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let (_, token) = match principal(&app, &headers, "/ui/access").await {
+    let accepted = match principal(authn, "/ui/access") {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let namespace = q.get("namespace").cloned().unwrap_or_default();
     let mut page = AccessPage {
@@ -432,10 +421,9 @@ pub async fn access(
     else {
         return ApiError::Internal("cannot build the review".to_owned()).into_response();
     };
-    if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-        v.set_sensitive(true);
-        req.headers_mut().insert(header::AUTHORIZATION, v);
-    }
+    // Already authenticated: the proxy acts on this outcome (as whom, and on fall-through the
+    // token it forwards) instead of reading a credential again.
+    req.extensions_mut().insert(Authn::Accepted(accepted));
     // The review runs as the user: the audit log gets the browser's address, as for kubectl.
     if let Some(axum::Extension(peer)) = peer {
         req.extensions_mut().insert(peer);
@@ -530,9 +518,9 @@ struct CliPage {
 }
 
 /// `GET /ui/cli`.
-pub async fn cli(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = principal(&app, &headers, "/ui/cli").await {
-        return r;
+pub async fn cli(State(app): State<Arc<App>>, Extension(authn): Extension<Authn>) -> Response {
+    if let Err(r) = principal(authn, "/ui/cli") {
+        return r.into_response();
     }
     let server = server_url(&app);
     render(
@@ -576,9 +564,12 @@ pub async fn ca(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /ui/kubeconfig`: the kubeconfig as a download.
-pub async fn kubeconfig(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = principal(&app, &headers, "/ui/cli").await {
-        return r;
+pub async fn kubeconfig(
+    State(app): State<Arc<App>>,
+    Extension(authn): Extension<Authn>,
+) -> Response {
+    if let Err(r) = principal(authn, "/ui/cli") {
+        return r.into_response();
     }
     (
         [

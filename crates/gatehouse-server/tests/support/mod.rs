@@ -475,7 +475,12 @@ impl Harness {
             created: now,
             expires: now + 3600,
         };
-        let set = self.app.session_cookies(&session).unwrap();
+        let set = self
+            .app
+            .session_cookies()
+            .unwrap()
+            .set(&session, now)
+            .unwrap();
         set.iter()
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
             .collect::<Vec<_>>()
