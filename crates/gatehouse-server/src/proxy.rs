@@ -93,7 +93,12 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
                     .lookup_fresh(&user.claims, !app.config.fall_through)
                 {
                     Err(stale) => Mapping::Stale(stale),
-                    Ok(mapped) => Mapping::Chosen(app.access.choose(&mapped, &info).await),
+                    Ok(mapped) => Mapping::Chosen(
+                        app.access
+                            .choose(&mapped, &info)
+                            .await
+                            .map_err(ApiError::Review)?,
+                    ),
                 },
             ),
             Principal::Admin(_) => None,

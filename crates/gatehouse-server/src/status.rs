@@ -5,7 +5,7 @@
 //! Errors are Kubernetes `Status` objects (`kind: Status`), so kubectl prints their message as
 //! it prints the kube-apiserver's own. A new error kind must pick its status code here; there is
 //! no catch-all that could silently become a 500. Where the cause is known, the variant carries
-//! it typed (a refusal of the authentication layer, the proxy's denial), and
+//! it typed (a refusal of the authentication layer, the proxy's denial, a failed review), and
 //! its status code is chosen by that cause.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::access::ReviewFailed;
 use crate::authn::Refusal;
 use crate::plan::{Denial, PlanError};
 
@@ -31,6 +32,12 @@ pub enum ApiError {
     /// a header (400), or a bug (500).
     #[error(transparent)]
     Plan(PlanError),
+    /// A SubjectAccessReview failed, so gatehouse cannot tell which ServiceAccount may act
+    /// (503).
+    #[error(
+        "gatehouse could not check which of your ServiceAccounts may do this request ({0}); try again shortly"
+    )]
+    Review(#[source] ReviewFailed),
     /// A wrong admin password (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -85,7 +92,7 @@ impl ApiError {
                 Refusal::Token(_) => UNAUTHORIZED,
             },
             ApiError::Denied(_) => FORBIDDEN,
-            ApiError::Plan(PlanError::Stale(_)) => UNAVAILABLE,
+            ApiError::Plan(PlanError::Stale(_)) | ApiError::Review(_) => UNAVAILABLE,
             ApiError::Plan(PlanError::HeaderValue(_)) => BAD_REQUEST,
             ApiError::Plan(PlanError::AdminOff | PlanError::NoMapping) => INTERNAL,
             ApiError::Unauthorized(_) => UNAUTHORIZED,
@@ -182,5 +189,42 @@ mod tests {
         assert_eq!(v["kind"], "Status");
         assert_eq!(v["reason"], "TooManyRequests");
         assert_eq!(v["details"]["retryAfterSeconds"], 7);
+    }
+
+    #[test]
+    fn typed_causes_choose_their_status() {
+        use crate::authn::AuthnError;
+        use crate::credentials::{ConnectionNamesProtected, CredentialError, IdentityHeader};
+        let refused = |r: Refusal| ApiError::Refused(Arc::new(r)).status().as_u16();
+        let identity = IdentityHeader {
+            name: "impersonate-user".to_owned(),
+        };
+        assert_eq!(refused(identity.into()), 403);
+        let connection = ConnectionNamesProtected {
+            token: "authorization".to_owned(),
+        };
+        assert_eq!(refused(connection.into()), 400);
+        assert_eq!(
+            refused(Refusal::KubernetesCredential(CredentialError::Both)),
+            401
+        );
+        assert_eq!(refused(Refusal::SessionCookieOnApi), 401);
+        assert_eq!(refused(AuthnError::NoCredentials.into()), 401);
+        let not_ready = AuthnError::IssuerNotReady {
+            issuer: "https://idp".to_owned(),
+            reason: "no keys".to_owned(),
+        };
+        assert_eq!(refused(not_ready.into()), 503);
+        let denial = Denial::Unmapped {
+            username: "bob".to_owned(),
+            withheld: None,
+        };
+        assert_eq!(ApiError::Denied(denial).status(), 403);
+        assert_eq!(
+            ApiError::Plan(PlanError::Stale("stale".to_owned())).status(),
+            503
+        );
+        assert_eq!(ApiError::Plan(PlanError::HeaderValue("x")).status(), 400);
+        assert_eq!(ApiError::Plan(PlanError::AdminOff).status(), 500);
     }
 }
