@@ -1020,3 +1020,100 @@ async fn v1_whoami_of_a_mapped_user_names_the_serviceaccount_without_asking_upst
     assert_eq!(w["serviceAccounts"], serde_json::json!(["team-a/dev"]));
     h.kube.assert_untouched("whoami of a mapped user");
 }
+
+// ---------------------------------------------------------------- the authentication layer
+
+#[tokio::test]
+async fn the_admin_principal_reaches_v1_whoami_from_the_layer() {
+    let h = harness().await;
+    let a = h
+        .get(
+            "/v1/whoami",
+            &[("authorization", &bearer(&h.admin_token()))],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let w = a.json();
+    assert_eq!(w["authenticatedBy"], "admin", "{w}");
+    assert_eq!(w["kubernetes"]["via"], "impersonation", "{w}");
+    h.kube.assert_untouched("whoami of the admin");
+}
+
+#[tokio::test]
+async fn each_surface_words_a_refused_credential_form_its_own_way() {
+    let h = harness().await;
+    let two = [
+        ("authorization", "Bearer one"),
+        ("authorization", "Bearer two"),
+    ];
+    // The Kubernetes API says why gatehouse refuses forms it could read differently.
+    let a = h.get(PODS, &two).await;
+    a.assert_status(401, "more than one Authorization header");
+    a.assert_status(401, "could read differently from the kube-apiserver");
+    // gatehouse's own API gives the reason alone.
+    let a = h.get("/v1/whoami", &two).await;
+    a.assert_status(401, "more than one Authorization header");
+    assert!(!a.body.contains("could read differently"), "{}", a.body);
+    // A page sends the browser to sign in.
+    let a = h.get("/ui/whoami", &two).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.header("location"), Some("/?return_to=%2Fui%2Fwhoami"));
+    h.kube.assert_untouched("refused credential forms");
+}
+
+#[tokio::test]
+async fn a_session_cookie_with_a_websocket_bearer_on_a_page_is_ambiguous_and_signs_nobody_in() {
+    let h = harness().await;
+    let cookie = h.session_cookie(&h.admin_token(), "admin");
+    let protocols = format!("{}, v5.channel.k8s.io", ws_bearer(&h.unmapped_token()));
+    let mut headers = WS.to_vec();
+    headers.push(("sec-websocket-protocol", &protocols));
+    headers.push(("cookie", &cookie));
+    headers.push(("origin", PUBLIC));
+    let a = h.get("/ui/whoami", &headers).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert!(!a.body.contains("gatehouse admin account"), "{}", a.body);
+    h.kube.assert_untouched("an ambiguous page request");
+}
+
+#[tokio::test]
+async fn the_access_page_sends_the_review_as_the_session_user_without_authenticating_again() {
+    let h = harness().await;
+    // A user no ServiceAccount maps: the review falls through with exactly the session's token,
+    // which the page's request carried only in the sealed cookie. The in-process proxy call
+    // gets the layer's outcome; no Authorization header was written for it to read.
+    let token = h.unmapped_token();
+    let cookie = h.session_cookie(&token, "oidc");
+    let a = h
+        .get("/ui/access?namespace=team-a", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let s = h.kube.one();
+    assert_eq!(
+        s.path,
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+    );
+    assert_eq!(s.header("authorization"), Some(bearer(&token).as_str()));
+    assert!(s.names_with("impersonate-").is_empty(), "{s:?}");
+    assert!(s.header("cookie").is_none(), "{s:?}");
+    assert_eq!(s.header("x-forwarded-for"), Some("198.51.100.7"));
+}
+
+#[tokio::test]
+async fn the_access_page_of_a_mapped_session_user_is_impersonated() {
+    let h = harness().await;
+    let cookie = h.session_cookie(&h.token(serde_json::json!({})), "oidc");
+    let a = h
+        .get("/ui/access?namespace=team-a", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let s = h.kube.one();
+    assert_eq!(
+        s.header("impersonate-user"),
+        Some("system:serviceaccount:team-a:dev")
+    );
+    assert_eq!(
+        s.header("authorization"),
+        Some(&*format!("Bearer {OWN_TOKEN}"))
+    );
+}
