@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::authorize::{
     FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path, secrets_equal,
@@ -53,9 +53,8 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::browser_session::{Session, SessionCookies, cookie_attrs, public_origin};
 use crate::config::{BrowserConfig, FLOW_COOKIE};
-use crate::page::error_page;
+use crate::page::{PageError, ParameterProblem};
 use crate::session::{clear_cookie, read_cookie, same_origin, set_cookie};
-use crate::status::ApiError;
 use crate::token_endpoint::{revoke_refresh_token, token_request};
 
 const FLOW_TTL: i64 = 600;
@@ -84,83 +83,44 @@ pub async fn login(
     Query(mut query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "Browser sign-in is not configured",
-            "This gatehouse has no oidc.clientSecret and session.key, so it cannot sign you in with a browser. Use `gatehouse login` in a terminal, or ask your platform team.",
-            None,
-        );
+        return PageError::SignInOff.into_response();
     };
     let return_to = query
         .remove("return_to")
         .unwrap_or_else(|| "/ui/whoami".to_owned());
     let Some(return_to) = safe_return_path(&return_to).map(str::to_owned) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Unsafe return address",
-            "The page to return to after sign-in must be a path on this gatehouse (starting with a single /). Sign-in was not started.",
-            Some("/"),
-        );
+        return PageError::UnsafeReturn.into_response();
     };
     let config = oidc.config();
     let mut params = config.additional_parameters.clone();
     for (name, value) in query {
+        let refused = |problem| PageError::Parameter {
+            name: name.clone(),
+            problem,
+        };
         if RESERVED_PARAMETERS.contains(&name.as_str()) {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Reserved parameter",
-                &format!(
-                    "{name:?} is a protocol parameter that gatehouse sets itself; it cannot be passed to sign-in."
-                ),
-                Some("/auth/login"),
-            );
+            return refused(ParameterProblem::Reserved).into_response();
         }
         let Some(allowed) = config.user_parameters.get(&name) else {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Parameter not allowed",
-                &format!(
-                    "{name:?} is not a parameter you may set at sign-in on this gatehouse. Allowed: {}.",
-                    list_or_none(config.user_parameters.keys())
-                ),
-                Some("/auth/login"),
-            );
+            let listed = list_or_none(config.user_parameters.keys());
+            return refused(ParameterProblem::NotAllowed(listed)).into_response();
         };
         if value.len() > MAX_PARAMETER_LEN {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Parameter too long",
-                &format!("The value of {name:?} is longer than {MAX_PARAMETER_LEN} bytes."),
-                Some("/auth/login"),
-            );
+            return refused(ParameterProblem::TooLong).into_response();
         }
         if !allowed.accepts(&value) {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Parameter value refused",
-                &format!(
-                    "The value given for {name:?} does not match the pattern the server allows ({}).",
-                    allowed.pattern.as_deref().unwrap_or("")
-                ),
-                Some("/auth/login"),
-            );
+            let pattern = allowed.pattern.clone().unwrap_or_default();
+            return refused(ParameterProblem::Mismatch(pattern)).into_response();
         }
         params.insert(name, value);
     }
     let Some(discovery) = oidc.discovery() else {
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Identity provider not reachable",
-            &format!(
-                "gatehouse has not loaded the identity provider's metadata yet ({}). Try again in a moment.",
-                oidc.not_ready_reason().unwrap_or_default()
-            ),
-            Some("/auth/login"),
-        );
+        return PageError::IdpNotLoaded(oidc.not_ready_reason().unwrap_or_default())
+            .into_response();
     };
     let mut random = [0u8; 96];
     if codec.random(&mut random).is_err() {
-        return ApiError::Internal("no randomness".to_owned()).into_response();
+        return PageError::Internal("no randomness".to_owned()).into_response();
     }
     let secrets = FlowSecrets::from_random(&random);
     let url = match authorization_url(
@@ -172,14 +132,7 @@ pub async fn login(
         &params,
     ) {
         Ok(u) => u,
-        Err(e) => {
-            return error_page(
-                StatusCode::BAD_GATEWAY,
-                "Cannot start sign-in",
-                &e.to_string(),
-                Some("/"),
-            );
-        }
+        Err(e) => return PageError::CannotStart(e).into_response(),
     };
     let flow = Flow {
         secrets,
@@ -187,10 +140,10 @@ pub async fn login(
         created: app.clock.unix_now(),
     };
     let Ok(json) = serde_json::to_vec(&flow) else {
-        return ApiError::Internal("cannot encode the flow".to_owned()).into_response();
+        return PageError::Internal("cannot encode the flow".to_owned()).into_response();
     };
     let Ok(sealed) = codec.seal(&b.flow_cookie_name, &json) else {
-        return ApiError::Internal("cannot seal the flow".to_owned()).into_response();
+        return PageError::Internal("cannot seal the flow".to_owned()).into_response();
     };
     let mut resp = Redirect::to(url.as_str()).into_response();
     for c in set_cookie(
@@ -228,15 +181,11 @@ pub async fn callback(
     Query(cb): Query<Callback>,
 ) -> Response {
     let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "Browser sign-in is not configured",
-            "This gatehouse cannot complete a browser sign-in.",
-            None,
-        );
+        return PageError::CallbackOff.into_response();
     };
     let clear_flow = clear_cookie(&b.flow_cookie_name, cookie_attrs(b, "/", 0));
-    let with_cleared = |mut resp: Response| {
+    let with_cleared = |e: PageError| {
+        let mut resp = e.into_response();
         for c in &clear_flow {
             resp.headers_mut().append(header::SET_COOKIE, c.clone());
         }
@@ -246,24 +195,14 @@ pub async fn callback(
         .and_then(|sealed| codec.open(&b.flow_cookie_name, &sealed))
         .and_then(|json| serde_json::from_slice(&json).ok());
     let Some(flow) = flow else {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in flow not found",
-            "This sign-in response does not belong to a sign-in started in this browser, or it was already used, or cookies are blocked. Nothing was signed in.",
-            Some("/auth/login"),
-        ));
+        return with_cleared(PageError::FlowNotFound);
     };
     let start_again = format!(
         "/auth/login?return_to={}",
         url::form_urlencoded::byte_serialize(flow.return_to.as_bytes()).collect::<String>()
     );
     if app.clock.unix_now() > flow.created + FLOW_TTL {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in took too long",
-            "The sign-in flow expired after 10 minutes. Nothing was signed in.",
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::FlowExpired { retry: start_again });
     }
     let state_ok = cb
         .state
@@ -272,33 +211,17 @@ pub async fn callback(
     // `state` first, and a mismatch keeps the flow: a forged callback link (with an `error`,
     // or anything else) cannot abort the sign-in this browser has in progress.
     if !state_ok {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in state does not match",
-            "The response does not match the sign-in this browser started (state mismatch). Nothing was signed in.",
-            Some(&start_again),
-        );
+        return PageError::StateMismatch { retry: start_again }.into_response();
     }
     if let Some(error) = cb.error {
-        let detail = cb.error_description.unwrap_or_default();
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "The identity provider did not sign you in",
-            &format!(
-                "It answered {error:?}{}{}.",
-                if detail.is_empty() { "" } else { ": " },
-                detail
-            ),
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::IdpRefused {
+            error,
+            description: cb.error_description.unwrap_or_default(),
+            retry: start_again,
+        });
     }
     let Some(code) = cb.code else {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "No authorization code",
-            "The identity provider's response has no code.",
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NoCode { retry: start_again });
     };
     let redirect_uri = b.redirect_uri();
     let tokens = match token_request(
@@ -315,23 +238,17 @@ pub async fn callback(
         Ok(t) => t,
         Err(e) if e.client_fault() => {
             tracing::info!(reason = %e, "browser sign-in: the IdP refused the authorization code");
-            return with_cleared(error_page(
-                StatusCode::BAD_REQUEST,
-                "The sign-in could not be completed",
-                &format!(
-                    "The identity provider refused this sign-in's authorization code ({e}). A code can be used only once and for a short time, so it may have been used already or have expired. Nothing was signed in; start again."
-                ),
-                Some(&start_again),
-            ));
+            return with_cleared(PageError::Exchange {
+                reason: e,
+                retry: start_again,
+            });
         }
         Err(e) => {
             tracing::warn!(reason = %e, "browser sign-in: the code exchange failed");
-            return with_cleared(error_page(
-                StatusCode::BAD_GATEWAY,
-                "The code could not be exchanged",
-                &format!("{e}. Try again in a moment."),
-                Some(&start_again),
-            ));
+            return with_cleared(PageError::Exchange {
+                reason: e,
+                retry: start_again,
+            });
         }
     };
     let Some(id_token) = tokens
@@ -339,22 +256,15 @@ pub async fn callback(
         .as_ref()
         .map(|t| t.expose_secret().to_owned())
     else {
-        return with_cleared(error_page(
-            StatusCode::BAD_GATEWAY,
-            "No ID token",
-            "The identity provider's token response has no ID token (is the `openid` scope allowed for this client?).",
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NoIdToken { retry: start_again });
     };
     let verified = match oidc.verify(&id_token, app.clock.unix_now()).await {
         Ok(v) => v,
         Err(e) => {
-            return with_cleared(error_page(
-                StatusCode::BAD_GATEWAY,
-                "The ID token was refused",
-                &e.to_string(),
-                Some(&start_again),
-            ));
+            return with_cleared(PageError::IdTokenRefused {
+                reason: e,
+                retry: start_again,
+            });
         }
     };
     let nonce_ok = verified
@@ -363,12 +273,7 @@ pub async fn callback(
         .and_then(|v| v.as_str())
         .is_some_and(|n| secrets_equal(n, &flow.secrets.nonce));
     if !nonce_ok {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in nonce does not match",
-            "The ID token was not issued for this sign-in (nonce mismatch). Nothing was signed in.",
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NonceMismatch { retry: start_again });
     }
     // A2: a token whose claims make no user (an unverified email as username) would be
     // refused on every request; say why now instead of signing in.
@@ -376,12 +281,10 @@ pub async fn callback(
         verified.clone(),
         &oidc.config().claim_rules(),
     ) {
-        return with_cleared(error_page(
-            StatusCode::FORBIDDEN,
-            "Sign-in refused",
-            &e.to_string(),
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NoUser {
+            reason: e,
+            retry: start_again,
+        });
     }
     let session = Session {
         token: id_token,
@@ -395,10 +298,13 @@ pub async fn callback(
     };
     let cookies = match SessionCookies::new(b, codec).set(&session, app.clock.unix_now()) {
         Ok(c) => c,
-        Err(e) => return with_cleared(ApiError::Internal(e.to_string()).into_response()),
+        Err(e) => return with_cleared(PageError::Internal(e.to_string())),
     };
     tracing::info!(subject = %verified.subject, "browser sign-in");
-    let mut resp = with_cleared(Redirect::to(&flow.return_to).into_response());
+    let mut resp = Redirect::to(&flow.return_to).into_response();
+    for c in &clear_flow {
+        resp.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
     for c in cookies.into_iter().chain(legacy_cookie_removal(b)) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -428,12 +334,7 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         return Redirect::to("/").into_response();
     };
     if !same_origin(&headers, &public_origin(b)) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Cross-site sign-out refused",
-            "Sign out from gatehouse's own page.",
-            Some("/ui/whoami"),
-        );
+        return PageError::CrossSiteSignOut.into_response();
     }
     let session = app
         .session_cookies()

@@ -7,18 +7,19 @@
 //! 1. [`routes`]: the router; imports every handler module and the layers, none imports it.
 //! 2. Handlers: [`ui`] (imports [`api`] and [`proxy`]), [`api`] (imports [`proxy`]),
 //!    [`proxy`], [`browser`]. They read who the caller is from the request's extensions.
-//! 3. The request's layers and the sign-in flow's IdP calls: [`auth_layer`] (the session
-//!    layer and the authentication layer; imports [`token_endpoint`]), [`token_endpoint`].
-//! 4. [`app`]: the shared state and start-up; imports no handler module.
-//! 5. The answers and the proxy's decision: [`page`] (imports [`status`]), [`status`] (the
-//!    Kubernetes `Status` of every API error; imports [`plan`]), [`plan`] (pure).
-//! 6. The parts the state is built from: [`authn`] (imports [`oidc`]), [`health`] (imports
+//! 3. [`auth_layer`]: the session layer and the authentication layer.
+//! 4. [`page`]: rendering, and the UI surface's error page ([`page::PageError`]).
+//! 5. [`token_endpoint`]: the sign-in flow's calls to the IdP (imports [`app`]).
+//! 6. [`app`]: the shared state and start-up; imports no handler module.
+//! 7. The API surface's answers and the proxy's decision: [`status`] (the Kubernetes `Status`
+//!    of every API error; imports [`plan`]), [`plan`] (pure).
+//! 8. The parts the state is built from: [`authn`] (imports [`oidc`]), [`health`] (imports
 //!    [`upstream`]), [`access`], [`oidc`], [`serviceaccounts`], [`upstream`], [`login_guard`],
 //!    [`metrics`]; and [`serve`] (the listener, given the router by the binary).
-//! 7. [`browser_session`] (the session and its cookie; imports [`config`] and [`session`]).
-//! 8. [`config`] (imports only [`clock`]).
-//! 9. Leaves, importing no module of this crate: [`session`], [`credentials`], [`clock`],
-//!    [`client`].
+//! 9. [`browser_session`] (the session and its cookie; imports [`config`] and [`session`]).
+//! 10. [`config`] (imports only [`clock`]).
+//! 11. Leaves, importing no module of this crate: [`session`], [`credentials`], [`clock`],
+//!     [`client`].
 
 pub mod access;
 pub mod api;

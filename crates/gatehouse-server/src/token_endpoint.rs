@@ -22,7 +22,7 @@ use crate::browser_session::Session;
 
 /// Why the token endpoint gave no tokens.
 #[derive(Debug)]
-pub(crate) enum TokenError {
+pub enum TokenError {
     /// The IdP answered an OAuth error (RFC 6749 §5.2).
     Refused {
         status: reqwest::StatusCode,
@@ -37,7 +37,7 @@ impl TokenError {
     /// True when the request itself was bad: a forged, reused or expired code (or refresh
     /// token), which is the client's doing, not an IdP failure nor gatehouse's configuration
     /// (`invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`).
-    pub(crate) fn client_fault(&self) -> bool {
+    pub fn client_fault(&self) -> bool {
         matches!(self, TokenError::Refused { error, .. } if error == "invalid_grant" || error == "invalid_request")
     }
 }

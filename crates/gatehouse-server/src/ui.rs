@@ -19,9 +19,8 @@ use crate::app::App;
 use crate::authn::{Accepted, Authenticated, Authn};
 use crate::browser_session::Session;
 use crate::clock::rfc3339;
-use crate::page::{error_page, render};
+use crate::page::{PageError, render};
 use crate::session::same_origin;
-use crate::status::ApiError;
 
 /// `Strict-Transport-Security` sent on UI and sign-in responses when `publicUrl` is https.
 pub const HSTS: &str = "max-age=31536000";
@@ -184,36 +183,17 @@ pub async fn admin_login(
     Form(form): Form<AdminForm>,
 ) -> Response {
     let Some(b) = &app.config.browser else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "No browser sessions",
-            "This gatehouse has no session key; sign in with `gatehouse login --admin`.",
-            None,
-        );
+        return PageError::NoBrowserSessions.into_response();
     };
     if !same_origin(&headers, &b.public_url.origin().ascii_serialization()) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Cross-site sign-in refused",
-            "Sign in from gatehouse's own page.",
-            Some("/"),
-        );
+        return PageError::CrossSiteSignIn.into_response();
     }
     let peer = match app
         .config
         .client_ip(crate::client::peer_ip(&extensions), &headers)
     {
         Ok(p) => p,
-        Err(e) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Sign-in refused",
-                &format!(
-                    "{e}: gatehouse cannot tell which client this is, so it does not check the password. Ask your platform team to check the proxy in front of gatehouse."
-                ),
-                Some("/"),
-            );
-        }
+        Err(e) => return PageError::UnknownClient(e).into_response(),
     };
     match crate::api::admin_sign_in(&app, secrecy::SecretString::from(form.password), peer).await {
         Ok((token, claims)) => {
@@ -224,13 +204,12 @@ pub async fn admin_login(
                 created: app.clock.unix_now(),
                 expires: claims.exp,
             };
+            // A session key is configured (checked above), so there is a session cookie.
             let set = match app.session_cookies() {
                 Some(c) => c
                     .set(&session, app.clock.unix_now())
-                    .map_err(|e| ApiError::Internal(e.to_string())),
-                None => Err(ApiError::NotFound(
-                    "browser sign-in is not configured".to_owned(),
-                )),
+                    .map_err(|e| PageError::Internal(e.to_string())),
+                None => Err(PageError::NoBrowserSessions),
             };
             match set {
                 Ok(cookies) => {
@@ -419,7 +398,7 @@ pub async fn access(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
     else {
-        return ApiError::Internal("cannot build the review".to_owned()).into_response();
+        return PageError::Internal("cannot build the review".to_owned()).into_response();
     };
     // Already authenticated: the proxy acts on this outcome (as whom, and on fall-through the
     // token it forwards) instead of reading a credential again.
@@ -554,12 +533,7 @@ pub async fn ca(State(app): State<Arc<App>>) -> Response {
             pem.clone(),
         )
             .into_response(),
-        None => error_page(
-            StatusCode::NOT_FOUND,
-            "No CA certificate offered",
-            "This gatehouse has no publicCaFile: its certificate is signed by a CA your system already trusts, or ask your platform team for the CA.",
-            None,
-        ),
+        None => PageError::NoCa.into_response(),
     }
 }
 
