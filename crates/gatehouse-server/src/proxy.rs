@@ -166,12 +166,9 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         .upstream
         .send(identity, upgrade, out)
         .await
-        .map_err(|e| {
-            ApiError::UpstreamUnavailable(format!(
-                "gatehouse cannot reach the kube-apiserver at {}: {}; check that it is running and that gatehouse's kubernetes settings point at it",
-                app.upstream.base(),
-                error_chain(&e)
-            ))
+        .map_err(|source| ApiError::UpstreamUnavailable {
+            base: app.upstream.base().to_string(),
+            source,
         })?;
     app.metrics
         .upstream_seconds
@@ -318,17 +315,6 @@ fn strip_forwarding(headers: &mut HeaderMap) {
     }
     headers.remove(header::FORWARDED);
     headers.remove("x-real-ip");
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

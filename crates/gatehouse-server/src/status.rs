@@ -63,11 +63,17 @@ pub enum ApiError {
         retry_after: u64,
     },
     /// The kube-apiserver cannot be reached (503).
-    #[error("{0}")]
-    UpstreamUnavailable(String),
-    /// gatehouse is not ready yet (503).
-    #[error("{0}")]
-    NotReady(String),
+    #[error(
+        "gatehouse cannot reach the kube-apiserver at {base}: {}; check that it is running and that gatehouse's kubernetes settings point at it",
+        error_chain(.source)
+    )]
+    UpstreamUnavailable {
+        /// The kube-apiserver's base URL.
+        base: String,
+        /// Why.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
     /// A bug or an unexpected failure (500). The message never holds a secret.
     #[error("{0}")]
     Internal(String),
@@ -104,9 +110,7 @@ impl ApiError {
                 "RequestHeaderFieldsTooLarge",
             ),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
-            ApiError::UpstreamUnavailable(_) | ApiError::NotReady(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
-            }
+            ApiError::UpstreamUnavailable { .. } => UNAVAILABLE,
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -123,6 +127,18 @@ impl ApiError {
             _ => None,
         }
     }
+}
+
+/// An error and its sources, joined with `: `.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 impl IntoResponse for ApiError {
@@ -226,5 +242,35 @@ mod tests {
         );
         assert_eq!(ApiError::Plan(PlanError::HeaderValue("x")).status(), 400);
         assert_eq!(ApiError::Plan(PlanError::AdminOff).status(), 500);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_kube_apiserver_is_503_naming_it_and_the_cause_chain() {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<axum::body::Body>();
+        // Nothing listens on port 1.
+        let req = http::Request::get("http://127.0.0.1:1/version")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let source = client.request(req).await.unwrap_err();
+        let e = ApiError::UpstreamUnavailable {
+            base: "http://127.0.0.1:1/".to_owned(),
+            source,
+        };
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let m = e.to_string();
+        assert!(
+            m.starts_with("gatehouse cannot reach the kube-apiserver at http://127.0.0.1:1/: "),
+            "{m}"
+        );
+        // The chain goes down to the connection error, not just the client's summary.
+        assert!(m.matches(": ").count() >= 2, "{m}");
+        assert!(
+            m.ends_with(
+                "check that it is running and that gatehouse's kubernetes settings point at it"
+            ),
+            "{m}"
+        );
     }
 }

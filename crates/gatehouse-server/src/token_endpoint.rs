@@ -1,7 +1,7 @@
 //! The sign-in flow's calls to the IdP: the token endpoint (the authorization-code exchange and
-//! the refresh grant, [`token_request`]), the session refresh built on it ([`refresh_shared`],
+//! the refresh grant, `token_request`), the session refresh built on it (`refresh_shared`,
 //! single-flight through [`crate::browser_session::RefreshFlights`]), and the revocation
-//! endpoint ([`revoke_refresh_token`]). Used by the sign-in flow ([`crate::browser`]) and the
+//! endpoint (`revoke_refresh_token`). Used by the sign-in flow ([`crate::browser`]) and the
 //! session layer ([`crate::auth_layer`]).
 //!
 //! # Security
