@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::authn::{Authenticated, Authn};
 use crate::clock::rfc3339;
+use crate::login_guard::SignInError;
 use crate::status::ApiError;
 use crate::upstream::Identity;
 
@@ -220,7 +221,9 @@ pub async fn admin_login(
     let login: AdminLoginRequest = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
     })?;
-    let (token, claims) = admin_sign_in(&app, login.password, peer).await?;
+    let (token, claims) = admin_sign_in(&app, login.password, peer)
+        .await
+        .map_err(ApiError::SignIn)?;
     Ok(Json(AdminLoginResponse {
         token: BearerToken::new(token),
         expires_at: rfc3339(claims.exp),
@@ -243,26 +246,19 @@ pub async fn admin_sign_in(
     app: &App,
     password: SecretString,
     peer: Option<std::net::IpAddr>,
-) -> Result<(String, gatehouse_core::admin::AdminClaims), ApiError> {
+) -> Result<(String, gatehouse_core::admin::AdminClaims), SignInError> {
     let (Some(admin), Some(tokens)) = (app.config.admin.as_ref(), app.authn.admin()) else {
-        return Err(ApiError::NotFound(
-            "the admin account is disabled on this gatehouse (admin.enabled is false)".to_owned(),
-        ));
+        return Err(SignInError::Disabled);
     };
     if !admin.login_allowed_cidrs.is_empty() && !peer.is_some_and(|p| admin.login_allowed_from(p)) {
         app.metrics.admin_login_refused.inc();
         tracing::warn!(peer = %peer_label(peer), "admin sign-in refused: the client address is not in admin.loginAllowedCidrs");
-        return Err(ApiError::Forbidden(
-            "admin sign-in is not allowed from your network address (admin.loginAllowedCidrs); sign in from an allowed network, or ask the platform team".to_owned(),
-        ));
+        return Err(SignInError::AddressNotAllowed);
     }
     let throttled = |t: crate::login_guard::Throttled| {
         app.metrics.admin_login_refused.inc();
         tracing::warn!(peer = %peer_label(peer), reason = ?t, "admin sign-in throttled");
-        ApiError::TooManyRequests {
-            message: t.message(),
-            retry_after: t.retry_after_secs(),
-        }
+        SignInError::Throttled(t)
     };
     let guard = &app.login_guard;
     guard
@@ -283,11 +279,11 @@ pub async fn admin_sign_in(
         guard.failed(peer, std::time::Instant::now());
         app.metrics.admin_login_failures.inc();
         tracing::warn!(peer = %peer_label(peer), "admin sign-in with a wrong password");
-        return Err(ApiError::Unauthorized("wrong admin password".to_owned()));
+        return Err(SignInError::WrongPassword);
     }
     guard.succeeded(peer);
     tracing::info!(peer = %peer_label(peer), "admin signed in");
     tokens
         .issue(app.clock.unix_now())
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .map_err(SignInError::Issue)
 }

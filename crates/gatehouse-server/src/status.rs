@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::access::ReviewFailed;
 use crate::authn::Refusal;
+use crate::login_guard::SignInError;
 use crate::plan::{Denial, PlanError};
 
 /// An error answered to the client.
@@ -38,11 +39,15 @@ pub enum ApiError {
         "gatehouse could not check which of your ServiceAccounts may do this request ({0}); try again shortly"
     )]
     Review(#[source] ReviewFailed),
-    /// A wrong admin password (401).
+    /// An admin sign-in refused: the account off (404), the address not allowed (403),
+    /// throttled (429, with `Retry-After`), a wrong password (401), or the token not issued
+    /// (500).
+    #[error(transparent)]
+    SignIn(SignInError),
+    /// A bearer token that cannot be written into a header (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// Not allowed: admin sign-in from an address outside `admin.loginAllowedCidrs`, or a
-    /// cross-site request with the session cookie (403).
+    /// A cross-site request with the session cookie (403).
     #[error("{0}")]
     Forbidden(String),
     /// The request is malformed or uses something gatehouse refuses (400).
@@ -54,14 +59,6 @@ pub enum ApiError {
     /// The request head is too large (431).
     #[error("{0}")]
     HeadersTooLarge(String),
-    /// Too many attempts; try again after `retry_after` seconds (429, with `Retry-After`).
-    #[error("{message}")]
-    TooManyRequests {
-        /// What happened and when to try again.
-        message: String,
-        /// Seconds until the client may try again.
-        retry_after: u64,
-    },
     /// The kube-apiserver cannot be reached (503).
     #[error(
         "gatehouse cannot reach the kube-apiserver at {base}: {}; check that it is running and that gatehouse's kubernetes settings point at it",
@@ -109,7 +106,13 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "RequestHeaderFieldsTooLarge",
             ),
-            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            ApiError::SignIn(e) => match e {
+                SignInError::Disabled => (StatusCode::NOT_FOUND, "NotFound"),
+                SignInError::AddressNotAllowed => FORBIDDEN,
+                SignInError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+                SignInError::WrongPassword => UNAUTHORIZED,
+                SignInError::Issue(_) => INTERNAL,
+            },
             ApiError::UpstreamUnavailable { .. } => UNAVAILABLE,
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
@@ -123,7 +126,7 @@ impl ApiError {
     /// Seconds for `Retry-After`, when the client should wait before trying again.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            ApiError::SignIn(SignInError::Throttled(t)) => Some(t.retry_after_secs()),
             _ => None,
         }
     }
@@ -193,11 +196,8 @@ mod tests {
 
     #[tokio::test]
     async fn too_many_requests_carries_retry_after_in_header_and_status() {
-        let resp = ApiError::TooManyRequests {
-            message: "slow down".into(),
-            retry_after: 7,
-        }
-        .into_response();
+        let throttled = crate::login_guard::Throttled::Peer(std::time::Duration::from_secs(7));
+        let resp = ApiError::SignIn(SignInError::Throttled(throttled)).into_response();
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -242,6 +242,12 @@ mod tests {
         );
         assert_eq!(ApiError::Plan(PlanError::HeaderValue("x")).status(), 400);
         assert_eq!(ApiError::Plan(PlanError::AdminOff).status(), 500);
+        let sign_in = |e| ApiError::SignIn(e).status().as_u16();
+        assert_eq!(sign_in(SignInError::Disabled), 404);
+        assert_eq!(sign_in(SignInError::AddressNotAllowed), 403);
+        assert_eq!(sign_in(SignInError::WrongPassword), 401);
+        let busy = ApiError::SignIn(SignInError::Throttled(crate::login_guard::Throttled::Busy));
+        assert_eq!((busy.status().as_u16(), busy.retry_after()), (429, Some(1)));
     }
 
     #[tokio::test]

@@ -223,6 +223,7 @@ pub async fn admin_login(
             }
         }
         Err(e) => {
+            let e = crate::status::ApiError::SignIn(e);
             let mut resp = signin(&app, "/ui/whoami", false, Some(e.to_string()), e.status());
             if let Some(secs) = e.retry_after() {
                 resp.headers_mut()
