@@ -1117,3 +1117,43 @@ async fn the_access_page_of_a_mapped_session_user_is_impersonated() {
         Some(&*format!("Bearer {OWN_TOKEN}"))
     );
 }
+
+#[tokio::test]
+async fn the_apps_clock_decides_when_a_session_is_refreshed_and_when_it_ends() {
+    let now = gatehouse_server::clock::unix_now();
+    // The session (support's: created now, its token recorded as expiring in an hour, no
+    // refresh token; `session.ttl` 12h) at three times by the app's clock.
+    let signed_out = "/?return_to=%2Fui%2Fwhoami";
+    for (at, status, cleared) in [
+        // Well before its token expires: signed in.
+        (now + 3600 - 120, 200, false),
+        // Within a minute of it: a refresh is due, and without a refresh token the session
+        // ends (its cookie cleared).
+        (now + 3600 - 30, 303, true),
+        // Past `session.ttl`: the cookie is not honoured at all (nothing to refresh or clear).
+        (now + 12 * 3600 + 1, 303, false),
+    ] {
+        let h = Setup {
+            clock: gatehouse_server::clock::Clock::Fixed(at),
+            ..Setup::default()
+        }
+        .build()
+        .await;
+        // The token inside stays valid past all three times.
+        let token = h.token(serde_json::json!({"exp": now + 13 * 3600}));
+        let cookie = h.session_cookie(&token, "oidc");
+        let a = h.get("/ui/whoami", &[("cookie", &cookie)]).await;
+        assert_eq!(a.status, status, "at now+{}: {}", at - now, a.body);
+        if status == 200 {
+            assert!(a.body.contains("alice@example.com"), "{}", a.body);
+        } else {
+            assert_eq!(a.header("location"), Some(signed_out));
+        }
+        let clearing = a
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Max-Age=0"));
+        assert_eq!(clearing, cleared, "at now+{}: {:?}", at - now, a.headers);
+    }
+}
