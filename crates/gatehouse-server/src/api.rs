@@ -82,7 +82,7 @@ pub async fn whoami(
         .map(|c| c.0);
     let chain = crate::proxy::forwarded_for(&headers);
     let forwarded_for = app.config.forwarded_for(peer, chain.as_deref());
-    let token = Some(&accepted.credential.token);
+    let token = &accepted.credential.token;
     match &accepted.outcome {
         Authenticated::Principal(p) => match &**p {
             Principal::Admin(c) => {
@@ -149,13 +149,10 @@ pub async fn whoami(
 /// error message.
 async fn self_subject_review(
     app: &App,
-    token: Option<&gatehouse_core::token::BearerToken>,
+    token: &BearerToken,
     forwarded_for: Option<http::HeaderValue>,
 ) -> Option<Review> {
     let error = |e: String| Some(Review::Error { error: e });
-    let Some(token) = token else {
-        return error("no token".to_owned());
-    };
     let Ok(uri) = app
         .upstream
         .uri_for("/apis/authentication.k8s.io/v1/selfsubjectreviews")

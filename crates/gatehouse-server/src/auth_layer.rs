@@ -85,10 +85,7 @@ pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: 
     let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         || req.headers().contains_key(header::UPGRADE);
     if state_changing && !same_origin(req.headers(), &public_origin(b)) {
-        return ApiError::Forbidden(
-            "cross-site request refused: requests authenticated by the gatehouse session cookie must come from gatehouse's own pages".to_owned(),
-        )
-        .into_response();
+        return ApiError::CrossSite.into_response();
     }
     let mut new_cookies = Vec::new();
     if session.expires - 60 <= app.clock.unix_now() {

@@ -47,18 +47,17 @@ pub enum ApiError {
     /// A bearer token that cannot be written into a header (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// A cross-site request with the session cookie (403).
-    #[error("{0}")]
-    Forbidden(String),
+    /// A state-changing request authenticated by the session cookie from another origin (403).
+    #[error(
+        "cross-site request refused: requests authenticated by the gatehouse session cookie must come from gatehouse's own pages"
+    )]
+    CrossSite,
     /// The request is malformed or uses something gatehouse refuses (400).
     #[error("{0}")]
     BadRequest(String),
     /// Nothing is served at this path (404).
     #[error("{0}")]
     NotFound(String),
-    /// The request head is too large (431).
-    #[error("{0}")]
-    HeadersTooLarge(String),
     /// The kube-apiserver cannot be reached (503).
     #[error(
         "gatehouse cannot reach the kube-apiserver at {base}: {}; check that it is running and that gatehouse's kubernetes settings point at it",
@@ -99,13 +98,9 @@ impl ApiError {
             ApiError::Plan(PlanError::HeaderValue(_)) => BAD_REQUEST,
             ApiError::Plan(PlanError::AdminOff | PlanError::NoMapping) => INTERNAL,
             ApiError::Unauthorized(_) => UNAUTHORIZED,
-            ApiError::Forbidden(_) => FORBIDDEN,
+            ApiError::CrossSite => FORBIDDEN,
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
-            ApiError::HeadersTooLarge(_) => (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "RequestHeaderFieldsTooLarge",
-            ),
             ApiError::SignIn(e) => match e {
                 SignInError::Disabled => (StatusCode::NOT_FOUND, "NotFound"),
                 SignInError::AddressNotAllowed => FORBIDDEN,
@@ -183,13 +178,19 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_kubernetes_status_objects() {
-        let resp = ApiError::Forbidden("no".into()).into_response();
+        let resp = ApiError::CrossSite.into_response();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["kind"], "Status");
         assert_eq!(v["code"], 403);
-        assert_eq!(v["message"], "no");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("cross-site request refused"),
+            "{v}"
+        );
         let resp = ApiError::Unauthorized("x".into()).into_response();
         assert!(resp.headers().contains_key(header::WWW_AUTHENTICATE));
     }
