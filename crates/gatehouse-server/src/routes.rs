@@ -1,6 +1,12 @@
 //! The router: the one place routes are defined, and the handlers only it uses (`/healthz`,
 //! `/readyz`, `/readyz/<name>`, `/metrics`). The one module that depends on every handler
 //! module; none of them depends on it.
+//!
+//! The layers of [`crate::auth_layer`] are applied here: the session layer on every path (it
+//! acts on gatehouse's own pages only), and the authentication layer on the routes that need to
+//! know who the caller is, with their surface: the Kubernetes API proxy, `/v1/whoami`, and the
+//! signed-in pages. Routes without it (health, `/v1/config`, `/v1/admin/login`, sign-in, the
+//! CA, the stylesheet) authenticate nobody.
 
 use std::sync::Arc;
 
