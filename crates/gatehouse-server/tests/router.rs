@@ -1157,3 +1157,25 @@ async fn the_apps_clock_decides_when_a_session_is_refreshed_and_when_it_ends() {
         assert_eq!(clearing, cleared, "at now+{}: {:?}", at - now, a.headers);
     }
 }
+
+#[tokio::test]
+async fn the_proxy_acts_only_on_the_layers_outcome_and_never_authenticates_by_itself() {
+    let h = harness().await;
+    // A valid token, handed to the proxy handler without the authentication layer: the handler
+    // does not read it (a 500 Status for the bug), and nothing goes upstream.
+    let token = h.token(serde_json::json!({}));
+    let req = request("GET", PODS, &[("authorization", &bearer(&token))]);
+    let resp =
+        gatehouse_server::proxy::proxy(axum::extract::State(std::sync::Arc::clone(&h.app)), req)
+            .await;
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.headers()["content-security-policy"], "sandbox");
+    h.kube.assert_untouched("a request that bypassed the layer");
+    // Through the router, the same request is authenticated once and impersonated.
+    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        h.kube.one().header("impersonate-user"),
+        Some("system:serviceaccount:team-a:dev")
+    );
+}
