@@ -5,7 +5,10 @@
 //! to decide and no network call. With several, a SubjectAccessReview per candidate (in order,
 //! answers cached for `limits.reviewCacheTtl`) picks the first one allowed to do the request;
 //! when none is, the first candidate is used and the kube-apiserver's own refusal reaches the
-//! user.
+//! user. A review that fails (the kube-apiserver cannot be reached, or refuses gatehouse's own
+//! review) is an error ([`ReviewFailed`], answered 503), not "not allowed": gatehouse cannot
+//! tell which ServiceAccount may do the request, and guessing would act as one the user did
+//! not get because of gatehouse's own failure.
 //!
 //! A WebSocket `exec`, `attach` or `portforward` is a `GET`, so Kubernetes' RequestInfo says
 //! `get`; from Kubernetes 1.35 the kube-apiserver also requires `create` on the subresource
@@ -27,6 +30,17 @@ use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
+
+/// A SubjectAccessReview that could not be made or answered.
+#[derive(Debug, thiserror::Error)]
+#[error("the SubjectAccessReview for {service_account} failed: {source}")]
+pub struct ReviewFailed {
+    /// The candidate under review.
+    pub service_account: ServiceAccountRef,
+    /// Why.
+    #[source]
+    pub source: kube::Error,
+}
 
 /// Picks ServiceAccounts, with a short-lived cache of review answers.
 pub struct AccessResolver {
@@ -54,16 +68,17 @@ impl AccessResolver {
         }
     }
 
-    /// The ServiceAccount to impersonate for `info`, or `None` when nothing is mapped.
+    /// The ServiceAccount to impersonate for `info`, or `None` when nothing is mapped; an
+    /// error when a review it needs fails.
     pub async fn choose(
         &self,
         mapped: &BTreeSet<ServiceAccountRef>,
         info: &RequestInfo,
-    ) -> Option<ServiceAccountRef> {
+    ) -> Result<Option<ServiceAccountRef>, ReviewFailed> {
         let candidates =
             candidate_service_accounts(mapped, info.namespace.as_deref(), &self.global_namespaces);
         if candidates.len() <= 1 {
-            return candidates.into_iter().next();
+            return Ok(candidates.into_iter().next());
         }
         let key = review_key(info);
         for sa in &candidates {
@@ -77,15 +92,18 @@ impl AccessResolver {
                     }
                     Err(e) => {
                         tracing::warn!(serviceaccount = %sa, error = %e, "SubjectAccessReview failed");
-                        false
+                        return Err(ReviewFailed {
+                            service_account: sa.clone(),
+                            source: e,
+                        });
                     }
                 },
             };
             if allowed {
-                return Some(sa.clone());
+                return Ok(Some(sa.clone()));
             }
         }
-        candidates.into_iter().next()
+        Ok(candidates.into_iter().next())
     }
 
     async fn review(
@@ -200,6 +218,39 @@ mod tests {
         assert_eq!(
             review_verbs(&parse("GET", "/api/v1/namespaces/a/pods", None)),
             ["list"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_review_is_an_error_not_a_refusal() {
+        // Nothing listens on port 1: every review fails to connect.
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
+                .unwrap();
+        let access = AccessResolver::new(client, Vec::new(), Duration::from_secs(10));
+        let sa = |ns: &str| ServiceAccountRef {
+            namespace: ns.to_owned(),
+            name: "dev".to_owned(),
+        };
+        let info = parse("GET", "/api/v1/namespaces/team-a/pods", None);
+        // One candidate: no review, no network.
+        let one: BTreeSet<_> = [sa("team-a")].into();
+        assert_eq!(
+            access.choose(&one, &info).await.unwrap(),
+            Some(sa("team-a"))
+        );
+        // Two (a global namespace too): the first review fails, and says so.
+        let access = AccessResolver {
+            global_namespaces: vec!["shared".to_owned()],
+            ..access
+        };
+        let two: BTreeSet<_> = [sa("team-a"), sa("shared")].into();
+        let err = access.choose(&two, &info).await.unwrap_err();
+        assert_eq!(err.service_account, sa("team-a"));
+        assert!(
+            err.to_string()
+                .starts_with("the SubjectAccessReview for team-a/dev failed"),
+            "{err}"
         );
     }
 }

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use gatehouse_core::identity::Principal;
 use gatehouse_core::token::BearerToken;
 use gatehouse_core::wire::{
@@ -19,8 +19,9 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::app::App;
-use crate::authn::{Authenticated, bearer_token};
-use crate::clock::{rfc3339, unix_now};
+use crate::authn::{Authenticated, Authn};
+use crate::clock::rfc3339;
+use crate::login_guard::SignInError;
 use crate::status::ApiError;
 use crate::upstream::Identity;
 
@@ -61,13 +62,19 @@ pub async fn public_config(State(app): State<Arc<App>>) -> Json<PublicConfig> {
 }
 
 /// `GET /v1/whoami`: who the caller is, how they were authenticated, and as whom gatehouse
-/// sends their requests.
+/// sends their requests. The caller was authenticated by the layer ([`crate::auth_layer`],
+/// [`crate::auth_layer::Surface::OwnApi`]): identity headers and refused credentials never
+/// get here.
 pub async fn whoami(
     State(app): State<Arc<App>>,
+    Extension(authn): Extension<Authn>,
     extensions: axum::http::Extensions,
     headers: HeaderMap,
 ) -> Result<Json<WhoAmI>, ApiError> {
-    crate::proxy::refuse_identity_headers(&headers)?;
+    let accepted = match authn {
+        Authn::Accepted(a) => a,
+        Authn::Refused(r) => return Err(ApiError::Refused(r)),
+    };
     // The review below runs as the caller: the audit log gets the caller's address, as for the
     // proxy (a client's own X-Forwarded-For counts only behind a trusted proxy).
     let peer = extensions
@@ -75,9 +82,9 @@ pub async fn whoami(
         .map(|c| c.0);
     let chain = crate::proxy::forwarded_for(&headers);
     let forwarded_for = app.config.forwarded_for(peer, chain.as_deref());
-    let token = bearer_token(&headers)?;
-    match app.authn.authenticate(token.as_ref(), unix_now()).await? {
-        Authenticated::Principal(p) => match &*p {
+    let token = &accepted.credential.token;
+    match &accepted.outcome {
+        Authenticated::Principal(p) => match &**p {
             Principal::Admin(c) => {
                 let admin = app.config.admin.as_ref();
                 Ok(Json(WhoAmI::Admin(AdminWhoAmI {
@@ -99,8 +106,7 @@ pub async fn whoami(
                     .collect();
                 let kubernetes = if mapped.is_empty() {
                     if app.config.fall_through {
-                        let review =
-                            self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
+                        let review = self_subject_review(&app, token, forwarded_for.clone()).await;
                         KubernetesAccess::FallThrough { review }
                     } else {
                         KubernetesAccess::Unmapped {
@@ -129,7 +135,7 @@ pub async fn whoami(
             }
         },
         Authenticated::FallThrough => {
-            let review = self_subject_review(&app, token.as_ref(), forwarded_for.clone()).await;
+            let review = self_subject_review(&app, token, forwarded_for.clone()).await;
             Ok(Json(WhoAmI::FallThrough(FallThroughWhoAmI {
                 service_accounts: Vec::new(),
                 kubernetes: KubernetesAccess::FallThrough { review },
@@ -143,13 +149,10 @@ pub async fn whoami(
 /// error message.
 async fn self_subject_review(
     app: &App,
-    token: Option<&gatehouse_core::token::BearerToken>,
+    token: &BearerToken,
     forwarded_for: Option<http::HeaderValue>,
 ) -> Option<Review> {
     let error = |e: String| Some(Review::Error { error: e });
-    let Some(token) = token else {
-        return error("no token".to_owned());
-    };
     let Ok(uri) = app
         .upstream
         .uri_for("/apis/authentication.k8s.io/v1/selfsubjectreviews")
@@ -215,7 +218,9 @@ pub async fn admin_login(
     let login: AdminLoginRequest = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest(r#"expected a JSON body {"password": "..."}"#.to_owned())
     })?;
-    let (token, claims) = admin_sign_in(&app, login.password, peer).await?;
+    let (token, claims) = admin_sign_in(&app, login.password, peer)
+        .await
+        .map_err(ApiError::SignIn)?;
     Ok(Json(AdminLoginResponse {
         token: BearerToken::new(token),
         expires_at: rfc3339(claims.exp),
@@ -238,26 +243,19 @@ pub async fn admin_sign_in(
     app: &App,
     password: SecretString,
     peer: Option<std::net::IpAddr>,
-) -> Result<(String, gatehouse_core::admin::AdminClaims), ApiError> {
+) -> Result<(String, gatehouse_core::admin::AdminClaims), SignInError> {
     let (Some(admin), Some(tokens)) = (app.config.admin.as_ref(), app.authn.admin()) else {
-        return Err(ApiError::NotFound(
-            "the admin account is disabled on this gatehouse (admin.enabled is false)".to_owned(),
-        ));
+        return Err(SignInError::Disabled);
     };
     if !admin.login_allowed_cidrs.is_empty() && !peer.is_some_and(|p| admin.login_allowed_from(p)) {
         app.metrics.admin_login_refused.inc();
         tracing::warn!(peer = %peer_label(peer), "admin sign-in refused: the client address is not in admin.loginAllowedCidrs");
-        return Err(ApiError::Forbidden(
-            "admin sign-in is not allowed from your network address (admin.loginAllowedCidrs); sign in from an allowed network, or ask the platform team".to_owned(),
-        ));
+        return Err(SignInError::AddressNotAllowed);
     }
     let throttled = |t: crate::login_guard::Throttled| {
         app.metrics.admin_login_refused.inc();
         tracing::warn!(peer = %peer_label(peer), reason = ?t, "admin sign-in throttled");
-        ApiError::TooManyRequests {
-            message: t.message(),
-            retry_after: t.retry_after_secs(),
-        }
+        SignInError::Throttled(t)
     };
     let guard = &app.login_guard;
     guard
@@ -278,11 +276,11 @@ pub async fn admin_sign_in(
         guard.failed(peer, std::time::Instant::now());
         app.metrics.admin_login_failures.inc();
         tracing::warn!(peer = %peer_label(peer), "admin sign-in with a wrong password");
-        return Err(ApiError::Unauthorized("wrong admin password".to_owned()));
+        return Err(SignInError::WrongPassword);
     }
     guard.succeeded(peer);
     tracing::info!(peer = %peer_label(peer), "admin signed in");
     tokens
-        .issue(unix_now())
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .issue(app.clock.unix_now())
+        .map_err(SignInError::Issue)
 }

@@ -4,8 +4,7 @@
 //! background tasks; [`App::from_parts`] assembles an `App` from parts already built, which is
 //! how in-process tests (`tests/router.rs`) make one with a local kube-apiserver and issuer.
 //! The routes are [`crate::routes::router`]'s: this module imports no handler module. The
-//! session-cookie methods (`session_cookies`, `session_from`, `has_session_cookie`) are
-//! defined beside the sign-in flow in [`crate::browser`].
+//! session cookie is [`crate::browser_session::SessionCookies`] ([`App::session_cookies`]).
 
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use secrecy::ExposeSecret as _;
 
 use crate::access::AccessResolver;
 use crate::authn::Authenticator;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::health::CheckResult;
 use crate::metrics::Metrics;
@@ -38,6 +38,8 @@ pub struct App {
     pub upstream: Upstream,
     /// Metrics.
     pub metrics: Metrics,
+    /// The wall clock every handler reads the time from.
+    pub clock: Clock,
     /// Admin sign-in throttling: per-address backoff, an overall limit, and at most two bcrypt
     /// checks at a time with a bounded queue, so password guessing cannot starve the proxy.
     pub login_guard: crate::login_guard::LoginGuard,
@@ -87,6 +89,8 @@ pub struct AppParts {
     pub client: kube::Client,
     /// Metrics.
     pub metrics: Metrics,
+    /// The wall clock ([`Clock::System`]; a test may fix it).
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for AppParts {
@@ -94,6 +98,7 @@ impl std::fmt::Debug for AppParts {
         f.debug_struct("AppParts")
             .field("oidc", &self.oidc)
             .field("upstream", &self.upstream)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +123,7 @@ impl App {
             upstream,
             client: client.clone(),
             metrics: Metrics::default(),
+            clock: Clock::System,
         })?;
         if let Some(o) = &app.oidc {
             tokio::spawn(Arc::clone(o).run());
@@ -144,6 +150,7 @@ impl App {
             upstream,
             client,
             metrics,
+            clock,
         } = parts;
         let admin = match &config.admin {
             Some(a) => {
@@ -189,10 +196,19 @@ impl App {
             access,
             upstream,
             metrics,
+            clock,
             login_guard: crate::login_guard::LoginGuard::new(),
             refreshes: crate::browser_session::RefreshFlights::default(),
             rights,
         }))
+    }
+
+    /// The session cookie, when browser sign-in (or admin UI sessions) is configured.
+    pub fn session_cookies(&self) -> Option<crate::browser_session::SessionCookies<'_>> {
+        Some(crate::browser_session::SessionCookies::new(
+            self.config.browser.as_ref()?,
+            self.cookies.as_ref()?,
+        ))
     }
 
     /// The readiness checks by name, with fixed reasons (`/readyz?verbose`): the same

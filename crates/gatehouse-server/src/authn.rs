@@ -26,12 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::admin::{AdminTokenError, AdminTokens};
-use gatehouse_core::identity::{OidcUser, Principal};
+use gatehouse_core::identity::{IdentityError, OidcUser, Principal};
+use gatehouse_core::jwt::VerifyError;
 use gatehouse_core::token::{BearerToken, TokenFingerprint, TokenShape};
-use http::HeaderMap;
 
+use crate::credentials::{ConnectionNamesProtected, Credential, CredentialError, IdentityHeader};
 use crate::oidc::{OidcError, OidcVerifier};
-use crate::status::ApiError;
 
 /// The outcome of authentication.
 #[derive(Debug, Clone)]
@@ -40,6 +40,112 @@ pub enum Authenticated {
     Principal(Arc<Principal>),
     /// A token gatehouse does not own, to be forwarded for the kube-apiserver to judge.
     FallThrough,
+}
+
+/// Why a token was refused. Every variant is the client's (401), but
+/// [`AuthnError::IssuerNotReady`] (503): gatehouse cannot judge the token yet.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthnError {
+    /// The request carries no credential.
+    #[error(
+        "no credentials: send a bearer token (run `gatehouse login`, or use a kubeconfig made by `gatehouse kubeconfig`)"
+    )]
+    NoCredentials,
+    /// Three parts like a JWT, but not a canonical one.
+    #[error(
+        "the token has the three parts of a JWT but is not a canonical one (base64url without padding, a JSON payload); gatehouse refuses it rather than let the kube-apiserver read it differently"
+    )]
+    NonCanonicalJwt,
+    /// An admin token past its expiry, or issued before `admin.tokensNotBefore`.
+    #[error("{0}: run `gatehouse login --admin`")]
+    AdminLapsed(AdminTokenError),
+    /// An admin token that does not verify.
+    #[error("the admin token is invalid: run `gatehouse login --admin` for a new one")]
+    AdminInvalid(AdminTokenError),
+    /// A verified OIDC token whose claims make no user.
+    #[error("the token from {issuer} was refused: {reason}")]
+    NoUser {
+        /// The issuer.
+        issuer: String,
+        /// Why.
+        reason: IdentityError,
+    },
+    /// An OIDC token that does not verify.
+    #[error("the token from {issuer} was refused: {reason}; sign in again with `gatehouse login`")]
+    OidcInvalid {
+        /// The issuer.
+        issuer: String,
+        /// Why.
+        reason: VerifyError,
+    },
+    /// The issuer's keys are not loaded yet (503).
+    #[error("gatehouse cannot verify tokens from {issuer} yet ({reason}); try again shortly")]
+    IssuerNotReady {
+        /// The issuer.
+        issuer: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A token of no issuer gatehouse knows, with fall-through off.
+    #[error(
+        "this token was not issued by gatehouse's OIDC issuer or admin account, and fall-through to Kubernetes authentication is disabled"
+    )]
+    FallThroughDisabled,
+}
+
+impl AuthnError {
+    /// True when gatehouse, not the token, is the reason (answered 503).
+    pub fn not_ready(&self) -> bool {
+        matches!(self, AuthnError::IssuerNotReady { .. })
+    }
+}
+
+/// Why the authentication layer refused a request, in the order it checks: the header rules
+/// of the Kubernetes API (identity headers, `Connection`), the credential's form, the session
+/// cookie where it is not a credential, then the token itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A client-sent identity header (403).
+    #[error(transparent)]
+    IdentityHeader(#[from] IdentityHeader),
+    /// `Connection` names a protected header (400).
+    #[error(transparent)]
+    ConnectionNamesProtected(#[from] ConnectionNamesProtected),
+    /// The credential's form is refused on a Kubernetes API path (401): the reason, and that
+    /// gatehouse refuses what it could read differently from the kube-apiserver.
+    #[error("{0}: gatehouse refuses credentials it could read differently from the kube-apiserver")]
+    KubernetesCredential(CredentialError),
+    /// The credential's form is refused on gatehouse's own API (401).
+    #[error(transparent)]
+    Credential(CredentialError),
+    /// Only the web UI's session cookie, on a Kubernetes API path (401).
+    #[error(
+        "the web UI's session cookie does not authenticate Kubernetes API requests: use kubectl with a kubeconfig from `gatehouse kubeconfig` (or the web UI's kubeconfig page)"
+    )]
+    SessionCookieOnApi,
+    /// The token was refused.
+    #[error(transparent)]
+    Token(#[from] AuthnError),
+}
+
+/// A request the authentication layer accepted: the credential it was judged by, and the
+/// outcome.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The one credential of the request (the token forwarded on fall-through).
+    pub credential: Credential,
+    /// Who it is.
+    pub outcome: Authenticated,
+}
+
+/// What the authentication layer ([`crate::auth_layer`]) put in the request's extensions;
+/// handlers read it instead of authenticating.
+#[derive(Debug, Clone)]
+pub enum Authn {
+    /// Authenticated: a principal, or fall-through.
+    Accepted(Arc<Accepted>),
+    /// Refused, and why (no credential is [`AuthnError::NoCredentials`]).
+    Refused(Arc<Refusal>),
 }
 
 /// Authenticates bearer tokens.
@@ -57,16 +163,6 @@ impl std::fmt::Debug for Authenticator {
             .field("oidc", &self.oidc.is_some())
             .field("fall_through", &self.fall_through)
             .finish_non_exhaustive()
-    }
-}
-
-/// The bearer token of `Authorization`, for gatehouse's own endpoints: `Ok(None)` without one,
-/// and an error for every form [`crate::credentials`] refuses.
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<BearerToken>, ApiError> {
-    match crate::credentials::read(headers) {
-        Ok(Some(c)) => Ok(Some(c.token)),
-        Ok(None) => Ok(None),
-        Err(e) => Err(ApiError::Unauthorized(e.to_string())),
     }
 }
 
@@ -99,11 +195,9 @@ impl Authenticator {
         &self,
         token: Option<&BearerToken>,
         now: i64,
-    ) -> Result<Authenticated, ApiError> {
+    ) -> Result<Authenticated, AuthnError> {
         let Some(token) = token else {
-            return Err(ApiError::Unauthorized(
-                "no credentials: send a bearer token (run `gatehouse login`, or use a kubeconfig made by `gatehouse kubeconfig`)".to_owned(),
-            ));
+            return Err(AuthnError::NoCredentials);
         };
         let fingerprint = token.fingerprint();
         if let Some(p) = self.cache.get(&fingerprint) {
@@ -115,24 +209,17 @@ impl Authenticator {
         let issuer = match token.shape() {
             TokenShape::Opaque => None,
             TokenShape::Jwt { issuer } => issuer,
-            TokenShape::MalformedJwt => {
-                return Err(ApiError::Unauthorized(
-                    "the token has the three parts of a JWT but is not a canonical one (base64url without padding, a JSON payload); gatehouse refuses it rather than let the kube-apiserver read it differently".to_owned(),
-                ));
-            }
+            TokenShape::MalformedJwt => return Err(AuthnError::NonCanonicalJwt),
         };
         if let (Some(admin), Some(iss)) = (&self.admin, &issuer)
             && iss == admin.issuer()
         {
             return match admin.verify(token.expose_secret(), now) {
                 Ok(claims) => Ok(self.remember(fingerprint, Principal::Admin(claims))),
-                Err(e @ (AdminTokenError::Expired | AdminTokenError::Revoked)) => Err(
-                    ApiError::Unauthorized(format!("{e}: run `gatehouse login --admin`")),
-                ),
-                Err(_) => Err(ApiError::Unauthorized(
-                    "the admin token is invalid: run `gatehouse login --admin` for a new one"
-                        .to_owned(),
-                )),
+                Err(e @ (AdminTokenError::Expired | AdminTokenError::Revoked)) => {
+                    Err(AuthnError::AdminLapsed(e))
+                }
+                Err(e) => Err(AuthnError::AdminInvalid(e)),
             };
         }
         if let (Some(oidc), Some(iss)) = (&self.oidc, &issuer)
@@ -144,29 +231,30 @@ impl Authenticator {
                         Ok(user) => Ok(self.remember(fingerprint, Principal::Oidc(user))),
                         Err(e) => {
                             tracing::info!(reason = %e, "refused an OIDC token");
-                            Err(ApiError::Unauthorized(format!(
-                                "the token from {iss} was refused: {e}"
-                            )))
+                            Err(AuthnError::NoUser {
+                                issuer: iss.clone(),
+                                reason: e,
+                            })
                         }
                     }
                 }
-                Err(OidcError::NotReady(reason)) => Err(ApiError::NotReady(format!(
-                    "gatehouse cannot verify tokens from {iss} yet ({reason}); try again shortly"
-                ))),
+                Err(OidcError::NotReady(reason)) => Err(AuthnError::IssuerNotReady {
+                    issuer: iss.clone(),
+                    reason,
+                }),
                 Err(OidcError::Invalid(e)) => {
                     tracing::info!(reason = %e, "refused an OIDC token");
-                    Err(ApiError::Unauthorized(format!(
-                        "the token from {iss} was refused: {e}; sign in again with `gatehouse login`"
-                    )))
+                    Err(AuthnError::OidcInvalid {
+                        issuer: iss.clone(),
+                        reason: e,
+                    })
                 }
             };
         }
         if self.fall_through {
             Ok(Authenticated::FallThrough)
         } else {
-            Err(ApiError::Unauthorized(
-                "this token was not issued by gatehouse's OIDC issuer or admin account, and fall-through to Kubernetes authentication is disabled".to_owned(),
-            ))
+            Err(AuthnError::FallThroughDisabled)
         }
     }
 
@@ -196,14 +284,18 @@ mod tests {
         ));
         // Expired: refused for its expiry, even though it is cached and fall-through is on.
         match a.authenticate(Some(&t), 1060).await {
-            Err(ApiError::Unauthorized(m)) => assert!(m.contains("has expired"), "{m}"),
+            Err(e @ AuthnError::AdminLapsed(_)) => {
+                assert!(e.to_string().contains("has expired"), "{e}");
+            }
             other => panic!("an expired admin token was not refused as expired: {other:?}"),
         }
         // Signed with another key: refused as invalid (not as expired), not forwarded.
         let other = AdminTokens::new(vec![4; 32], "gatehouse-admin", "gatehouse", 60).unwrap();
         let (forged, _) = other.issue(1000).unwrap();
         match a.authenticate(Some(&BearerToken::new(forged)), 1000).await {
-            Err(ApiError::Unauthorized(m)) => assert!(m.contains("is invalid"), "{m}"),
+            Err(e @ AuthnError::AdminInvalid(_)) => {
+                assert!(e.to_string().contains("is invalid"), "{e}");
+            }
             other => panic!("a forged admin token was not refused as invalid: {other:?}"),
         }
     }
@@ -219,27 +311,21 @@ mod tests {
         ));
         // Refused because fall-through is off (not for some other reason).
         match off.authenticate(Some(&opaque), 0).await {
-            Err(ApiError::Unauthorized(m)) => {
+            Err(e @ AuthnError::FallThroughDisabled) => {
                 assert!(
-                    m.contains("fall-through to Kubernetes authentication is disabled"),
-                    "{m}"
+                    e.to_string()
+                        .contains("fall-through to Kubernetes authentication is disabled"),
+                    "{e}"
                 );
             }
             other => panic!("with fall-through off an opaque token was not refused: {other:?}"),
         }
         // No token never falls through, even when fall-through is on.
         match on.authenticate(None, 0).await {
-            Err(ApiError::Unauthorized(m)) => assert!(m.starts_with("no credentials"), "{m}"),
+            Err(e @ AuthnError::NoCredentials) => {
+                assert!(e.to_string().starts_with("no credentials"), "{e}");
+            }
             other => panic!("a request without a token was not refused: {other:?}"),
         }
-    }
-
-    #[test]
-    fn reads_bearer_header() {
-        let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, "bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&h).unwrap().unwrap().expose_secret(), "abc");
-        h.insert(http::header::AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert!(bearer_token(&h).is_err());
     }
 }

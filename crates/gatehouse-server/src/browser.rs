@@ -1,5 +1,8 @@
 //! Browser sign-in: the authorization-code flow with PKCE, run by the server
-//! (backend-for-frontend), and the session cookie that authenticates the UI and the proxy.
+//! (backend-for-frontend): `/auth/login`, `/auth/callback` and `/auth/logout`. The session
+//! cookie it sets ([`crate::browser_session::SessionCookies`]) authenticates gatehouse's own
+//! pages only, through the session layer ([`crate::auth_layer`]); its calls to the IdP's token
+//! and revocation endpoints are [`crate::token_endpoint`]'s.
 //!
 //! # Security
 //! - `/auth/login` creates fresh `state`, `nonce` and PKCE verifier, seals them with the page to
@@ -17,8 +20,9 @@
 //!   502 is kept for an IdP that cannot be reached, answers something that is not a token
 //!   response, or refuses gatehouse's own client configuration. An attacker's forged codes
 //!   therefore never look like an IdP outage in metrics and alerts.
-//! - The session cookie holds the tokens sealed ([`crate::session`]); it is refreshed with the
-//!   refresh token shortly before the ID token expires, and never outlives `session.ttl`.
+//! - The session cookie holds the tokens sealed ([`crate::session`]); the session layer
+//!   refreshes it with the refresh token shortly before the ID token expires, and it never
+//!   outlives `session.ttl`.
 //! - Cookie names: with secure cookies (the default) both cookies carry the `__Host-` prefix
 //!   (`__Host-gatehouse_session`, `__Host-gatehouse_flow`; a configured `session.cookieName`
 //!   gets the prefix added). Browsers accept a `__Host-` cookie only with `Secure`, `Path=/`
@@ -27,9 +31,8 @@
 //!   sign-in flow). The flow cookie therefore has `Path=/` too; only `/auth/callback` reads
 //!   it, and the session layer passes `/auth/` by.
 //! - Refresh is single-flight per session (why, and how: [`crate::browser_session`]), so a
-//!   rotating refresh token is used once.
-//! - The refreshed ID token must name the same `sub` and `iss` as the session's, or the
-//!   session ends: a refresh can never turn one user's session into another's.
+//!   rotating refresh token is used once; the refreshed ID token must name the session's user
+//!   ([`crate::token_endpoint`]).
 //! - Logout revokes the refresh token (RFC 7009) when the IdP's discovery document has a
 //!   `revocation_endpoint`, within [`REVOKE_TIMEOUT`]; a failure is logged (never the token)
 //!   and does not stop the sign-out.
@@ -38,26 +41,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::authorize::{
     FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path, secrets_equal,
 };
-use gatehouse_core::wire::oauth::{OAuthError, TokenResponse};
-use gatehouse_oidc::http::{ErrorBody, HttpError};
-use gatehouse_oidc::token::{ClientAuth, TokenClient};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::browser_session::Session;
-use crate::clock::unix_now;
+use crate::browser_session::{Session, SessionCookies, cookie_attrs, public_origin};
 use crate::config::{BrowserConfig, FLOW_COOKIE};
-use crate::page::error_page;
-use crate::session::{CookieAttrs, clear_cookie, read_cookie, same_origin, set_cookie};
-use crate::status::ApiError;
+use crate::page::{PageError, ParameterProblem};
+use crate::session::{clear_cookie, read_cookie, same_origin, set_cookie};
+use crate::token_endpoint::{Grant, revoke_refresh_token, token_request};
 
 const FLOW_TTL: i64 = 600;
 /// The longest logout waits for the IdP's revocation endpoint.
@@ -79,414 +77,50 @@ impl std::fmt::Debug for Callback {
     }
 }
 
-fn attrs<'a>(b: &BrowserConfig, path: &'a str, max_age: u64) -> CookieAttrs<'a> {
-    CookieAttrs {
-        path,
-        max_age,
-        secure: b.secure_cookies,
-    }
-}
-
-fn public_origin(b: &BrowserConfig) -> String {
-    b.public_url.origin().ascii_serialization()
-}
-
-impl App {
-    /// `Set-Cookie` headers for a new or refreshed session.
-    pub fn session_cookies(&self, session: &Session) -> Result<Vec<HeaderValue>, ApiError> {
-        let (Some(b), Some(codec)) = (&self.config.browser, &self.cookies) else {
-            return Err(ApiError::NotFound(
-                "browser sign-in is not configured".to_owned(),
-            ));
-        };
-        let json = serde_json::to_vec(session).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let sealed = codec
-            .seal(&b.cookie_name, &json)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let lifetime = (session.created + i64::try_from(b.session_ttl.as_secs()).unwrap_or(0)
-            - unix_now())
-        .max(0);
-        Ok(set_cookie(
-            &b.cookie_name,
-            &sealed,
-            attrs(b, "/", u64::try_from(lifetime).unwrap_or(0)),
-        ))
-    }
-
-    /// True when the request carries gatehouse's session cookie (valid or not).
-    pub fn has_session_cookie(&self, headers: &HeaderMap) -> bool {
-        self.config
-            .browser
-            .as_ref()
-            .is_some_and(|b| read_cookie(headers, &b.cookie_name).is_some())
-    }
-
-    /// The session from the request's cookie, when valid and within its lifetime.
-    pub fn session_from(&self, headers: &HeaderMap) -> Option<Session> {
-        let (b, codec) = (self.config.browser.as_ref()?, self.cookies.as_ref()?);
-        let sealed = read_cookie(headers, &b.cookie_name)?;
-        let session: Session =
-            serde_json::from_slice(&codec.open(&b.cookie_name, &sealed)?).ok()?;
-        let ttl = i64::try_from(b.session_ttl.as_secs()).unwrap_or(0);
-        (unix_now() < session.created + ttl).then_some(session)
-    }
-}
-
-/// True for the paths that the session cookie authenticates: gatehouse's own pages (`/` and
-/// `/ui/*`, the stylesheet excepted). Everything else, the Kubernetes API proxy and `/v1/*`
-/// included, ignores the cookie.
-///
-/// # Security
-/// The proxy serves content that gatehouse does not control (a pod's or Service's `proxy`
-/// subresource, an aggregated API server) on gatehouse's own origin. If the cookie
-/// authenticated it, a link to such a page would run the attacker's script with the victim's
-/// rights, and its same-origin requests would pass every cross-site check. The web UI itself
-/// never needs the proxy from the browser: its pages call Kubernetes on the server side
-/// (`/ui/access` sends the SelfSubjectRulesReview in-process).
-pub fn cookie_authenticates(path: &str) -> bool {
-    path == "/" || (path.starts_with("/ui/") && !path.starts_with("/ui/static/"))
-}
-
-/// Middleware: a request to one of gatehouse's own pages ([`cookie_authenticates`]) without
-/// `Authorization` but with a valid session cookie is authenticated with the session's token
-/// (refreshed when due). State-changing requests authenticated this way must come from
-/// gatehouse's own origin (no cross-site request forgery with the cookie).
-pub async fn session_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let Some(b) = app.config.browser.as_ref() else {
-        return next.run(req).await;
-    };
-    if req.headers().contains_key(header::AUTHORIZATION) || !cookie_authenticates(req.uri().path())
-    {
-        return next.run(req).await;
-    }
-    let Some(mut session) = app.session_from(req.headers()) else {
-        return next.run(req).await;
-    };
-    // A WebSocket upgrade is a GET that browsers send cross-site without CORS: it counts as
-    // state-changing (no UI page is one, but the rule stays if one ever is).
-    let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || req.headers().contains_key(header::UPGRADE);
-    if state_changing && !same_origin(req.headers(), &public_origin(b)) {
-        return ApiError::Forbidden(
-            "cross-site request refused: requests authenticated by the gatehouse session cookie must come from gatehouse's own pages".to_owned(),
-        )
-        .into_response();
-    }
-    let mut new_cookies = Vec::new();
-    if session.expires - 60 <= unix_now() {
-        match refresh_shared(&app, &session).await {
-            Ok(fresh) => {
-                new_cookies = app.session_cookies(&fresh).unwrap_or_default();
-                session = fresh;
-            }
-            Err(e) => {
-                tracing::info!(reason = %e, "session could not be refreshed; signed out");
-                let mut resp = next.run(req).await;
-                for c in clear_cookie(&b.cookie_name, attrs(b, "/", 0)) {
-                    resp.headers_mut().append(header::SET_COOKIE, c);
-                }
-                return resp;
-            }
-        }
-    }
-    if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", session.token)) {
-        v.set_sensitive(true);
-        req.headers_mut().insert(header::AUTHORIZATION, v);
-    }
-    let mut resp = next.run(req).await;
-    for c in new_cookies {
-        resp.headers_mut().append(header::SET_COOKIE, c);
-    }
-    resp
-}
-
-/// Why the token endpoint gave no tokens.
-#[derive(Debug)]
-enum TokenError {
-    /// The IdP answered an OAuth error (RFC 6749 §5.2).
-    Refused {
-        status: reqwest::StatusCode,
-        error: String,
-        description: String,
-    },
-    /// The IdP could not be reached, or answered something that is not a token response.
-    Unavailable(String),
-}
-
-impl TokenError {
-    /// True when the request itself was bad: a forged, reused or expired code (or refresh
-    /// token), which is the client's doing, not an IdP failure nor gatehouse's configuration
-    /// (`invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`).
-    fn client_fault(&self) -> bool {
-        matches!(self, TokenError::Refused { error, .. } if error == "invalid_grant" || error == "invalid_request")
-    }
-}
-
-impl std::fmt::Display for TokenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TokenError::Refused {
-                status,
-                error,
-                description,
-            } => write!(f, "the IdP refused ({status}): {error} {description}"),
-            TokenError::Unavailable(m) => f.write_str(m),
-        }
-    }
-}
-
-/// A grant the browser flow asks the token endpoint for.
-enum Grant<'a> {
-    /// The authorization code, with its redirect URI and PKCE verifier.
-    Code {
-        code: &'a str,
-        redirect_uri: &'a str,
-        verifier: &'a str,
-    },
-    /// The session's refresh token.
-    Refresh(&'a str),
-}
-
-async fn token_request(app: &App, grant: Grant<'_>) -> Result<TokenResponse, TokenError> {
-    let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
-        return Err(TokenError::Unavailable(
-            "browser sign-in is not configured".to_owned(),
-        ));
-    };
-    let discovery = oidc.discovery().ok_or_else(|| {
-        TokenError::Unavailable("the IdP's metadata is not loaded yet".to_owned())
-    })?;
-    let client = TokenClient::new(oidc.http(), client_auth(oidc, b));
-    let endpoint = &discovery.token_endpoint;
-    let answer = match grant {
-        Grant::Code {
-            code,
-            redirect_uri,
-            verifier,
-        } => {
-            client
-                .exchange_code(endpoint, code, redirect_uri, verifier)
-                .await
-        }
-        Grant::Refresh(rt) => client.refresh(endpoint, rt).await,
-    };
-    answer.map_err(|e| match e {
-        HttpError::Transport { source, .. } => {
-            TokenError::Unavailable(format!("cannot reach the IdP's token endpoint: {source}"))
-        }
-        // An OAuth error is a 400 (401 for client authentication) with a JSON `error`;
-        // anything else (a 5xx, an HTML page from a proxy) is an unavailable IdP.
-        HttpError::Status {
-            status,
-            body:
-                ErrorBody {
-                    oauth:
-                        Some(OAuthError {
-                            error: Some(error),
-                            error_description,
-                        }),
-                    ..
-                },
-            ..
-        } if status.is_client_error() => TokenError::Refused {
-            status,
-            error,
-            description: error_description.unwrap_or_default(),
-        },
-        HttpError::Status { status, .. } => {
-            TokenError::Unavailable(format!("the IdP's token endpoint failed ({status})"))
-        }
-        HttpError::Decode { source, .. } => TokenError::Unavailable(format!(
-            "the IdP's token response is not valid: {}",
-            gatehouse_oidc::http::decode_reason(&source)
-        )),
-    })
-}
-
-/// gatehouse as a confidential client of the IdP: its client ID and secret, HTTP Basic.
-fn client_auth<'a>(oidc: &'a crate::oidc::OidcVerifier, b: &'a BrowserConfig) -> ClientAuth<'a> {
-    ClientAuth::Basic {
-        client_id: &oidc.config().client_id,
-        secret: &b.client_secret,
-    }
-}
-
-/// The `sub` and `iss` of a token already verified and sealed in a session. The session cookie
-/// is authenticated encryption, so its token is the one gatehouse verified at sign-in.
-fn session_identity(token: &str) -> Option<(String, String)> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    Some((
-        v.get("sub")?.as_str()?.to_owned(),
-        v.get("iss")?.as_str()?.to_owned(),
-    ))
-}
-
-/// Refreshes `session`, once per refresh token however many requests ask at the same time.
-async fn refresh_shared(app: &App, session: &Session) -> Result<Session, String> {
-    let Some(rt) = session.refresh_token.as_deref() else {
-        return Err("the session expired and has no refresh token".to_owned());
-    };
-    app.refreshes.run(rt, || refresh(app, session)).await
-}
-
-async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
-    let Some(rt) = session.refresh_token.as_deref() else {
-        return Err("the session expired and has no refresh token".to_owned());
-    };
-    let tokens = token_request(app, Grant::Refresh(rt))
-        .await
-        .map_err(|e| e.to_string())?;
-    let id_token = tokens
-        .id_token
-        .as_ref()
-        .map(|t| t.expose_secret().to_owned())
-        .ok_or("the refresh response has no ID token")?;
-    let oidc = app.oidc.as_ref().ok_or("no issuer")?;
-    let verified = oidc
-        .verify(&id_token, unix_now())
-        .await
-        .map_err(|e| e.to_string())?;
-    check_same_user(session, &verified.subject, &verified.issuer)?;
-    Ok(Session {
-        token: id_token,
-        refresh_token: tokens
-            .refresh_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned())
-            .or_else(|| session.refresh_token.clone()),
-        kind: "oidc".to_owned(),
-        created: session.created,
-        expires: verified.expires_at,
-    })
-}
-
-/// A refreshed ID token must be for the session's user: same `sub`, same `iss`.
-fn check_same_user(session: &Session, subject: &str, issuer: &str) -> Result<(), String> {
-    match session_identity(&session.token) {
-        Some((sub, iss)) if sub == subject && iss == issuer => Ok(()),
-        Some(_) => Err(
-            "the refreshed ID token names another user (sub or iss changed); the session was ended"
-                .to_owned(),
-        ),
-        None => Err("the session's ID token cannot be read; the session was ended".to_owned()),
-    }
-}
-
-/// Revokes a refresh token at the IdP (RFC 7009). The error never holds the token.
-async fn revoke_refresh_token(
-    app: &App,
-    endpoint: &str,
-    refresh_token: &str,
-) -> Result<(), String> {
-    let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
-        return Err("browser sign-in is not configured".to_owned());
-    };
-    TokenClient::new(oidc.http(), client_auth(oidc, b))
-        .revoke_refresh_token(endpoint, refresh_token)
-        .await
-        .map_err(|e| match e {
-            HttpError::Transport { source, .. } => format!(
-                "cannot reach the IdP's revocation endpoint: {}",
-                source.without_url()
-            ),
-            HttpError::Status { status, .. } => {
-                format!("the IdP's revocation endpoint answered {status}")
-            }
-            // A 2xx is success whatever its body, which is not read: not reached.
-            HttpError::Decode { .. } => {
-                "the IdP's revocation endpoint sent an answer that cannot be read".to_owned()
-            }
-        })
-}
-
 /// `GET /auth/login?return_to=/path&<user parameters>`.
 pub async fn login(
     State(app): State<Arc<App>>,
     Query(mut query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "Browser sign-in is not configured",
-            "This gatehouse has no oidc.clientSecret and session.key, so it cannot sign you in with a browser. Use `gatehouse login` in a terminal, or ask your platform team.",
-            None,
-        );
+        return PageError::SignInOff.into_response();
     };
     let return_to = query
         .remove("return_to")
         .unwrap_or_else(|| "/ui/whoami".to_owned());
     let Some(return_to) = safe_return_path(&return_to).map(str::to_owned) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Unsafe return address",
-            "The page to return to after sign-in must be a path on this gatehouse (starting with a single /). Sign-in was not started.",
-            Some("/"),
-        );
+        return PageError::UnsafeReturn.into_response();
     };
     let config = oidc.config();
     let mut params = config.additional_parameters.clone();
     for (name, value) in query {
+        let refused = |problem| PageError::Parameter {
+            name: name.clone(),
+            problem,
+        };
         if RESERVED_PARAMETERS.contains(&name.as_str()) {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Reserved parameter",
-                &format!(
-                    "{name:?} is a protocol parameter that gatehouse sets itself; it cannot be passed to sign-in."
-                ),
-                Some("/auth/login"),
-            );
+            return refused(ParameterProblem::Reserved).into_response();
         }
         let Some(allowed) = config.user_parameters.get(&name) else {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Parameter not allowed",
-                &format!(
-                    "{name:?} is not a parameter you may set at sign-in on this gatehouse. Allowed: {}.",
-                    list_or_none(config.user_parameters.keys())
-                ),
-                Some("/auth/login"),
-            );
+            let listed = list_or_none(config.user_parameters.keys());
+            return refused(ParameterProblem::NotAllowed(listed)).into_response();
         };
         if value.len() > MAX_PARAMETER_LEN {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Parameter too long",
-                &format!("The value of {name:?} is longer than {MAX_PARAMETER_LEN} bytes."),
-                Some("/auth/login"),
-            );
+            return refused(ParameterProblem::TooLong).into_response();
         }
         if !allowed.accepts(&value) {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Parameter value refused",
-                &format!(
-                    "The value given for {name:?} does not match the pattern the server allows ({}).",
-                    allowed.pattern.as_deref().unwrap_or("")
-                ),
-                Some("/auth/login"),
-            );
+            let pattern = allowed.pattern.clone().unwrap_or_default();
+            return refused(ParameterProblem::Mismatch(pattern)).into_response();
         }
         params.insert(name, value);
     }
     let Some(discovery) = oidc.discovery() else {
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Identity provider not reachable",
-            &format!(
-                "gatehouse has not loaded the identity provider's metadata yet ({}). Try again in a moment.",
-                oidc.not_ready_reason().unwrap_or_default()
-            ),
-            Some("/auth/login"),
-        );
+        return PageError::IdpNotLoaded(oidc.not_ready_reason().unwrap_or_default())
+            .into_response();
     };
     let mut random = [0u8; 96];
     if codec.random(&mut random).is_err() {
-        return ApiError::Internal("no randomness".to_owned()).into_response();
+        return PageError::Internal("no randomness".to_owned()).into_response();
     }
     let secrets = FlowSecrets::from_random(&random);
     let url = match authorization_url(
@@ -498,31 +132,24 @@ pub async fn login(
         &params,
     ) {
         Ok(u) => u,
-        Err(e) => {
-            return error_page(
-                StatusCode::BAD_GATEWAY,
-                "Cannot start sign-in",
-                &e.to_string(),
-                Some("/"),
-            );
-        }
+        Err(e) => return PageError::CannotStart(e).into_response(),
     };
     let flow = Flow {
         secrets,
         return_to,
-        created: unix_now(),
+        created: app.clock.unix_now(),
     };
     let Ok(json) = serde_json::to_vec(&flow) else {
-        return ApiError::Internal("cannot encode the flow".to_owned()).into_response();
+        return PageError::Internal("cannot encode the flow".to_owned()).into_response();
     };
     let Ok(sealed) = codec.seal(&b.flow_cookie_name, &json) else {
-        return ApiError::Internal("cannot seal the flow".to_owned()).into_response();
+        return PageError::Internal("cannot seal the flow".to_owned()).into_response();
     };
     let mut resp = Redirect::to(url.as_str()).into_response();
     for c in set_cookie(
         &b.flow_cookie_name,
         &sealed,
-        attrs(b, "/", u64::try_from(FLOW_TTL).unwrap_or(600)),
+        cookie_attrs(b, "/", u64::try_from(FLOW_TTL).unwrap_or(600)),
     ) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -554,15 +181,11 @@ pub async fn callback(
     Query(cb): Query<Callback>,
 ) -> Response {
     let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "Browser sign-in is not configured",
-            "This gatehouse cannot complete a browser sign-in.",
-            None,
-        );
+        return PageError::CallbackOff.into_response();
     };
-    let clear_flow = clear_cookie(&b.flow_cookie_name, attrs(b, "/", 0));
-    let with_cleared = |mut resp: Response| {
+    let clear_flow = clear_cookie(&b.flow_cookie_name, cookie_attrs(b, "/", 0));
+    let with_cleared = |e: PageError| {
+        let mut resp = e.into_response();
         for c in &clear_flow {
             resp.headers_mut().append(header::SET_COOKIE, c.clone());
         }
@@ -572,24 +195,14 @@ pub async fn callback(
         .and_then(|sealed| codec.open(&b.flow_cookie_name, &sealed))
         .and_then(|json| serde_json::from_slice(&json).ok());
     let Some(flow) = flow else {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in flow not found",
-            "This sign-in response does not belong to a sign-in started in this browser, or it was already used, or cookies are blocked. Nothing was signed in.",
-            Some("/auth/login"),
-        ));
+        return with_cleared(PageError::FlowNotFound);
     };
     let start_again = format!(
         "/auth/login?return_to={}",
         url::form_urlencoded::byte_serialize(flow.return_to.as_bytes()).collect::<String>()
     );
-    if unix_now() > flow.created + FLOW_TTL {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in took too long",
-            "The sign-in flow expired after 10 minutes. Nothing was signed in.",
-            Some(&start_again),
-        ));
+    if app.clock.unix_now() > flow.created + FLOW_TTL {
+        return with_cleared(PageError::FlowExpired { retry: start_again });
     }
     let state_ok = cb
         .state
@@ -598,33 +211,17 @@ pub async fn callback(
     // `state` first, and a mismatch keeps the flow: a forged callback link (with an `error`,
     // or anything else) cannot abort the sign-in this browser has in progress.
     if !state_ok {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in state does not match",
-            "The response does not match the sign-in this browser started (state mismatch). Nothing was signed in.",
-            Some(&start_again),
-        );
+        return PageError::StateMismatch { retry: start_again }.into_response();
     }
     if let Some(error) = cb.error {
-        let detail = cb.error_description.unwrap_or_default();
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "The identity provider did not sign you in",
-            &format!(
-                "It answered {error:?}{}{}.",
-                if detail.is_empty() { "" } else { ": " },
-                detail
-            ),
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::IdpRefused {
+            error,
+            description: cb.error_description.unwrap_or_default(),
+            retry: start_again,
+        });
     }
     let Some(code) = cb.code else {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "No authorization code",
-            "The identity provider's response has no code.",
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NoCode { retry: start_again });
     };
     let redirect_uri = b.redirect_uri();
     let tokens = match token_request(
@@ -640,23 +237,17 @@ pub async fn callback(
         Ok(t) => t,
         Err(e) if e.client_fault() => {
             tracing::info!(reason = %e, "browser sign-in: the IdP refused the authorization code");
-            return with_cleared(error_page(
-                StatusCode::BAD_REQUEST,
-                "The sign-in could not be completed",
-                &format!(
-                    "The identity provider refused this sign-in's authorization code ({e}). A code can be used only once and for a short time, so it may have been used already or have expired. Nothing was signed in; start again."
-                ),
-                Some(&start_again),
-            ));
+            return with_cleared(PageError::Exchange {
+                reason: e,
+                retry: start_again,
+            });
         }
         Err(e) => {
             tracing::warn!(reason = %e, "browser sign-in: the code exchange failed");
-            return with_cleared(error_page(
-                StatusCode::BAD_GATEWAY,
-                "The code could not be exchanged",
-                &format!("{e}. Try again in a moment."),
-                Some(&start_again),
-            ));
+            return with_cleared(PageError::Exchange {
+                reason: e,
+                retry: start_again,
+            });
         }
     };
     let Some(id_token) = tokens
@@ -664,31 +255,19 @@ pub async fn callback(
         .as_ref()
         .map(|t| t.expose_secret().to_owned())
     else {
-        return with_cleared(error_page(
-            StatusCode::BAD_GATEWAY,
-            "No ID token",
-            "The identity provider's token response has no ID token (is the `openid` scope allowed for this client?).",
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NoIdToken { retry: start_again });
     };
-    let verified = match oidc.verify(&id_token, unix_now()).await {
+    let verified = match oidc.verify(&id_token, app.clock.unix_now()).await {
         Ok(v) => v,
         Err(e) => {
-            return with_cleared(error_page(
-                StatusCode::BAD_GATEWAY,
-                "The ID token was refused",
-                &e.to_string(),
-                Some(&start_again),
-            ));
+            return with_cleared(PageError::IdTokenRefused {
+                reason: e,
+                retry: start_again,
+            });
         }
     };
     if gatehouse_oidc::id_token::check_nonce(&verified, &flow.secrets.nonce).is_err() {
-        return with_cleared(error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in nonce does not match",
-            "The ID token was not issued for this sign-in (nonce mismatch). Nothing was signed in.",
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NonceMismatch { retry: start_again });
     }
     // A2: a token whose claims make no user (an unverified email as username) would be
     // refused on every request; say why now instead of signing in.
@@ -696,12 +275,10 @@ pub async fn callback(
         verified.clone(),
         &oidc.config().claim_rules(),
     ) {
-        return with_cleared(error_page(
-            StatusCode::FORBIDDEN,
-            "Sign-in refused",
-            &e.to_string(),
-            Some(&start_again),
-        ));
+        return with_cleared(PageError::NoUser {
+            reason: e,
+            retry: start_again,
+        });
     }
     let session = Session {
         token: id_token,
@@ -710,15 +287,18 @@ pub async fn callback(
             .as_ref()
             .map(|t| t.expose_secret().to_owned()),
         kind: "oidc".to_owned(),
-        created: unix_now(),
+        created: app.clock.unix_now(),
         expires: verified.expires_at,
     };
-    let cookies = match app.session_cookies(&session) {
+    let cookies = match SessionCookies::new(b, codec).set(&session, app.clock.unix_now()) {
         Ok(c) => c,
-        Err(e) => return with_cleared(e.into_response()),
+        Err(e) => return with_cleared(PageError::Internal(e.to_string())),
     };
     tracing::info!(subject = %verified.subject, "browser sign-in");
-    let mut resp = with_cleared(Redirect::to(&flow.return_to).into_response());
+    let mut resp = Redirect::to(&flow.return_to).into_response();
+    for c in &clear_flow {
+        resp.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
     for c in cookies.into_iter().chain(legacy_cookie_removal(b)) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -733,9 +313,9 @@ fn legacy_cookie_removal(b: &BrowserConfig) -> Vec<HeaderValue> {
         return Vec::new();
     }
     let legacy_session = &b.cookie_name[crate::config::HOST_PREFIX.len()..];
-    let mut out = clear_cookie(legacy_session, attrs(b, "/", 0));
+    let mut out = clear_cookie(legacy_session, cookie_attrs(b, "/", 0));
     out.extend(
-        clear_cookie(FLOW_COOKIE, attrs(b, "/auth", 0))
+        clear_cookie(FLOW_COOKIE, cookie_attrs(b, "/auth", 0))
             .into_iter()
             .take(1),
     );
@@ -748,14 +328,11 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         return Redirect::to("/").into_response();
     };
     if !same_origin(&headers, &public_origin(b)) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Cross-site sign-out refused",
-            "Sign out from gatehouse's own page.",
-            Some("/ui/whoami"),
-        );
+        return PageError::CrossSiteSignOut.into_response();
     }
-    let session = app.session_from(&headers);
+    let session = app
+        .session_cookies()
+        .and_then(|c| c.open(&headers, app.clock.unix_now()));
     if let Some(rt) = session.as_ref().and_then(|s| s.refresh_token.as_deref()) {
         app.refreshes.forget(rt);
     }
@@ -810,7 +387,7 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         _ => "/?signed_out=1".to_owned(),
     };
     let mut resp = Redirect::to(&target).into_response();
-    for c in clear_cookie(&b.cookie_name, attrs(b, "/", 0)) {
+    for c in clear_cookie(&b.cookie_name, cookie_attrs(b, "/", 0)) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
@@ -819,31 +396,6 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::browser_session::tests::session;
-
-    /// An unsigned JWT-shaped token with these claims (the session check reads only claims).
-    fn jwt(claims: &serde_json::Value) -> String {
-        use base64::Engine as _;
-        let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        format!(
-            "{}.{}.sig",
-            enc(br#"{"alg":"RS256"}"#),
-            enc(claims.to_string().as_bytes())
-        )
-    }
-
-    #[test]
-    fn a_refreshed_id_token_must_name_the_sessions_subject_and_issuer() {
-        let s = session(
-            &jwt(&serde_json::json!({"sub": "alice", "iss": "https://idp"})),
-            "rt",
-        );
-        assert!(check_same_user(&s, "alice", "https://idp").is_ok());
-        let err = check_same_user(&s, "mallory", "https://idp").unwrap_err();
-        assert!(err.contains("another user"), "{err}");
-        assert!(check_same_user(&s, "alice", "https://other-idp").is_err());
-        assert!(check_same_user(&session("opaque", "rt"), "alice", "https://idp").is_err());
-    }
 
     #[test]
     fn sign_in_removes_the_cookies_of_the_unprefixed_names() {
@@ -876,20 +428,5 @@ mod tests {
             ..b
         };
         assert!(legacy_cookie_removal(&plain).is_empty());
-    }
-
-    #[test]
-    fn invalid_grant_is_the_clients_fault_and_an_unreachable_idp_is_not() {
-        let refused = |error: &str| TokenError::Refused {
-            status: reqwest::StatusCode::BAD_REQUEST,
-            error: error.to_owned(),
-            description: String::new(),
-        };
-        assert!(refused("invalid_grant").client_fault());
-        assert!(refused("invalid_request").client_fault());
-        // gatehouse's own configuration, not the browser's doing.
-        assert!(!refused("invalid_client").client_fault());
-        assert!(!refused("unauthorized_client").client_fault());
-        assert!(!TokenError::Unavailable("down".to_owned()).client_fault());
     }
 }

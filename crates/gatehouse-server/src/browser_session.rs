@@ -1,7 +1,9 @@
-//! The browser session: what the session cookie holds ([`Session`], sealed by
-//! [`crate::session`]), and single-flight refreshes ([`RefreshFlights`]). Shared by the sign-in
-//! flow ([`crate::browser`]), the pages that start an admin session ([`crate::ui`]) and the
-//! state ([`crate::app`]); it imports none of them.
+//! The browser session: what the session cookie holds ([`Session`]), the cookie itself
+//! ([`SessionCookies`]: written, read and recognised, sealed by [`crate::session`]), and
+//! single-flight refreshes ([`RefreshFlights`]). Shared by the sign-in flow
+//! ([`crate::browser`]), the session layer ([`crate::auth_layer`]), the pages that start an
+//! admin session ([`crate::ui`]) and the state ([`crate::app`], which hands out
+//! [`SessionCookies`]); it imports none of them.
 //!
 //! # Security
 //! - Refresh is single-flight per session ([`RefreshFlights`], keyed by SHA-256 of the refresh
@@ -11,13 +13,20 @@
 //!   the old token would otherwise make the IdP revoke the whole grant and sign the user out at
 //!   random. This holds within one replica; across replicas see docs/browser-sign-in.md.
 //! - [`Session`]'s `Debug` shows neither token.
+//! - A session cookie is honoured only within `session.ttl` of the sign-in
+//!   ([`SessionCookies::open`]), whatever the cookie's own `Max-Age` says: a copied cookie
+//!   does not outlive the session.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::token::TokenFingerprint;
+use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
+
+use crate::config::BrowserConfig;
+use crate::session::{CodecError, CookieAttrs, CookieCodec, clear_cookie, read_cookie, set_cookie};
 
 /// How long a finished refresh is shared with requests that still carry the old cookie.
 pub const REFRESH_REUSE: Duration = Duration::from_secs(30);
@@ -36,6 +45,84 @@ pub struct Session {
     pub created: i64,
     /// When `token` expires, unix seconds.
     pub expires: i64,
+}
+
+/// The attributes of gatehouse's cookies at `path` (`Secure` as configured).
+pub fn cookie_attrs<'a>(b: &BrowserConfig, path: &'a str, max_age: u64) -> CookieAttrs<'a> {
+    CookieAttrs {
+        path,
+        max_age,
+        secure: b.secure_cookies,
+    }
+}
+
+/// gatehouse's own origin (`scheme://host[:port]` of `publicUrl`), for same-origin checks.
+pub fn public_origin(b: &BrowserConfig) -> String {
+    b.public_url.origin().ascii_serialization()
+}
+
+/// True when the request carries gatehouse's session cookie (valid or not).
+pub fn has_session_cookie(browser: Option<&BrowserConfig>, headers: &HeaderMap) -> bool {
+    browser.is_some_and(|b| read_cookie(headers, &b.cookie_name).is_some())
+}
+
+/// Why a session could not be written into a cookie.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionCookieError {
+    /// The session could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// The session could not be sealed.
+    #[error(transparent)]
+    Seal(#[from] CodecError),
+}
+
+/// The session cookie, with browser sign-in configured: the settings and the codec that seals
+/// it ([`crate::app::App::session_cookies`] hands one out).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionCookies<'a> {
+    browser: &'a BrowserConfig,
+    codec: &'a CookieCodec,
+}
+
+impl<'a> SessionCookies<'a> {
+    /// The session cookie of these settings, sealed with `codec`.
+    pub fn new(browser: &'a BrowserConfig, codec: &'a CookieCodec) -> Self {
+        Self { browser, codec }
+    }
+
+    /// `Set-Cookie` headers for a new or refreshed session, at `now` (unix seconds): the
+    /// cookie lives until `session.ttl` after the session was created.
+    pub fn set(&self, session: &Session, now: i64) -> Result<Vec<HeaderValue>, SessionCookieError> {
+        let b = self.browser;
+        let json = serde_json::to_vec(session)?;
+        let sealed = self.codec.seal(&b.cookie_name, &json)?;
+        let lifetime =
+            (session.created + i64::try_from(b.session_ttl.as_secs()).unwrap_or(0) - now).max(0);
+        Ok(set_cookie(
+            &b.cookie_name,
+            &sealed,
+            cookie_attrs(b, "/", u64::try_from(lifetime).unwrap_or(0)),
+        ))
+    }
+
+    /// The session from the request's cookie, when valid and within its lifetime at `now`.
+    pub fn open(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
+        let b = self.browser;
+        let sealed = read_cookie(headers, &b.cookie_name)?;
+        let session: Session =
+            serde_json::from_slice(&self.codec.open(&b.cookie_name, &sealed)?).ok()?;
+        let ttl = i64::try_from(b.session_ttl.as_secs()).unwrap_or(0);
+        (now < session.created + ttl).then_some(session)
+    }
+
+    /// `Set-Cookie` headers that remove the session cookie (and its chunks).
+    pub fn clear(&self) -> Vec<HeaderValue> {
+        clear_cookie(
+            &self.browser.cookie_name,
+            cookie_attrs(self.browser, "/", 0),
+        )
+    }
 }
 
 type RefreshResult = Result<Session, String>;

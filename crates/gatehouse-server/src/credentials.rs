@@ -1,4 +1,11 @@
-//! The client's credential, read exactly as the kube-apiserver reads it, or refused.
+//! The client's credential, read exactly as the kube-apiserver reads it, or refused; and the
+//! headers a client may not send about who it is.
+//!
+//! Read once per request, by the authentication layer ([`crate::auth_layer`]), into one
+//! [`Credential`]: the `Authorization` header, kubectl's WebSocket bearer subprotocol, or (on
+//! gatehouse's own pages only) the token of the session cookie ([`Source::SessionCookie`],
+//! opened by the session layer and handed over in the request's extensions, never written
+//! back into a header).
 //!
 //! # Security
 //! gatehouse and the kube-apiserver read the same request. Wherever their rules differ, a
@@ -23,6 +30,13 @@
 //!   go on to the subprotocol, which gatehouse never examined).
 //! - A token is refused when it holds whitespace or control characters: no reader should have
 //!   to decide where it ends.
+//! - Clients may not send `Impersonate-*` or `X-Remote-*` headers ([`refuse_identity_headers`]).
+//!   Impersonation fails open (an extra header widens what the request may do), so these are
+//!   refused with a `Status` rather than stripped silently; the user learns why.
+//! - A `Connection` header that names a credential, identity or framing header is refused
+//!   ([`refuse_connection_naming_protected`]): the hop-by-hop rule would otherwise delete that
+//!   header (for example the client's `Authorization`, making a fall-through request anonymous)
+//!   after gatehouse had read it.
 
 use base64::Engine as _;
 use gatehouse_core::token::BearerToken;
@@ -39,6 +53,8 @@ pub enum Source {
     Header,
     /// kubectl's WebSocket bearer subprotocol.
     WebSocketProtocol,
+    /// The web UI's session cookie (gatehouse's own pages only).
+    SessionCookie,
 }
 
 /// The one bearer token of a request.
@@ -131,6 +147,90 @@ pub fn read(headers: &HeaderMap) -> Result<Option<Credential>, CredentialError> 
             source: Source::WebSocketProtocol,
         })),
         (None, None) => Ok(None),
+    }
+}
+
+/// The credential of a request to one of gatehouse's own pages that carries a valid session
+/// cookie holding `session_token` (and no `Authorization` header): the session's token, unless
+/// the request also carries a WebSocket bearer subprotocol, which makes it ambiguous
+/// ([`CredentialError::Both`]), as every request with two credentials is.
+pub fn with_session(
+    headers: &HeaderMap,
+    session_token: &str,
+) -> Result<Credential, CredentialError> {
+    if websocket_protocol(headers)?.is_some() {
+        return Err(CredentialError::Both);
+    }
+    Ok(Credential {
+        token: checked(session_token)?,
+        source: Source::SessionCookie,
+    })
+}
+
+/// A client-sent identity header, refused (403).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "gatehouse does not accept the {name} header: it decides which identity reaches the kube-apiserver; remove --as/--as-group (or the header) and sign in as the user you want to act as"
+)]
+pub struct IdentityHeader {
+    /// The header's name, as sent (lower case).
+    pub name: String,
+}
+
+/// A `Connection` header naming a protected header, refused (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the Connection header names {token:?}, a credential, identity or framing header that gatehouse will not drop as hop-by-hop; remove it from Connection"
+)]
+pub struct ConnectionNamesProtected {
+    /// The `Connection` token, as sent.
+    pub token: String,
+}
+
+/// Refuses client-sent identity headers (`Impersonate-*`, `X-Remote-*`).
+pub fn refuse_identity_headers(headers: &HeaderMap) -> Result<(), IdentityHeader> {
+    for name in headers.keys() {
+        let n = name.as_str();
+        if n.starts_with("impersonate-") || n.starts_with("x-remote-") {
+            return Err(IdentityHeader { name: n.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// Headers a `Connection` token may not name: removing them as hop-by-hop would change who the
+/// request is, or how its body is framed, after gatehouse has read them.
+fn is_protected(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "host"
+            | "content-length"
+            | "content-type"
+            | "content-encoding"
+            | "transfer-encoding"
+            | "sec-websocket-protocol"
+            | "sec-websocket-key"
+            | "sec-websocket-version"
+            | "audit-id"
+            | "forwarded"
+            | "x-real-ip"
+    ) || name.starts_with("impersonate-")
+        || name.starts_with("x-remote-")
+        || name.starts_with("x-forwarded-")
+}
+
+/// Refuses a `Connection` header that names a credential, identity or framing header.
+pub fn refuse_connection_naming_protected(
+    headers: &HeaderMap,
+) -> Result<(), ConnectionNamesProtected> {
+    match connection_tokens(headers).find(|t| is_protected(&t.to_ascii_lowercase())) {
+        Some(t) => Err(ConnectionNamesProtected {
+            token: t.to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -349,5 +449,50 @@ mod tests {
             h.get(header::SEC_WEBSOCKET_PROTOCOL).unwrap(),
             "v4.channel.k8s.io"
         );
+    }
+
+    #[test]
+    fn identity_headers_are_refused() {
+        for name in [
+            "impersonate-user",
+            "Impersonate-Group",
+            "impersonate-extra-x",
+            "x-remote-user",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+            assert!(refuse_identity_headers(&h).is_err(), "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-impersonate", HeaderValue::from_static("harmless"));
+        assert!(refuse_identity_headers(&h).is_ok());
+    }
+
+    #[test]
+    fn connection_may_not_name_credential_identity_or_framing_headers() {
+        for token in [
+            "authorization",
+            "Authorization",
+            "keep-alive, authorization",
+            "cookie",
+            "Impersonate-User",
+            "x-remote-group",
+            "content-length",
+            "transfer-encoding",
+            "sec-websocket-protocol",
+            "host",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_str(token).unwrap());
+            assert!(refuse_connection_naming_protected(&h).is_err(), "{token}");
+        }
+        for token in ["keep-alive", "close", "Upgrade", "te", "x-custom-hop"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_str(token).unwrap());
+            assert!(refuse_connection_naming_protected(&h).is_ok(), "{token}");
+        }
     }
 }

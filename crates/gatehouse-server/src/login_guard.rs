@@ -90,6 +90,28 @@ impl Throttled {
     }
 }
 
+/// Why an admin sign-in was refused ([`crate::api::admin_sign_in`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// The admin account is off (404).
+    #[error("the admin account is disabled on this gatehouse (admin.enabled is false)")]
+    Disabled,
+    /// The client's address is not in `admin.loginAllowedCidrs` (403).
+    #[error(
+        "admin sign-in is not allowed from your network address (admin.loginAllowedCidrs); sign in from an allowed network, or ask the platform team"
+    )]
+    AddressNotAllowed,
+    /// Throttled (429, with `Retry-After`).
+    #[error("{}", .0.message())]
+    Throttled(Throttled),
+    /// The password is wrong (401).
+    #[error("wrong admin password")]
+    WrongPassword,
+    /// The admin token could not be issued (500).
+    #[error(transparent)]
+    Issue(gatehouse_core::admin::AdminTokenError),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PeerState {
     failures: u32,

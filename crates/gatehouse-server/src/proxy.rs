@@ -1,25 +1,25 @@
 //! The kubectl-compatible proxy for `/api`, `/apis`, `/version` and `/openapi`.
 //!
+//! The request arrives authenticated ([`crate::auth_layer`], which also applies the header
+//! rules: no identity headers, no `Connection` naming a protected header); what is sent is
+//! [`crate::plan::decide`]'s decision; this module carries it out.
+//!
 //! # Security
-//! - Clients may not send `Impersonate-*` or `X-Remote-*` headers. Impersonation fails open (an
-//!   extra header widens what the request may do), so these are refused with a `Status` rather
-//!   than stripped silently; the user learns why.
+//! - Client-sent `Impersonate-*` / `X-Remote-*` headers and a `Connection` header naming a
+//!   credential, identity or framing header never get here: the authentication layer refuses
+//!   them first ([`crate::credentials`] holds the rules and why).
 //! - `X-Forwarded-*`, `Forwarded` and `X-Real-Ip` are dropped, so a client cannot forge what
 //!   the kube-apiserver's audit log records about it.
 //! - Mapped users and the admin are sent over the privileged pool with gatehouse's own
-//!   credentials and `Impersonate-*` headers that gatehouse sets; the client's `Authorization`
-//!   header (and any bearer token in `Sec-WebSocket-Protocol`) is removed first, so the
-//!   kube-apiserver sees exactly one identity. `Impersonate-Extra-gatehouse.dev/*` carries the
-//!   original user's subject, username and issuer for the audit log.
+//!   credentials and the `Impersonate-*` headers of the plan ([`crate::plan`]); the client's
+//!   `Authorization` header (and any bearer token in `Sec-WebSocket-Protocol`) is removed
+//!   first, so the kube-apiserver sees exactly one identity.
 //! - The credential is read by [`crate::credentials`], exactly as the kube-apiserver reads it;
 //!   every ambiguous form is refused. Fall-through requests go over the anonymous pool
 //!   ([`crate::upstream`]) with no impersonation, and their credential is rebuilt from the one
 //!   token gatehouse examined (`Authorization: Bearer <token>`): every other copy (a second
 //!   header, a WebSocket bearer subprotocol) is dropped, so the kube-apiserver can only judge the
 //!   token that gatehouse judged.
-//! - A `Connection` header that names a credential, identity or framing header is refused: the
-//!   hop-by-hop rule would otherwise delete that header (for example the client's
-//!   `Authorization`, making a fall-through request anonymous) after gatehouse had read it.
 //! - `Cookie` never goes upstream: every cookie on gatehouse's origin is gatehouse's own
 //!   (upstream `Set-Cookie` and `Clear-Site-Data` are dropped), and Kubernetes passes request
 //!   headers on to pods, Services and aggregated API servers, which must never receive the
@@ -46,11 +46,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 
 use crate::app::App;
-use crate::authn::Authenticated;
-use crate::credentials::{self, Credential, connection_tokens, strip_websocket_bearer};
+use crate::authn::{Authenticated, Authn};
+use crate::credentials::{connection_tokens, strip_websocket_bearer};
 use crate::metrics::{Held, RequestLabels, code_class};
+use crate::plan::{self, Mapping, Plan, Settings};
 use crate::status::ApiError;
-use crate::upstream::{EXTRA_PREFIX, Identity};
+use crate::upstream::Identity;
 
 /// The proxy handler.
 pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -69,83 +70,51 @@ pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
     resp
 }
 
-/// How the upstream request is sent.
-struct Plan {
-    identity: Identity,
-    label: &'static str,
-    impersonate: Vec<(HeaderName, HeaderValue)>,
-}
-
 async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response), ApiError> {
     // From here until the response body is sent or the client goes away (then the body is
     // dropped, and with it the upstream stream). A stream whose first bytes are late (`logs -f`
     // of a quiet container) is in flight while its headers are awaited too.
     let in_flight = Held::hold(&app.metrics.proxy_in_flight);
-    refuse_identity_headers(req.headers())?;
-    refuse_connection_naming_protected(req.headers())?;
-    let credential = credentials::read(req.headers()).map_err(|e| {
-        ApiError::Unauthorized(format!(
-            "{e}: gatehouse refuses credentials it could read differently from the kube-apiserver"
-        ))
-    })?;
-    if credential.is_none() && app.has_session_cookie(req.headers()) {
-        return Err(ApiError::Unauthorized(
-            "the web UI's session cookie does not authenticate Kubernetes API requests: use kubectl with a kubeconfig from `gatehouse kubeconfig` (or the web UI's kubeconfig page)".to_owned(),
-        ));
-    }
-    let token = credential.as_ref().map(|c| &c.token);
-    let now = crate::clock::unix_now();
-    let authenticated = app.authn.authenticate(token, now).await?;
+    let accepted = match req.extensions().get::<Authn>() {
+        Some(Authn::Accepted(a)) => Arc::clone(a),
+        Some(Authn::Refused(r)) => return Err(ApiError::Refused(Arc::clone(r))),
+        None => {
+            return Err(ApiError::Internal(
+                "the request reached the proxy without passing the authentication layer".to_owned(),
+            ));
+        }
+    };
     let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
-    let plan = match authenticated {
-        Authenticated::FallThrough => fall_through(),
-        Authenticated::Principal(p) => match &*p {
-            Principal::Admin(claims) => {
-                let admin = app.config.admin.as_ref().ok_or_else(|| {
-                    ApiError::Internal(
-                        "admin token accepted while the admin account is off".to_owned(),
-                    )
-                })?;
-                let mut h = vec![header_pair("impersonate-user", &admin.impersonate_user)?];
-                for g in &admin.impersonate_groups {
-                    h.push(header_pair("impersonate-group", g)?);
-                }
-                h.extend(extras(&claims.sub, &claims.sub, &claims.iss));
-                Plan {
-                    identity: Identity::Privileged,
-                    label: "admin",
-                    impersonate: h,
-                }
-            }
-            Principal::Oidc(user) => {
-                let mapped = app
+    let mapping = match &accepted.outcome {
+        Authenticated::Principal(p) => match &**p {
+            Principal::Oidc(user) => Some(
+                match app
                     .index
                     .lookup_fresh(&user.claims, !app.config.fall_through)
-                    .map_err(ApiError::NotReady)?;
-                match app.access.choose(&mapped, &info).await {
-                    Some(sa) => {
-                        let mut h = vec![header_pair("impersonate-user", &sa.username())?];
-                        h.extend(extras(&user.subject, &user.username, &user.issuer));
-                        Plan {
-                            identity: Identity::Privileged,
-                            label: "oidc",
-                            impersonate: h,
-                        }
-                    }
-                    None if app.config.fall_through => fall_through(),
-                    None => {
-                        let why = user
-                            .withheld_note()
-                            .map(|n| format!(" ({n})"))
-                            .unwrap_or_default();
-                        return Err(ApiError::Forbidden(format!(
-                            "{} is signed in, but maps to no ServiceAccount{why} and fall-through to Kubernetes authentication is disabled; ask your platform team to annotate a ServiceAccount with one of your claims",
-                            user.username
-                        )));
-                    }
-                }
-            }
+                {
+                    Err(stale) => Mapping::Stale(stale),
+                    Ok(mapped) => Mapping::Chosen(
+                        app.access
+                            .choose(&mapped, &info)
+                            .await
+                            .map_err(ApiError::Review)?,
+                    ),
+                },
+            ),
+            Principal::Admin(_) => None,
         },
+        Authenticated::FallThrough => None,
+    };
+    let settings = Settings {
+        admin: app.config.admin.as_ref(),
+        fall_through: app.config.fall_through,
+    };
+    let plan = plan::decide(&accepted.outcome, mapping, settings).map_err(ApiError::Plan)?;
+    let label = plan.label();
+    let (identity, impersonate) = match plan {
+        Plan::Impersonate { headers, .. } => (Identity::Privileged, headers),
+        Plan::FallThrough => (Identity::Anonymous, Vec::new()),
+        Plan::Deny(denial) => return Err(ApiError::Denied(denial)),
     };
 
     let peer = crate::client::peer_addr(&req);
@@ -171,12 +140,13 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     }
     headers.remove(header::AUTHORIZATION);
     strip_websocket_bearer(&mut headers);
-    if plan.identity == Identity::Privileged {
-        for (name, value) in plan.impersonate {
+    if identity == Identity::Privileged {
+        for (name, value) in impersonate {
             headers.append(name, value);
         }
-    } else if let Some(Credential { token, .. }) = &credential {
+    } else {
         // Fall-through: exactly the token gatehouse examined, in the one form both read alike.
+        let token = &accepted.credential.token;
         let mut v =
             HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
                 ApiError::Unauthorized("the bearer token is not valid header text".to_owned())
@@ -194,14 +164,11 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     let started = Instant::now();
     let mut resp = app
         .upstream
-        .send(plan.identity, upgrade, out)
+        .send(identity, upgrade, out)
         .await
-        .map_err(|e| {
-            ApiError::UpstreamUnavailable(format!(
-                "gatehouse cannot reach the kube-apiserver at {}: {}; check that it is running and that gatehouse's kubernetes settings point at it",
-                app.upstream.base(),
-                error_chain(&e)
-            ))
+        .map_err(|source| ApiError::UpstreamUnavailable {
+            base: app.upstream.base().to_string(),
+            source,
         })?;
     app.metrics
         .upstream_seconds
@@ -232,7 +199,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         });
         let (mut parts, _) = resp.into_parts();
         strip_upstream_state(&mut parts.headers);
-        return Ok((plan.label, Response::from_parts(parts, Body::empty())));
+        return Ok((label, Response::from_parts(parts, Body::empty())));
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
@@ -241,104 +208,12 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         in_flight.keep();
         frame
     });
-    Ok((plan.label, Response::from_parts(parts, Body::new(body))))
-}
-
-fn fall_through() -> Plan {
-    Plan {
-        identity: Identity::Anonymous,
-        label: "fallthrough",
-        impersonate: Vec::new(),
-    }
-}
-
-fn header_pair(name: &'static str, value: &str) -> Result<(HeaderName, HeaderValue), ApiError> {
-    let value = HeaderValue::from_str(value).map_err(|_| {
-        ApiError::BadRequest(format!(
-            "the identity value for {name} cannot be sent in an HTTP header"
-        ))
-    })?;
-    Ok((HeaderName::from_static(name), value))
-}
-
-/// `Impersonate-Extra-*` headers naming the original user. Keys are percent-encoded as the
-/// kube-apiserver expects (`/` becomes `%2F`); values that are not valid header text are left
-/// out rather than mangled.
-fn extras(subject: &str, username: &str, issuer: &str) -> Vec<(HeaderName, HeaderValue)> {
-    [
-        ("subject", subject),
-        ("username", username),
-        ("issuer", issuer),
-    ]
-    .into_iter()
-    .filter_map(|(key, value)| {
-        let name =
-            HeaderName::from_bytes(format!("impersonate-extra-{EXTRA_PREFIX}%2f{key}").as_bytes())
-                .ok()?;
-        match HeaderValue::from_str(value) {
-            Ok(v) => Some((name, v)),
-            Err(_) => {
-                tracing::warn!(
-                    key,
-                    "identity value is not valid header text; not sent as an extra"
-                );
-                None
-            }
-        }
-    })
-    .collect()
-}
-
-/// Refuses client-sent identity headers.
-pub fn refuse_identity_headers(headers: &HeaderMap) -> Result<(), ApiError> {
-    for name in headers.keys() {
-        let n = name.as_str();
-        if n.starts_with("impersonate-") || n.starts_with("x-remote-") {
-            return Err(ApiError::Forbidden(format!(
-                "gatehouse does not accept the {n} header: it decides which identity reaches the kube-apiserver; remove --as/--as-group (or the header) and sign in as the user you want to act as"
-            )));
-        }
-    }
-    Ok(())
+    Ok((label, Response::from_parts(parts, Body::new(body))))
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
-}
-
-/// Headers a `Connection` token may not name: removing them as hop-by-hop would change who the
-/// request is, or how its body is framed, after gatehouse has read them.
-fn is_protected(name: &str) -> bool {
-    matches!(
-        name,
-        "authorization"
-            | "proxy-authorization"
-            | "cookie"
-            | "host"
-            | "content-length"
-            | "content-type"
-            | "content-encoding"
-            | "transfer-encoding"
-            | "sec-websocket-protocol"
-            | "sec-websocket-key"
-            | "sec-websocket-version"
-            | "audit-id"
-            | "forwarded"
-            | "x-real-ip"
-    ) || name.starts_with("impersonate-")
-        || name.starts_with("x-remote-")
-        || name.starts_with("x-forwarded-")
-}
-
-/// Refuses a `Connection` header that names a credential, identity or framing header.
-pub fn refuse_connection_naming_protected(headers: &HeaderMap) -> Result<(), ApiError> {
-    match connection_tokens(headers).find(|t| is_protected(&t.to_ascii_lowercase())) {
-        Some(t) => Err(ApiError::BadRequest(format!(
-            "the Connection header names {t:?}, a credential, identity or framing header that gatehouse will not drop as hop-by-hop; remove it from Connection"
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// The client's `X-Forwarded-For` chain, joined (only used when the peer is a trusted proxy).
@@ -442,40 +317,9 @@ fn strip_forwarding(headers: &mut HeaderMap) {
     headers.remove("x-real-ip");
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identity_headers_are_refused() {
-        for name in [
-            "impersonate-user",
-            "Impersonate-Group",
-            "impersonate-extra-x",
-            "x-remote-user",
-        ] {
-            let mut h = HeaderMap::new();
-            h.insert(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_static("x"),
-            );
-            assert!(refuse_identity_headers(&h).is_err(), "{name}");
-        }
-        let mut h = HeaderMap::new();
-        h.insert("x-impersonate", HeaderValue::from_static("harmless"));
-        assert!(refuse_identity_headers(&h).is_ok());
-    }
 
     #[test]
     fn hop_by_hop_and_forwarding_are_removed() {
@@ -503,31 +347,6 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
         assert_eq!(h.get(header::CONNECTION).unwrap(), "Upgrade");
-    }
-
-    #[test]
-    fn connection_may_not_name_credential_identity_or_framing_headers() {
-        for token in [
-            "authorization",
-            "Authorization",
-            "keep-alive, authorization",
-            "cookie",
-            "Impersonate-User",
-            "x-remote-group",
-            "content-length",
-            "transfer-encoding",
-            "sec-websocket-protocol",
-            "host",
-        ] {
-            let mut h = HeaderMap::new();
-            h.insert(header::CONNECTION, HeaderValue::from_str(token).unwrap());
-            assert!(refuse_connection_naming_protected(&h).is_err(), "{token}");
-        }
-        for token in ["keep-alive", "close", "Upgrade", "te", "x-custom-hop"] {
-            let mut h = HeaderMap::new();
-            h.insert(header::CONNECTION, HeaderValue::from_str(token).unwrap());
-            assert!(refuse_connection_naming_protected(&h).is_ok(), "{token}");
-        }
     }
 
     #[test]
@@ -566,13 +385,5 @@ mod tests {
             h.get("cross-origin-resource-policy").unwrap(),
             "same-origin"
         );
-    }
-
-    #[test]
-    fn extras_use_escaped_keys() {
-        let e = extras("s", "u@x", "https://idp");
-        assert_eq!(e.len(), 3);
-        assert_eq!(e[0].0.as_str(), "impersonate-extra-gatehouse.dev%2fsubject");
-        assert!(extras("s\n", "u", "i").len() == 2);
     }
 }

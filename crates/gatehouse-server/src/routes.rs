@@ -1,6 +1,12 @@
 //! The router: the one place routes are defined, and the handlers only it uses (`/healthz`,
 //! `/readyz`, `/readyz/<name>`, `/metrics`). The one module that depends on every handler
 //! module; none of them depends on it.
+//!
+//! The layers of [`crate::auth_layer`] are applied here: the session layer on every path (it
+//! acts on gatehouse's own pages only), and the authentication layer on the routes that need to
+//! know who the caller is, with their surface: the Kubernetes API proxy, `/v1/whoami`, and the
+//! signed-in pages. Routes without it (health, `/v1/config`, `/v1/admin/login`, sign-in, the
+//! CA, the stylesheet) authenticate nobody.
 
 use std::sync::Arc;
 
@@ -16,14 +22,33 @@ use crate::status::ApiError;
 
 /// The router.
 pub fn router(app: Arc<App>) -> Router {
+    use crate::auth_layer::{Surface, authenticate, session_layer};
     use crate::proxy::proxy;
     use crate::{browser, ui};
-    let pages = Router::new()
+    let authenticated =
+        |surface| axum::middleware::from_fn_with_state((Arc::clone(&app), surface), authenticate);
+    // The pages that show who the caller is: authenticated by the layer (the session cookie
+    // counts). The others (the CA, the admin form, the stylesheet, sign-in) ask nobody.
+    let signed_in = Router::new()
         .route("/", get(ui::home))
         .route("/ui/whoami", get(ui::whoami))
         .route("/ui/access", get(ui::access))
         .route("/ui/cli", get(ui::cli))
         .route("/ui/kubeconfig", get(ui::kubeconfig))
+        .route_layer(authenticated(Surface::Pages));
+    let kubernetes = Router::new()
+        .route("/version", any(proxy))
+        .route("/api", any(proxy))
+        .route("/api/{*rest}", any(proxy))
+        .route("/apis", any(proxy))
+        .route("/apis/{*rest}", any(proxy))
+        .route("/openapi/{*rest}", any(proxy))
+        .route_layer(authenticated(Surface::KubernetesApi));
+    let own_api = Router::new()
+        .route("/v1/whoami", get(crate::api::whoami))
+        .route_layer(authenticated(Surface::OwnApi));
+    let pages = Router::new()
+        .merge(signed_in)
         .route("/ui/ca.pem", get(ui::ca))
         .route("/ui/admin-login", post(ui::admin_login))
         .route("/ui/static/style.css", get(ui::style))
@@ -41,20 +66,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz/{*name}", get(readyz_check))
         .route("/metrics", get(metrics))
         .route("/v1/config", get(crate::api::public_config))
-        .route("/v1/whoami", get(crate::api::whoami))
+        .merge(own_api)
         .route("/v1/admin/login", post(crate::api::admin_login))
-        .route("/version", any(proxy))
-        .route("/api", any(proxy))
-        .route("/api/{*rest}", any(proxy))
-        .route("/apis", any(proxy))
-        .route("/apis/{*rest}", any(proxy))
-        .route("/openapi/{*rest}", any(proxy))
+        .merge(kubernetes)
         .fallback(|| async {
             ApiError::NotFound("gatehouse serves /api, /apis, /version, /openapi, /v1/* and health endpoints; this path is none of them".to_owned())
         })
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
-            browser::session_layer,
+            session_layer,
         ))
         .with_state(app)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Form, Query, Request, State};
+use axum::extract::{Extension, Form, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,12 +16,11 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::authn::{Authenticated, bearer_token};
+use crate::authn::{Accepted, Authenticated, Authn};
 use crate::browser_session::Session;
-use crate::clock::{rfc3339, unix_now};
-use crate::page::{error_page, render};
+use crate::clock::rfc3339;
+use crate::page::{PageError, render};
 use crate::session::same_origin;
-use crate::status::ApiError;
 
 /// `Strict-Transport-Security` sent on UI and sign-in responses when `publicUrl` is https.
 pub const HSTS: &str = "max-age=31536000";
@@ -146,18 +145,12 @@ fn signin(
 /// `GET /`: the sign-in page, or who-am-I when signed in.
 pub async fn home(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Extension(authn): Extension<Authn>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    // Signed in: who-am-I. Only when the token is accepted (the answer is cached): a refused
-    // session token would bounce between here and who-am-I's sign-in redirect forever.
-    if let Ok(Some(token)) = bearer_token(&headers)
-        && app
-            .authn
-            .authenticate(Some(&token), unix_now())
-            .await
-            .is_ok()
-    {
+    // Signed in: who-am-I. Only when the token is accepted: a refused session token would
+    // bounce between here and who-am-I's sign-in redirect forever.
+    if let Authn::Accepted(_) = authn {
         return Redirect::to("/ui/whoami").into_response();
     }
     let return_to = q.get("return_to").map_or("/ui/whoami", String::as_str);
@@ -190,36 +183,17 @@ pub async fn admin_login(
     Form(form): Form<AdminForm>,
 ) -> Response {
     let Some(b) = &app.config.browser else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "No browser sessions",
-            "This gatehouse has no session key; sign in with `gatehouse login --admin`.",
-            None,
-        );
+        return PageError::NoBrowserSessions.into_response();
     };
     if !same_origin(&headers, &b.public_url.origin().ascii_serialization()) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Cross-site sign-in refused",
-            "Sign in from gatehouse's own page.",
-            Some("/"),
-        );
+        return PageError::CrossSiteSignIn.into_response();
     }
     let peer = match app
         .config
         .client_ip(crate::client::peer_ip(&extensions), &headers)
     {
         Ok(p) => p,
-        Err(e) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Sign-in refused",
-                &format!(
-                    "{e}: gatehouse cannot tell which client this is, so it does not check the password. Ask your platform team to check the proxy in front of gatehouse."
-                ),
-                Some("/"),
-            );
-        }
+        Err(e) => return PageError::UnknownClient(e).into_response(),
     };
     match crate::api::admin_sign_in(&app, secrecy::SecretString::from(form.password), peer).await {
         Ok((token, claims)) => {
@@ -227,10 +201,17 @@ pub async fn admin_login(
                 token,
                 refresh_token: None,
                 kind: "admin".to_owned(),
-                created: unix_now(),
+                created: app.clock.unix_now(),
                 expires: claims.exp,
             };
-            match app.session_cookies(&session) {
+            // A session key is configured (checked above), so there is a session cookie.
+            let set = match app.session_cookies() {
+                Some(c) => c
+                    .set(&session, app.clock.unix_now())
+                    .map_err(|e| PageError::Internal(e.to_string())),
+                None => Err(PageError::NoBrowserSessions),
+            };
+            match set {
                 Ok(cookies) => {
                     let mut resp = Redirect::to("/ui/whoami").into_response();
                     for c in cookies {
@@ -242,6 +223,7 @@ pub async fn admin_login(
             }
         }
         Err(e) => {
+            let e = crate::status::ApiError::SignIn(e);
             let mut resp = signin(&app, "/ui/whoami", false, Some(e.to_string()), e.status());
             if let Some(secs) = e.retry_after() {
                 resp.headers_mut()
@@ -252,25 +234,15 @@ pub async fn admin_login(
     }
 }
 
-/// The principal of a UI request, or a redirect to the sign-in page.
-async fn principal(
-    app: &App,
-    headers: &HeaderMap,
-    here: &str,
-) -> Result<(Authenticated, String), Response> {
-    let to_signin = || {
-        Redirect::to(&format!(
+/// The principal of a UI request (the authentication layer's, [`crate::auth_layer`]), or a
+/// redirect to the sign-in page that returns `here`.
+fn principal(authn: Authn, here: &str) -> Result<Arc<Accepted>, Redirect> {
+    match authn {
+        Authn::Accepted(a) => Ok(a),
+        Authn::Refused(_) => Err(Redirect::to(&format!(
             "/?return_to={}",
             url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
-        ))
-        .into_response()
-    };
-    let Ok(Some(token)) = bearer_token(headers) else {
-        return Err(to_signin());
-    };
-    match app.authn.authenticate(Some(&token), unix_now()).await {
-        Ok(a) => Ok((a, token.expose_secret().to_owned())),
-        Err(_) => Err(to_signin()),
+        ))),
     }
 }
 
@@ -292,13 +264,13 @@ struct WhoamiPage {
 }
 
 /// `GET /ui/whoami`.
-pub async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let (auth, _) = match principal(&app, &headers, "/ui/whoami").await {
+pub async fn whoami(State(app): State<Arc<App>>, Extension(authn): Extension<Authn>) -> Response {
+    let accepted = match principal(authn, "/ui/whoami") {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let page = match auth {
-        Authenticated::Principal(p) => match &*p {
+    let page = match &accepted.outcome {
+        Authenticated::Principal(p) => match &**p {
             Principal::Admin(c) => {
                 let admin = app.config.admin.as_ref();
                 WhoamiPage {
@@ -400,12 +372,13 @@ struct AccessPage {
 pub async fn access(
     State(app): State<Arc<App>>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    Extension(authn): Extension<Authn>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let (_, token) = match principal(&app, &headers, "/ui/access").await {
+    let accepted = match principal(authn, "/ui/access") {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let namespace = q.get("namespace").cloned().unwrap_or_default();
     let mut page = AccessPage {
@@ -426,12 +399,11 @@ pub async fn access(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
     else {
-        return ApiError::Internal("cannot build the review".to_owned()).into_response();
+        return PageError::Internal("cannot build the review".to_owned()).into_response();
     };
-    if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-        v.set_sensitive(true);
-        req.headers_mut().insert(header::AUTHORIZATION, v);
-    }
+    // Already authenticated: the proxy acts on this outcome (as whom, and on fall-through the
+    // token it forwards) instead of reading a credential again.
+    req.extensions_mut().insert(Authn::Accepted(accepted));
     // The review runs as the user: the audit log gets the browser's address, as for kubectl.
     if let Some(axum::Extension(peer)) = peer {
         req.extensions_mut().insert(peer);
@@ -526,9 +498,9 @@ struct CliPage {
 }
 
 /// `GET /ui/cli`.
-pub async fn cli(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = principal(&app, &headers, "/ui/cli").await {
-        return r;
+pub async fn cli(State(app): State<Arc<App>>, Extension(authn): Extension<Authn>) -> Response {
+    if let Err(r) = principal(authn, "/ui/cli") {
+        return r.into_response();
     }
     let server = server_url(&app);
     render(
@@ -562,19 +534,17 @@ pub async fn ca(State(app): State<Arc<App>>) -> Response {
             pem.clone(),
         )
             .into_response(),
-        None => error_page(
-            StatusCode::NOT_FOUND,
-            "No CA certificate offered",
-            "This gatehouse has no publicCaFile: its certificate is signed by a CA your system already trusts, or ask your platform team for the CA.",
-            None,
-        ),
+        None => PageError::NoCa.into_response(),
     }
 }
 
 /// `GET /ui/kubeconfig`: the kubeconfig as a download.
-pub async fn kubeconfig(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = principal(&app, &headers, "/ui/cli").await {
-        return r;
+pub async fn kubeconfig(
+    State(app): State<Arc<App>>,
+    Extension(authn): Extension<Authn>,
+) -> Response {
+    if let Err(r) = principal(authn, "/ui/cli") {
+        return r.into_response();
     }
     (
         [

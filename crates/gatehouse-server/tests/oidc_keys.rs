@@ -342,7 +342,7 @@ fn signed(issuer: &str, typ: Option<&str>, extra: serde_json::Value) -> String {
 async fn refused_claims_and_types_give_401_and_never_fall_through() {
     use gatehouse_core::identity::Principal;
     use gatehouse_core::token::BearerToken;
-    use gatehouse_server::authn::{Authenticated, Authenticator};
+    use gatehouse_server::authn::{Authenticated, Authenticator, Refusal};
     use gatehouse_server::status::ApiError;
 
     let is = issuer().await;
@@ -354,7 +354,12 @@ async fn refused_claims_and_types_give_401_and_never_fall_through() {
         let authn = &authn;
         async move {
             match authn.authenticate(Some(&BearerToken::new(t)), now).await {
-                Err(ApiError::Unauthorized(m)) => m,
+                Err(e) => {
+                    let m = e.to_string();
+                    let status = ApiError::Refused(Arc::new(Refusal::Token(e))).status();
+                    assert_eq!(status, 401, "expected 401, got {status} for {m}");
+                    m
+                }
                 Ok(Authenticated::FallThrough) => panic!("fell through to the kube-apiserver"),
                 other => panic!("expected 401, got {other:?}"),
             }

@@ -193,6 +193,32 @@ async fn expired_oidc_token_is_401_for_its_expiry_and_never_falls_through() {
 }
 
 #[tokio::test]
+async fn the_apps_clock_decides_expiry_a_token_valid_now_is_refused_at_a_later_fixed_time() {
+    let now = gatehouse_server::clock::unix_now();
+    let late = Setup {
+        clock: gatehouse_server::clock::Clock::Fixed(now + 3600),
+        ..Setup::default()
+    }
+    .build()
+    .await;
+    // Valid for five more minutes by the system clock; an hour late by the app's.
+    let token = late.token(serde_json::json!({}));
+    let a = late.get(PODS, &[("authorization", &bearer(&token))]).await;
+    a.assert_status(401, "the token expired at");
+    late.kube
+        .assert_untouched("a token expired by the app's clock");
+    // The same claims (from that app's own issuer), with the system clock: accepted.
+    let h = harness().await;
+    let token = h.token(serde_json::json!({}));
+    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        h.kube.one().header("impersonate-user"),
+        Some("system:serviceaccount:team-a:dev")
+    );
+}
+
+#[tokio::test]
 async fn oidc_token_for_another_audience_is_401_and_never_falls_through() {
     let h = harness().await;
     let token = h.token(serde_json::json!({"aud": "kubernetes"}));
@@ -993,4 +1019,163 @@ async fn v1_whoami_of_a_mapped_user_names_the_serviceaccount_without_asking_upst
     assert_eq!(w["kubernetes"]["via"], "impersonation");
     assert_eq!(w["serviceAccounts"], serde_json::json!(["team-a/dev"]));
     h.kube.assert_untouched("whoami of a mapped user");
+}
+
+// ---------------------------------------------------------------- the authentication layer
+
+#[tokio::test]
+async fn the_admin_principal_reaches_v1_whoami_from_the_layer() {
+    let h = harness().await;
+    let a = h
+        .get(
+            "/v1/whoami",
+            &[("authorization", &bearer(&h.admin_token()))],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let w = a.json();
+    assert_eq!(w["authenticatedBy"], "admin", "{w}");
+    assert_eq!(w["kubernetes"]["via"], "impersonation", "{w}");
+    h.kube.assert_untouched("whoami of the admin");
+}
+
+#[tokio::test]
+async fn each_surface_words_a_refused_credential_form_its_own_way() {
+    let h = harness().await;
+    let two = [
+        ("authorization", "Bearer one"),
+        ("authorization", "Bearer two"),
+    ];
+    // The Kubernetes API says why gatehouse refuses forms it could read differently.
+    let a = h.get(PODS, &two).await;
+    a.assert_status(401, "more than one Authorization header");
+    a.assert_status(401, "could read differently from the kube-apiserver");
+    // gatehouse's own API gives the reason alone.
+    let a = h.get("/v1/whoami", &two).await;
+    a.assert_status(401, "more than one Authorization header");
+    assert!(!a.body.contains("could read differently"), "{}", a.body);
+    // A page sends the browser to sign in.
+    let a = h.get("/ui/whoami", &two).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.header("location"), Some("/?return_to=%2Fui%2Fwhoami"));
+    h.kube.assert_untouched("refused credential forms");
+}
+
+#[tokio::test]
+async fn a_session_cookie_with_a_websocket_bearer_on_a_page_is_ambiguous_and_signs_nobody_in() {
+    let h = harness().await;
+    let cookie = h.session_cookie(&h.admin_token(), "admin");
+    let protocols = format!("{}, v5.channel.k8s.io", ws_bearer(&h.unmapped_token()));
+    let mut headers = WS.to_vec();
+    headers.push(("sec-websocket-protocol", &protocols));
+    headers.push(("cookie", &cookie));
+    headers.push(("origin", PUBLIC));
+    let a = h.get("/ui/whoami", &headers).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert!(!a.body.contains("gatehouse admin account"), "{}", a.body);
+    h.kube.assert_untouched("an ambiguous page request");
+}
+
+#[tokio::test]
+async fn the_access_page_sends_the_review_as_the_session_user_without_authenticating_again() {
+    let h = harness().await;
+    // A user no ServiceAccount maps: the review falls through with exactly the session's token,
+    // which the page's request carried only in the sealed cookie. The in-process proxy call
+    // gets the layer's outcome; no Authorization header was written for it to read.
+    let token = h.unmapped_token();
+    let cookie = h.session_cookie(&token, "oidc");
+    let a = h
+        .get("/ui/access?namespace=team-a", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let s = h.kube.one();
+    assert_eq!(
+        s.path,
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+    );
+    assert_eq!(s.header("authorization"), Some(bearer(&token).as_str()));
+    assert!(s.names_with("impersonate-").is_empty(), "{s:?}");
+    assert!(s.header("cookie").is_none(), "{s:?}");
+    assert_eq!(s.header("x-forwarded-for"), Some("198.51.100.7"));
+}
+
+#[tokio::test]
+async fn the_access_page_of_a_mapped_session_user_is_impersonated() {
+    let h = harness().await;
+    let cookie = h.session_cookie(&h.token(serde_json::json!({})), "oidc");
+    let a = h
+        .get("/ui/access?namespace=team-a", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let s = h.kube.one();
+    assert_eq!(
+        s.header("impersonate-user"),
+        Some("system:serviceaccount:team-a:dev")
+    );
+    assert_eq!(
+        s.header("authorization"),
+        Some(&*format!("Bearer {OWN_TOKEN}"))
+    );
+}
+
+#[tokio::test]
+async fn the_apps_clock_decides_when_a_session_is_refreshed_and_when_it_ends() {
+    let now = gatehouse_server::clock::unix_now();
+    // The session (support's: created now, its token recorded as expiring in an hour, no
+    // refresh token; `session.ttl` 12h) at three times by the app's clock.
+    let signed_out = "/?return_to=%2Fui%2Fwhoami";
+    for (at, status, cleared) in [
+        // Well before its token expires: signed in.
+        (now + 3600 - 120, 200, false),
+        // Within a minute of it: a refresh is due, and without a refresh token the session
+        // ends (its cookie cleared).
+        (now + 3600 - 30, 303, true),
+        // Past `session.ttl`: the cookie is not honoured at all (nothing to refresh or clear).
+        (now + 12 * 3600 + 1, 303, false),
+    ] {
+        let h = Setup {
+            clock: gatehouse_server::clock::Clock::Fixed(at),
+            ..Setup::default()
+        }
+        .build()
+        .await;
+        // The token inside stays valid past all three times.
+        let token = h.token(serde_json::json!({"exp": now + 13 * 3600}));
+        let cookie = h.session_cookie(&token, "oidc");
+        let a = h.get("/ui/whoami", &[("cookie", &cookie)]).await;
+        assert_eq!(a.status, status, "at now+{}: {}", at - now, a.body);
+        if status == 200 {
+            assert!(a.body.contains("alice@example.com"), "{}", a.body);
+        } else {
+            assert_eq!(a.header("location"), Some(signed_out));
+        }
+        let clearing = a
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Max-Age=0"));
+        assert_eq!(clearing, cleared, "at now+{}: {:?}", at - now, a.headers);
+    }
+}
+
+#[tokio::test]
+async fn the_proxy_acts_only_on_the_layers_outcome_and_never_authenticates_by_itself() {
+    let h = harness().await;
+    // A valid token, handed to the proxy handler without the authentication layer: the handler
+    // does not read it (a 500 Status for the bug), and nothing goes upstream.
+    let token = h.token(serde_json::json!({}));
+    let req = request("GET", PODS, &[("authorization", &bearer(&token))]);
+    let resp =
+        gatehouse_server::proxy::proxy(axum::extract::State(std::sync::Arc::clone(&h.app)), req)
+            .await;
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.headers()["content-security-policy"], "sandbox");
+    h.kube.assert_untouched("a request that bypassed the layer");
+    // Through the router, the same request is authenticated once and impersonated.
+    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        h.kube.one().header("impersonate-user"),
+        Some("system:serviceaccount:team-a:dev")
+    );
 }

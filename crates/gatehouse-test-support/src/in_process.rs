@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use gatehouse_server::app::{App, AppParts};
-use gatehouse_server::clock::unix_now;
+use gatehouse_server::clock::{Clock, unix_now};
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::oidc::OidcVerifier;
 use gatehouse_server::routes::router;
@@ -280,6 +280,8 @@ pub struct Setup {
     /// ServiceAccounts in the index (namespace, name, annotations); `None` leaves the index
     /// unlisted (the watch has not listed yet).
     pub accounts: Option<Vec<ListedForTests<'static>>>,
+    /// The app's clock ([`Clock::System`] unless a test fixes it).
+    pub clock: Clock,
 }
 
 impl Default for Setup {
@@ -290,6 +292,7 @@ impl Default for Setup {
             max_staleness: "5m",
             trusted_proxies: Vec::new(),
             accounts: Some(vec![("team-a", "dev", DEVS)]),
+            clock: Clock::System,
         }
     }
 }
@@ -357,6 +360,7 @@ impl Setup {
             upstream,
             client,
             metrics: Metrics::default(),
+            clock: self.clock,
         })
         .unwrap();
         Harness {
@@ -465,7 +469,12 @@ impl Harness {
             created: now,
             expires: now + 3600,
         };
-        let set = self.app.session_cookies(&session).unwrap();
+        let set = self
+            .app
+            .session_cookies()
+            .unwrap()
+            .set(&session, now)
+            .unwrap();
         set.iter()
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
             .collect::<Vec<_>>()
