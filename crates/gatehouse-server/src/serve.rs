@@ -1,6 +1,21 @@
 //! The listener: TLS (when configured), HTTP/1.1 and HTTP/2, upgrades, header limits, and
 //! graceful shutdown on SIGTERM or Ctrl-C (stop accepting, let open requests finish for up to
 //! 30 seconds).
+//!
+//! # Security: every connection is bounded
+//! The limits (documented in `docs/configuration.md`, "Connection limits"), close to the
+//! kube-apiserver's own so a client behaves alike through gatehouse:
+//! - [`HANDSHAKE_TIMEOUT`] for the TLS handshake; HTTP/1.1 allows [`HEADER_TIMEOUT`] for the
+//!   head of every request on the connection (an idle keep-alive connection is closed after it).
+//! - Request heads (HTTP/1.1 buffer, HTTP/2 header list) at most `limits.maxHeaderBytes`.
+//! - HTTP/2: at most [`MAX_STREAMS`] concurrent streams per connection (the kube-apiserver's
+//!   default: client-go multiplexes all of a client's watches over one connection); at most
+//!   [`MAX_PENDING_RESETS`] streams reset by the client before gatehouse accepted them, and
+//!   [`MAX_LOCAL_ERROR_RESETS`] streams gatehouse had to reset for the client's errors, before
+//!   the connection is ended with `GOAWAY` (rapid reset, CVE-2023-44487, and its variants);
+//!   keep-alive pings every 30 s, and a connection whose peer does not answer one within
+//!   [`PING_TIMEOUT`] is closed.
+//! - TCP keep-alive finds peers that vanished ([`keepalive`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +51,20 @@ pub enum ServeError {
         source: std::io::Error,
     },
 }
+
+/// Time for a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time from accepting a connection to having read its first request's head, and (HTTP/1.1)
+/// for each later request's head. The kube-apiserver allows 32 s.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent HTTP/2 streams per connection (the kube-apiserver's default).
+pub const MAX_STREAMS: u32 = 1000;
+/// HTTP/2 streams the client may reset before gatehouse accepted them, at once.
+pub const MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2 streams gatehouse may reset for the client's protocol errors on one connection.
+pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Time for the peer to answer an HTTP/2 keep-alive ping.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Loads the serving certificate into a TLS acceptor offering HTTP/2 and HTTP/1.1.
 pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {
@@ -79,13 +108,17 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Duration::from_secs(30));
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(PING_TIMEOUT);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -120,9 +153,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let result = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             let conn = builder
                                 .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
