@@ -5,8 +5,12 @@
 //! # Security: every connection is bounded
 //! The limits (documented in `docs/configuration.md`, "Connection limits"), close to the
 //! kube-apiserver's own so a client behaves alike through gatehouse:
-//! - [`HANDSHAKE_TIMEOUT`] for the TLS handshake; HTTP/1.1 allows [`HEADER_TIMEOUT`] for the
-//!   head of every request on the connection (an idle keep-alive connection is closed after it).
+//! - [`HANDSHAKE_TIMEOUT`] for the TLS handshake, and [`HEADER_TIMEOUT`] from accepting the
+//!   connection until the head of its first request has been read, whatever the protocol
+//!   ([`first_request_within`]): a client that connects and sends nothing, or half of the
+//!   HTTP/2 preface, is closed then (the protocol detection and the HTTP/2 handshake have no
+//!   timeout of their own). HTTP/1.1 applies the same timeout to the head of every later request
+//!   on the connection (an idle keep-alive connection is closed after it).
 //! - Request heads (HTTP/1.1 buffer, HTTP/2 header list) at most `limits.maxHeaderBytes`.
 //! - HTTP/2: at most [`MAX_STREAMS`] concurrent streams per connection (the kube-apiserver's
 //!   default: client-go multiplexes all of a client's watches over one connection); at most
@@ -18,7 +22,8 @@
 //! - TCP keep-alive finds peers that vanished ([`keepalive`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -138,10 +143,14 @@ pub async fn serve(
         // suspended laptop) is noticed within about two minutes, so its exec or port-forward
         // tunnel and the stream behind it are closed instead of held forever.
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
+        let accepted = Instant::now();
+        let first_request = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&first_request);
         // Every request learns its TCP peer (audit `sourceIPs`, login backoff, logs).
         let service = TowerToHyperService::new(tower::ServiceExt::map_request(
             router.clone(),
             move |mut req: http::Request<hyper::body::Incoming>| {
+                seen.store(true, Ordering::Release);
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
                 req
@@ -157,7 +166,11 @@ pub async fn serve(
                         Ok(Ok(tls_stream)) => {
                             let conn = builder
                                 .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-                            watcher.watch(conn.into_owned()).await
+                            let conn = watcher.watch(conn.into_owned());
+                            match first_request_within(conn, &first_request, accepted).await {
+                                Some(result) => result,
+                                None => return,
+                            }
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -169,7 +182,11 @@ pub async fn serve(
                 None => {
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    let conn = watcher.watch(conn.into_owned());
+                    match first_request_within(conn, &first_request, accepted).await {
+                        Some(result) => result,
+                        None => return,
+                    }
                 }
             };
             if let Err(e) = result {
@@ -183,6 +200,26 @@ pub async fn serve(
         () = tokio::time::sleep(Duration::from_secs(30)) => {
             tracing::warn!("open requests did not finish within 30 s");
         }
+    }
+}
+
+/// Runs a connection, and drops it (closing it) when no request head has been read
+/// [`HEADER_TIMEOUT`] after it was `accepted`; `None` then.
+async fn first_request_within<R>(
+    conn: impl std::future::Future<Output = R>,
+    first_request: &AtomicBool,
+    accepted: Instant,
+) -> Option<R> {
+    tokio::pin!(conn);
+    tokio::select! {
+        result = &mut conn => return Some(result),
+        () = tokio::time::sleep_until((accepted + HEADER_TIMEOUT).into()) => {}
+    }
+    if first_request.load(Ordering::Acquire) {
+        Some(conn.await)
+    } else {
+        tracing::debug!("no request head within the header timeout; connection closed");
+        None
     }
 }
 
