@@ -31,6 +31,9 @@
 //! - A client's `Audit-ID` is dropped (audit entries could be spoofed or made to collide), and
 //!   `X-Forwarded-For` is set to the client's address, which the kube-apiserver records in the
 //!   audit event's `sourceIPs`; only a peer in `trustedProxies` may add addresses before it.
+//! - `CONNECT` is answered 405 (as the kube-apiserver does) and never forwarded: a tunnel
+//!   request is not a Kubernetes API request, and a 2xx to it would turn the upstream
+//!   connection into a raw tunnel.
 //! - Bodies stream both ways; nothing is buffered, so watches and logs flow as they come.
 
 use std::sync::Arc;
@@ -84,6 +87,16 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
             ));
         }
     };
+    // CONNECT asks for a tunnel to an authority, not for a resource: HTTP/1.1 CONNECT names no
+    // path, HTTP/2 CONNECT carries none, so it cannot be forwarded as the request it claims to
+    // be. The kube-apiserver registers no route for the method (its connect subresources are
+    // GET and POST) and answers 405 after authentication; so does gatehouse, before anything
+    // is sent upstream.
+    if req.method() == http::Method::CONNECT {
+        return Err(ApiError::MethodNotAllowed(
+            "the Kubernetes API does not serve the CONNECT method; exec, attach and port-forward use GET or POST with an upgrade".to_owned(),
+        ));
+    }
     let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
     let mapping = match &accepted.outcome {
         Authenticated::Principal(p) => match &**p {

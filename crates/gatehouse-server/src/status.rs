@@ -58,6 +58,9 @@ pub enum ApiError {
     /// Nothing is served at this path (404).
     #[error("{0}")]
     NotFound(String),
+    /// A method the proxy cannot forward (405), as the kube-apiserver answers it.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The kube-apiserver cannot be reached (503).
     #[error(
         "gatehouse cannot reach the kube-apiserver at {base}: {}; check that it is running and that gatehouse's kubernetes settings point at it",
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::CrossSite => FORBIDDEN,
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::SignIn(e) => match e {
                 SignInError::Disabled => (StatusCode::NOT_FOUND, "NotFound"),
                 SignInError::AddressNotAllowed => FORBIDDEN,
