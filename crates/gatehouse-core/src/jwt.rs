@@ -26,6 +26,14 @@
 //!   and curve fit the token's algorithm (RSA for `RS*`/`PS*`, EC P-256 for `ES256`, EC P-384
 //!   for `ES384`, OKP Ed25519 for `EdDSA`) and whose `alg`, when named, equals it. A token
 //!   without `kid` is checked only when exactly one key is a candidate.
+//! - A `crit` header (RFC 7515 §4.1.11) is refused whatever it lists
+//!   ([`VerifyError::CriticalHeader`]): gatehouse understands no JWS extension, and the RFC
+//!   says a token naming one the recipient does not understand must be rejected.
+//!   (jsonwebtoken lets `crit: ["b64"]` with `b64: true` through; gatehouse does not.)
+//! - An `alg` jsonwebtoken does not know (`none` above all) is refused as an algorithm
+//!   ([`VerifyError::UnknownAlgorithm`]), before any key is looked at.
+//! - Keys embedded in the header (`jwk`, `jku`, `x5u`, `x5c`) are never used: the key always
+//!   comes from the issuer's key set, by `kid`.
 //! - The clock is an argument, so expiry is tested without sleeping.
 
 use jsonwebtoken::jwk::{
@@ -104,6 +112,15 @@ pub enum VerifyError {
     /// The header names an algorithm outside the allow-list.
     #[error("signing algorithm {0:?} is not allowed")]
     AlgorithmNotAllowed(Algorithm),
+    /// The header names an algorithm gatehouse does not know at all (`none` among them).
+    #[error("signing algorithm {found:?} is not allowed")]
+    UnknownAlgorithm {
+        /// The `alg` header (at most 32 characters of it).
+        found: String,
+    },
+    /// The header has a `crit` member (RFC 7515 §4.1.11): gatehouse understands no extension.
+    #[error("the token's header names critical extensions (crit) gatehouse does not understand")]
+    CriticalHeader,
     /// No key in the issuer's key set matches the token's `kid`.
     #[error("no key with id {kid:?} in the issuer's key set")]
     UnknownKey {
@@ -202,7 +219,10 @@ pub fn verify(
     policy: &Policy,
     now: i64,
 ) -> Result<Verified, VerifyError> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| unknown_algorithm(token))?;
+    if header.crit.is_some() {
+        return Err(VerifyError::CriticalHeader);
+    }
     if !policy.algorithms.contains(&header.alg) {
         return Err(VerifyError::AlgorithmNotAllowed(header.alg));
     }
@@ -226,6 +246,58 @@ pub fn verify(
         },
     )?;
     check_claims(data.claims, policy, now)
+}
+
+/// Why a header jsonwebtoken could not read was refused: an `alg` string it does not know
+/// (`none`, `None`, `RS1`, ...) is [`VerifyError::UnknownAlgorithm`], anything else
+/// [`VerifyError::Malformed`].
+fn unknown_algorithm(token: &str) -> VerifyError {
+    use base64::Engine as _;
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, _, _] = parts.as_slice() else {
+        return VerifyError::Malformed;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        return VerifyError::Malformed;
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(h)) => match h.get("alg") {
+            Some(Value::String(alg))
+                if serde_json::from_value::<Algorithm>(Value::String(alg.clone())).is_err() =>
+            {
+                VerifyError::UnknownAlgorithm {
+                    found: alg.chars().take(32).collect(),
+                }
+            }
+            _ => VerifyError::Malformed,
+        },
+        _ => VerifyError::Malformed,
+    }
+}
+
+impl VerifyError {
+    /// A short, fixed label for the reason (a metric label: never user data).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed => "malformed",
+            VerifyError::AlgorithmNotAllowed(_) | VerifyError::UnknownAlgorithm { .. } => {
+                "algorithm"
+            }
+            VerifyError::CriticalHeader => "critical_header",
+            VerifyError::UnknownKey { .. } => "unknown_key",
+            VerifyError::KeyMismatch(_) | VerifyError::KeyNotForSignatures { .. } => "key_mismatch",
+            VerifyError::WrongType { .. } => "type",
+            VerifyError::BadSignature => "bad_signature",
+            VerifyError::WrongIssuer { .. } => "wrong_issuer",
+            VerifyError::WrongAudience { .. } => "audience",
+            VerifyError::WrongAuthorizedParty { .. } => "authorized_party",
+            VerifyError::WrongClient { .. } => "client",
+            VerifyError::Expired { .. } => "expired",
+            VerifyError::NotYetValid { .. } => "not_yet_valid",
+            VerifyError::IssuedInFuture { .. } => "issued_in_future",
+            VerifyError::MissingClaim(_) => "missing_claim",
+        }
+    }
 }
 
 /// Checks the `typ` header: absent, `JWT`, or (`access_tokens`) `at+jwt`, compared without
@@ -519,11 +591,32 @@ mod tests {
             b.encode(claims().to_string())
         );
         // jsonwebtoken has no `none` algorithm: the header does not parse, so the token is
-        // refused before any key or policy is consulted.
+        // refused (as an algorithm) before any key or policy is consulted.
+        for alg in ["none", "None", "NONE", "RS1"] {
+            let t = t.replacen(
+                &b.encode(r#"{"alg":"none","kid":"rsa1"}"#),
+                &b.encode(format!(r#"{{"alg":"{alg}","kid":"rsa1"}}"#)),
+                1,
+            );
+            assert_eq!(
+                verify(&t, &keys(), &policy(), NOW),
+                Err(VerifyError::UnknownAlgorithm { found: alg.into() }),
+                "{alg}"
+            );
+        }
         assert_eq!(
-            verify(&t, &keys(), &policy(), NOW),
-            Err(VerifyError::Malformed)
+            verify(&t, &keys(), &policy(), NOW).map_err(|e| e.reason()),
+            Err("algorithm")
         );
+        // A header with no alg, or alg not a string: malformed.
+        for h in [r#"{"kid":"rsa1"}"#, r#"{"alg":5}"#, "[]"] {
+            let t = format!("{}.{}.", b.encode(h), b.encode(claims().to_string()));
+            assert_eq!(
+                verify(&t, &keys(), &policy(), NOW),
+                Err(VerifyError::Malformed),
+                "{h}"
+            );
+        }
         // The same header with an algorithm the policy allows, and no signature: refused at
         // the signature, never accepted for lack of one.
         let unsigned = format!(
@@ -535,6 +628,45 @@ mod tests {
             verify(&unsigned, &keys(), &policy(), NOW),
             Err(VerifyError::BadSignature | VerifyError::Malformed)
         ));
+    }
+
+    #[test]
+    fn crit_headers_are_refused_whatever_they_list() {
+        // jsonwebtoken refuses an unknown extension itself, but lets `crit: ["b64"]` with
+        // `b64: true` through; gatehouse understands no extension and refuses every `crit`.
+        for (crit, b64) in [
+            (json!(["exp"]), None),
+            (json!(["b64"]), Some(true)),
+            (json!([]), None),
+        ] {
+            let mut h = rsa_header(None);
+            h.crit = serde_json::from_value(crit.clone()).unwrap();
+            if let Some(b64) = b64 {
+                h.extras.insert("b64", b64);
+            }
+            let t = sign_rsa_with(h, &claims());
+            assert_eq!(
+                verify(&t, &keys(), &policy(), NOW),
+                Err(VerifyError::CriticalHeader),
+                "{crit}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_embedded_in_the_header_are_never_used() {
+        // The header carries the issuer's own public key (and URLs) but is signed by a key the
+        // issuer does not publish under that kid: refused at the signature, never trusted.
+        let mut h = rsa_header(None);
+        h.kid = Some("ec1".into());
+        h.jwk = Some(serde_json::from_str(RSA_JWK).unwrap());
+        h.jku = Some("https://attacker.example/keys".into());
+        h.x5u = Some("https://attacker.example/cert.pem".into());
+        let t = sign_rsa_with(h, &claims());
+        assert_eq!(
+            verify(&t, &keys(), &policy(), NOW),
+            Err(VerifyError::KeyMismatch(Algorithm::RS256))
+        );
     }
 
     #[test]

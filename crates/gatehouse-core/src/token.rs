@@ -6,10 +6,19 @@
 //! stored as a map key; comparing fingerprints in variable time leaks nothing useful, because
 //! learning a prefix of a hash does not help an attacker to find a preimage.
 
+use std::collections::HashSet;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
+
+/// The longest bearer token gatehouse reads, in bytes (16 KiB). A longer one is refused before
+/// anything of it is parsed. ID tokens are typically one to a few kilobytes; a token near this
+/// limit is an attack on the parser, or one that should carry fewer claims (groups by
+/// reference rather than by value).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// A bearer credential taken from a request: a JWT or an opaque token.
 pub struct BearerToken(SecretString);
@@ -42,13 +51,31 @@ impl BearerToken {
     /// Therefore a three-part token whose segments are not canonical unpadded base64url (the
     /// strict decoder refuses exactly the other spellings), or whose payload is not a JSON
     /// object with a string `iss` (when present), is [`TokenShape::MalformedJwt`]: refused,
-    /// never forwarded. `accounts.google.com` is read as `https://accounts.google.com`, as the
-    /// kube-apiserver does.
+    /// never forwarded. The header must be a JSON object too. `accounts.google.com` is read as
+    /// `https://accounts.google.com`, as the kube-apiserver does.
+    ///
+    /// A header or payload that repeats a member name, at any depth, is
+    /// [`TokenShape::DuplicateKeys`]: JSON parsers disagree on which value counts (serde_json
+    /// and Go keep the last, others the first or refuse), and a verifier that reads a
+    /// different `iss`, `aud` or `exp` from the one a log or another reader sees is a hole
+    /// waiting to happen. RFC 7515 §5.2 lets a JWS recipient refuse such a token; gatehouse
+    /// does.
+    ///
+    /// A token of another number of parts whose first part is a JOSE header (a JSON object
+    /// with `alg`) is a mangled JWS or a JWE (five parts, with `enc`): refused
+    /// ([`TokenShape::WrongSegments`], [`TokenShape::Encrypted`]), never forwarded as opaque.
+    /// Opaque tokens (a cloud provider's) never start with a JSON object.
     pub fn shape(&self) -> TokenShape {
         let t = self.expose_secret();
         let parts: Vec<&str> = t.split('.').collect();
         if parts.len() != 3 {
-            return TokenShape::Opaque;
+            return match parts.first().and_then(|p| jose_header(p)) {
+                Some(h) if parts.len() == 5 && h.contains_key("enc") => TokenShape::Encrypted,
+                Some(_) => TokenShape::WrongSegments {
+                    segments: parts.len(),
+                },
+                None => TokenShape::Opaque,
+            };
         }
         let mut decoded = Vec::with_capacity(3);
         for part in &parts {
@@ -57,11 +84,19 @@ impl BearerToken {
                 _ => return TokenShape::MalformedJwt,
             }
         }
+        let Ok(serde_json::Value::Object(_)) =
+            serde_json::from_slice::<serde_json::Value>(&decoded[0])
+        else {
+            return TokenShape::MalformedJwt;
+        };
         let Ok(serde_json::Value::Object(payload)) =
             serde_json::from_slice::<serde_json::Value>(&decoded[1])
         else {
             return TokenShape::MalformedJwt;
         };
+        if has_duplicate_keys(&decoded[0]) || has_duplicate_keys(&decoded[1]) {
+            return TokenShape::DuplicateKeys;
+        }
         match payload.get("iss") {
             None => TokenShape::Jwt { issuer: None },
             Some(serde_json::Value::String(iss)) => TokenShape::Jwt {
@@ -88,6 +123,91 @@ pub enum TokenShape {
     },
     /// Three parts that are not a canonical JWS: refused, never forwarded.
     MalformedJwt,
+    /// A canonical JWS whose header or payload repeats a member name: refused.
+    DuplicateKeys,
+    /// A JOSE header, but not three parts (nor a JWE): refused.
+    WrongSegments {
+        /// How many dot-separated parts.
+        segments: usize,
+    },
+    /// Five parts with a JOSE header naming `enc`: an encrypted token (JWE), refused.
+    Encrypted,
+}
+
+/// The first part of a token as a JOSE header: canonical base64url of a JSON object with `alg`.
+fn jose_header(part: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(h)) if h.contains_key("alg") => Some(h),
+        _ => None,
+    }
+}
+
+/// True when `json` is JSON with an object that repeats a member name, at any depth (names
+/// compared after unescaping, so `"iss"` and `"\u0069ss"` are the same name). False for
+/// JSON without repeats; text that is no JSON at all counts as repeating (callers parse it
+/// first).
+pub fn has_duplicate_keys(json: &[u8]) -> bool {
+    serde_json::from_slice::<Unique>(json).is_err()
+}
+
+/// Any JSON value, refused by deserialization when an object repeats a name.
+struct Unique;
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON without repeated member names")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if !seen.insert(name) {
+                return Err(de::Error::custom("a member name is repeated"));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
 }
 
 impl std::fmt::Debug for BearerToken {
@@ -176,6 +296,77 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_member_names_are_refused_at_any_depth() {
+        for dup in [
+            r#"{"iss":"https://idp","iss":"https://other"}"#,
+            r#"{"iss":"https://idp","\u0069ss":"https://other"}"#,
+            r#"{"iss":"https://idp","a":{"b":1,"b":2}}"#,
+            r#"{"iss":"https://idp","a":[{"x":[{"y":1,"y":1}]}]}"#,
+        ] {
+            assert!(has_duplicate_keys(dup.as_bytes()), "{dup}");
+            assert_eq!(
+                BearerToken::new(jwt_with_payload(dup)).shape(),
+                TokenShape::DuplicateKeys,
+                "{dup}"
+            );
+        }
+        for fine in [
+            r#"{"iss":"https://idp","a":{"iss":1},"b":[{"iss":2},{"iss":3}]}"#,
+            r#"{"iss":"https://idp","ISS":"case differs"}"#,
+        ] {
+            assert!(!has_duplicate_keys(fine.as_bytes()), "{fine}");
+            assert_eq!(
+                BearerToken::new(jwt_with_payload(fine)).shape(),
+                issuer("https://idp")
+            );
+        }
+        // In the header too.
+        let t = format!(
+            "{}.{}.sig",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"a","kid":"b"}"#),
+            URL_SAFE_NO_PAD.encode(r#"{"iss":"https://idp"}"#)
+        );
+        assert_eq!(BearerToken::new(t).shape(), TokenShape::DuplicateKeys);
+        // A header that is no JSON object: malformed.
+        let t = format!(
+            "{}.{}.sig",
+            URL_SAFE_NO_PAD.encode("not json"),
+            URL_SAFE_NO_PAD.encode(r#"{"iss":"https://idp"}"#)
+        );
+        assert_eq!(BearerToken::new(t).shape(), TokenShape::MalformedJwt);
+    }
+
+    #[test]
+    fn jose_headers_in_other_part_counts_are_refused_never_opaque() {
+        let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k"}"#);
+        let p = URL_SAFE_NO_PAD.encode(r#"{"iss":"https://idp"}"#);
+        assert_eq!(
+            BearerToken::new(format!("{h}.{p}")).shape(),
+            TokenShape::WrongSegments { segments: 2 }
+        );
+        assert_eq!(
+            BearerToken::new(format!("{h}.{p}.sig.more")).shape(),
+            TokenShape::WrongSegments { segments: 4 }
+        );
+        let jwe = URL_SAFE_NO_PAD.encode(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#);
+        assert_eq!(
+            BearerToken::new(format!("{jwe}.key.iv.ciphertext.tag")).shape(),
+            TokenShape::Encrypted
+        );
+        // A five-part JWS-looking header without enc is a mangled JWS.
+        assert_eq!(
+            BearerToken::new(format!("{h}.a.b.c.d")).shape(),
+            TokenShape::WrongSegments { segments: 5 }
+        );
+        // A JSON first part without alg is no JOSE header: opaque, as before.
+        let no_alg = URL_SAFE_NO_PAD.encode(r#"{"x":1}"#);
+        assert_eq!(
+            BearerToken::new(format!("{no_alg}.{p}")).shape(),
+            TokenShape::Opaque
+        );
     }
 
     #[test]

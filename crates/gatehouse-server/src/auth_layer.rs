@@ -11,7 +11,11 @@
 //!    handler turns a refusal into its own surface's answer (a `Status`, or the sign-in page),
 //!    so the proxy's refusals are counted and sandboxed like its other answers.
 //!
-//! The checks run in this order, and stop at the first refusal:
+//! The checks run in this order, and stop at the first refusal (every refusal is counted in
+//! `gatehouse_authentication_refusals_total` by its [`Refusal::reason`], but a page visited
+//! without any credential, which is no refusal but the way to the sign-in page):
+//! - Every surface: a token in the query string (`access_token`, 401): tokens in URLs end
+//!   up in logs, browser histories and `Referer` headers, and are never read.
 //! - Kubernetes API ([`Surface::KubernetesApi`]): identity headers (403), a `Connection`
 //!   naming a protected header (400), the credential's form (401), the session cookie
 //!   without a credential (401: it is no credential here), the token.
@@ -134,20 +138,40 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let session = req.extensions().get::<SessionToken>().cloned();
-    let authn = match accepted(&app, surface, req.headers(), session).await {
+    let authn = match accepted(&app, surface, req.uri().query(), req.headers(), session).await {
         Ok(a) => Authn::Accepted(Arc::new(a)),
-        Err(r) => Authn::Refused(Arc::new(r)),
+        Err(r) => {
+            if !(surface == Surface::Pages
+                && matches!(r, Refusal::Token(AuthnError::NoCredentials)))
+            {
+                app.metrics.refused(r.reason());
+            }
+            Authn::Refused(Arc::new(r))
+        }
     };
     req.extensions_mut().insert(authn);
     next.run(req).await
 }
 
+/// True when the query string has an `access_token` parameter (RFC 6750 §2.3), its name
+/// percent-decoded and compared without regard to case.
+pub fn query_names_token(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(name, _)| name.eq_ignore_ascii_case("access_token"))
+    })
+}
+
 async fn accepted(
     app: &App,
     surface: Surface,
+    query: Option<&str>,
     headers: &HeaderMap,
     session: Option<SessionToken>,
 ) -> Result<Accepted, Refusal> {
+    if query_names_token(query) {
+        return Err(Refusal::TokenInQuery);
+    }
     let credential = match surface {
         Surface::KubernetesApi => {
             refuse_identity_headers(headers)?;
@@ -181,4 +205,33 @@ async fn accepted(
         credential,
         outcome,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_token_in_the_query_is_recognised_in_every_spelling() {
+        for q in [
+            "access_token=x",
+            "watch=1&access_token=",
+            "ACCESS_TOKEN=x",
+            "%61ccess_token=x",
+            "access%5Ftoken=x",
+            "access_token",
+        ] {
+            assert!(query_names_token(Some(q)), "{q}");
+        }
+        for q in [
+            "",
+            "watch=1",
+            "x=access_token",
+            "access_tokens=1",
+            "token=x",
+        ] {
+            assert!(!query_names_token(Some(q)), "{q}");
+        }
+        assert!(!query_names_token(None));
+    }
 }

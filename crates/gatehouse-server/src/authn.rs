@@ -17,6 +17,15 @@
 //! - A token with the three parts of a JWT that is not a canonical one is refused, never
 //!   forwarded ([`gatehouse_core::token::BearerToken::shape`]): the kube-apiserver reads other
 //!   spellings of a signed token as that token.
+//! - A token whose `iss` is a near miss of a known issuer (equal to it after removing one
+//!   trailing slash and lower-casing the scheme and host, [`issuer_near_miss`]) is refused
+//!   ([`AuthnError::IssuerNearMiss`]), never forwarded, even with fall-through on. It is not
+//!   the issuer gatehouse verifies (issuers are compared exactly), but nor is it plausibly
+//!   someone else's: it is a misconfiguration (`oidc.issuerUrl` against the IdP's `issuer`) or
+//!   a probe for a more lenient comparison upstream. When in doubt, refuse.
+//! - A token longer than [`MAX_TOKEN_BYTES`] (16 KiB) is refused before any of it is parsed;
+//!   so are JSON with repeated member names, a JOSE header in other than three parts, and an
+//!   encrypted token (JWE) ([`gatehouse_core::token::BearerToken::shape`]).
 //! - With fall-through off, every token gatehouse cannot verify is refused.
 //! - Verified principals are cached by the SHA-256 of the token until the token expires (and
 //!   for at most five minutes), so a repeat request costs a hash and a map lookup. An expired
@@ -28,7 +37,7 @@ use std::time::Duration;
 use gatehouse_core::admin::{AdminTokenError, AdminTokens};
 use gatehouse_core::identity::{IdentityError, OidcUser, Principal};
 use gatehouse_core::jwt::VerifyError;
-use gatehouse_core::token::{BearerToken, TokenFingerprint, TokenShape};
+use gatehouse_core::token::{BearerToken, MAX_TOKEN_BYTES, TokenFingerprint, TokenShape};
 
 use crate::credentials::{ConnectionNamesProtected, Credential, CredentialError, IdentityHeader};
 use crate::oidc::{OidcError, OidcVerifier};
@@ -56,6 +65,40 @@ pub enum AuthnError {
         "the token has the three parts of a JWT but is not a canonical one (base64url without padding, a JSON payload); gatehouse refuses it rather than let the kube-apiserver read it differently"
     )]
     NonCanonicalJwt,
+    /// Longer than [`MAX_TOKEN_BYTES`]; not parsed at all.
+    #[error(
+        "the token is longer than {MAX_TOKEN_BYTES} bytes; gatehouse refuses it without reading it"
+    )]
+    TooLarge,
+    /// A JWT whose header or payload repeats a JSON member name.
+    #[error(
+        "the token's header or payload repeats a JSON member name; gatehouse refuses it rather than guess which value counts"
+    )]
+    DuplicateJsonKeys,
+    /// A JOSE header in a token of other than three parts.
+    #[error(
+        "the token starts with a JWT header but has {segments} parts instead of three; gatehouse refuses it rather than forward it as an opaque token"
+    )]
+    WrongSegments {
+        /// How many parts.
+        segments: usize,
+    },
+    /// An encrypted token (JWE, five parts).
+    #[error(
+        "the token is encrypted (a JWE); gatehouse accepts only signed tokens (JWS), as the kube-apiserver does"
+    )]
+    Encrypted,
+    /// `iss` differs from a known issuer only by a trailing slash or the case of its scheme or
+    /// host ([`issuer_near_miss`]).
+    #[error(
+        "the token's issuer {found:?} is not {known:?} but differs from it only by a trailing slash or letter case; issuers are compared exactly, so gatehouse refuses the token rather than forward it (if this issuer is right, set oidc.issuerUrl to exactly the IdP's issuer)"
+    )]
+    IssuerNearMiss {
+        /// The token's `iss`.
+        found: String,
+        /// The issuer gatehouse knows.
+        known: String,
+    },
     /// An admin token past its expiry, or issued before `admin.tokensNotBefore`.
     #[error("{0}: run `gatehouse login --admin`")]
     AdminLapsed(AdminTokenError),
@@ -98,6 +141,47 @@ impl AuthnError {
     pub fn not_ready(&self) -> bool {
         matches!(self, AuthnError::IssuerNotReady { .. })
     }
+
+    /// A short, fixed label for the reason (the `reason` of
+    /// `gatehouse_authentication_refusals_total`; never user data).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthnError::NoCredentials => "no_credentials",
+            AuthnError::NonCanonicalJwt | AuthnError::WrongSegments { .. } => "malformed",
+            AuthnError::TooLarge => "too_large",
+            AuthnError::DuplicateJsonKeys => "duplicate_keys",
+            AuthnError::Encrypted => "encrypted",
+            AuthnError::IssuerNearMiss { .. } => "wrong_issuer",
+            AuthnError::AdminLapsed(AdminTokenError::Revoked) => "revoked",
+            AuthnError::AdminLapsed(_) => "expired",
+            AuthnError::AdminInvalid(_) => "admin_invalid",
+            AuthnError::NoUser { .. } => "no_user",
+            AuthnError::OidcInvalid { reason, .. } => reason.reason(),
+            AuthnError::IssuerNotReady { .. } => "issuer_not_ready",
+            AuthnError::FallThroughDisabled => "unknown_issuer",
+        }
+    }
+}
+
+/// True when `found` is not `known` but equal to it after removing one trailing `/` from each
+/// and lower-casing their schemes and hosts (`HTTPS://IdP.example/` for
+/// `https://idp.example`). Paths keep their case: they are case-sensitive (Keycloak realms).
+pub fn issuer_near_miss(found: &str, known: &str) -> bool {
+    fn normal(iss: &str) -> String {
+        let iss = iss.strip_suffix('/').unwrap_or(iss);
+        match iss.split_once("://") {
+            Some((scheme, rest)) => {
+                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                format!(
+                    "{}://{}{path}",
+                    scheme.to_ascii_lowercase(),
+                    host.to_ascii_lowercase()
+                )
+            }
+            None => iss.to_owned(),
+        }
+    }
+    found != known && normal(found) == normal(known)
 }
 
 /// Why the authentication layer refused a request, in the order it checks: the header rules
@@ -123,9 +207,29 @@ pub enum Refusal {
         "the web UI's session cookie does not authenticate Kubernetes API requests: use kubectl with a kubeconfig from `gatehouse kubeconfig` (or the web UI's kubeconfig page)"
     )]
     SessionCookieOnApi,
+    /// A token in the query string (`access_token`, RFC 6750 §2.3) (401): never read.
+    #[error(
+        "tokens in URLs are not accepted (the query names access_token): send the token in the Authorization header"
+    )]
+    TokenInQuery,
     /// The token was refused.
     #[error(transparent)]
     Token(#[from] AuthnError),
+}
+
+impl Refusal {
+    /// A short, fixed label for the reason (the `reason` of
+    /// `gatehouse_authentication_refusals_total`; never user data).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::IdentityHeader(_) => "identity_header",
+            Refusal::ConnectionNamesProtected(_) => "connection_header",
+            Refusal::KubernetesCredential(_) | Refusal::Credential(_) => "credential_form",
+            Refusal::SessionCookieOnApi => "session_cookie",
+            Refusal::TokenInQuery => "token_in_query",
+            Refusal::Token(e) => e.reason(),
+        }
+    }
 }
 
 /// A request the authentication layer accepted: the credential it was judged by, and the
@@ -199,6 +303,9 @@ impl Authenticator {
         let Some(token) = token else {
             return Err(AuthnError::NoCredentials);
         };
+        if token.expose_secret().len() > MAX_TOKEN_BYTES {
+            return Err(AuthnError::TooLarge);
+        }
         let fingerprint = token.fingerprint();
         if let Some(p) = self.cache.get(&fingerprint) {
             if p.expires_at() > now {
@@ -210,6 +317,11 @@ impl Authenticator {
             TokenShape::Opaque => None,
             TokenShape::Jwt { issuer } => issuer,
             TokenShape::MalformedJwt => return Err(AuthnError::NonCanonicalJwt),
+            TokenShape::DuplicateKeys => return Err(AuthnError::DuplicateJsonKeys),
+            TokenShape::WrongSegments { segments } => {
+                return Err(AuthnError::WrongSegments { segments });
+            }
+            TokenShape::Encrypted => return Err(AuthnError::Encrypted),
         };
         if let (Some(admin), Some(iss)) = (&self.admin, &issuer)
             && iss == admin.issuer()
@@ -250,6 +362,21 @@ impl Authenticator {
                     })
                 }
             };
+        }
+        if let Some(iss) = &issuer {
+            let known = self
+                .admin
+                .iter()
+                .map(AdminTokens::issuer)
+                .chain(self.oidc.iter().map(|o| o.config().issuer_url.as_str()));
+            for known in known {
+                if issuer_near_miss(iss, known) {
+                    return Err(AuthnError::IssuerNearMiss {
+                        found: iss.clone(),
+                        known: known.to_owned(),
+                    });
+                }
+            }
         }
         if self.fall_through {
             Ok(Authenticated::FallThrough)
@@ -297,6 +424,71 @@ mod tests {
                 assert!(e.to_string().contains("is invalid"), "{e}");
             }
             other => panic!("a forged admin token was not refused as invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn near_misses_differ_only_by_one_trailing_slash_or_scheme_and_host_case() {
+        let known = "https://idp.example/realms/Team";
+        for near in [
+            "https://idp.example/realms/Team/",
+            "HTTPS://idp.example/realms/Team",
+            "https://IDP.Example/realms/Team",
+            "Https://IDP.example/realms/Team/",
+        ] {
+            assert!(issuer_near_miss(near, known), "{near}");
+        }
+        for far in [
+            known,
+            "https://idp.example/realms/team",
+            "https://idp.example/realms/Team//",
+            "https://idp.example:443/realms/Team",
+            "https://other.example/realms/Team",
+            "https://idp.example/realms/Team2",
+        ] {
+            assert!(!issuer_near_miss(far, known), "{far}");
+        }
+        assert!(issuer_near_miss(
+            "https://idp.example",
+            "https://IDP.example/"
+        ));
+        assert!(issuer_near_miss("gatehouse-admin/", "gatehouse-admin"));
+    }
+
+    #[tokio::test]
+    async fn near_miss_of_the_admin_issuer_is_refused_even_with_fall_through() {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let a = Authenticator::new(Some(tokens()), None, true, 100);
+        let t = format!(
+            "{}.{}.c2ln",
+            b.encode(r#"{"alg":"HS256"}"#),
+            b.encode(r#"{"iss":"gatehouse-admin/"}"#)
+        );
+        match a.authenticate(Some(&BearerToken::new(t)), 0).await {
+            Err(e @ AuthnError::IssuerNearMiss { .. }) => {
+                assert_eq!(e.reason(), "wrong_issuer");
+                assert!(e.to_string().contains("compared exactly"), "{e}");
+            }
+            other => panic!("a near miss was not refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_over_the_limit_are_refused_before_parsing() {
+        let a = Authenticator::new(None, None, true, 100);
+        let at_limit = BearerToken::new("x".repeat(MAX_TOKEN_BYTES));
+        assert!(matches!(
+            a.authenticate(Some(&at_limit), 0).await,
+            Ok(Authenticated::FallThrough)
+        ));
+        let over = BearerToken::new("x".repeat(MAX_TOKEN_BYTES + 1));
+        match a.authenticate(Some(&over), 0).await {
+            Err(e @ AuthnError::TooLarge) => {
+                assert_eq!(e.reason(), "too_large");
+                assert!(e.to_string().contains("16384 bytes"), "{e}");
+            }
+            other => panic!("an oversized token was not refused: {other:?}"),
         }
     }
 

@@ -17,6 +17,14 @@ pub struct RequestLabels {
     pub code: &'static str,
 }
 
+/// Labels of the authentication refusal counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why, from a small fixed set ([`crate::authn::Refusal::reason`]): `malformed`,
+    /// `algorithm`, `unknown_key`, `bad_signature`, `expired`, `token_in_query`, ...
+    pub reason: &'static str,
+}
+
 /// gatehouse's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -30,6 +38,8 @@ pub struct Metrics {
     /// Admin sign-in attempts refused before the password check (backoff, overall pause,
     /// queue full, address outside `admin.loginAllowedCidrs`).
     pub admin_login_refused: Counter,
+    /// Requests the authentication layer refused, by reason.
+    pub authentication_refusals: Family<RefusalLabels, Counter>,
     /// Proxied requests whose response is still being sent (watches and `logs -f` included).
     pub proxy_in_flight: Gauge,
     /// Upgraded connections (exec, attach, port-forward) open through gatehouse.
@@ -84,6 +94,12 @@ impl Default for Metrics {
             "Admin sign-in attempts refused before the password check (throttled or address not allowed)",
             admin_login_refused.clone(),
         );
+        let authentication_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "authentication_refusals",
+            "Requests the authentication layer refused, by reason (a fixed set of labels)",
+            authentication_refusals.clone(),
+        );
         let proxy_in_flight = Gauge::default();
         registry.register(
             "proxy_in_flight_requests",
@@ -102,6 +118,7 @@ impl Default for Metrics {
             upstream_seconds,
             admin_login_failures,
             admin_login_refused,
+            authentication_refusals,
             proxy_in_flight,
             proxy_open_tunnels,
         }
@@ -109,6 +126,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a refusal of the authentication layer (`reason` from a fixed set).
+    pub fn refused(&self, reason: &'static str) {
+        self.authentication_refusals
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -127,5 +151,27 @@ pub fn code_class(code: http::StatusCode) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        let m = Metrics::default();
+        m.refused("expired");
+        m.refused("expired");
+        m.refused("token_in_query");
+        let text = m.encode();
+        assert!(
+            text.contains("gatehouse_authentication_refusals_total{reason=\"expired\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatehouse_authentication_refusals_total{reason=\"token_in_query\"} 1"),
+            "{text}"
+        );
     }
 }

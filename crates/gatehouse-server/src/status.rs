@@ -92,7 +92,8 @@ impl ApiError {
                 Refusal::ConnectionNamesProtected(_) => BAD_REQUEST,
                 Refusal::KubernetesCredential(_)
                 | Refusal::Credential(_)
-                | Refusal::SessionCookieOnApi => UNAUTHORIZED,
+                | Refusal::SessionCookieOnApi
+                | Refusal::TokenInQuery => UNAUTHORIZED,
                 Refusal::Token(e) if e.not_ready() => UNAVAILABLE,
                 Refusal::Token(_) => UNAUTHORIZED,
             },
