@@ -60,7 +60,10 @@ async fn main() -> anyhow::Result<()> {
         .build();
     let client: Upstream = Client::builder(TokioExecutor::new()).build(https);
     let upstream: http::Uri = upstream.parse().context("UPSTREAM_URL")?;
-    let authority = upstream.authority().context("UPSTREAM_URL has no host")?.clone();
+    let authority = upstream
+        .authority()
+        .context("UPSTREAM_URL has no host")?
+        .clone();
 
     let listener = TcpListener::bind(listen).await?;
     loop {

@@ -4,8 +4,8 @@
 //! One module per command: [`login`], [`logout`], [`whoami`], [`token`], [`kubeconfig`],
 //! [`doctor`] (`completion` is [`run`]'s own). Beside them what they share: the token
 //! [`cache`] (and its [`keyring`] store), the servers' pinned settings ([`pin`]), HTTP
-//! ([`net`]), private files ([`files`]), [`output`], [`claims`] for display, [`error`] and the
-//! [`spinner`]. This file holds the commands' arguments and the options they share, and
+//! ([`net`]), private files ([`files`]), [`output`], [`error`] and the [`spinner`]. A token's claims for display
+//! are read with `gatehouse_core::token::unverified_claims`, the one unverified decoder. This file holds the commands' arguments and the options they share, and
 //! resolves the server.
 //!
 //! `gatehouse token` is on kubectl's path for every request, so its common case (a valid cached
@@ -13,7 +13,6 @@
 //! unless the token must be refreshed.
 
 pub mod cache;
-pub mod claims;
 pub mod doctor;
 pub mod error;
 pub mod files;

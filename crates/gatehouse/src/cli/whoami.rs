@@ -5,12 +5,12 @@ use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::cli::cache::Cache;
-use crate::cli::claims::unverified_claims;
 use crate::cli::error::CliError;
 use crate::cli::net::{Net, SERVER};
 use crate::cli::output::print_data;
 use crate::cli::token::current;
 use crate::cli::{Common, Output, process_env, resolve_server, rfc3339, runtime};
+use gatehouse_core::token::unverified_claims;
 
 /// `gatehouse whoami`.
 pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result<(), CliError> {
