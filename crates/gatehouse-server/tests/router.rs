@@ -896,6 +896,70 @@ async fn cross_site_admin_sign_in_form_is_refused_before_the_password_is_checked
 }
 
 #[tokio::test]
+async fn sign_in_parameters_are_vetted_by_the_core_rule_and_refused_with_their_page() {
+    let h = harness().await;
+    let long = format!("{}%40example.com", "a".repeat(600));
+    for (query, title, message) in [
+        (
+            "state=attacker",
+            "Reserved parameter",
+            "\"state\" is a protocol parameter",
+        ),
+        (
+            "redirect_uri=https%3A%2F%2Fevil.example",
+            "Reserved parameter",
+            "\"redirect_uri\" is a protocol parameter",
+        ),
+        (
+            "prompt=none",
+            "Parameter not allowed",
+            "Allowed: login_hint.",
+        ),
+        (
+            "login_hint=mallory%40evil.example",
+            "Parameter value refused",
+            "does not match the pattern the server allows ([a-z]+@example\\.com)",
+        ),
+        (
+            &format!("login_hint={long}"),
+            "Parameter too long",
+            "longer than 512 bytes",
+        ),
+        (
+            "return_to=%2F%2Fevil.example",
+            "Unsafe return address",
+            "must be a path on this gatehouse",
+        ),
+    ] {
+        let a = h.get(&format!("/auth/login?{query}"), &[]).await;
+        assert_eq!(a.status, 400, "{query}: {}", a.body);
+        assert!(a.body.contains(title), "{query}: {}", a.body);
+        assert!(
+            a.body.contains(&message.replace('"', "&#34;")),
+            "{query}: {message:?} not in {}",
+            a.body
+        );
+        assert!(a.header("location").is_none(), "{query}: went to the IdP");
+        assert!(a.header("set-cookie").is_none(), "{query}: a flow started");
+    }
+    // An allowed value goes to the IdP with the static parameter beside it.
+    let a = h
+        .get("/auth/login?login_hint=alice%40example.com", &[])
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let to = url::Url::parse(a.header("location").unwrap()).unwrap();
+    assert!(
+        to.as_str().starts_with(&format!("{}/auth?", h.issuer)),
+        "{to}"
+    );
+    let q: std::collections::BTreeMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(q["login_hint"], "alice@example.com");
+    assert_eq!(q["connector_id"], "local");
+    assert!(a.header("set-cookie").is_some(), "no flow cookie");
+    h.kube.assert_untouched("sign-in parameters");
+}
+
+#[tokio::test]
 async fn ui_pages_carry_the_security_headers() {
     let h = harness().await;
     let a = h.get("/", &[]).await;
