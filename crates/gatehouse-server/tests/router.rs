@@ -5,12 +5,46 @@
 
 use gatehouse_test_support::in_process as support;
 
+use axum::body::Body;
+use axum::http::Request;
 use support::*;
 
 const PODS: &str = "/api/v1/namespaces/team-a/pods";
 
 /// Headers of a hostile form, appended in order (repeated names stay repeated).
 type Headers = Vec<(&'static str, String)>;
+
+/// The rule for a request gatehouse refuses: a Kubernetes `Status` with this code whose
+/// message names the reason, and nothing at all reached the fake kube-apiserver.
+async fn assert_refused(h: &Harness, req: Request<Body>, code: u16, reason: &str, what: &str) {
+    let a = h.send(req).await;
+    assert_eq!(a.status, code, "{what}: {}", a.body);
+    a.assert_status(code, reason);
+    h.kube.assert_untouched(what);
+}
+
+/// The rule for a token gatehouse does not judge: forwarded with exactly this `Authorization`
+/// (the user's own token, not gatehouse's credential) and no impersonation header.
+async fn assert_falls_through(h: &Harness, token: &str, what: &str) {
+    let a = h.get(PODS, &[("authorization", &bearer(token))]).await;
+    assert_eq!(a.status, 200, "{what}: {}", a.body);
+    let s = h.kube.one();
+    assert_eq!(
+        s.header("authorization"),
+        Some(bearer(token).as_str()),
+        "{what}"
+    );
+    assert!(s.names_with("impersonate-").is_empty(), "{what}: {s:?}");
+}
+
+/// A request with headers appended in order (a repeated name stays repeated).
+fn request_with(method: &str, path: &str, base: &[(&str, &str)], extra: Headers) -> Request<Body> {
+    let mut req = request(method, path, base);
+    for (k, v) in extra {
+        req.headers_mut().append(k, v.parse().unwrap());
+    }
+    req
+}
 
 #[tokio::test]
 async fn healthz_answers_ok_without_credentials() {
@@ -83,41 +117,22 @@ async fn admin_token_is_impersonated_as_the_configured_user_and_never_forwarded(
 }
 
 #[tokio::test]
-async fn unmapped_oidc_user_falls_through_with_exactly_their_token_and_no_impersonation() {
-    let h = harness().await;
-    let token = h.unmapped_token();
-    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let s = h.kube.one();
-    assert_eq!(s.header("authorization"), Some(bearer(&token).as_str()));
-    assert!(s.names_with("impersonate-").is_empty(), "{s:?}");
-}
-
-#[tokio::test]
-async fn opaque_token_falls_through_without_gatehouse_credential() {
-    let h = harness().await;
-    let a = h
-        .get(PODS, &[("authorization", "Bearer cloud-opaque-token")])
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let s = h.kube.one();
-    assert_eq!(s.header("authorization"), Some("Bearer cloud-opaque-token"));
-    assert!(s.names_with("impersonate-").is_empty(), "{s:?}");
-}
-
-#[tokio::test]
-async fn jwt_of_another_issuer_falls_through_untouched() {
-    let h = harness().await;
+async fn tokens_gatehouse_does_not_judge_fall_through_with_exactly_their_token() {
     let now = gatehouse_server::clock::unix_now();
-    let other = sign(&serde_json::json!({
+    let other_issuer = sign(&serde_json::json!({
         "iss": "https://other-issuer.example", "sub": "x", "aud": "kubernetes",
         "exp": now + 300, "iat": now, "groups": ["devs"],
     }));
-    let a = h.get(PODS, &[("authorization", &bearer(&other))]).await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let s = h.kube.one();
-    assert_eq!(s.header("authorization"), Some(bearer(&other).as_str()));
-    assert!(s.names_with("impersonate-").is_empty(), "{s:?}");
+    // A harness per case: `one()` reads the one request that case sent.
+    for (what, token) in [
+        ("an unmapped OIDC user", None),
+        ("an opaque token", Some("cloud-opaque-token".to_owned())),
+        ("a JWT of another issuer", Some(other_issuer)),
+    ] {
+        let h = harness().await;
+        let token = token.unwrap_or_else(|| h.unmapped_token());
+        assert_falls_through(&h, &token, what).await;
+    }
 }
 
 #[tokio::test]
@@ -161,8 +176,9 @@ async fn with_fall_through_off_an_unmapped_oidc_user_is_403_and_nothing_reaches_
 }
 
 #[tokio::test]
-async fn tampered_oidc_token_is_401_and_never_falls_through() {
+async fn refused_credentials_are_401_for_their_reason_and_never_fall_through() {
     let h = harness().await;
+    let now = gatehouse_server::clock::unix_now();
     // Another user's payload under alice's signature: canonical, a known key, a signature
     // that is not this payload's.
     let alice: Vec<String> = h
@@ -177,19 +193,46 @@ async fn tampered_oidc_token_is_401_and_never_falls_through() {
         mallory.split('.').nth(1).unwrap(),
         alice[2]
     );
-    let a = h.get(PODS, &[("authorization", &bearer(&tampered))]).await;
-    a.assert_status(401, "signature does not verify");
-    h.kube.assert_untouched("tampered token");
-}
-
-#[tokio::test]
-async fn expired_oidc_token_is_401_for_its_expiry_and_never_falls_through() {
-    let h = harness().await;
-    let now = gatehouse_server::clock::unix_now();
-    let token = h.token(serde_json::json!({"exp": now - 3600, "iat": now - 7200}));
-    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
-    a.assert_status(401, "the token expired at");
-    h.kube.assert_untouched("expired token");
+    // The admin issuer's claims and the real token's header (its kid names gatehouse's key),
+    // signed with another HMAC key.
+    let real = h.admin_token();
+    let claims =
+        serde_json::Value::Object(gatehouse_core::token::unverified_claims(&real).unwrap());
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::decode_header(&real).unwrap(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"not-gatehouse-key-0123456789abcdef").unwrap(),
+    )
+    .unwrap();
+    assert_ne!(forged, real);
+    for (what, token, reason) in [
+        (
+            "tampered token",
+            Some(tampered),
+            "signature does not verify",
+        ),
+        (
+            "expired token",
+            Some(h.token(serde_json::json!({"exp": now - 3600, "iat": now - 7200}))),
+            "the token expired at",
+        ),
+        (
+            "token for another audience",
+            Some(h.token(serde_json::json!({"aud": "kubernetes"}))),
+            "contains no accepted client ID or audience",
+        ),
+        (
+            "forged admin token",
+            Some(forged),
+            "the admin token is invalid",
+        ),
+        ("no credentials", None, "no credentials"),
+    ] {
+        let auth = token.as_deref().map(bearer);
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        assert_refused(&h, request("GET", PODS, &headers), 401, reason, what).await;
+    }
 }
 
 #[tokio::test]
@@ -216,50 +259,6 @@ async fn the_apps_clock_decides_expiry_a_token_valid_now_is_refused_at_a_later_f
         h.kube.one().header("impersonate-user"),
         Some("system:serviceaccount:team-a:dev")
     );
-}
-
-#[tokio::test]
-async fn oidc_token_for_another_audience_is_401_and_never_falls_through() {
-    let h = harness().await;
-    let token = h.token(serde_json::json!({"aud": "kubernetes"}));
-    let a = h.get(PODS, &[("authorization", &bearer(&token))]).await;
-    a.assert_status(401, "contains no accepted client ID or audience");
-    h.kube.assert_untouched("token for another audience");
-}
-
-#[tokio::test]
-async fn forged_admin_token_is_401_and_never_falls_through() {
-    let h = harness().await;
-    let real = h.admin_token();
-    // The admin issuer's claims, signed with another HMAC key.
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            real.split('.').nth(1).unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    // The real token's header (its kid names gatehouse's key), another key.
-    let header = jsonwebtoken::decode_header(&real).unwrap();
-    let forged = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(b"not-gatehouse-key-0123456789abcdef").unwrap(),
-    )
-    .unwrap();
-    assert_ne!(forged, real);
-    let a = h.get(PODS, &[("authorization", &bearer(&forged))]).await;
-    a.assert_status(401, "the admin token is invalid");
-    h.kube.assert_untouched("forged admin token");
-}
-
-#[tokio::test]
-async fn no_credentials_is_401_and_nothing_reaches_upstream() {
-    let h = harness().await;
-    let a = h.get(PODS, &[]).await;
-    a.assert_status(401, "no credentials");
-    h.kube.assert_untouched("no credentials");
 }
 
 #[tokio::test]
@@ -597,15 +596,15 @@ async fn ambiguous_authorization_forms_are_401_and_never_forwarded() {
         ),
     ];
     for (what, headers, reason) in forms {
-        let mut req = request("GET", PODS, &[]);
-        for (k, v) in headers {
-            req.headers_mut().append(k, v.parse().unwrap());
-        }
-        let a = h.send(req).await;
-        assert_eq!(a.status, 401, "{what}: {}", a.body);
-        a.assert_status(401, reason);
+        assert_refused(
+            &h,
+            request_with("GET", PODS, &[], headers),
+            401,
+            reason,
+            what,
+        )
+        .await;
     }
-    h.kube.assert_untouched("ambiguous Authorization forms");
 }
 
 #[tokio::test]
@@ -733,19 +732,10 @@ async fn ambiguous_websocket_bearer_forms_are_401_and_never_forwarded() {
         ),
     ];
     for (what, headers, upgrade, reason) in cases {
-        let mut req = request(
-            "GET",
-            &format!("{PODS}?watch=true"),
-            if upgrade { WS } else { &[] },
-        );
-        for (k, v) in headers {
-            req.headers_mut().append(k, v.parse().unwrap());
-        }
-        let a = h.send(req).await;
-        assert_eq!(a.status, 401, "{what}: {}", a.body);
-        a.assert_status(401, reason);
+        let base = if upgrade { WS } else { &[] };
+        let req = request_with("GET", &format!("{PODS}?watch=true"), base, headers);
+        assert_refused(&h, req, 401, reason, what).await;
     }
-    h.kube.assert_untouched("ambiguous WebSocket bearer forms");
 }
 
 // ---------------------------------------------------------------- the session cookie
