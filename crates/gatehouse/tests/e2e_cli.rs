@@ -1,3 +1,4 @@
+// Over 600 lines: each test is one CLI flow end to end against one started test bed; splitting the file would start and share that setup in several binaries.
 //! The CLI end to end: the real `gatehouse` binary as server and as CLI, the test bed's Dex,
 //! kube-apiserver and kubectl. The test plays the user's browser over HTTP (Dex's login form),
 //! and kubectl runs `gatehouse token` as its exec credential plugin from PATH.

@@ -1,3 +1,4 @@
+// Over 600 lines: one healthy run and each break doctor must name, against one test bed.
 //! `gatehouse doctor` against the test bed, healthy and broken on purpose: each break must be
 //! named at the right step, with a fix.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,3 +1,4 @@
+// Over 600 lines: the proxy's test-bed cases against the real kube-apiserver and Dex, sharing one start helper and the fixture users.
 //! End-to-end tests against the running test bed (`testbed/up`): the real kube-apiserver,
 //! etcd and Dex, the real kubectl, and the real `gatehouse` binary.
 //!
