@@ -1,4 +1,5 @@
-//! Bearer tokens as an opaque secret type.
+//! Bearer tokens as an opaque secret type, and the one place a token's payload is read without
+//! verification ([`BearerToken::shape`] to route it, [`unverified_claims`] for display).
 //!
 //! A [`BearerToken`] never prints its value (`Debug` is redacted, there is no `Display`), and the
 //! only way to read it is [`BearerToken::expose_secret`], whose name makes every use easy to
@@ -109,6 +110,20 @@ impl BearerToken {
             Some(_) => TokenShape::MalformedJwt,
         }
     }
+}
+
+/// A token's payload claims, decoded **without verifying anything**: `None` unless the token
+/// has a second dot-separated segment that is base64url (padding tolerated) of a JSON object.
+///
+/// # Security
+/// Nothing read here may decide access. It is for display (`whoami`, sign-in messages), for
+/// reading the expiry of a token the CLI was just handed by the IdP, and for reading back a
+/// token gatehouse itself verified and sealed in a session cookie (authenticated encryption).
+/// Routing a request to a verifier uses the stricter [`BearerToken::shape`] instead.
+pub fn unverified_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// What a bearer token is, before any verification ([`BearerToken::shape`]).
@@ -367,6 +382,28 @@ mod tests {
             BearerToken::new(format!("{no_alg}.{p}")).shape(),
             TokenShape::Opaque
         );
+    }
+
+    #[test]
+    fn unverified_claims_reads_the_payload_object_only() {
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"aud":["a","b"],"azp":"a"}"#);
+        let Some(c) = unverified_claims(&format!("x.{payload}.y")) else {
+            panic!("claims of a two-dot token with a JSON object payload");
+        };
+        assert_eq!(c["azp"], "a");
+        let padded = format!("x.{}==.y", URL_SAFE_NO_PAD.encode(r#"{"sub":"s"}"#));
+        assert_eq!(
+            unverified_claims(&padded).and_then(|c| c.get("sub").cloned()),
+            Some(serde_json::json!("s"))
+        );
+        for none in [
+            "opaque",
+            "x.!!.y",
+            jwt_with_payload("[1]").as_str(),
+            jwt_with_payload("not json").as_str(),
+        ] {
+            assert!(unverified_claims(none).is_none(), "{none}");
+        }
     }
 
     #[test]

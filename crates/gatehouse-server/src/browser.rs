@@ -8,7 +8,8 @@
 //! - `/auth/login` creates fresh `state`, `nonce` and PKCE verifier, seals them with the page to
 //!   return to into a short-lived flow cookie (10 minutes), and sends the browser
 //!   to the IdP with the static parameters and the user parameters that the configuration allows
-//!   (any other parameter is refused with 400 naming it; patterns must match the whole value).
+//!   (any other parameter is refused with 400 naming it; patterns must match the whole value),
+//!   by the one rule the CLI uses too ([`vet_user_parameters`]).
 //! - `/auth/callback` requires the flow cookie, compares `state` in constant time, exchanges the
 //!   code with the verifier and the client secret, verifies the ID token like any other token,
 //!   and compares `nonce` in constant time. The flow cookie is cleared on every outcome, so a
@@ -45,7 +46,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::authorize::{
-    FlowSecrets, RESERVED_PARAMETERS, authorization_url, safe_return_path, secrets_equal,
+    FlowSecrets, ParameterError, authorization_url, safe_return_path, secrets_equal,
+    vet_user_parameters,
 };
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -92,28 +94,14 @@ pub async fn login(
         return PageError::UnsafeReturn.into_response();
     };
     let config = oidc.config();
-    let mut params = config.additional_parameters.clone();
-    for (name, value) in query {
-        let refused = |problem| PageError::Parameter {
-            name: name.clone(),
-            problem,
-        };
-        if RESERVED_PARAMETERS.contains(&name.as_str()) {
-            return refused(ParameterProblem::Reserved).into_response();
-        }
-        let Some(allowed) = config.user_parameters.get(&name) else {
-            let listed = list_or_none(config.user_parameters.keys());
-            return refused(ParameterProblem::NotAllowed(listed)).into_response();
-        };
-        if value.len() > MAX_PARAMETER_LEN {
-            return refused(ParameterProblem::TooLong).into_response();
-        }
-        if !allowed.accepts(&value) {
-            let pattern = allowed.pattern.clone().unwrap_or_default();
-            return refused(ParameterProblem::Mismatch(pattern)).into_response();
-        }
-        params.insert(name, value);
-    }
+    let params = match vet_user_parameters(
+        &config.additional_parameters,
+        &config.user_parameters,
+        query,
+    ) {
+        Ok(params) => params,
+        Err(e) => return parameter_page(e, &config.user_parameters).into_response(),
+    };
     let Some(discovery) = oidc.discovery() else {
         return PageError::IdpNotLoaded(oidc.not_ready_reason().unwrap_or_default())
             .into_response();
@@ -154,6 +142,26 @@ pub async fn login(
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
+}
+
+/// The error page for a refused sign-in parameter, in the browser flow's words.
+fn parameter_page(
+    e: ParameterError,
+    allowed: &BTreeMap<String, crate::config::UserParameter>,
+) -> PageError {
+    let (name, problem) = match e {
+        ParameterError::Reserved { name } => (name, ParameterProblem::Reserved),
+        ParameterError::NotAllowed { name } => (
+            name,
+            ParameterProblem::NotAllowed(list_or_none(allowed.keys())),
+        ),
+        ParameterError::TooLong { name } => (name, ParameterProblem::TooLong),
+        ParameterError::Mismatch { name, pattern } => (name, ParameterProblem::Mismatch(pattern)),
+        // The server's patterns are compiled when the configuration loads, so its rule never
+        // reports one it cannot use.
+        ParameterError::BadPattern { reason, .. } => return PageError::Internal(reason),
+    };
+    PageError::Parameter { name, problem }
 }
 
 fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {

@@ -56,14 +56,46 @@ impl Held {
         gauge.inc();
         Self(gauge.clone())
     }
-
-    /// Does nothing: a closure that calls it owns the value (and so holds the count).
-    pub fn keep(&self) {}
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// A response body that holds a gauge's count until the body is dropped: sent to its end, or
+/// dropped when the client goes away. Frames, end of stream and size hint are the inner body's.
+#[derive(Debug)]
+pub struct HeldBody<B> {
+    body: B,
+    _held: Held,
+}
+
+impl<B> HeldBody<B> {
+    /// `body`, counted in `held` while it lives.
+    pub fn new(body: B, held: Held) -> Self {
+        Self { body, _held: held }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for HeldBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -155,8 +187,11 @@ pub fn code_class(code: http::StatusCode) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
 
     #[test]
     fn refusals_are_counted_by_reason() {
@@ -173,5 +208,28 @@ mod tests {
             text.contains("gatehouse_authentication_refusals_total{reason=\"token_in_query\"} 1"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_held_body_counts_until_dropped_and_passes_its_frames_through() {
+        let gauge = Gauge::default();
+        let body = HeldBody::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"pods")),
+            Held::hold(&gauge),
+        );
+        assert_eq!(gauge.get(), 1);
+        assert_eq!(body.size_hint().exact(), Some(4));
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&collected[..], b"pods");
+        assert_eq!(gauge.get(), 0, "read to its end and dropped");
+
+        let unread = HeldBody::new(
+            http_body_util::Empty::<bytes::Bytes>::new(),
+            Held::hold(&gauge),
+        );
+        assert_eq!(gauge.get(), 1);
+        drop(unread);
+        assert_eq!(gauge.get(), 0, "dropped unread (the client went away)");
     }
 }

@@ -51,7 +51,7 @@ use hyper_util::rt::TokioIo;
 use crate::app::App;
 use crate::authn::{Authenticated, Authn};
 use crate::credentials::{connection_tokens, strip_websocket_bearer};
-use crate::metrics::{Held, RequestLabels, code_class};
+use crate::metrics::{Held, HeldBody, RequestLabels, code_class};
 use crate::plan::{self, Mapping, Plan, Settings};
 use crate::status::ApiError;
 use crate::upstream::Identity;
@@ -217,10 +217,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     strip_upstream_state(&mut parts.headers);
-    let body = http_body_util::BodyExt::map_frame(body, move |frame| {
-        in_flight.keep();
-        frame
-    });
+    let body = HeldBody::new(body, in_flight);
     Ok((label, Response::from_parts(parts, Body::new(body))))
 }
 

@@ -140,12 +140,7 @@ fn client_auth<'a>(oidc: &'a crate::oidc::OidcVerifier, b: &'a BrowserConfig) ->
 /// The `sub` and `iss` of a token already verified and sealed in a session. The session cookie
 /// is authenticated encryption, so its token is the one gatehouse verified at sign-in.
 fn session_identity(token: &str) -> Option<(String, String)> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let v = gatehouse_core::token::unverified_claims(token)?;
     Some((
         v.get("sub")?.as_str()?.to_owned(),
         v.get("iss")?.as_str()?.to_owned(),

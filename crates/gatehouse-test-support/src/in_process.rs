@@ -314,7 +314,9 @@ impl Setup {
     pub fn yaml(&self, issuer: &str) -> String {
         let mut y = format!(
             "publicUrl: {PUBLIC}\n\
-             oidc:\n  issuerUrl: '{issuer}'\n  clientId: {CLIENT_ID}\n"
+             oidc:\n  issuerUrl: '{issuer}'\n  clientId: {CLIENT_ID}\n\
+             \x20 additionalParameters: {{ connector_id: local }}\n\
+             \x20 userParameters:\n    login_hint: {{ pattern: '[a-z]+@example\\.com' }}\n"
         );
         if self.browser {
             y.push_str(&format!(

@@ -1,3 +1,4 @@
+// Over 600 lines: browser sign-in flows against real Dex and Keycloak, sharing the cookie-jar browser and the server start.
 //! Browser sign-in against the real Dex of the test bed, driven over HTTP the way a browser
 //! follows redirects and submits forms (the Chromium tests in `tests/browser/` cover the pages
 //! themselves). Hostile inputs are checked here: each must give a clear error and no session.

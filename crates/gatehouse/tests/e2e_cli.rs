@@ -1,3 +1,4 @@
+// Over 600 lines: each test is one CLI flow end to end against one started test bed; splitting the file would start and share that setup in several binaries.
 //! The CLI end to end: the real `gatehouse` binary as server and as CLI, the test bed's Dex,
 //! kube-apiserver and kubectl. The test plays the user's browser over HTTP (Dex's login form),
 //! and kubectl runs `gatehouse token` as its exec credential plugin from PATH.
@@ -925,21 +926,10 @@ async fn cli_sign_in(
 /// The cached token names the cluster's audience, and works three ways: straight at the
 /// kube-apiserver, and through gatehouse (alice as her ServiceAccount, bob by fall-through).
 fn check_three_ways(tb: &Testbed, m: &Machine, server: &str, user: &str, cluster_audience: &str) {
-    use base64::Engine as _;
     let entry = m.entry();
-    let payload = entry["token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = serde_json::Value::Object(
+        gatehouse_core::token::unverified_claims(entry["token"].as_str().unwrap()).unwrap(),
+    );
     let aud: Vec<String> = match &claims["aud"] {
         serde_json::Value::String(s) => vec![s.clone()],
         v => v

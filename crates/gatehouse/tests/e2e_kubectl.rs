@@ -1,3 +1,4 @@
+// Over 600 lines: every kubectl verb (exec, attach, port-forward, logs, cp) through gatehouse against the one kwok node; the cases share its setup.
 //! The whole of kubectl through gatehouse, against a real node agent: the test bed's kwok
 //! serves the kubelet API of the fake node `kwok-node-0` and runs exec, attach, port-forward
 //! and logs on this machine; the kube-apiserver reaches it as it reaches a kubelet.

@@ -2,6 +2,12 @@
 //! front of the test bed's real kube-apiserver, and what reached the kube-apiserver read from
 //! its audit log (`KUBE_AUDIT_LOG`) or from the hostile server behind its service proxy.
 //!
+//! Only what needs the real components is here: that the kube-apiserver would accept what
+//! gatehouse refuses, and what its audit log and the hostile server saw. gatehouse's own side of
+//! the same requests (each refusal's status and reason, headers dropped, proxied responses
+//! sandboxed, the session cookie refused on API paths) is proven in-process, request by request,
+//! in `crates/gatehouse-server/tests/router.rs`.
+//!
 //! Every test is `#[ignore = "needs testbed"]`; `scripts/test` runs them with `--ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -198,10 +204,9 @@ async fn a_token_gatehouse_refuses_never_reaches_the_kube_apiserver_in_another_f
         for (k, v) in headers {
             req = req.header(k, v);
         }
+        // Its refusal's reason: router.rs, a_refused_token_is_401_in_every_other_form_...
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401, "{what}");
-        let status: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(status["kind"], "Status", "{what}");
         tags.push((what, tag));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -231,15 +236,9 @@ async fn connection_naming_authorization_cannot_make_a_request_anonymous() {
         .send()
         .await
         .unwrap();
+    // The refusal's reason, for every protected header: router.rs,
+    // connection_naming_a_credential_identity_or_framing_header_is_400_and_never_forwarded.
     assert_eq!(resp.status(), 400);
-    let status: serde_json::Value = resp.json().await.unwrap();
-    assert!(
-        status["message"]
-            .as_str()
-            .unwrap()
-            .contains("Connection header names"),
-        "{status}"
-    );
     let events = audit.events(&tag, Duration::from_millis(500));
     assert!(events.is_empty(), "reached the kube-apiserver: {events:?}");
 }
@@ -333,7 +332,7 @@ async fn audit_log_shows_the_real_client_address_and_no_client_audit_id() {
 /// hostile server in a network namespace behind a Service with hand-made Endpoints.
 #[tokio::test]
 #[ignore = "needs testbed"]
-async fn browser_session_never_authenticates_proxied_content_and_proxied_pages_are_sandboxed() {
+async fn browser_session_never_authenticates_proxied_content_and_the_hostile_page_never_sees_it() {
     let tb = Testbed::load();
     let port = support::free_port();
     let base = format!("https://127.0.0.1:{port}");
@@ -383,15 +382,12 @@ async fn browser_session_never_authenticates_proxied_content_and_proxied_pages_a
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
+        // The refusal itself (reason, no cookie set): router.rs,
+        // session_cookie_never_authenticates_the_proxy.
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401, "{method} {origin:?}");
-        assert!(resp.headers().get("set-cookie").is_none());
         let body = resp.text().await.unwrap();
         assert!(!body.contains(MARKER), "{body}");
-        assert!(
-            body.contains("session cookie does not authenticate"),
-            "{body}"
-        );
     }
     assert!(
         hostile.requests().is_empty(),
@@ -401,8 +397,10 @@ async fn browser_session_never_authenticates_proxied_content_and_proxied_pages_a
     let events = audit.events(&hostile.service, Duration::from_millis(500));
     assert!(events.is_empty(), "reached the kube-apiserver: {events:?}");
 
-    // kubectl-style access (the admin's bearer token) still reaches the page, but the page is
-    // sandboxed, cannot set or clear cookies, and never sees the browser's cookies.
+    // kubectl-style access (the admin's bearer token) still reaches the page, which never sees
+    // the browser's cookies. (That the response is sandboxed and cannot set or clear cookies is
+    // gatehouse's rule for every proxied response: router.rs,
+    // upstream_cannot_set_browser_state_and_proxied_responses_are_sandboxed.)
     let token = support::admin_token(&tb, &base).await;
     let token = token.as_str();
     let resp = http
@@ -413,12 +411,6 @@ async fn browser_session_never_authenticates_proxied_content_and_proxied_pages_a
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let h = resp.headers().clone();
-    assert_eq!(h["content-security-policy"], "sandbox");
-    assert_eq!(h["x-content-type-options"], "nosniff");
-    assert_eq!(h["cross-origin-resource-policy"], "same-origin");
-    assert!(h.get("set-cookie").is_none(), "{h:?}");
-    assert!(h.get("clear-site-data").is_none(), "{h:?}");
     assert!(resp.text().await.unwrap().contains(MARKER));
     let seen = hostile.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");

@@ -78,6 +78,19 @@ impl UserParameter {
     }
 }
 
+/// The browser flow vets users' parameters with the core's rule
+/// ([`gatehouse_core::authorize::vet_user_parameters`]); the pattern was compiled (anchored) when
+/// the configuration was loaded, so it can always be used.
+impl gatehouse_core::authorize::ParameterRule for UserParameter {
+    fn pattern(&self) -> Option<&str> {
+        self.pattern.as_deref()
+    }
+
+    fn accepts(&self, value: &str) -> Result<bool, String> {
+        Ok(UserParameter::accepts(self, value))
+    }
+}
+
 pub use gatehouse_core::authorize::RESERVED_PARAMETERS;
 
 /// Parses `OIDC_ADDITIONAL_PARAMETERS`: `k=v,k2=v2`, each pair split at its first `=` (so

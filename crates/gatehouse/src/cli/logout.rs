@@ -1,6 +1,7 @@
 //! `gatehouse logout`: revoke the refresh token at the IdP where it offers revocation (RFC 7009),
 //! then forget the server's cached tokens and its pinned sign-in settings.
 
+use clap::Args;
 use gatehouse_oidc::http::HttpError;
 use serde_json::{Value, json};
 
@@ -8,6 +9,25 @@ use crate::cli::cache::{Cache, Entry};
 use crate::cli::error::CliError;
 use crate::cli::net::{IDP, Net};
 use crate::cli::{Common, Output, process_env, resolve_server, runtime};
+
+/// `gatehouse logout`.
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The gatehouse server URL (default: the server signed in to last).
+    #[arg(env = "GATEHOUSE_SERVER")]
+    pub server: Option<String>,
+    /// Output format: `text` prints messages on stderr only; `json` and `yaml` print what
+    /// was removed on stdout (see docs/cli.md).
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Runs `gatehouse logout`.
+pub fn run(args: LogoutArgs) -> Result<(), CliError> {
+    logout(args.server, args.output, &args.common)
+}
 
 /// What happened to a removed sign-in's refresh token at `gatehouse logout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -4,16 +4,16 @@
 //! One module per command: [`login`], [`logout`], [`whoami`], [`token`], [`kubeconfig`],
 //! [`doctor`] (`completion` is [`run`]'s own). Beside them what they share: the token
 //! [`cache`] (and its [`keyring`] store), the servers' pinned settings ([`pin`]), HTTP
-//! ([`net`]), private files ([`files`]), [`output`], [`claims`] for display, [`error`] and the
-//! [`spinner`]. This file holds the commands' arguments and the options they share, and
-//! resolves the server.
+//! ([`net`]), private files ([`files`]), [`output`], [`error`] and the [`spinner`]. A token's claims for display
+//! are read with `gatehouse_core::token::unverified_claims`, the one unverified decoder. Each command's arguments are its module's (`LoginArgs`, `LogoutArgs`,
+//! `WhoamiArgs`, ...), except `token`'s, kept here beside its one-subcommand fast-path parser.
+//! This file holds the command list, the options the commands share, and resolves the server.
 //!
 //! `gatehouse token` is on kubectl's path for every request, so its common case (a valid cached
 //! token) reads one file and prints; no async runtime, TLS configuration or network is set up
 //! unless the token must be refreshed.
 
 pub mod cache;
-pub mod claims;
 pub mod doctor;
 pub mod error;
 pub mod files;
@@ -123,31 +123,12 @@ later change is asked about on a terminal and refused without one (see docs/cli.
     #[command(
         after_help = "Examples:\n  gatehouse logout https://gatehouse.example.com\n  gatehouse logout --output json   # for scripts: what was removed, on stdout"
     )]
-    Logout {
-        /// The gatehouse server URL (default: the server signed in to last).
-        #[arg(env = "GATEHOUSE_SERVER")]
-        server: Option<String>,
-        /// Output format: `text` prints messages on stderr only; `json` and `yaml` print what
-        /// was removed on stdout (see docs/cli.md).
-        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
-        output: Output,
-        #[command(flatten)]
-        common: Common,
-    },
+    Logout(logout::LogoutArgs),
     /// Show who you are to gatehouse (its /v1/whoami) and what your cached token says.
     #[command(
         after_help = "Examples:\n  gatehouse whoami\n  gatehouse whoami https://gatehouse.example.com --output json"
     )]
-    Whoami {
-        /// The gatehouse server URL (default: the server signed in to last).
-        #[arg(env = "GATEHOUSE_SERVER")]
-        server: Option<String>,
-        /// Output format.
-        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
-        output: Output,
-        #[command(flatten)]
-        common: Common,
-    },
+    Whoami(whoami::WhoamiArgs),
     #[command(about = TOKEN_ABOUT, long_about = TOKEN_LONG_ABOUT, after_help = TOKEN_HELP)]
     Token(TokenArgs),
     /// Add a `gatehouse` context (cluster, exec-plugin user) to your kubeconfig, or print it.
@@ -293,16 +274,8 @@ fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Token(TokenArgs { server, common }) => token::token(server, &common),
         Command::Login(args) => login::run(args),
-        Command::Logout {
-            server,
-            output,
-            common,
-        } => logout::logout(server, output, &common),
-        Command::Whoami {
-            server,
-            output,
-            common,
-        } => whoami::whoami(server, output, &common),
+        Command::Logout(args) => logout::run(args),
+        Command::Whoami(args) => whoami::run(args),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Doctor(args) => {
             if doctor::run(args)? {

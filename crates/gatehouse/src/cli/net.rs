@@ -212,7 +212,6 @@ pub fn pick_token(
     id_verified: &Verified,
     token_endpoint: &str,
 ) -> Result<(String, i64), CliError> {
-    use base64::Engine as _;
     match token_type {
         crate::cli::cache::TokenType::IdToken => Ok((id_token.to_owned(), id_verified.expires_at)),
         crate::cli::cache::TokenType::AccessToken => {
@@ -226,11 +225,7 @@ pub fn pick_token(
                 .as_ref()
                 .map(|t| t.expose_secret().to_owned())
                 .ok_or_else(|| bad("no access_token in the token response"))?;
-            let exp = access
-                .split('.')
-                .nth(1)
-                .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            let exp = gatehouse_core::token::unverified_claims(&access)
                 .and_then(|c| c.get("exp").and_then(serde_json::Value::as_i64))
                 .ok_or_else(|| bad("the access token is not a JWT with an exp claim; tokenType access_token needs JWT access tokens (for example a resource indicator)"))?;
             Ok((access, exp))

@@ -1,16 +1,35 @@
 //! `gatehouse whoami`: the server's /v1/whoami and what the cached token says.
 
+use clap::Args;
 use gatehouse_core::wire::{Impersonation, KubernetesAccess, WhoAmI};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::cli::cache::Cache;
-use crate::cli::claims::unverified_claims;
 use crate::cli::error::CliError;
 use crate::cli::net::{Net, SERVER};
 use crate::cli::output::print_data;
 use crate::cli::token::current;
 use crate::cli::{Common, Output, process_env, resolve_server, rfc3339, runtime};
+use gatehouse_core::token::unverified_claims;
+
+/// `gatehouse whoami`.
+#[derive(Args, Debug)]
+pub struct WhoamiArgs {
+    /// The gatehouse server URL (default: the server signed in to last).
+    #[arg(env = "GATEHOUSE_SERVER")]
+    pub server: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Runs `gatehouse whoami`.
+pub fn run(args: WhoamiArgs) -> Result<(), CliError> {
+    whoami(args.server, args.output, &args.common)
+}
 
 /// `gatehouse whoami`.
 pub fn whoami(server: Option<String>, output: Output, common: &Common) -> Result<(), CliError> {

@@ -96,7 +96,7 @@ pub async fn admin(net: &Net, target: &Target, password: String) -> Result<SignI
         crate::cli::rfc3339(expires_at)
     );
     // The admin token's subject, read for display only (the server verified the password).
-    let username = crate::cli::claims::unverified_claims(t.token.expose_secret())
+    let username = gatehouse_core::token::unverified_claims(t.token.expose_secret())
         .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned));
     let entry = Entry {
         server: target.server.clone(),

@@ -250,7 +250,7 @@ pub async fn login_with_kubeconfig(
     let expires_at = cred
         .expires_at
         .or_else(|| {
-            crate::cli::claims::unverified_claims(&cred.token)
+            gatehouse_core::token::unverified_claims(&cred.token)
                 .and_then(|c| c.get("exp").and_then(Value::as_i64))
         })
         // A static token without a known expiry: re-check it once a day.
