@@ -1,3 +1,4 @@
+// Over 600 lines: the case table is the suite; split, the cases would lose their one harness and their one count of refusals.
 //! The negative token suite (issue 14), in-process: hostile tokens through the whole router
 //! with the shared test support (a local issuer publishing the test RSA key under `KID`, a
 //! recording fake kube-apiserver, a fixed clock). Every case gets a 401 Kubernetes `Status`

@@ -1,3 +1,4 @@
+// Over 600 lines: one hostile-protocol case table per section against one started binary and upstream; split, each file would repeat that harness.
 //! Hostile protocol input against the real `gatehouse serve` binary, with a local upstream that
 //! records every request it receives (method, path, every header, body) and tags every answer
 //! it gives (`x-recording-upstream`), so a test asserts what reached the "kube-apiserver" and
