@@ -16,6 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::protocol::{Nonce, PkceVerifier, State};
+
 /// The longest value a user may give an authorization-request parameter, in bytes.
 pub const MAX_PARAMETER_LEN: usize = 512;
 
@@ -42,36 +44,32 @@ pub const RESERVED_PARAMETERS: &[&str] = &[
     "request_uri",
 ];
 
-/// The per-flow secrets.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The per-flow secrets. Each field is a secret type ([`crate::protocol`]): `Debug` is
+/// redacted and equality constant-time. The JSON shape (`{"state", "nonce", "verifier"}`, bare
+/// strings) is what the server seals into its flow cookie.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowSecrets {
     /// `state`.
-    pub state: String,
+    pub state: State,
     /// `nonce`.
-    pub nonce: String,
+    pub nonce: Nonce,
     /// The PKCE code verifier.
-    pub verifier: String,
-}
-
-impl std::fmt::Debug for FlowSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FlowSecrets(<redacted>)")
-    }
+    pub verifier: PkceVerifier,
 }
 
 impl FlowSecrets {
     /// Builds the secrets from 96 random bytes.
     pub fn from_random(bytes: &[u8; 96]) -> Self {
         Self {
-            state: URL_SAFE_NO_PAD.encode(&bytes[..32]),
-            nonce: URL_SAFE_NO_PAD.encode(&bytes[32..64]),
-            verifier: URL_SAFE_NO_PAD.encode(&bytes[64..]),
+            state: State::new(URL_SAFE_NO_PAD.encode(&bytes[..32])),
+            nonce: Nonce::new(URL_SAFE_NO_PAD.encode(&bytes[32..64])),
+            verifier: PkceVerifier::new(URL_SAFE_NO_PAD.encode(&bytes[64..])),
         }
     }
 
     /// The S256 code challenge of the verifier.
     pub fn code_challenge(&self) -> String {
-        URL_SAFE_NO_PAD.encode(Sha256::digest(self.verifier.as_bytes()))
+        URL_SAFE_NO_PAD.encode(Sha256::digest(self.verifier.expose_secret().as_bytes()))
     }
 }
 
@@ -109,8 +107,8 @@ pub fn authorization_url(
             .append_pair("client_id", client_id)
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("scope", &scopes.join(" "))
-            .append_pair("state", &secrets.state)
-            .append_pair("nonce", &secrets.nonce)
+            .append_pair("state", secrets.state.expose_secret())
+            .append_pair("nonce", secrets.nonce.expose_secret())
             .append_pair("code_challenge", &secrets.code_challenge())
             .append_pair("code_challenge_method", "S256");
         for (k, v) in extra {
@@ -282,9 +280,9 @@ mod tests {
     #[test]
     fn pkce_s256_matches_rfc7636_example() {
         let s = FlowSecrets {
-            state: String::new(),
-            nonce: String::new(),
-            verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
+            state: State::new(""),
+            nonce: Nonce::new(""),
+            verifier: PkceVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
         };
         assert_eq!(
             s.code_challenge(),
@@ -312,7 +310,7 @@ mod tests {
         assert_eq!(pairs["tenant"], "x");
         assert_eq!(pairs["scope"], "openid email");
         assert_eq!(pairs["code_challenge_method"], "S256");
-        assert_eq!(pairs["state"], s.state);
+        assert_eq!(pairs["state"], s.state.expose_secret());
         assert_eq!(pairs["audience"], "a b,c=d");
         assert_eq!(pairs["connector_id"], "local");
     }
@@ -325,6 +323,20 @@ mod tests {
             authorization_url("https://idp/auth", "c", "r", &[], &s, &extra),
             Err(AuthorizeError::Reserved("state".into()))
         );
+    }
+
+    /// The server seals this JSON into its flow cookie: the shape stays three bare strings.
+    #[test]
+    fn flow_secrets_json_shape_is_unchanged() {
+        let s = FlowSecrets::from_random(&[0; 96]);
+        let json = serde_json::to_value(&s).unwrap();
+        let a = "A".repeat(43);
+        assert_eq!(
+            json,
+            serde_json::json!({"state": a, "nonce": a, "verifier": a})
+        );
+        let back: FlowSecrets = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]
@@ -362,8 +374,15 @@ mod tests {
             *b = u8::try_from(i).unwrap();
         }
         let s = FlowSecrets::from_random(&bytes);
-        assert_ne!(s.state, s.nonce);
-        assert_eq!(s.verifier.len(), 43);
-        assert!(!format!("{s:?}").contains(&s.state));
+        assert_ne!(s.state.expose_secret(), s.nonce.expose_secret());
+        assert_eq!(s.verifier.expose_secret().len(), 43);
+        let printed = format!("{s:?}");
+        for secret in [
+            s.state.expose_secret(),
+            s.nonce.expose_secret(),
+            s.verifier.expose_secret(),
+        ] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod identity;
 pub mod jwt;
 pub mod mapping;
+pub mod protocol;
 pub mod request_info;
 pub mod token;
 pub mod wire;

@@ -9,9 +9,9 @@
 //!   without one is refused. The nonce ties the token to this sign-in, so a token replayed
 //!   from another is refused.
 
-use gatehouse_core::authorize::secrets_equal;
 use gatehouse_core::discovery::Discovery;
 use gatehouse_core::jwt::{self, Policy, Verified, VerifyError};
+use gatehouse_core::protocol::Nonce;
 
 use crate::discovery::signing_algorithms;
 use crate::keys::{self, KeySource, TokenRefused};
@@ -51,10 +51,10 @@ pub fn policy(d: &Discovery, client_id: &str) -> Policy {
 }
 
 /// `verified`'s `nonce` must be `expected` (constant-time; absent is a mismatch).
-pub fn check_nonce(verified: &Verified, expected: &str) -> Result<(), IdTokenError> {
+pub fn check_nonce(verified: &Verified, expected: &Nonce) -> Result<(), IdTokenError> {
     let found = verified.claims.get("nonce").and_then(|n| n.as_str());
     match found {
-        Some(n) if secrets_equal(n, expected) => Ok(()),
+        Some(n) if expected.matches(n) => Ok(()),
         _ => Err(IdTokenError::NonceMismatch),
     }
 }
@@ -63,7 +63,7 @@ pub fn check_nonce(verified: &Verified, expected: &str) -> Result<(), IdTokenErr
 pub async fn verify<K: KeySource + ?Sized>(
     keys: &K,
     id_token: &str,
-    nonce: Option<&str>,
+    nonce: Option<&Nonce>,
     now: i64,
 ) -> Result<Verified, IdTokenError> {
     let verified = keys::verify(keys, id_token, now).await?;
@@ -103,15 +103,19 @@ mod tests {
     async fn the_nonce_must_be_the_sign_ins() {
         let keys = keys_for("gatehouse");
         let t = sign("https://idp", "k1", serde_json::json!({"nonce": "n-123"}));
-        assert!(verify(&keys, &t, Some("n-123"), NOW).await.is_ok());
+        assert!(
+            verify(&keys, &t, Some(&Nonce::new("n-123")), NOW)
+                .await
+                .is_ok()
+        );
         assert!(matches!(
-            verify(&keys, &t, Some("n-124"), NOW).await,
+            verify(&keys, &t, Some(&Nonce::new("n-124")), NOW).await,
             Err(IdTokenError::NonceMismatch)
         ));
         // Without a nonce in the token: refused when one is expected, fine when none is.
         let t = sign("https://idp", "k1", serde_json::json!({}));
         assert!(matches!(
-            verify(&keys, &t, Some("n-123"), NOW).await,
+            verify(&keys, &t, Some(&Nonce::new("n-123")), NOW).await,
             Err(IdTokenError::NonceMismatch)
         ));
         assert!(verify(&keys, &t, None, NOW).await.is_ok());

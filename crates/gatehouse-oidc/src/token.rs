@@ -7,8 +7,9 @@
 //! cannot be read), so each caller decides what it tells its user.
 //!
 //! # Security
-//! - Tokens, codes and the device code come back as [`SecretString`]s; their `Debug` is
-//!   redacted, and nothing here logs a request or an answer.
+//! - Tokens, codes and the device code come back as [`SecretString`]s, and the secret inputs
+//!   (code, PKCE verifier, refresh token) are [`gatehouse_core::protocol`] types; their
+//!   `Debug` is redacted, and nothing here logs a request or an answer.
 //! - A confidential client sends its secret with HTTP Basic ([`ClientAuth::Basic`]); a public
 //!   client (the CLI) sends only its `client_id` and proves the code with the PKCE verifier.
 //! - Device polling follows RFC 8628 §3.5: wait the interval before each poll, add 5 seconds
@@ -20,6 +21,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use gatehouse_core::protocol::{AuthorizationCode, PkceVerifier, RefreshToken};
 use gatehouse_core::wire::oauth::TokenResponse;
 
 pub use crate::http::ClientAuth;
@@ -116,9 +118,9 @@ impl<'a> TokenClient<'a> {
     pub async fn exchange_code(
         &self,
         token_endpoint: &str,
-        code: &str,
+        code: &AuthorizationCode,
         redirect_uri: &str,
-        verifier: &str,
+        verifier: &PkceVerifier,
     ) -> Result<TokenResponse, HttpError> {
         http::post_form(
             self.http,
@@ -126,9 +128,9 @@ impl<'a> TokenClient<'a> {
             self.auth,
             &[
                 ("grant_type", "authorization_code"),
-                ("code", code),
+                ("code", code.expose_secret()),
                 ("redirect_uri", redirect_uri),
-                ("code_verifier", verifier),
+                ("code_verifier", verifier.expose_secret()),
             ],
         )
         .await
@@ -138,7 +140,7 @@ impl<'a> TokenClient<'a> {
     pub async fn refresh(
         &self,
         token_endpoint: &str,
-        refresh_token: &str,
+        refresh_token: &RefreshToken,
     ) -> Result<TokenResponse, HttpError> {
         http::post_form(
             self.http,
@@ -146,7 +148,7 @@ impl<'a> TokenClient<'a> {
             self.auth,
             &[
                 ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
+                ("refresh_token", refresh_token.expose_secret()),
             ],
         )
         .await
@@ -167,7 +169,7 @@ impl<'a> TokenClient<'a> {
         &self,
         token_endpoint: &str,
         device: &DeviceAuthorization,
-        verifier: &str,
+        verifier: &PkceVerifier,
     ) -> Result<DevicePoll<TokenResponse>, HttpError> {
         use secrecy::ExposeSecret as _;
         let answer = http::post_form(
@@ -177,7 +179,7 @@ impl<'a> TokenClient<'a> {
             &[
                 ("grant_type", DEVICE_CODE_GRANT),
                 ("device_code", device.device_code.expose_secret()),
-                ("code_verifier", verifier),
+                ("code_verifier", verifier.expose_secret()),
             ],
         )
         .await;
@@ -199,14 +201,14 @@ impl<'a> TokenClient<'a> {
     pub async fn revoke_refresh_token(
         &self,
         endpoint: &str,
-        refresh_token: &str,
+        refresh_token: &RefreshToken,
     ) -> Result<(), HttpError> {
         http::post_form_raw(
             self.http,
             endpoint,
             self.auth,
             &[
-                ("token", refresh_token),
+                ("token", refresh_token.expose_secret()),
                 ("token_type_hint", "refresh_token"),
             ],
         )

@@ -24,9 +24,9 @@ async fn an_oauth_error_answer_is_typed_with_its_code_and_description() {
     let e = c
         .exchange_code(
             &format!("{}/token", idp.base),
-            "CODE-SECRET",
+            &AuthorizationCode::new("CODE-SECRET"),
             "http://127.0.0.1/cb",
-            "VERIFIER",
+            &PkceVerifier::new("VERIFIER"),
         )
         .await
         .unwrap_err();
@@ -57,7 +57,7 @@ async fn a_non_oauth_error_and_a_broken_answer_are_told_apart() {
     let http = reqwest::Client::new();
     let c = TokenClient::new(&http, ClientAuth::Public("cli"));
     let e = c
-        .refresh(&format!("{}/token", idp.base), "RT")
+        .refresh(&format!("{}/token", idp.base), &RefreshToken::new("RT"))
         .await
         .unwrap_err();
     assert!(matches!(&e, HttpError::Status { status, .. } if status.as_u16() == 502));
@@ -65,7 +65,7 @@ async fn a_non_oauth_error_and_a_broken_answer_are_told_apart() {
 
     let idp = Idp::start(|_| vec![Route::status(200, r#"{"id_token": 5}"#)]).await;
     let e = c
-        .refresh(&format!("{}/token", idp.base), "RT")
+        .refresh(&format!("{}/token", idp.base), &RefreshToken::new("RT"))
         .await
         .unwrap_err();
     assert!(matches!(e, HttpError::Decode { .. }), "{e:?}");
@@ -74,7 +74,10 @@ async fn a_non_oauth_error_and_a_broken_answer_are_told_apart() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://127.0.0.1:{}/token", l.local_addr().unwrap().port())
     };
-    let e = c.refresh(&dead, "RT").await.unwrap_err();
+    let e = c
+        .refresh(&dead, &RefreshToken::new("RT"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, HttpError::Transport { .. }), "{e:?}");
 }
 
@@ -97,7 +100,7 @@ async fn a_confidential_client_sends_its_secret_with_basic_auth_only() {
         },
     );
     let t = c
-        .refresh(&format!("{}/token", idp.base), "RT1")
+        .refresh(&format!("{}/token", idp.base), &RefreshToken::new("RT1"))
         .await
         .unwrap();
     assert_eq!(t.refresh_token.unwrap().expose_secret(), "RT2");
@@ -122,10 +125,15 @@ async fn revocation_sends_the_token_with_its_hint_and_reports_a_refusal() {
     let http = reqwest::Client::new();
     let c = TokenClient::new(&http, ClientAuth::Public("cli"));
     let url = format!("{}/revoke", idp.base);
-    c.revoke_refresh_token(&url, "good").await.unwrap();
+    c.revoke_refresh_token(&url, &RefreshToken::new("good"))
+        .await
+        .unwrap();
     assert_eq!(idp.seen()[0].method, "POST");
     assert!(form_has(&idp.seen()[0], "token_type_hint", "refresh_token"));
-    let e = c.revoke_refresh_token(&url, "other").await.unwrap_err();
+    let e = c
+        .revoke_refresh_token(&url, &RefreshToken::new("other"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, HttpError::Status { status, .. } if status.as_u16() == 503));
 }
 
@@ -160,7 +168,7 @@ async fn the_device_grant_polls_until_the_tokens_come() {
     assert!(!format!("{dev:?}").contains("DEV-SECRET"));
     let token_endpoint = format!("{}/token", idp.base);
     let first = c
-        .poll_device_once(&token_endpoint, &dev, "V")
+        .poll_device_once(&token_endpoint, &dev, &PkceVerifier::new("V"))
         .await
         .unwrap();
     assert!(
@@ -168,7 +176,7 @@ async fn the_device_grant_polls_until_the_tokens_come() {
         "{first:?}"
     );
     let second = c
-        .poll_device_once(&token_endpoint, &dev, "V")
+        .poll_device_once(&token_endpoint, &dev, &PkceVerifier::new("V"))
         .await
         .unwrap();
     assert!(matches!(second, DevicePoll::Done(_)));

@@ -46,9 +46,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::authorize::{
-    FlowSecrets, ParameterError, authorization_url, safe_return_path, secrets_equal,
-    vet_user_parameters,
+    FlowSecrets, ParameterError, authorization_url, safe_return_path, vet_user_parameters,
 };
+use gatehouse_core::protocol::{self, AuthorizationCode, RefreshToken};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
@@ -69,14 +69,6 @@ struct Flow {
     secrets: FlowSecrets,
     return_to: String,
     created: i64,
-}
-
-impl std::fmt::Debug for Callback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Callback")
-            .field("error", &self.error)
-            .finish_non_exhaustive()
-    }
 }
 
 /// `GET /auth/login?return_to=/path&<user parameters>`.
@@ -173,11 +165,11 @@ fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-/// The callback's query.
-#[derive(Deserialize)]
+/// The callback's query. `code` and `state` are secret types: `Debug` is redacted.
+#[derive(Debug, Deserialize)]
 pub struct Callback {
-    code: Option<String>,
-    state: Option<String>,
+    code: Option<AuthorizationCode>,
+    state: Option<protocol::State>,
     error: Option<String>,
     error_description: Option<String>,
 }
@@ -212,10 +204,8 @@ pub async fn callback(
     if app.clock.unix_now() > flow.created + FLOW_TTL {
         return with_cleared(PageError::FlowExpired { retry: start_again });
     }
-    let state_ok = cb
-        .state
-        .as_deref()
-        .is_some_and(|s| secrets_equal(s, &flow.secrets.state));
+    // `State`'s equality is constant-time.
+    let state_ok = cb.state.as_ref() == Some(&flow.secrets.state);
     // `state` first, and a mismatch keeps the flow: a forged callback link (with an `error`,
     // or anything else) cannot abort the sign-in this browser has in progress.
     if !state_ok {
@@ -350,8 +340,11 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
     {
         match d.revocation_endpoint.as_deref() {
             Some(endpoint) => {
-                match tokio::time::timeout(REVOKE_TIMEOUT, revoke_refresh_token(&app, endpoint, rt))
-                    .await
+                match tokio::time::timeout(
+                    REVOKE_TIMEOUT,
+                    revoke_refresh_token(&app, endpoint, &RefreshToken::new(rt)),
+                )
+                .await
                 {
                     Ok(Ok(())) => tracing::info!("sign-out: refresh token revoked at the IdP"),
                     Ok(Err(e)) => {

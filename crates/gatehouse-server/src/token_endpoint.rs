@@ -14,6 +14,7 @@
 //!   session ends: a refresh can never turn one user's session into another's.
 //! - Revocation errors never hold the token.
 
+use gatehouse_core::protocol::{AuthorizationCode, PkceVerifier, RefreshToken};
 use gatehouse_core::wire::oauth::{OAuthError, TokenResponse};
 use gatehouse_oidc::http::{ErrorBody, HttpError};
 use gatehouse_oidc::token::{ClientAuth, TokenClient};
@@ -62,12 +63,12 @@ impl std::fmt::Display for TokenError {
 pub(crate) enum Grant<'a> {
     /// The authorization code, with its redirect URI and PKCE verifier.
     Code {
-        code: &'a str,
+        code: &'a AuthorizationCode,
         redirect_uri: &'a str,
-        verifier: &'a str,
+        verifier: &'a PkceVerifier,
     },
     /// The session's refresh token.
-    Refresh(&'a str),
+    Refresh(&'a RefreshToken),
 }
 
 pub(crate) async fn token_request(
@@ -159,7 +160,7 @@ async fn refresh(app: &App, session: &Session) -> Result<Session, String> {
     let Some(rt) = session.refresh_token.as_deref() else {
         return Err("the session expired and has no refresh token".to_owned());
     };
-    let tokens = token_request(app, Grant::Refresh(rt))
+    let tokens = token_request(app, Grant::Refresh(&RefreshToken::new(rt)))
         .await
         .map_err(|e| e.to_string())?;
     let id_token = tokens
@@ -202,7 +203,7 @@ fn check_same_user(session: &Session, subject: &str, issuer: &str) -> Result<(),
 pub(crate) async fn revoke_refresh_token(
     app: &App,
     endpoint: &str,
-    refresh_token: &str,
+    refresh_token: &RefreshToken,
 ) -> Result<(), String> {
     let (Some(oidc), Some(b)) = (&app.oidc, &app.config.browser) else {
         return Err("browser sign-in is not configured".to_owned());

@@ -1,5 +1,7 @@
 //! gatehouse server configurations for the test bed, built from parts, so each test says only
-//! what differs: the listener on `{{PORT}}` (filled in by [`crate::Gatehouse::start`]), TLS with
+//! what differs: the listener on a port the builder owns ([`ServerConfig::port`] to fix one, a
+//! free port otherwise, exposed by [`ServerConfig::listen_port`] and read back from the YAML by
+//! [`crate::Gatehouse::start`]), TLS with
 //! the test bed's serving certificate, the test bed's kubeconfig, an `oidc` section for one of
 //! its issuers, and whatever the test adds.
 //!
@@ -20,6 +22,7 @@ pub struct ServerConfig<'a> {
     tb: &'a Testbed,
     doc: Value,
     admin: bool,
+    port: u16,
 }
 
 impl<'a> ServerConfig<'a> {
@@ -27,7 +30,6 @@ impl<'a> ServerConfig<'a> {
     /// namespaces of their own at run time); no `oidc` section yet.
     pub fn new(tb: &'a Testbed) -> Self {
         let doc = json!({
-            "listen": "127.0.0.1:{{PORT}}",
             "tls": {
                 "certFile": tb.var("GATEHOUSE_TLS_CERT"),
                 "keyFile": tb.var("GATEHOUSE_TLS_KEY"),
@@ -39,6 +41,7 @@ impl<'a> ServerConfig<'a> {
             tb,
             doc,
             admin: false,
+            port: crate::process::free_port(),
         }
     }
 
@@ -120,9 +123,15 @@ impl<'a> ServerConfig<'a> {
         self
     }
 
-    /// A fixed port instead of `{{PORT}}`.
-    pub fn port(self, port: u16) -> Self {
-        self.set("listen", json!(format!("127.0.0.1:{port}")))
+    /// A fixed port instead of the free port picked by [`ServerConfig::new`].
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The port `listen` names (on 127.0.0.1).
+    pub fn listen_port(&self) -> u16 {
+        self.port
     }
 
     /// `publicUrl`.
@@ -154,7 +163,7 @@ impl<'a> ServerConfig<'a> {
         self
     }
 
-    /// The document as it stands (admin sign-in added by [`ServerConfig::build`]).
+    /// The document as it stands (`listen` and admin sign-in added by [`ServerConfig::build`]).
     pub fn document(&self) -> &Value {
         &self.doc
     }
@@ -162,6 +171,7 @@ impl<'a> ServerConfig<'a> {
     /// The YAML.
     pub fn build(&self) -> String {
         let mut doc = self.doc.clone();
+        doc["listen"] = json!(format!("127.0.0.1:{}", self.port));
         if self.admin {
             doc["admin"] = json!({
                 "enabled": true,
@@ -190,6 +200,20 @@ fn merge(into: &mut Value, from: Value) {
         }
         (slot, v) => *slot = v,
     }
+}
+
+/// The port of a configuration's `listen` (`host:port`), read from the YAML document; panics
+/// (the test's mistake) when there is none.
+pub fn listen_port(yaml: &str) -> u16 {
+    let doc: Value =
+        serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("config is not YAML: {e}\n{yaml}"));
+    let listen = doc["listen"]
+        .as_str()
+        .unwrap_or_else(|| panic!("config has no `listen`:\n{yaml}"));
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .unwrap_or_else(|e| panic!("`listen: {listen}` is not host:port: {e}"));
+    addr.port()
 }
 
 #[cfg(test)]
@@ -246,6 +270,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:18443");
+        assert_eq!(listen_port(&yaml), 18443);
         let o = c.oidc.as_ref().unwrap();
         assert_eq!(o.issuer_url, "https://127.0.0.1:1/dex");
         assert_eq!(o.audiences, ["kubernetes"]);
@@ -262,9 +287,27 @@ mod tests {
     }
 
     #[test]
+    fn the_builder_owns_the_port_and_start_reads_it_back() {
+        let tb = Testbed::from_vars(&[
+            ("GATEHOUSE_TLS_CERT", "/tb/tls.crt"),
+            ("GATEHOUSE_TLS_KEY", "/tb/tls.key"),
+            ("GATEHOUSE_KUBECONFIG", "/tb/kubeconfig"),
+        ]);
+        let free = ServerConfig::new(&tb);
+        let port = free.listen_port();
+        assert_ne!(port, 0);
+        let yaml = free.build();
+        assert!(!yaml.contains("PORT"), "{yaml}");
+        assert_eq!(listen_port(&yaml), port);
+        let fixed = ServerConfig::new(&tb).port(18444);
+        assert_eq!(fixed.listen_port(), 18444);
+        assert_eq!(listen_port(&fixed.build()), 18444);
+    }
+
+    #[test]
     fn the_yaml_written_reads_back_as_the_document() {
         let doc = json!({
-            "listen": "127.0.0.1:{{PORT}}",
+            "listen": "127.0.0.1:18443",
             "oidc": {"issuerUrl": "https://127.0.0.1:5556/dex", "audiences": ["kubernetes"]},
             "admin": {"passwordHash": "$2b$10$abc/def"},
             "userParameters": {"login_hint": {"pattern": "[a-z]+@example\\.com"}},

@@ -13,7 +13,7 @@ use crate::tempdir::TempDir;
 use crate::testbed::Testbed;
 
 /// A gatehouse server config for Dex (static `connector_id`, a per-user `login_hint`,
-/// fall-through, admin sign-in); `{{PORT}}` is filled in by [`Gatehouse::start`].
+/// fall-through, admin sign-in), on a free port.
 pub fn config(tb: &Testbed) -> String {
     ServerConfig::new(tb)
         .dex()
@@ -28,7 +28,7 @@ pub fn config(tb: &Testbed) -> String {
 }
 
 /// A gatehouse server config for the test bed's Keycloak (realm `gatehouse`, a per-user
-/// `login_hint`, fall-through); `{{PORT}}` is filled in by [`Gatehouse::start`].
+/// `login_hint`, fall-through), on a free port.
 pub fn keycloak_config(tb: &Testbed) -> String {
     ServerConfig::new(tb)
         .keycloak()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::config::listen_port;
 use crate::tempdir;
 use crate::testbed::{Testbed, kubeconfig};
 
@@ -57,17 +58,23 @@ pub struct Gatehouse {
 }
 
 impl Gatehouse {
-    /// Starts gatehouse with `config` (YAML; `{{PORT}}` is replaced by a free port) and waits
-    /// until `/healthz` answers. `wait_ready` also waits for `/readyz`.
+    /// Starts gatehouse with `config` (YAML, written as it is) and waits until `/healthz`
+    /// answers on the port its `listen` names ([`crate::config::listen_port`]; the builder
+    /// picks a free one unless told). `wait_ready` also waits for `/readyz`.
     pub fn start(config: &str, scheme: &str, wait_ready: bool) -> Self {
-        Self::start_on(config, free_port(), scheme, wait_ready)
+        Self::start_on(config, listen_port(config), scheme, wait_ready)
     }
 
-    /// Like [`Gatehouse::start`] on a given port.
+    /// Like [`Gatehouse::start`], checking that `config` listens on `port`.
     pub fn start_on(config: &str, port: u16, scheme: &str, wait_ready: bool) -> Self {
+        assert_eq!(
+            listen_port(config),
+            port,
+            "the config listens elsewhere:\n{config}"
+        );
         let dir = tempdir::TempDir::new("gh");
         let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config.replace("{{PORT}}", &port.to_string())).unwrap();
+        std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("gatehouse.log")).unwrap();
         let child = Command::new(gatehouse_bin())
             .args(["serve", "--config"])

@@ -712,8 +712,9 @@ async fn kube_apiserver_unreachable_gives_503_status() {
     let kc_path = dir.path().join("dead.kubeconfig");
     std::fs::write(&kc_path, kc).unwrap();
     drop(gh);
+    let port = support::free_port();
     let cfg = format!(
-        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: \"{}\" }}\n",
+        "listen: 127.0.0.1:{port}\nkubernetes: {{ kubeconfig: \"{}\" }}\n",
         kc_path.display()
     );
     let gh = Gatehouse::start(&cfg, "http", true);

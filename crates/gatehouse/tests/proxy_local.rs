@@ -104,8 +104,9 @@ fn start_gatehouse_with(upstream_port: u16, extra: &str) -> (Gatehouse, support:
     )
     .unwrap();
     let hash = bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap();
+    let port = support::free_port();
     let cfg = format!(
-        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}' }}\n{extra}",
+        "listen: 127.0.0.1:{port}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}' }}\n{extra}",
         kc.display()
     );
     (Gatehouse::start(&cfg, "http", true), dir)
@@ -295,8 +296,9 @@ async fn admin_login_from_outside_the_allowed_cidrs_is_refused() {
     )
     .unwrap();
     let hash = bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap();
+    let port = support::free_port();
     let cfg = format!(
-        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}', loginAllowedCidrs: ['10.0.0.0/8'] }}\n",
+        "listen: 127.0.0.1:{port}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}', loginAllowedCidrs: ['10.0.0.0/8'] }}\n",
         kc.display()
     );
     let gh = Gatehouse::start(&cfg, "http", true);
@@ -334,8 +336,9 @@ fn start_admin_gatehouse(
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let hash =
         HASH.get_or_init(|| bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap());
+    let port = support::free_port();
     let cfg = format!(
-        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{key}'{extra} }}\n",
+        "listen: 127.0.0.1:{port}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{key}'{extra} }}\n",
         kc.display()
     );
     (Gatehouse::start(&cfg, "http", true), dir)

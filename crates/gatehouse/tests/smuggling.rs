@@ -151,8 +151,9 @@ async fn setup() -> Setup {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let hash =
         HASH.get_or_init(|| bcrypt::hash("pw", gatehouse_core::admin::MIN_BCRYPT_COST).unwrap());
+    let port = support::free_port();
     let cfg = format!(
-        "listen: 127.0.0.1:{{{{PORT}}}}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}' }}\n",
+        "listen: 127.0.0.1:{port}\nkubernetes: {{ kubeconfig: '{}' }}\nadmin: {{ enabled: true, passwordHash: '{hash}', tokenSigningKey: '{KEY}' }}\n",
         kc.display()
     );
     let gh = Gatehouse::start(&cfg, "http", true);

@@ -90,8 +90,8 @@ fn check_authorization_url(extra: &BTreeMap<String, String>) {
             "https://gatehouse.example/auth/callback".to_owned(),
         ),
         ("scope", "openid groups".to_owned()),
-        ("state", secrets.state.clone()),
-        ("nonce", secrets.nonce.clone()),
+        ("state", secrets.state.expose_secret().to_owned()),
+        ("nonce", secrets.nonce.expose_secret().to_owned()),
         ("code_challenge", secrets.code_challenge()),
         ("code_challenge_method", "S256".to_owned()),
     ];

@@ -13,7 +13,7 @@
 // A fuzz body reports a broken property by panicking: that is its whole job.
 #![allow(clippy::panic)]
 
-use gatehouse::cli::login::callback::{Arrival, read_callback};
+use gatehouse::cli::login::callback::{Arrival, State, read_callback};
 
 const STATE: &str = "Zm9yLWZ1enppbmctb25seS1ub3QtYS1zZWNyZXQ";
 
@@ -22,7 +22,7 @@ pub fn run(data: &[u8]) {
     let Ok(target) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(arrival) = read_callback(target, STATE) else {
+    let Ok(arrival) = read_callback(target, &State::new(STATE)) else {
         return;
     };
     let url = url::Url::parse(&format!("http://127.0.0.1{target}"))
@@ -41,7 +41,7 @@ pub fn run(data: &[u8]) {
     }
     match arrival {
         Arrival::Code(code) => {
-            assert_eq!(values("code"), vec![code]);
+            assert_eq!(values("code"), vec![code.expose_secret().to_owned()]);
             assert!(values("error").is_empty());
         }
         Arrival::Refused(_) => assert_eq!(values("error").len(), 1),

@@ -113,7 +113,7 @@ pub fn logout(server: Option<String>, output: Output, common: &Common) -> Result
 /// Revokes the refresh token of an entry where the IdP offers RFC 7009 revocation.
 fn revoke(entry: &Entry) -> Result<Revocation, CliError> {
     let (Some(refresh_token), Some(issuer), Some(client_id)) = (
-        entry.refresh_token.as_deref(),
+        entry.refresh_token.as_ref(),
         entry.issuer.as_deref(),
         entry.client_id.as_deref(),
     ) else {
@@ -162,6 +162,7 @@ mod tests {
     use super::*;
 
     use crate::cli::cache::Kind;
+    use gatehouse_core::protocol::RefreshToken;
 
     #[test]
     fn logout_summary_names_what_was_removed_and_no_token() {
@@ -173,7 +174,7 @@ mod tests {
             parameters: Default::default(),
             kind,
             token: "SECRET-TOKEN-VALUE".into(),
-            refresh_token: refresh.map(str::to_owned),
+            refresh_token: refresh.map(RefreshToken::new),
             expires_at: 1000,
             ca_pem: None,
             updated_at: 0,

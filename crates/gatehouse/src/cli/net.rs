@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::jwt::Verified;
+use gatehouse_core::protocol::Nonce;
 use gatehouse_oidc::discovery::DiscoveryError;
 use gatehouse_oidc::http::HttpError;
 use gatehouse_oidc::id_token::{self, IdTokenError};
@@ -165,7 +166,7 @@ impl Net {
         d: &Discovery,
         client_id: &str,
         id_token: &str,
-        nonce: Option<&str>,
+        nonce: Option<&Nonce>,
         now: i64,
     ) -> Result<Verified, CliError> {
         let jwks = keys::fetch(&self.http, d)
@@ -197,8 +198,6 @@ impl Net {
             })
     }
 }
-
-pub use gatehouse_core::authorize::secrets_equal;
 
 pub use gatehouse_server::clock::unix_now;
 

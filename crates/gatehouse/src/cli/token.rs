@@ -84,7 +84,7 @@ fn trace(line: &str) {
 fn refresh(entry: &Entry) -> Result<Entry, CliError> {
     let (Kind::Oidc, Some(refresh_token), Some(issuer), Some(client_id)) = (
         entry.kind,
-        entry.refresh_token.as_deref(),
+        entry.refresh_token.as_ref(),
         entry.issuer.as_deref(),
         entry.client_id.as_deref(),
     ) else {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use gatehouse_core::protocol::RefreshToken;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -55,7 +56,7 @@ pub struct Entry {
     pub token: String,
     /// The refresh token, when the IdP gave one.
     #[serde(default)]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<RefreshToken>,
     /// When `token` expires, unix seconds.
     pub expires_at: i64,
     /// The CA bundle (PEM) for the server and the IdP, when one was given at login.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use gatehouse_core::protocol::RefreshToken;
 
 fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -29,7 +30,7 @@ fn entry(server: &str, token: &str, updated_at: i64) -> Entry {
         parameters: BTreeMap::from([("connector_id".to_owned(), "local".to_owned())]),
         kind: Kind::Oidc,
         token: token.to_owned(),
-        refresh_token: Some("refresh-secret".to_owned()),
+        refresh_token: Some(RefreshToken::new("refresh-secret")),
         expires_at: 100,
         ca_pem: None,
         updated_at,

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gatehouse_core::authorize::FlowSecrets;
+pub use gatehouse_core::protocol::{AuthorizationCode, State};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cli::error::CliError;
-use crate::cli::net;
 
 const PAGE_OK: &str = "<!doctype html><html lang=en><head><meta charset=utf-8><title>gatehouse: signed in</title></head><body><h1>Signed in</h1><p>You are signed in to gatehouse. You can close this tab and return to the terminal.</p></body></html>";
 
@@ -99,7 +99,7 @@ async fn read_target(stream: &mut TcpStream, deadline: Duration) -> Result<Strin
 #[derive(Debug, PartialEq, Eq)]
 pub enum Arrival {
     /// The authorization code.
-    Code(String),
+    Code(AuthorizationCode),
     /// The IdP's error, as a sentence.
     Refused(String),
 }
@@ -132,7 +132,7 @@ pub enum NotTheAnswer {
 /// `state` (compared in constant time). Pure, so the rules are tested (and fuzzed) without a
 /// socket: only `/callback`; `state`, `code`, `error` and `error_description` at most once
 /// each; the `state` must match before anything else of the answer is believed.
-pub fn read_callback(target: &str, state: &str) -> Result<Arrival, NotTheAnswer> {
+pub fn read_callback(target: &str, state: &State) -> Result<Arrival, NotTheAnswer> {
     if !target.starts_with('/') {
         return Err(NotTheAnswer::BadTarget);
     }
@@ -148,7 +148,7 @@ pub fn read_callback(target: &str, state: &str) -> Result<Arrival, NotTheAnswer>
             return Err(NotTheAnswer::Repeated(k.into_owned()));
         }
     }
-    if !q.get("state").is_some_and(|s| net::secrets_equal(s, state)) {
+    if !q.get("state").is_some_and(|s| state.matches(s)) {
         return Err(NotTheAnswer::StateMismatch);
     }
     if let Some(error) = q.get("error") {
@@ -161,7 +161,7 @@ pub fn read_callback(target: &str, state: &str) -> Result<Arrival, NotTheAnswer>
         return Ok(Arrival::Refused(reason));
     }
     q.remove("code")
-        .map(Arrival::Code)
+        .map(|code| Arrival::Code(AuthorizationCode::new(code)))
         .ok_or(NotTheAnswer::NoCode)
 }
 
@@ -170,7 +170,7 @@ pub fn read_callback(target: &str, state: &str) -> Result<Arrival, NotTheAnswer>
 /// connection, to be answered after the code exchange.
 async fn examine(
     mut stream: TcpStream,
-    state: String,
+    state: State,
     deadline: Duration,
 ) -> Option<(TcpStream, Arrival)> {
     let target = match read_target(&mut stream, deadline).await {
@@ -207,7 +207,7 @@ pub(super) async fn wait_for_callback<F, Fut, T>(
     exchange: F,
 ) -> Result<T, CliError>
 where
-    F: FnOnce(String) -> Fut,
+    F: FnOnce(AuthorizationCode) -> Fut,
     Fut: std::future::Future<Output = Result<T, CliError>>,
 {
     let mut pending = tokio::task::JoinSet::new();
@@ -309,11 +309,14 @@ mod tests {
     }
 
     /// The browser's redirect to the loopback listener at `addr`; returns the page it got.
-    async fn browser_redirect(addr: std::net::SocketAddr, state: String) -> String {
+    async fn browser_redirect(addr: std::net::SocketAddr, state: State) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(
-            format!("GET /callback?code=the-code&state={state} HTTP/1.1\r\nhost: x\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "GET /callback?code=the-code&state={} HTTP/1.1\r\nhost: x\r\n\r\n",
+                state.expose_secret()
+            )
+            .as_bytes(),
         )
         .await
         .unwrap();
@@ -330,11 +333,9 @@ mod tests {
     ) -> Option<String> {
         tokio::time::timeout(
             limit,
-            wait_for_callback(
-                listener,
-                secrets,
-                |code| async move { Ok::<_, CliError>(code) },
-            ),
+            wait_for_callback(listener, secrets, |code| async move {
+                Ok::<_, CliError>(code.expose_secret().to_owned())
+            }),
         )
         .await
         .ok()
@@ -399,14 +400,14 @@ mod tests {
 
     #[test]
     fn the_callback_is_believed_only_with_this_sign_ins_state_and_no_repeats() {
-        let ok = read_callback("/callback?code=abc&state=s1", "s1");
-        assert_eq!(ok, Ok(Arrival::Code("abc".to_owned())));
+        let ok = read_callback("/callback?code=abc&state=s1", &State::new("s1"));
+        assert_eq!(ok, Ok(Arrival::Code(AuthorizationCode::new("abc"))));
         assert_eq!(
-            read_callback("/callback?code=abc&state=s2", "s1"),
+            read_callback("/callback?code=abc&state=s2", &State::new("s1")),
             Err(NotTheAnswer::StateMismatch)
         );
         assert_eq!(
-            read_callback("/callback?code=abc", "s1"),
+            read_callback("/callback?code=abc", &State::new("s1")),
             Err(NotTheAnswer::StateMismatch)
         );
         for repeated in [
@@ -416,28 +417,28 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    read_callback(repeated, "s1"),
+                    read_callback(repeated, &State::new("s1")),
                     Err(NotTheAnswer::Repeated(_))
                 ),
                 "{repeated}"
             );
         }
         assert_eq!(
-            read_callback("/other?state=s1&code=a", "s1"),
+            read_callback("/other?state=s1&code=a", &State::new("s1")),
             Err(NotTheAnswer::NotFound)
         );
         assert_eq!(
-            read_callback("@evil/callback?state=s1&code=a", "s1"),
+            read_callback("@evil/callback?state=s1&code=a", &State::new("s1")),
             Err(NotTheAnswer::BadTarget)
         );
         assert_eq!(
-            read_callback("/callback?state=s1", "s1"),
+            read_callback("/callback?state=s1", &State::new("s1")),
             Err(NotTheAnswer::NoCode)
         );
         assert_eq!(
             read_callback(
                 "/callback?state=s1&error=access_denied&error_description=no+way",
-                "s1"
+                &State::new("s1")
             ),
             Ok(Arrival::Refused(
                 "the identity provider refused the sign-in: access_denied (no way)".to_owned()
@@ -447,9 +448,9 @@ mod tests {
         assert_eq!(
             read_callback(
                 "/callback?session_state=a&session_state=b&state=s1&code=c",
-                "s1"
+                &State::new("s1")
             ),
-            Ok(Arrival::Code("c".to_owned()))
+            Ok(Arrival::Code(AuthorizationCode::new("c")))
         );
     }
 

@@ -261,6 +261,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::cli::cache::TokenType;
+    use gatehouse_core::protocol::RefreshToken;
 
     fn entry(kind: Kind) -> Entry {
         Entry {
@@ -274,7 +275,8 @@ mod tests {
             },
             kind,
             token: "SECRET-ACCESS-TOKEN-VALUE".into(),
-            refresh_token: (kind == Kind::Oidc).then(|| "SECRET-REFRESH-TOKEN-VALUE".to_owned()),
+            refresh_token: (kind == Kind::Oidc)
+                .then(|| RefreshToken::new("SECRET-REFRESH-TOKEN-VALUE")),
             expires_at: 1_900_000_000,
             ca_pem: None,
             updated_at: 0,

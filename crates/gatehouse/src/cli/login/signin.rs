@@ -21,6 +21,7 @@ use gatehouse_core::authorize::{
     FlowSecrets, MAX_PARAMETER_LEN, ParameterError, ParameterRule, vet_user_parameters,
 };
 use gatehouse_core::jwt::Verified;
+use gatehouse_core::protocol::{Nonce, RefreshToken};
 use gatehouse_core::wire::UserParameter;
 use secrecy::ExposeSecret as _;
 
@@ -265,7 +266,7 @@ pub fn token_type(target: &Target, oidc: &PublicOidc) -> crate::cli::cache::Toke
 pub(crate) struct SignedIn {
     /// The token kubectl gets.
     pub token: String,
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<RefreshToken>,
     pub verified: Verified,
     pub expires_at: i64,
 }
@@ -313,7 +314,7 @@ pub(crate) async fn signed_in(
     client: &str,
     kind: TokenType,
     tokens: TokenResponse,
-    nonce: Option<&str>,
+    nonce: Option<&Nonce>,
 ) -> Result<SignedIn, CliError> {
     let id_token = tokens
         .id_token
@@ -331,10 +332,7 @@ pub(crate) async fn signed_in(
         net::pick_token(kind, &tokens, &id_token, &verified, &d.token_endpoint)?;
     Ok(SignedIn {
         token,
-        refresh_token: tokens
-            .refresh_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned()),
+        refresh_token: tokens.refresh_token.clone().map(RefreshToken::from),
         verified,
         expires_at,
     })
