@@ -106,22 +106,28 @@ impl CookieCodec {
 /// A cookie (or one of its chunks) sent twice reads as absent: which copy a reader believes
 /// would be a guess (RFC 6265 leaves the order to the browser), and only a cookie planted
 /// beside gatehouse's own is ever sent twice, so the request is treated as signed out.
+///
+/// The header is read as bytes, pair by pair: another site's cookie with bytes outside visible
+/// ASCII (browsers send UTF-8 cookie values) must not hide gatehouse's own, or a sibling host
+/// could sign every user out. Only the values gatehouse reads must be text.
 pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut jar: std::collections::HashMap<&str, Option<&str>> = std::collections::HashMap::new();
+    let mut jar: std::collections::HashMap<&[u8], Option<&[u8]>> = std::collections::HashMap::new();
     for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if let Some(eq) = pair.iter().position(|b| *b == b'=') {
+                let (k, v) = (&pair[..eq], &pair[eq + 1..]);
                 jar.entry(k)
                     .and_modify(|seen| *seen = None)
                     .or_insert(Some(v));
             }
         }
     }
-    let mut value = jar.remove(name)?.map(str::to_owned)?;
+    let text = |v: &[u8]| std::str::from_utf8(v).ok().map(str::to_owned);
+    let mut value = text(jar.remove(name.as_bytes())??)?;
     for i in 1..MAX_CHUNKS {
-        match jar.remove(format!("{name}.{i}").as_str()) {
-            Some(Some(part)) => value.push_str(part),
+        match jar.remove(format!("{name}.{i}").as_bytes()) {
+            Some(Some(part)) => value.push_str(&text(part)?),
             Some(None) => return None,
             None => break,
         }
@@ -260,6 +266,13 @@ mod tests {
         );
         assert_eq!(read(&["s=a; s.1=b; s.1=planted"]), None);
         assert_eq!(read(&["other=1; other=2; s=a"]), Some("a".to_owned()));
+        // Another cookie's UTF-8 value does not hide ours.
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes("junk=\u{e9}t\u{e9}; s=a; s.1=b".as_bytes()).unwrap(),
+        );
+        assert_eq!(read_cookie(&h, "s"), Some("ab".to_owned()));
     }
 
     #[test]
