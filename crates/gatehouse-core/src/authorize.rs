@@ -137,6 +137,13 @@ pub enum ParameterError {
         /// The parameter.
         name: String,
     },
+    /// Given more than once, or also set by the server itself: which value the IdP would read
+    /// is a guess, so neither is sent.
+    #[error("{name:?} is given more than once")]
+    Repeated {
+        /// The parameter.
+        name: String,
+    },
     /// Not among the parameters the server lets users set.
     #[error("{name:?} is not a parameter users may set")]
     NotAllowed {
@@ -169,7 +176,9 @@ pub enum ParameterError {
 
 /// The authorization request's extra parameters: the server's static ones, then each of the
 /// user's, vetted in order: not reserved, allowed by the server, at most
-/// [`MAX_PARAMETER_LEN`] bytes, matching the server's pattern. The first refusal is returned.
+/// [`MAX_PARAMETER_LEN`] bytes, matching the server's pattern; no name twice, none the server
+/// sets itself; reserved names compared without regard to ASCII case or surrounding space.
+/// The first refusal is returned.
 /// The browser flow and the CLI both use this one rule.
 pub fn vet_user_parameters<R: ParameterRule>(
     static_parameters: &BTreeMap<String, String>,
@@ -177,13 +186,24 @@ pub fn vet_user_parameters<R: ParameterRule>(
     user: impl IntoIterator<Item = (String, String)>,
 ) -> Result<BTreeMap<String, String>, ParameterError> {
     let mut out = static_parameters.clone();
+    let mut seen = std::collections::BTreeSet::new();
     for (name, value) in user {
-        if RESERVED_PARAMETERS.contains(&name.as_str()) {
+        // An IdP may read names without regard to case or surrounding space.
+        if RESERVED_PARAMETERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name.trim()))
+        {
             return Err(ParameterError::Reserved { name });
+        }
+        if !seen.insert(name.clone()) {
+            return Err(ParameterError::Repeated { name });
         }
         let Some(rule) = allowed.get(&name) else {
             return Err(ParameterError::NotAllowed { name });
         };
+        if static_parameters.contains_key(&name) {
+            return Err(ParameterError::Repeated { name });
+        }
         if value.len() > MAX_PARAMETER_LEN {
             return Err(ParameterError::TooLong { name });
         }

@@ -74,14 +74,25 @@ struct Flow {
 /// `GET /auth/login?return_to=/path&<user parameters>`.
 pub async fn login(
     State(app): State<Arc<App>>,
-    Query(mut query): Query<BTreeMap<String, String>>,
+    Query(mut query): Query<Vec<(String, String)>>,
 ) -> Response {
     let (Some(b), Some(oidc), Some(codec)) = (&app.config.browser, &app.oidc, &app.cookies) else {
         return PageError::SignInOff.into_response();
     };
-    let return_to = query
-        .remove("return_to")
-        .unwrap_or_else(|| "/ui/whoami".to_owned());
+    // Every parameter as sent, repeats included (a map would keep one of them silently).
+    let mut return_paths: Vec<String> = Vec::new();
+    query.retain(|(k, v)| {
+        let is_return = k == "return_to";
+        if is_return {
+            return_paths.push(v.clone());
+        }
+        !is_return
+    });
+    let return_to = match return_paths.as_slice() {
+        [] => "/ui/whoami".to_owned(),
+        [one] => one.clone(),
+        _ => return PageError::UnsafeReturn.into_response(),
+    };
     let Some(return_to) = safe_return_path(&return_to).map(str::to_owned) else {
         return PageError::UnsafeReturn.into_response();
     };
@@ -148,6 +159,7 @@ fn parameter_page(
             ParameterProblem::NotAllowed(list_or_none(allowed.keys())),
         ),
         ParameterError::TooLong { name } => (name, ParameterProblem::TooLong),
+        ParameterError::Repeated { name } => (name, ParameterProblem::Repeated),
         ParameterError::Mismatch { name, pattern } => (name, ParameterProblem::Mismatch(pattern)),
         // The server's patterns are compiled when the configuration loads, so its rule never
         // reports one it cannot use.

@@ -42,6 +42,8 @@ pub enum ParameterProblem {
     TooLong,
     /// Does not match its pattern (shown).
     Mismatch(String),
+    /// Given twice (or also set by the server).
+    Repeated,
 }
 
 /// A failure answered with an HTML error page (or, for [`PageError::Internal`], a 500
@@ -181,6 +183,12 @@ impl PageError {
                         format!(
                             "The value of {name:?} is longer than {} bytes.",
                             gatehouse_core::authorize::MAX_PARAMETER_LEN
+                        ),
+                    ),
+                    ParameterProblem::Repeated => (
+                        "Parameter repeated",
+                        format!(
+                            "{name:?} is given more than once (or is one the server sets itself); pass it once."
                         ),
                     ),
                     ParameterProblem::Mismatch(pattern) => (

@@ -1068,6 +1068,21 @@ async fn sign_in_parameters_are_vetted_by_the_core_rule_and_refused_with_their_p
             "Unsafe return address",
             "must be a path on this gatehouse",
         ),
+        (
+            "State=attacker",
+            "Reserved parameter",
+            "\"State\" is a protocol parameter",
+        ),
+        (
+            "login_hint=alice%40example.com&login_hint=mallory%40example.com",
+            "Parameter repeated",
+            "\"login_hint\" is given more than once",
+        ),
+        (
+            "return_to=%2Fui%2Fwhoami&return_to=%2F%2Fevil.example",
+            "Unsafe return address",
+            "must be a path on this gatehouse",
+        ),
     ] {
         let a = h.get(&format!("/auth/login?{query}"), &[]).await;
         assert_eq!(a.status, 400, "{query}: {}", a.body);

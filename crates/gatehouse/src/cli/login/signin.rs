@@ -151,6 +151,11 @@ pub fn parameters(
                 "is not a parameter the server lets users set".to_owned(),
                 allowed(),
             ),
+            ParameterError::Repeated { name } => (
+                name,
+                "is given more than once, or is one the server sets itself".to_owned(),
+                allowed(),
+            ),
             ParameterError::TooLong { name } => (
                 name,
                 format!("the value is longer than {MAX_PARAMETER_LEN} bytes"),
