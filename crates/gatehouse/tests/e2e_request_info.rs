@@ -69,6 +69,11 @@ const REQUESTS: &[(&str, &str)] = &[
     ("GET", "/apis/apps"),
 ];
 
+/// The requests gatehouse answers itself (its router matches raw paths: `//api` is no API
+/// path, 404): they must reach nothing. Every other request must reach the kube-apiserver and
+/// be compared.
+const REFUSED_BY_GATEHOUSE: &[&str] = &["//api//v1/namespaces/team-a/configmaps"];
+
 /// Sends `method path` raw with `token`; the HTTP status.
 fn send(gh: &Gatehouse, tb: &Testbed, token: &str, method: &str, path: &str) -> u16 {
     let mut cmd = Command::new("curl");
@@ -157,10 +162,16 @@ async fn gatehouse_reads_each_request_as_the_kube_apiserver_does() {
             })
             .filter(|e| e["stage"] == "ResponseComplete" || e["stage"] == "Panic")
             .collect();
-        if seen.is_empty() {
+        let refused_here = REFUSED_BY_GATEHOUSE.contains(&path);
+        if refused_here || seen.is_empty() {
             assert!(
-                (400..500).contains(status),
-                "{method} {full}: reached no audit event, yet gatehouse answered {status}"
+                refused_here && seen.is_empty() && (400..500).contains(status),
+                "{method} {full}: gatehouse answered {status}, audit events {seen:?} (expected {})",
+                if refused_here {
+                    "a 4xx of gatehouse's own and no event"
+                } else {
+                    "one event"
+                }
             );
             continue;
         }
@@ -173,8 +184,5 @@ async fn gatehouse_reads_each_request_as_the_kube_apiserver_does() {
         );
         compared += 1;
     }
-    assert!(
-        compared >= REQUESTS.len() - 4,
-        "only {compared} requests reached the kube-apiserver"
-    );
+    assert_eq!(compared, REQUESTS.len() - REFUSED_BY_GATEHOUSE.len());
 }
