@@ -59,7 +59,14 @@ pub fn run(data: &[u8]) {
         assert!(get, "list from {method}");
     }
     if info.verb == "watch" {
-        let prefix = segments.get(2) == Some(&"watch") || segments.get(3) == Some(&"watch");
+        // The kube-apiserver's own split: empty segments count (`/api//watch/...` has an
+        // empty version and the `watch` prefix).
+        let all: Vec<&str> = info.path.trim_matches('/').split('/').collect();
+        let prefix = match all.first() {
+            Some(&"api") => all.get(2) == Some(&"watch"),
+            Some(&"apis") => all.get(3) == Some(&"watch"),
+            _ => false,
+        };
         assert!(get || prefix, "watch from {method} {path:?}");
     }
 }
