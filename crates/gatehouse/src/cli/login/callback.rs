@@ -123,7 +123,7 @@ pub enum NotTheAnswer {
         "This answer does not belong to the sign-in running in your terminal (state mismatch)."
     )]
     StateMismatch,
-    /// The right `state`, but neither a code nor an error.
+    /// The right `state`, but neither a (non-empty) code nor an error.
     #[error("no authorization code")]
     NoCode,
 }
@@ -161,6 +161,7 @@ pub fn read_callback(target: &str, state: &State) -> Result<Arrival, NotTheAnswe
         return Ok(Arrival::Refused(reason));
     }
     q.remove("code")
+        .filter(|code| !code.is_empty())
         .map(|code| Arrival::Code(AuthorizationCode::new(code)))
         .ok_or(NotTheAnswer::NoCode)
 }
@@ -431,10 +432,13 @@ mod tests {
             read_callback("@evil/callback?state=s1&code=a", &State::new("s1")),
             Err(NotTheAnswer::BadTarget)
         );
-        assert_eq!(
-            read_callback("/callback?state=s1", &State::new("s1")),
-            Err(NotTheAnswer::NoCode)
-        );
+        for no_code in ["/callback?state=s1", "/callback?state=s1&code="] {
+            assert_eq!(
+                read_callback(no_code, &State::new("s1")),
+                Err(NotTheAnswer::NoCode),
+                "{no_code}"
+            );
+        }
         assert_eq!(
             read_callback(
                 "/callback?state=s1&error=access_denied&error_description=no+way",
