@@ -17,6 +17,8 @@
 //!   shared sign-in steps.
 //! - [`hostile`]: a hostile web server behind a Kubernetes Service (needs root).
 //! - [`secret_service`]: a private D-Bus session bus with a Secret Service, for keyring tests.
+//! - [`faults`]: test bed components killed and restored, fds and memory of a process, a
+//!   recording load generator (the fault and soak tests).
 //! - [`tempdir`]: temporary folders removed on drop.
 //!
 //! The test bed parts are used only by tests marked `#[ignore = "needs testbed"]`.
@@ -33,6 +35,7 @@
 
 pub mod browser;
 pub mod config;
+pub mod faults;
 pub mod hostile;
 pub mod in_process;
 pub mod jwt;
