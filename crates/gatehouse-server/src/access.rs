@@ -197,7 +197,10 @@ fn review_key(info: &RequestInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_core::request_info::parse;
+
+    fn parse(method: &str, path: &str, query: Option<&str>) -> RequestInfo {
+        gatehouse_core::request_info::parse(method, path, query).unwrap()
+    }
 
     #[test]
     fn websocket_exec_attach_portforward_are_reviewed_as_get_and_create() {
