@@ -1,4 +1,4 @@
-// Over 600 lines: one in-process case per request rule (47 tests, tables of hostile forms); grouped by layer under section comments.
+// Over 600 lines: one in-process case per request rule (48 tests, tables of hostile forms); grouped by layer under section comments.
 //! In-process router tests: requests in, responses out, through [`gatehouse_server::routes::router`]
 //! with an app built by `App::from_parts` (see `support`), and what reached the fake
 //! kube-apiserver for each. No test bed, no listener of gatehouse's.
