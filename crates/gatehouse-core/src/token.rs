@@ -62,6 +62,12 @@ impl BearerToken {
     /// waiting to happen. RFC 7515 §5.2 lets a JWS recipient refuse such a token; gatehouse
     /// does.
     ///
+    /// A payload whose top-level claim names collide under Go's case folding (`iss` and
+    /// `ISS`, or `sub` and `\u{17F}ub`) is [`TokenShape::CaseCollidingClaims`]: Go's
+    /// `encoding/json` matches object names to struct fields case-insensitively (by
+    /// `bytes.EqualFold`, last match wins), so the kube-apiserver's OIDC verifier (go-oidc's
+    /// claims struct) would read `ISS` where gatehouse reads `iss`. Refused, like repeats.
+    ///
     /// A token of another number of parts whose first part is a JOSE header (a JSON object
     /// with `alg`) is a mangled JWS or a JWE (five parts, with `enc`): refused
     /// ([`TokenShape::WrongSegments`], [`TokenShape::Encrypted`]), never forwarded as opaque.
@@ -97,6 +103,9 @@ impl BearerToken {
         };
         if has_duplicate_keys(&decoded[0]) || has_duplicate_keys(&decoded[1]) {
             return TokenShape::DuplicateKeys;
+        }
+        if has_case_colliding_names(&payload) {
+            return TokenShape::CaseCollidingClaims;
         }
         match payload.get("iss") {
             None => TokenShape::Jwt { issuer: None },
@@ -140,6 +149,9 @@ pub enum TokenShape {
     MalformedJwt,
     /// A canonical JWS whose header or payload repeats a member name: refused.
     DuplicateKeys,
+    /// A canonical JWS whose top-level claim names are equal under Go's case folding
+    /// (`iss` and `ISS`): refused.
+    CaseCollidingClaims,
     /// A JOSE header, but not three parts (nor a JWE): refused.
     WrongSegments {
         /// How many dot-separated parts.
@@ -164,6 +176,32 @@ fn jose_header(part: &str) -> Option<serde_json::Map<String, serde_json::Value>>
 /// first).
 pub fn has_duplicate_keys(json: &[u8]) -> bool {
     serde_json::from_slice::<Unique>(json).is_err()
+}
+
+/// True when two of the object's names are equal under Go's `bytes.EqualFold` (Unicode simple
+/// case folding, which also folds U+017F LONG S to `s` and U+212A KELVIN SIGN to `k`). The
+/// fold here ([`go_fold`]) joins at least the names Go joins (a few more, such as `ß` and
+/// `ss`, which only refuses more).
+fn has_case_colliding_names(object: &serde_json::Map<String, serde_json::Value>) -> bool {
+    let mut seen = HashSet::new();
+    object.keys().any(|name| !seen.insert(go_fold(name)))
+}
+
+/// A name folded so that names Go's `bytes.EqualFold` calls equal fold alike: each character
+/// lower-cased then upper-cased (each step kept only when it gives one character), which maps
+/// every member of a simple case-folding orbit to one character (`s`, `S`, `\u{17F}` to `S`;
+/// `k`, `K`, `\u{212A}` to `K`).
+fn go_fold(name: &str) -> String {
+    fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
+        let c = it.next()?;
+        it.next().is_none().then_some(c)
+    }
+    name.chars()
+        .map(|c| {
+            let lower = single(c.to_lowercase()).unwrap_or(c);
+            single(lower.to_uppercase()).unwrap_or(lower)
+        })
+        .collect()
 }
 
 /// Any JSON value, refused by deserialization when an object repeats a name.
@@ -314,6 +352,37 @@ mod tests {
     }
 
     #[test]
+    fn top_level_claim_names_equal_under_go_case_folding_are_refused() {
+        for colliding in [
+            r#"{"iss":"https://idp","ISS":"https://other"}"#,
+            r#"{"iss":"https://idp","sub":"a","Sub":"b"}"#,
+            r#"{"iss":"https://idp","sub":"a","\u017fub":"b"}"#,
+            r#"{"iss":"https://idp","kid":1,"\u212aid":2}"#,
+            r#"{"iss":"https://idp","\u03c3":1,"\u03c2":2}"#,
+        ] {
+            assert_eq!(
+                BearerToken::new(jwt_with_payload(colliding)).shape(),
+                TokenShape::CaseCollidingClaims,
+                "{colliding}"
+            );
+        }
+        // Nested names and distinct names are fine: Go's struct fields are top-level claims.
+        for fine in [
+            r#"{"iss":"https://idp","a":{"x":1,"X":2}}"#,
+            r#"{"iss":"https://idp","sub":"a","subs":"b","su":"c"}"#,
+        ] {
+            assert_eq!(
+                BearerToken::new(jwt_with_payload(fine)).shape(),
+                issuer("https://idp"),
+                "{fine}"
+            );
+        }
+        assert_eq!(go_fold("i\u{17F}s"), go_fold("ISS"));
+        assert_eq!(go_fold("\u{212A}id"), go_fold("kid"));
+        assert_ne!(go_fold("iss"), go_fold("isa"));
+    }
+
+    #[test]
     fn repeated_member_names_are_refused_at_any_depth() {
         for dup in [
             r#"{"iss":"https://idp","iss":"https://other"}"#,
@@ -330,7 +399,8 @@ mod tests {
         }
         for fine in [
             r#"{"iss":"https://idp","a":{"iss":1},"b":[{"iss":2},{"iss":3}]}"#,
-            r#"{"iss":"https://idp","ISS":"case differs"}"#,
+            // (`ISS` beside `iss` is refused too, for another reason: see the case-folding test.)
+            r#"{"iss":"https://idp","issuer":"x"}"#,
         ] {
             assert!(!has_duplicate_keys(fine.as_bytes()), "{fine}");
             assert_eq!(

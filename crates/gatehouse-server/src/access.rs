@@ -3,7 +3,9 @@
 //! The candidates come from [`gatehouse_core::identity::candidate_service_accounts`]: the
 //! request's namespace first, then the global namespaces. With one candidate there is nothing
 //! to decide and no network call. With several, a SubjectAccessReview per candidate (in order,
-//! answers cached for `limits.reviewCacheTtl`) picks the first one allowed to do the request;
+//! answers cached for `limits.reviewCacheTtl`, keyed on the ServiceAccount and every field the
+//! review sends, typed, so no two different reviews share an answer) picks the first one
+//! allowed to do the request;
 //! when none is, the first candidate is used and the kube-apiserver's own refusal reaches the
 //! user. A review that fails (the kube-apiserver cannot be reached, or refuses gatehouse's own
 //! review) is an error ([`ReviewFailed`], answered 503), not "not allowed": gatehouse cannot
@@ -46,7 +48,7 @@ pub struct ReviewFailed {
 pub struct AccessResolver {
     client: kube::Client,
     global_namespaces: Vec<String>,
-    cache: moka::sync::Cache<(ServiceAccountRef, String), bool>,
+    cache: moka::sync::Cache<(ServiceAccountRef, ReviewKey), bool>,
 }
 
 impl std::fmt::Debug for AccessResolver {
@@ -178,26 +180,100 @@ pub fn review_verbs(info: &RequestInfo) -> Vec<&str> {
     }
 }
 
-fn review_key(info: &RequestInfo) -> String {
+/// What a cached review decision is keyed on: every field of `info` that the
+/// SubjectAccessReviews for it send (the verbs follow from these, by [`review_verbs`]; the user
+/// and groups from the ServiceAccount, the other half of the cache key). Typed fields, not a
+/// joined string: no value (a `|` from `%7C` in a path, say) can move a boundary between two
+/// fields, and two requests share a decision only when their reviews are the same.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ReviewKey {
+    Resource {
+        verb: String,
+        group: String,
+        version: String,
+        resource: String,
+        subresource: String,
+        name: String,
+        namespace: Option<String>,
+    },
+    NonResource {
+        verb: String,
+        path: String,
+    },
+}
+
+fn review_key(info: &RequestInfo) -> ReviewKey {
     if info.is_resource_request {
-        format!(
-            "{}|{}|{}|{}|{}|{}",
-            info.verb,
-            info.api_group,
-            info.resource,
-            info.subresource,
-            info.name,
-            info.namespace.as_deref().unwrap_or("")
-        )
+        ReviewKey::Resource {
+            verb: info.verb.clone(),
+            group: info.api_group.clone(),
+            version: info.api_version.clone(),
+            resource: info.resource.clone(),
+            subresource: info.subresource.clone(),
+            name: info.name.clone(),
+            namespace: info.namespace.clone(),
+        }
     } else {
-        format!("{}|{}", info.verb, info.path)
+        ReviewKey::NonResource {
+            verb: info.verb.clone(),
+            path: info.path.clone(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_core::request_info::parse;
+
+    fn parse(method: &str, path: &str, query: Option<&str>) -> RequestInfo {
+        gatehouse_core::request_info::parse(method, path, query).unwrap()
+    }
+
+    #[test]
+    fn requests_differing_in_any_reviewed_field_do_not_share_a_cached_decision() {
+        let base = parse("GET", "/apis/apps/v1/namespaces/a/deployments/web", None);
+        let other_version = parse(
+            "GET",
+            "/apis/apps/v1beta1/namespaces/a/deployments/web",
+            None,
+        );
+        assert_ne!(review_key(&base), review_key(&other_version), "api version");
+        // A `|` (from `%7C` in the path) cannot move a boundary between fields.
+        let one = parse("GET", "/api/v1/namespaces/a/pods%7Cx/p/y", None);
+        let two = parse("GET", "/api/v1/namespaces/a/pods/p%7Cx/y", None);
+        let (mut three, mut four) = (one.clone(), one.clone());
+        three.resource = "pods".to_owned();
+        three.subresource = "x|y".to_owned();
+        four.resource = "pods|x".to_owned();
+        four.subresource = "y".to_owned();
+        three.name = String::new();
+        four.name = String::new();
+        assert_ne!(review_key(&one), review_key(&two));
+        assert_ne!(
+            review_key(&three),
+            review_key(&four),
+            "resource|subresource"
+        );
+        let mut ns = base.clone();
+        ns.namespace = None;
+        let mut empty_ns = base.clone();
+        empty_ns.namespace = Some(String::new());
+        assert_ne!(
+            review_key(&ns),
+            review_key(&empty_ns),
+            "no namespace vs empty"
+        );
+        // Non-resource paths too.
+        let p1 = parse("GET", "/logs%7Cx", None);
+        let mut p2 = p1.clone();
+        p2.verb = "get|/logs".to_owned();
+        p2.path = "x".to_owned();
+        let mut p1b = p1.clone();
+        p1b.path = "/logs|x".to_owned();
+        assert_ne!(review_key(&p1b), review_key(&p2), "non-resource");
+        // The same request shares it.
+        assert_eq!(review_key(&base), review_key(&base.clone()));
+    }
 
     #[test]
     fn websocket_exec_attach_portforward_are_reviewed_as_get_and_create() {

@@ -75,6 +75,11 @@ pub enum AuthnError {
         "the token's header or payload repeats a JSON member name; gatehouse refuses it rather than guess which value counts"
     )]
     DuplicateJsonKeys,
+    /// Top-level claim names equal under Go's case folding.
+    #[error(
+        "the token has claim names that differ only in case; the kube-apiserver's JSON reader would take another value than gatehouse, so gatehouse refuses it"
+    )]
+    CaseCollidingClaims,
     /// A JOSE header in a token of other than three parts.
     #[error(
         "the token starts with a JWT header but has {segments} parts instead of three; gatehouse refuses it rather than forward it as an opaque token"
@@ -150,6 +155,7 @@ impl AuthnError {
             AuthnError::NonCanonicalJwt | AuthnError::WrongSegments { .. } => "malformed",
             AuthnError::TooLarge => "too_large",
             AuthnError::DuplicateJsonKeys => "duplicate_keys",
+            AuthnError::CaseCollidingClaims => "case_colliding_claims",
             AuthnError::Encrypted => "encrypted",
             AuthnError::IssuerNearMiss { .. } => "wrong_issuer",
             AuthnError::AdminLapsed(AdminTokenError::Revoked) => "revoked",
@@ -318,6 +324,7 @@ impl Authenticator {
             TokenShape::Jwt { issuer } => issuer,
             TokenShape::MalformedJwt => return Err(AuthnError::NonCanonicalJwt),
             TokenShape::DuplicateKeys => return Err(AuthnError::DuplicateJsonKeys),
+            TokenShape::CaseCollidingClaims => return Err(AuthnError::CaseCollidingClaims),
             TokenShape::WrongSegments { segments } => {
                 return Err(AuthnError::WrongSegments { segments });
             }

@@ -97,7 +97,10 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
             "the Kubernetes API does not serve the CONNECT method; exec, attach and port-forward use GET or POST with an upgrade".to_owned(),
         ));
     }
-    let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query());
+    // A request gatehouse cannot be sure to read as the kube-apiserver does is refused
+    // before any review or ServiceAccount choice (see `request_info`).
+    let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let mapping = match &accepted.outcome {
         Authenticated::Principal(p) => match &**p {
             Principal::Oidc(user) => Some(

@@ -467,6 +467,26 @@ fn cases(h: &Harness, now: i64) -> Vec<Case> {
         "repeats a JSON member name",
     ));
 
+    // Top-level claim names equal under Go's case folding: encoding/json gives a struct field
+    // (go-oidc's `iss`, `sub`, `aud`, `exp`, ...) the last of them, gatehouse reads the exact
+    // one. Each signed by the issuer's key.
+    for (what, extra) in [
+        ("SUB after sub", r#""SUB":"admin""#),
+        ("Exp after exp", r#""Exp":99999999999"#),
+        ("sub with a long s (U+017F)", r#""\u017fub":"admin""#),
+        (
+            "a kelvin sign (U+212A) in a claim",
+            r#""\u212aid":1,"kid":2"#,
+        ),
+    ] {
+        v.push(case(
+            what,
+            sign_raw(h_kid, &format!("{{{body},{extra}}}"), &issuer_key()),
+            "case_colliding_claims",
+            "differ only in case",
+        ));
+    }
+
     // Deep and huge claims, signed by the issuer's key.
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
     v.push(case(

@@ -1,4 +1,4 @@
-// Over 600 lines: one in-process case per request rule (47 tests, tables of hostile forms); grouped by layer under section comments.
+// Over 600 lines: one in-process case per request rule (48 tests, tables of hostile forms); grouped by layer under section comments.
 //! In-process router tests: requests in, responses out, through [`gatehouse_server::routes::router`]
 //! with an app built by `App::from_parts` (see `support`), and what reached the fake
 //! kube-apiserver for each. No test bed, no listener of gatehouse's.
@@ -1397,4 +1397,34 @@ async fn the_proxy_acts_only_on_the_layers_outcome_and_never_authenticates_by_it
         h.kube.one().header("impersonate-user"),
         Some("system:serviceaccount:team-a:dev")
     );
+}
+
+#[tokio::test]
+async fn requests_gatehouse_cannot_read_as_the_kube_apiserver_does_are_400_and_never_forwarded() {
+    let h = harness().await;
+    let admin = h.admin_token();
+    let many = format!("{PODS}?watch=1{}", "&".repeat(10_000));
+    for (path, reason) in [
+        ("/api/v1/namespaces/team-%FF/pods", "not UTF-8"),
+        (
+            "/api/v1/namespaces/team-a/pods?fieldSelector=metadata.name%3D%FF",
+            "fieldSelector parameter is not UTF-8",
+        ),
+        (
+            "/api/v1/namespaces/team-a/pods?watch=fal%C5%BFe&labelSelector=a+in+(b)",
+            "watch parameter",
+        ),
+        (many.as_str(), "more than 10000 parameters"),
+    ] {
+        let req = request("GET", path, &[("authorization", &bearer(&admin))]);
+        assert_refused(&h, req, 400, reason, path).await;
+    }
+    // Readable neighbours go through.
+    let a = h
+        .get(
+            "/api/v1/namespaces/team-a/pods?watch=fal%C5%BFe&labelSelector=a%3Db",
+            &[("authorization", &bearer(&admin))],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
 }

@@ -7,7 +7,10 @@
 //!   a `namespaces` segment, never a piece of the query;
 //! - only `/api/...` and `/apis/...` paths are resource requests;
 //! - the verb is lower case; on a resource `list` comes from GET or HEAD alone, and `watch`
-//!   from them or the legacy `/watch/` path prefix.
+//!   from them or the legacy `/watch/` path prefix;
+//! - a query is refused for its size exactly when it has more than 10,000 parameters (Go's
+//!   count: `&` + 1), and a refusal for the path only when the path has a `%` escape;
+//! - an object name is a valid path segment name (never `.`, `..`, nor holding `/` or `%`).
 //!
 //! The first byte picks the method; the rest is `path[?query]`.
 
@@ -33,7 +36,29 @@ pub fn run(data: &[u8]) {
         Some((p, q)) => (p, Some(q)),
         None => (text, None),
     };
-    let info = request_info::parse(method, path, query);
+    let too_many = query.is_some_and(|q| q.matches('&').count() + 1 > 10_000);
+    let info = match request_info::parse(method, path, query) {
+        Ok(info) => info,
+        Err(refused) => {
+            assert_eq!(
+                refused == request_info::Unreadable::TooManyParameters,
+                too_many,
+                "{refused:?} for {path:?}"
+            );
+            if refused == request_info::Unreadable::PathNotUtf8 {
+                assert!(path.contains('%'), "{refused:?} for {path:?}");
+            }
+            return;
+        }
+    };
+    assert!(!too_many, "a query of more than 10,000 parameters read");
+    if info.is_resource_request && !info.name.is_empty() && info.verb == "list" {
+        assert!(
+            !matches!(info.name.as_str(), "." | "..") && !info.name.contains(['/', '%']),
+            "name {:?} from {path:?}",
+            info.name
+        );
+    }
     assert_eq!(info.verb, info.verb.to_ascii_lowercase());
     let segments: Vec<&str> = info.path.split('/').filter(|s| !s.is_empty()).collect();
     if info.is_resource_request {

@@ -345,6 +345,16 @@ fn read_additional_parameters(r: &mut Reader<'_>) -> BTreeMap<String, String> {
     out
 }
 
+/// `pattern` anchored to the whole value. It must compile on its own first: a pattern that
+/// compiles only inside the wrapper (`x)|(.*` makes `^(?:x)|(.*)$`, which accepts anything)
+/// would escape the anchors. One that compiles alone has balanced groups, so `^(?:p)$` keeps
+/// it whole; the wrapped form is compiled again and refused if it then fails (a trailing
+/// `(?x)` comment would swallow the closing `)$`).
+fn anchored_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(pattern)?;
+    regex::Regex::new(&format!("^(?:{pattern})$"))
+}
+
 fn read_user_parameters(
     r: &mut Reader<'_>,
     statics: &BTreeMap<String, String>,
@@ -376,15 +386,13 @@ fn read_user_parameters(
                 let mut pattern = None;
                 for (field, v) in o {
                     match (field.as_str(), v) {
-                        ("pattern", Value::String(p)) => {
-                            match regex::Regex::new(&format!("^(?:{p})$")) {
-                                Ok(re) => pattern = Some((p, re)),
-                                Err(e) => r.problem(
-                                    &format!("{k}.pattern"),
-                                    &format!("not a valid regular expression: {e}"),
-                                ),
-                            }
-                        }
+                        ("pattern", Value::String(p)) => match anchored_pattern(&p) {
+                            Ok(re) => pattern = Some((p, re)),
+                            Err(e) => r.problem(
+                                &format!("{k}.pattern"),
+                                &format!("not a valid regular expression: {e}"),
+                            ),
+                        },
                         ("pattern", _) => r.problem(&format!("{k}.pattern"), "expected a string"),
                         (other, _) => {
                             r.problem(&format!("{k}.{other}"), "unknown setting (only `pattern`)")

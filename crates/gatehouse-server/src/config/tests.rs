@@ -429,6 +429,18 @@ fn reserved_and_malformed_parameters_are_refused() {
             vec![],
             "oidc.userParameters.login_hint.pattern",
         ),
+        // Compiles only inside the anchoring wrapper, whose `^(?:` and `)$` it would escape
+        // (`^(?:x)|(.*)$` accepts any value).
+        (
+            "oidc: { issuerUrl: https://i.example, clientId: c, userParameters: { login_hint: { pattern: 'x)|(.*' } } }",
+            vec![],
+            "oidc.userParameters.login_hint.pattern",
+        ),
+        (
+            "oidc: { issuerUrl: https://i.example, clientId: c, userParameters: { login_hint: { pattern: 'a)|(?:' } } }",
+            vec![],
+            "oidc.userParameters.login_hint.pattern",
+        ),
     ] {
         let Err(ConfigError::Invalid(problems)) = parse(yaml, &env(&envs)) else {
             panic!("{yaml} {envs:?} should fail")
