@@ -127,6 +127,10 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::SignIn(SignInError::Throttled(t)) => Some(t.retry_after_secs()),
+            // As the kube-apiserver does while it starts or shuts down: client-go retries a 5xx
+            // that carries Retry-After (up to 10 times), so kubectl rides out a restart of the
+            // kube-apiserver or a connection it closed (GOAWAY) instead of failing at once.
+            ApiError::UpstreamUnavailable { .. } => Some(1),
             _ => None,
         }
     }

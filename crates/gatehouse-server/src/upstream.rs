@@ -15,9 +15,22 @@
 //! authenticated as gatehouse, not as the user. Keeping separate connection pools makes that
 //! impossible by construction.
 //!
-//! Each identity has an HTTP/2 pool (ALPN, connection reuse, many streams per connection) and an
-//! HTTP/1.1 pool for upgrade requests (exec, attach, port-forward, WebSocket watch), which
-//! cannot run over HTTP/2.
+//! The privileged identity has an HTTP/2 pool (ALPN, connection reuse, many streams per
+//! connection) and an HTTP/1.1 pool for upgrade requests (exec, attach, port-forward, WebSocket
+//! watch), which cannot run over HTTP/2.
+//!
+//! # Security: fall-through never shares an HTTP/2 connection between users
+//! The anonymous identity uses HTTP/1.1 only (a pooled keep-alive connection carries one
+//! request at a time). The kube-apiserver answers a request it cannot authenticate over HTTP/2
+//! with `Connection: close`, which Go's server turns into a GOAWAY for the whole connection
+//! (`UnauthenticatedHTTP2DOSMitigation`, after CVE-2023-44487): streams other users had just
+//! opened on it are refused. Multiplexed, one client sending garbage tokens made every other
+//! user's concurrent fall-through requests fail (a third of them in
+//! `e2e_security::a_bad_token_of_one_client_never_fails_another_users_requests`). Over HTTP/1.1
+//! a refused token closes only its own connection. Privileged requests keep HTTP/2: they are
+//! all authenticated as gatehouse, so the mitigation never fires on them; a GOAWAY the
+//! kube-apiserver sends for other reasons (shutdown, `--goaway-chance`) gives a 503 with
+//! `Retry-After: 1`, which client-go retries ([`crate::status::ApiError::retry_after`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,12 +76,11 @@ pub enum UpstreamError {
     Unsupported(String),
 }
 
-/// The kube-apiserver, with one pool per identity and protocol.
+/// The kube-apiserver, with one pool per identity and protocol (anonymous: HTTP/1.1 only).
 pub struct Upstream {
     base: Uri,
     privileged_h2: HttpsClient,
     privileged_h1: HttpsClient,
-    anonymous_h2: HttpsClient,
     anonymous_h1: HttpsClient,
     token: Option<TokenSource>,
 }
@@ -110,7 +122,6 @@ impl Upstream {
             base: config.cluster_url.clone(),
             privileged_h2: client(privileged_tls.clone(), true),
             privileged_h1: client(privileged_tls, false),
-            anonymous_h2: client(anonymous_tls.clone(), true),
             anonymous_h1: client(anonymous_tls, false),
             token,
         })
@@ -129,7 +140,8 @@ impl Upstream {
         Ok(Uri::from_parts(parts)?)
     }
 
-    /// Sends a request. Upgrade requests go over HTTP/1.1, everything else may use HTTP/2.
+    /// Sends a request. Privileged requests may use HTTP/2 (upgrades go over HTTP/1.1);
+    /// anonymous (fall-through) requests always use HTTP/1.1 (see the module's Security).
     pub async fn send(
         &self,
         identity: Identity,
@@ -139,8 +151,7 @@ impl Upstream {
         let client = match (identity, upgrade) {
             (Identity::Privileged, false) => &self.privileged_h2,
             (Identity::Privileged, true) => &self.privileged_h1,
-            (Identity::Anonymous, false) => &self.anonymous_h2,
-            (Identity::Anonymous, true) => &self.anonymous_h1,
+            (Identity::Anonymous, _) => &self.anonymous_h1,
         };
         if identity == Identity::Privileged
             && let Some(token) = &self.token

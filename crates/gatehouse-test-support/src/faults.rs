@@ -168,7 +168,7 @@ pub struct Sample {
     pub status: Option<u16>,
     /// Whether the body is a Kubernetes `Status` object.
     pub is_status_object: bool,
-    /// The client's error, when there was no answer.
+    /// The client's error, when there was no answer; the start of the body for a 5xx.
     pub error: Option<String>,
 }
 
@@ -269,6 +269,8 @@ async fn one(http: &reqwest::Client, shot: &Shot, timeout: Duration) -> Sample {
             status: Some(status),
             is_status_object: serde_json::from_slice::<serde_json::Value>(&body)
                 .is_ok_and(|v| v["kind"] == "Status"),
+            error: (status >= 500)
+                .then(|| String::from_utf8_lossy(&body[..body.len().min(400)]).into_owned()),
             ..blank
         },
         Ok(Err(e)) => Sample {
