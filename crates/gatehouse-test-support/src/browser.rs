@@ -1,5 +1,5 @@
 //! A minimal HTTP "browser" for the tests that play the user: a cookie jar per origin, manual
-//! redirects, a record of visited URLs, and the form steps of the test bed's IdPs (Dex's
+//! redirects, a record of visited URLs and of every page seen, and the form steps of the test bed's IdPs (Dex's
 //! password form, Keycloak's login form). One browser for the web UI tests (`e2e_browser`) and
 //! the CLI sign-in tests (`e2e_cli`, [`crate::machine::sso_login`]).
 
@@ -15,10 +15,15 @@ pub struct Browser {
     pub jar: HashMap<String, BTreeMap<String, String>>,
     /// Every URL requested, in order.
     pub visited: Vec<String>,
+    /// Every page seen, in order (what the leak test searches).
+    pub history: Vec<Page>,
 }
 
 /// One answer seen by [`Browser`].
+#[derive(Clone)]
 pub struct Page {
+    /// The method of the request.
+    pub method: String,
     /// The status code.
     pub status: u16,
     /// The URL requested.
@@ -29,6 +34,9 @@ pub struct Page {
     pub set_cookies: Vec<String>,
     /// The body as text (empty when unreadable).
     pub body: String,
+    /// The response's status line, every header and the body, as text
+    /// ([`crate::leak::response_text`]).
+    pub raw: String,
 }
 
 impl Browser {
@@ -45,6 +53,7 @@ impl Browser {
             http: b.build().unwrap(),
             jar: HashMap::new(),
             visited: Vec::new(),
+            history: Vec::new(),
         }
     }
 
@@ -83,6 +92,7 @@ impl Browser {
     ) -> Page {
         self.visited.push(url.to_owned());
         let origin = Self::origin(url);
+        let method_name = method.to_string();
         let mut req = self.http.request(method, url);
         let cookies = self.cookie_header(&origin);
         if !cookies.is_empty() {
@@ -121,14 +131,19 @@ impl Browser {
                 jar.insert(name.to_owned(), value.to_owned());
             }
         }
+        let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
-        Page {
+        let page = Page {
+            method: method_name,
             status,
             url: url.to_owned(),
             location,
             set_cookies,
+            raw: crate::leak::response_text(status, &headers, &body),
             body,
-        }
+        };
+        self.history.push(page.clone());
+        page
     }
 
     /// `GET url`.

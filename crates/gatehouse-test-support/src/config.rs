@@ -139,6 +139,14 @@ impl<'a> ServerConfig<'a> {
         self.set("publicUrl", json!(url))
     }
 
+    /// No `tls` section: plain HTTP (on loopback only, for an origin an IdP client allows).
+    pub fn plain_http(mut self) -> Self {
+        if let Some(doc) = self.doc.as_object_mut() {
+            doc.remove("tls");
+        }
+        self
+    }
+
     /// Another kubeconfig for gatehouse's own Kubernetes client.
     pub fn kubeconfig(self, path: &str) -> Self {
         self.set("kubernetes.kubeconfig", json!(path))

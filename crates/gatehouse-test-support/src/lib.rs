@@ -6,6 +6,8 @@
 //!   with a local issuer and a recording fake kube-apiserver; requests go through the router
 //!   with `oneshot`. Hermetic (127.0.0.1, ephemeral ports).
 //! - [`jwt`]: token spellings (the lenient-base64 respelling a kube-apiserver accepts).
+//! - [`leak`]: what a run collected, the secrets it saw, and the search for every secret in
+//!   every spelling (`e2e_secrets`).
 //! - [`process`]: `gatehouse serve` started from the built binary and stopped on drop, free
 //!   ports, probes of our own server, a line reader for a child's output.
 //! - [`config`]: server configurations for the test bed, built as a document with typed setters
@@ -39,6 +41,7 @@ pub mod faults;
 pub mod hostile;
 pub mod in_process;
 pub mod jwt;
+pub mod leak;
 pub mod machine;
 pub mod process;
 pub mod secret_service;

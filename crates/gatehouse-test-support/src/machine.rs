@@ -245,6 +245,28 @@ pub async fn sso_login_output(
     user: &str,
     extra: &[&str],
 ) -> (String, String) {
+    let done = sso_login_full(tb, m, server, user, extra).await;
+    (done.stdout, done.stderr)
+}
+
+/// What [`sso_login_full`] saw.
+pub struct SsoLogin {
+    pub stdout: String,
+    pub stderr: String,
+    /// The loopback redirect URL Dex sent the browser to (it carries the authorization code).
+    pub callback: String,
+    /// The pages the browser saw (Dex's and the CLI's loopback listener's).
+    pub pages: Vec<crate::browser::Page>,
+}
+
+/// Like [`sso_login`]; returns everything it saw.
+pub async fn sso_login_full(
+    tb: &Testbed,
+    m: &Machine,
+    server: &str,
+    user: &str,
+    extra: &[&str],
+) -> SsoLogin {
     let mut args = vec!["--sso", server, "--no-browser", "--timeout", "60s"];
     args.extend_from_slice(extra);
     let (mut child, stderr) = m.spawn_login(&args);
@@ -288,5 +310,10 @@ pub async fn sso_login_output(
     assert!(status.success(), "login failed:\n{err}");
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
-    (out, err)
+    SsoLogin {
+        stdout: out,
+        stderr: err,
+        callback,
+        pages: b.history,
+    }
 }

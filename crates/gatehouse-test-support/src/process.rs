@@ -67,6 +67,18 @@ impl Gatehouse {
 
     /// Like [`Gatehouse::start`], checking that `config` listens on `port`.
     pub fn start_on(config: &str, port: u16, scheme: &str, wait_ready: bool) -> Self {
+        Self::start_logging(config, port, scheme, wait_ready, "debug")
+    }
+
+    /// Like [`Gatehouse::start_on`] with `GATEHOUSE_LOG=log` (a `tracing` filter; the other
+    /// starts use `debug`).
+    pub fn start_logging(
+        config: &str,
+        port: u16,
+        scheme: &str,
+        wait_ready: bool,
+        log: &str,
+    ) -> Self {
         assert_eq!(
             listen_port(config),
             port,
@@ -75,13 +87,13 @@ impl Gatehouse {
         let dir = tempdir::TempDir::new("gh");
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("gatehouse.log")).unwrap();
+        let log_file = std::fs::File::create(dir.path().join("gatehouse.log")).unwrap();
         let child = Command::new(gatehouse_bin())
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env("GATEHOUSE_LOG", "debug")
+            .env("GATEHOUSE_LOG", log)
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log_file)
             .spawn()
             .unwrap();
         let mut gh = Self {

@@ -142,6 +142,21 @@ impl Testbed {
         client_secret: Option<&str>,
         extra_scope: &str,
     ) -> String {
+        let v = self
+            .token_response(user, client_id, client_secret, extra_scope)
+            .await;
+        v["id_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Dex's whole token response (ID, access and, with `offline_access`, refresh token) to
+    /// a password grant for a fixture user by a given client.
+    pub async fn token_response(
+        &self,
+        user: &str,
+        client_id: &str,
+        client_secret: Option<&str>,
+        extra_scope: &str,
+    ) -> serde_json::Value {
         let (email, password) = self.credentials(user);
         let scope = format!("openid email profile groups {extra_scope}");
         let mut form = vec![
@@ -166,8 +181,7 @@ impl Testbed {
             "Dex refused the password grant: {}",
             resp.status()
         );
-        let v: serde_json::Value = resp.json().await.unwrap();
-        v["id_token"].as_str().unwrap().to_owned()
+        resp.json().await.unwrap()
     }
 }
 
