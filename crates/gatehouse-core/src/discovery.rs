@@ -29,4 +29,8 @@ pub struct Discovery {
     /// `id_token_signing_alg_values_supported`.
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207): the IdP puts `iss` in every
+    /// authorization response, so a client must require it.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }

@@ -93,9 +93,10 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     // GET and POST) and answers 405 after authentication; so does gatehouse, before anything
     // is sent upstream.
     if req.method() == http::Method::CONNECT {
-        return Err(ApiError::MethodNotAllowed(
-            "the Kubernetes API does not serve the CONNECT method; exec, attach and port-forward use GET or POST with an upgrade".to_owned(),
-        ));
+        return Err(ApiError::MethodNotAllowed {
+            message: "the Kubernetes API does not serve the CONNECT method; exec, attach and port-forward use GET or POST with an upgrade".to_owned(),
+            allow: Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        });
     }
     // A request gatehouse cannot be sure to read as the kube-apiserver does is refused
     // before any review or ServiceAccount choice (see `request_info`).

@@ -72,6 +72,14 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async {
             ApiError::NotFound("gatehouse serves /api, /apis, /version, /openapi, /v1/* and health endpoints; this path is none of them".to_owned())
         })
+        // A method one of gatehouse's own routes does not take: a `Status` like every other
+        // answer of gatehouse's (axum adds the route's `Allow` header).
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::MethodNotAllowed {
+                message: format!("this path of gatehouse does not take {method}; docs/api.md lists each path's methods"),
+                allow: None,
+            }
+        })
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             session_layer,

@@ -58,9 +58,16 @@ pub enum ApiError {
     /// Nothing is served at this path (404).
     #[error("{0}")]
     NotFound(String),
-    /// A method the proxy cannot forward (405), as the kube-apiserver answers it.
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// A method this path does not take (405): the proxy's `CONNECT`, and methods gatehouse's
+    /// own routes do not serve. `allow` is the `Allow` header (RFC 9110 §15.5.6) when gatehouse
+    /// knows it; on its own routes axum sets it from the route's methods.
+    #[error("{message}")]
+    MethodNotAllowed {
+        /// What to do instead.
+        message: String,
+        /// The methods the path takes.
+        allow: Option<&'static str>,
+    },
     /// The kube-apiserver cannot be reached (503).
     #[error(
         "gatehouse cannot reach the kube-apiserver at {base}: {}; check that it is running and that gatehouse's kubernetes settings point at it",
@@ -105,7 +112,9 @@ impl ApiError {
             ApiError::CrossSite => FORBIDDEN,
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
-            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed")
+            }
             ApiError::SignIn(e) => match e {
                 SignInError::Disabled => (StatusCode::NOT_FOUND, "NotFound"),
                 SignInError::AddressNotAllowed => FORBIDDEN,
@@ -169,6 +178,13 @@ impl IntoResponse for ApiError {
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::MethodNotAllowed {
+            allow: Some(allow), ..
+        } = &self
+        {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         if code == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

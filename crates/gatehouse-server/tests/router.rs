@@ -1428,3 +1428,40 @@ async fn requests_gatehouse_cannot_read_as_the_kube_apiserver_does_are_400_and_n
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
 }
+
+/// A method a path does not take is a 405 `Status` with the `Allow` header (RFC 9110): on
+/// gatehouse's own routes (axum's method routing, answered like every other error of
+/// gatehouse's) and for `CONNECT` on the Kubernetes API, which is never forwarded.
+#[tokio::test]
+async fn methods_a_path_does_not_take_are_405_status_with_allow() {
+    let h = harness().await;
+    for (method, path, allowed) in [
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/v1/config", "GET"),
+        ("GET", "/v1/admin/login", "POST"),
+        ("PUT", "/auth/callback", "GET"),
+    ] {
+        let a = h.send(request(method, path, &[])).await;
+        a.assert_status(405, &format!("does not take {method}"));
+        assert_eq!(a.json()["reason"], "MethodNotAllowed", "{method} {path}");
+        let allow = a
+            .header("allow")
+            .unwrap_or_else(|| panic!("no Allow on {method} {path}"));
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow:?}");
+    }
+    let token = h.token(serde_json::json!({}));
+    let a = h
+        .send(request(
+            "CONNECT",
+            "/api/v1/namespaces/team-a/pods",
+            &[("authorization", &bearer(&token))],
+        ))
+        .await;
+    a.assert_status(405, "does not serve the CONNECT method");
+    let allow = a.header("allow").unwrap_or("");
+    assert!(
+        allow.contains("GET") && allow.contains("POST") && !allow.contains("CONNECT"),
+        "{allow:?}"
+    );
+    h.kube.assert_untouched("CONNECT is never forwarded");
+}

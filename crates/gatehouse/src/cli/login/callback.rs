@@ -9,6 +9,10 @@
 //!   and sends nothing, or drips a byte at a time, cannot park the sign-in; the browser's
 //!   redirect is served beside it. Accept errors (out of file descriptors) pause the loop
 //!   instead of ending the sign-in.
+//! - Mix-up defence (RFC 9207, RFC 9700 §4.4): an answer that carries `iss` is believed only
+//!   when it names the issuer this sign-in went to, and when the IdP announces
+//!   `authorization_response_iss_parameter_supported`, an answer without `iss` is not believed
+//!   either ([`IssCheck`]). The check applies to error answers too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,6 +98,24 @@ async fn read_target(stream: &mut TcpStream, deadline: Duration) -> Result<Strin
     parts.next().map(str::to_owned).ok_or(ReadError::Bad)
 }
 
+/// The `iss` rule of RFC 9207 for this sign-in's answer.
+#[derive(Debug, Clone)]
+pub struct IssCheck {
+    issuer: String,
+    required: bool,
+}
+
+impl IssCheck {
+    /// `issuer` as discovery names it; `required` when discovery announces
+    /// `authorization_response_iss_parameter_supported`.
+    pub fn new(issuer: &str, required: bool) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            required,
+        }
+    }
+}
+
 /// What a connection to the loopback listener brought, once it proved it belongs to this
 /// sign-in (its `state` matches).
 #[derive(Debug, PartialEq, Eq)]
@@ -126,13 +148,18 @@ pub enum NotTheAnswer {
     /// The right `state`, but neither a (non-empty) code nor an error.
     #[error("no authorization code")]
     NoCode,
+    /// The answer names another issuer in `iss` than the one this sign-in went to, or none
+    /// although the IdP announces it always sends one (RFC 9207): a mix-up.
+    #[error("This answer does not come from the identity provider this sign-in went to (iss).")]
+    WrongIssuer,
 }
 
 /// Reads the redirect's request target (`/callback?code=...&state=...`) against this sign-in's
 /// `state` (compared in constant time). Pure, so the rules are tested (and fuzzed) without a
-/// socket: only `/callback`; `state`, `code`, `error` and `error_description` at most once
-/// each; the `state` must match before anything else of the answer is believed.
-pub fn read_callback(target: &str, state: &State) -> Result<Arrival, NotTheAnswer> {
+/// socket: only `/callback`; `state`, `code`, `error`, `error_description` and `iss` at most
+/// once each; the `state` must match before anything else of the answer is believed, then
+/// `iss` ([`IssCheck`]).
+pub fn read_callback(target: &str, state: &State, iss: &IssCheck) -> Result<Arrival, NotTheAnswer> {
     if !target.starts_with('/') {
         return Err(NotTheAnswer::BadTarget);
     }
@@ -143,13 +170,21 @@ pub fn read_callback(target: &str, state: &State) -> Result<Arrival, NotTheAnswe
     }
     let mut q: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in url.query_pairs() {
-        let protocol = matches!(&*k, "state" | "code" | "error" | "error_description");
+        let protocol = matches!(
+            &*k,
+            "state" | "code" | "error" | "error_description" | "iss"
+        );
         if q.insert(k.clone().into_owned(), v.into_owned()).is_some() && protocol {
             return Err(NotTheAnswer::Repeated(k.into_owned()));
         }
     }
     if !q.get("state").is_some_and(|s| state.matches(s)) {
         return Err(NotTheAnswer::StateMismatch);
+    }
+    match q.get("iss") {
+        Some(named) if *named != iss.issuer => return Err(NotTheAnswer::WrongIssuer),
+        None if iss.required => return Err(NotTheAnswer::WrongIssuer),
+        _ => {}
     }
     if let Some(error) = q.get("error") {
         let description = q.get("error_description").cloned().unwrap_or_default();
@@ -172,6 +207,7 @@ pub fn read_callback(target: &str, state: &State) -> Result<Arrival, NotTheAnswe
 async fn examine(
     mut stream: TcpStream,
     state: State,
+    iss: IssCheck,
     deadline: Duration,
 ) -> Option<(TcpStream, Arrival)> {
     let target = match read_target(&mut stream, deadline).await {
@@ -185,7 +221,7 @@ async fn examine(
             return None;
         }
     };
-    match read_callback(&target, &state) {
+    match read_callback(&target, &state, &iss) {
         Ok(arrival) => Some((stream, arrival)),
         Err(e) => {
             let status = if e == NotTheAnswer::NotFound {
@@ -205,6 +241,7 @@ async fn examine(
 pub(super) async fn wait_for_callback<F, Fut, T>(
     listener: &TcpListener,
     secrets: &FlowSecrets,
+    iss: &IssCheck,
     exchange: F,
 ) -> Result<T, CliError>
 where
@@ -236,6 +273,7 @@ where
                     oldest_first.push_back(pending.spawn(examine(
                         stream,
                         secrets.state.clone(),
+                        iss.clone(),
                         REQUEST_DEADLINE,
                     )));
                 }
@@ -334,9 +372,12 @@ mod tests {
     ) -> Option<String> {
         tokio::time::timeout(
             limit,
-            wait_for_callback(listener, secrets, |code| async move {
-                Ok::<_, CliError>(code.expose_secret().to_owned())
-            }),
+            wait_for_callback(
+                listener,
+                secrets,
+                &IssCheck::new(ISSUER, false),
+                |code| async move { Ok::<_, CliError>(code.expose_secret().to_owned()) },
+            ),
         )
         .await
         .ok()
@@ -401,14 +442,14 @@ mod tests {
 
     #[test]
     fn the_callback_is_believed_only_with_this_sign_ins_state_and_no_repeats() {
-        let ok = read_callback("/callback?code=abc&state=s1", &State::new("s1"));
+        let ok = read_callback("/callback?code=abc&state=s1", &State::new("s1"), &any_iss());
         assert_eq!(ok, Ok(Arrival::Code(AuthorizationCode::new("abc"))));
         assert_eq!(
-            read_callback("/callback?code=abc&state=s2", &State::new("s1")),
+            read_callback("/callback?code=abc&state=s2", &State::new("s1"), &any_iss()),
             Err(NotTheAnswer::StateMismatch)
         );
         assert_eq!(
-            read_callback("/callback?code=abc", &State::new("s1")),
+            read_callback("/callback?code=abc", &State::new("s1"), &any_iss()),
             Err(NotTheAnswer::StateMismatch)
         );
         for repeated in [
@@ -418,23 +459,27 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    read_callback(repeated, &State::new("s1")),
+                    read_callback(repeated, &State::new("s1"), &any_iss()),
                     Err(NotTheAnswer::Repeated(_))
                 ),
                 "{repeated}"
             );
         }
         assert_eq!(
-            read_callback("/other?state=s1&code=a", &State::new("s1")),
+            read_callback("/other?state=s1&code=a", &State::new("s1"), &any_iss()),
             Err(NotTheAnswer::NotFound)
         );
         assert_eq!(
-            read_callback("@evil/callback?state=s1&code=a", &State::new("s1")),
+            read_callback(
+                "@evil/callback?state=s1&code=a",
+                &State::new("s1"),
+                &any_iss()
+            ),
             Err(NotTheAnswer::BadTarget)
         );
         for no_code in ["/callback?state=s1", "/callback?state=s1&code="] {
             assert_eq!(
-                read_callback(no_code, &State::new("s1")),
+                read_callback(no_code, &State::new("s1"), &any_iss()),
                 Err(NotTheAnswer::NoCode),
                 "{no_code}"
             );
@@ -442,19 +487,72 @@ mod tests {
         assert_eq!(
             read_callback(
                 "/callback?state=s1&error=access_denied&error_description=no+way",
-                &State::new("s1")
+                &State::new("s1"),
+                &any_iss()
             ),
             Ok(Arrival::Refused(
                 "the identity provider refused the sign-in: access_denied (no way)".to_owned()
             ))
         );
-        // Other parameters (an IdP's session_state, iss) may come along, even twice.
+        // Other parameters (an IdP's session_state) may come along, even twice.
         assert_eq!(
             read_callback(
                 "/callback?session_state=a&session_state=b&state=s1&code=c",
-                &State::new("s1")
+                &State::new("s1"),
+                &any_iss()
             ),
             Ok(Arrival::Code(AuthorizationCode::new("c")))
+        );
+    }
+
+    const ISSUER: &str = "https://idp.example.com";
+
+    /// An IdP that does not announce RFC 9207's `iss` (it may still send one).
+    fn any_iss() -> IssCheck {
+        IssCheck::new(ISSUER, false)
+    }
+
+    /// RFC 9207: an `iss` must name this sign-in's issuer (error answers too), and is required
+    /// when the IdP announces it; before this, any `iss` was ignored.
+    #[test]
+    fn an_answer_naming_another_issuer_or_lacking_an_announced_iss_is_not_believed() {
+        let s = State::new("s1");
+        let announced = IssCheck::new(ISSUER, true);
+        let ok = format!(
+            "/callback?state=s1&code=c&iss={}",
+            "https%3A%2F%2Fidp.example.com"
+        );
+        for check in [&any_iss(), &announced] {
+            assert_eq!(
+                read_callback(&ok, &s, check),
+                Ok(Arrival::Code(AuthorizationCode::new("c")))
+            );
+            for wrong in [
+                "/callback?state=s1&code=c&iss=https%3A%2F%2Fevil.example.com",
+                "/callback?state=s1&code=c&iss=https%3A%2F%2Fidp.example.com%2F",
+                "/callback?state=s1&code=c&iss=",
+                "/callback?state=s1&error=access_denied&iss=https%3A%2F%2Fevil.example.com",
+            ] {
+                assert_eq!(
+                    read_callback(wrong, &s, check),
+                    Err(NotTheAnswer::WrongIssuer),
+                    "{wrong}"
+                );
+            }
+            assert!(matches!(
+                read_callback(&format!("{ok}&iss=x"), &s, check),
+                Err(NotTheAnswer::Repeated(_))
+            ));
+        }
+        assert_eq!(
+            read_callback("/callback?state=s1&code=c", &s, &announced),
+            Err(NotTheAnswer::WrongIssuer),
+            "announced, so required"
+        );
+        assert_eq!(
+            read_callback("/callback?state=s1&code=c", &s, &any_iss()),
+            Ok(Arrival::Code(AuthorizationCode::new("c"))),
+            "not announced: optional"
         );
     }
 

@@ -10,7 +10,7 @@ use crate::cli::error::CliError;
 use crate::cli::net::{IDP, Net};
 
 use super::SignIn;
-use super::callback::wait_for_callback;
+use super::callback::{IssCheck, wait_for_callback};
 use super::signin::{
     Target, oidc_context, oidc_entry, parameters, random_secrets, scopes, signed_in, token_type,
 };
@@ -69,7 +69,8 @@ pub async fn sso(net: &Net, target: &Target, opts: &SsoOptions) -> Result<SignIn
         humantime::format_duration(opts.timeout)
     );
     let command = target.command("--sso");
-    let wait = wait_for_callback(&listener, &secrets, |code| {
+    let iss = IssCheck::new(&d.issuer, d.authorization_response_iss_parameter_supported);
+    let wait = wait_for_callback(&listener, &secrets, &iss, |code| {
         let net = net.clone();
         let d = d.clone();
         let client = oidc.cli_client_id.clone();
