@@ -150,9 +150,24 @@ impl Gatehouse {
 }
 
 impl Drop for Gatehouse {
+    /// Stops the server and keeps its log in `target/e2e-logs/` (named after the test binary,
+    /// the process and a counter), where `scripts/leak-scan` searches every log of the run for
+    /// secrets after the test tiers.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        static KEPT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = KEPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let dir = workspace_root().join("target/e2e-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::copy(
+            self.dir.path().join("gatehouse.log"),
+            dir.join(format!("{binary}-{}-{n}.log", std::process::id())),
+        );
     }
 }
 
