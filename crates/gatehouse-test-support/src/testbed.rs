@@ -134,6 +134,37 @@ impl Testbed {
         .await
     }
 
+    /// An ID token of Keycloak's realm `gatehouse` for a fixture user (password grant with the
+    /// CLI client, whose audience mapper adds the cluster's audience).
+    pub async fn keycloak_id_token(&self, user: &str) -> String {
+        let (email, password) = self.credentials(user);
+        self.keycloak_password_grant(&email, &password).await
+    }
+
+    /// An ID token of Keycloak's realm `gatehouse` for `username` (password grant, CLI client).
+    pub async fn keycloak_password_grant(&self, username: &str, password: &str) -> String {
+        let resp = self
+            .http()
+            .post(self.var("KEYCLOAK_TOKEN_URL"))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", self.var("KEYCLOAK_CLI_CLIENT_ID").as_str()),
+                ("username", username),
+                ("password", password),
+                ("scope", "openid email profile"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "Keycloak refused the password grant: {}",
+            resp.status()
+        );
+        let v: serde_json::Value = resp.json().await.unwrap();
+        v["id_token"].as_str().unwrap().to_owned()
+    }
+
     /// An ID token for a fixture user requested by a given client.
     pub async fn id_token_for_client(
         &self,

@@ -103,31 +103,6 @@ impl KeycloakAdmin {
     }
 }
 
-/// An ID token of realm `gatehouse` (password grant with the CLI client, whose audience mapper
-/// adds the cluster's audience).
-async fn keycloak_id_token(tb: &Testbed, username: &str, password: &str) -> String {
-    let resp = tb
-        .http()
-        .post(tb.var("KEYCLOAK_TOKEN_URL"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", tb.var("KEYCLOAK_CLI_CLIENT_ID").as_str()),
-            ("username", username),
-            ("password", password),
-            ("scope", "openid email profile"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "Keycloak refused the password grant: {}",
-        resp.status()
-    );
-    let v: serde_json::Value = resp.json().await.unwrap();
-    v["id_token"].as_str().unwrap().to_owned()
-}
-
 fn payload(token: &str) -> serde_json::Value {
     serde_json::Value::Object(gatehouse_core::token::unverified_claims(token).unwrap())
 }
@@ -234,7 +209,7 @@ async fn scenario(tb: &Testbed, kc: &KeycloakAdmin, id: &str, n: &Names) {
     let by_sub = Gatehouse::start(&config(Some("sub"), false), "https", true);
     let configmaps = |gh: &Gatehouse| format!("{}/api/v1/namespaces/team-b/configmaps", gh.url);
 
-    let token = keycloak_id_token(tb, &n.user, &n.password).await;
+    let token = tb.keycloak_password_grant(&n.user, &n.password).await;
     let claims = payload(&token);
     assert_eq!(claims["email"], n.email.as_str());
     assert_eq!(claims["email_verified"], false, "{claims}");
@@ -276,7 +251,7 @@ async fn scenario(tb: &Testbed, kc: &KeycloakAdmin, id: &str, n: &Names) {
 
     // Keycloak verifies the address: the same mapping now works, through both.
     kc.set_email_verified(tb, id, true).await;
-    let token = keycloak_id_token(tb, &n.user, &n.password).await;
+    let token = tb.keycloak_password_grant(&n.user, &n.password).await;
     assert_eq!(payload(&token)["email_verified"], true);
     for gh in [&by_email, &by_sub] {
         let (code, body) = get(tb, configmaps(gh), &token).await;

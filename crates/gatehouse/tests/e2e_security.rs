@@ -481,3 +481,225 @@ async fn a_bad_token_of_one_client_never_fails_another_users_requests() {
         "the garbage tokens are refused"
     );
 }
+
+/// DER of an RSA SubjectPublicKeyInfo from a JWK's `n` and `e` (what an attacker derives from
+/// the IdP's published key to try it as an HMAC secret).
+fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn len(n: usize) -> Vec<u8> {
+        if n < 128 {
+            vec![u8::try_from(n).unwrap()]
+        } else {
+            let bytes: Vec<u8> = n
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            let mut out = vec![0x80 | u8::try_from(bytes.len()).unwrap()];
+            out.extend(bytes);
+            out
+        }
+    }
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend(len(body.len()));
+        out.extend_from_slice(body);
+        out
+    }
+    let int = |v: &[u8]| {
+        let mut body = Vec::new();
+        if v.first().is_some_and(|b| b & 0x80 != 0) {
+            body.push(0);
+        }
+        body.extend_from_slice(v);
+        tlv(0x02, &body)
+    };
+    let rsa_key = tlv(0x30, &[int(n), int(e)].concat());
+    let mut bits = vec![0];
+    bits.extend(rsa_key);
+    let algorithm = tlv(
+        0x30,
+        &[
+            tlv(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+            ),
+            vec![0x05, 0x00],
+        ]
+        .concat(),
+    );
+    tlv(0x30, &[algorithm, tlv(0x03, &bits)].concat())
+}
+
+/// The negative token cases where the IdP matters, with the real IdPs' published keys: the
+/// signing key of Dex and of Keycloak (from their JWKS) used as an HMAC secret in PEM (with and
+/// without the final newline), DER and JWK form, `alg: none` under the real `kid`, a key of
+/// one's own under the real `kid`, and a key of one's own embedded in the header (`jwk`) or
+/// pointed at (`jku`). Each is a 401 from gatehouse with fall-through on, and nothing of it
+/// reaches the kube-apiserver (its audit log); a real token on the same path does reach it.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn forgeries_with_the_real_idps_published_keys_are_refused_and_never_reach_the_cluster() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let tb = Testbed::load();
+    tb.require_keycloak();
+    let http = tb.http1();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (idp, issuer, client) in [
+        ("dex", tb.var("DEX_ISSUER"), "gatehouse-cli"),
+        ("keycloak", tb.var("KEYCLOAK_ISSUER"), "gatehouse-cli"),
+    ] {
+        let cfg = ServerConfig::new(&tb);
+        let cfg = if idp == "dex" {
+            cfg.dex()
+        } else {
+            cfg.keycloak()
+        };
+        let gh = Gatehouse::start(
+            &cfg.oidc_yaml("additionalScopes: [groups]")
+                .yaml("fallThrough: { enabled: true }")
+                .build(),
+            "https",
+            true,
+        );
+        let discovery: serde_json::Value = http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jwks: serde_json::Value = http
+            .get(discovery["jwks_uri"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jwk = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kty"] == "RSA" && k["use"] != "enc")
+            .unwrap_or_else(|| panic!("{idp} publishes no RSA signing key: {jwks}"))
+            .clone();
+        let kid = jwk["kid"].as_str().unwrap().to_owned();
+        let der = rsa_spki_der(
+            &b64.decode(jwk["n"].as_str().unwrap()).unwrap(),
+            &b64.decode(jwk["e"].as_str().unwrap()).unwrap(),
+        );
+        let pem_body = base64::engine::general_purpose::STANDARD
+            .encode(&der)
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{pem_body}\n-----END PUBLIC KEY-----\n");
+        let claims = serde_json::json!({
+            "iss": issuer, "aud": [client, "kubernetes"], "azp": client, "sub": "mallory",
+            "email": "alice@example.com", "email_verified": true, "groups": ["devs"],
+            "iat": now, "exp": now + 600,
+        });
+        let hs256 = |secret: &[u8]| {
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            h.kid = Some(kid.clone());
+            jsonwebtoken::encode(
+                &h,
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(secret).unwrap(),
+            )
+            .unwrap()
+        };
+        let unsigned = |header: serde_json::Value| {
+            format!(
+                "{}.{}.",
+                b64.encode(header.to_string()),
+                b64.encode(claims.to_string())
+            )
+        };
+        let own_key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!(
+            "../../gatehouse-core/testdata/rsa_private.pem"
+        ))
+        .unwrap();
+        let own = |header: jsonwebtoken::Header| {
+            jsonwebtoken::encode(&header, &claims, &own_key).unwrap()
+        };
+        let mut under_real_kid = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        under_real_kid.kid = Some(kid.clone());
+        let mut embedded = under_real_kid.clone();
+        embedded.jwk = Some(serde_json::from_value(jwk.clone()).unwrap());
+        let mut pointed = under_real_kid.clone();
+        pointed.jku = Some("https://127.0.0.1:1/keys".to_owned());
+        let forgeries = [
+            ("HS256, PEM", hs256(pem.as_bytes())),
+            (
+                "HS256, PEM without newline",
+                hs256(pem.trim_end().as_bytes()),
+            ),
+            ("HS256, DER", hs256(&der)),
+            ("HS256, JWK", hs256(jwk.to_string().as_bytes())),
+            (
+                "alg none",
+                unsigned(serde_json::json!({"alg": "none", "kid": kid})),
+            ),
+            (
+                "alg None",
+                unsigned(serde_json::json!({"alg": "None", "typ": "JWT"})),
+            ),
+            ("own key, real kid", own(under_real_kid)),
+            ("own key, embedded jwk", own(embedded)),
+            ("own key, jku", own(pointed)),
+        ];
+        let audit = AuditLog::mark(&tb);
+        let mut tags = Vec::new();
+        for (what, token) in &forgeries {
+            let (path, tag) = probe_path();
+            let resp = http
+                .get(format!("{}{path}", gh.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let body = resp.text().await.unwrap();
+            assert_eq!(status, 401, "{idp}, {what}: {body}");
+            assert!(
+                body.contains("\"kind\":\"Status\""),
+                "{idp}, {what}: {body}"
+            );
+            tags.push((*what, tag));
+        }
+        // Control: the same kind of request with a real token of this IdP reaches the cluster.
+        let real = if idp == "dex" {
+            tb.id_token("alice", "").await
+        } else {
+            tb.keycloak_id_token("alice").await
+        };
+        let (path, control) = probe_path();
+        let resp = http
+            .get(format!("{}{path}", gh.url))
+            .bearer_auth(&real)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(resp.status(), 401, "{idp}: the real token is accepted");
+        assert!(
+            !audit
+                .events(&control, Duration::from_millis(700))
+                .is_empty(),
+            "{idp}: the control request shows in the audit log"
+        );
+        for (what, tag) in &tags {
+            assert!(
+                audit.events(tag, Duration::ZERO).is_empty(),
+                "{idp}, {what}: reached the kube-apiserver"
+            );
+        }
+    }
+}
