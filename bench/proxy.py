@@ -93,6 +93,26 @@ def prepare_cluster(tb, lists):
               "name": f"oidc:{tb['BOB_EMAIL']}"}]},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one", "namespace": "bench"},
          "data": {"greeting": "hello"}},
+        # kube-oidc-proxy's own identity: it impersonates any user and group (and extras) and
+        # sends TokenReviews in passthrough mode, rights gatehouse's identity does not have.
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "kube-oidc-proxy", "namespace": "bench"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "bench-kube-oidc-proxy"},
+         "rules": [{"apiGroups": [""], "resources": ["users", "groups", "serviceaccounts"],
+                    "verbs": ["impersonate"]},
+                   {"apiGroups": ["authentication.k8s.io"], "resources": ["userextras/*", "uids"],
+                    "verbs": ["impersonate"]},
+                   {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+                    "verbs": ["create"]},
+                   {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+                    "verbs": ["create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": "bench-kube-oidc-proxy"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "bench-kube-oidc-proxy"},
+         "subjects": [{"kind": "ServiceAccount", "name": "kube-oidc-proxy",
+                       "namespace": "bench"}]},
     ]
     for i in range(lists):
         docs.append({"apiVersion": "v1", "kind": "ConfigMap",
@@ -107,7 +127,11 @@ def dex_token(tb, email, password):
     ctx = ssl.create_default_context(cafile=tb["TESTBED_CA_FILE"])
     body = urllib.parse.urlencode({
         "grant_type": "password", "client_id": tb["DEX_CLI_CLIENT_ID"],
-        "username": email, "password": password, "scope": "openid email groups"}).encode()
+        "username": email, "password": password,
+        # The cluster's audience too (Dex cross-client), as a real installation asks for it:
+        # the kube-apiserver accepts only `kubernetes` (fall-through is judged by it).
+        "scope": f"openid email groups audience:server:client_id:{tb['DEX_PEER_CLIENT_ID']}",
+    }).encode()
     with urllib.request.urlopen(tb["DEX_TOKEN_URL"], body, context=ctx, timeout=30) as r:
         return json.load(r)["id_token"]
 
@@ -209,13 +233,23 @@ def main():
     procs.append(pt)
     contenders.append(("passthrough", pt.url, sa_token, pt))
     if cfg.get("kube_oidc_proxy"):
+        kop_token = kubectl(tb, "create", "token", "kube-oidc-proxy", "-n", "bench",
+                            "--duration=4h").strip()
+        kop_kubeconfig = os.path.join(work, "kube-oidc-proxy.kubeconfig")
+        with open(kop_kubeconfig, "w") as f:
+            json.dump({"apiVersion": "v1", "kind": "Config",
+                       "clusters": [{"name": "c", "cluster": {
+                           "server": tb["KUBE_APISERVER_URL"], "certificate-authority": ca}}],
+                       "users": [{"name": "u", "user": {"token": kop_token}}],
+                       "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                       "current-context": "x"}, f)
         for name, extra, token in [("kube-oidc-proxy", [], bob),
                                    ("kube-oidc-proxy-passthrough", ["--token-passthrough"], sa_token)]:
             port = free_port()
             p = Proc(name, [cfg["kube_oidc_proxy"], f"--secure-port={port}",
                             "--bind-address=127.0.0.1", f"--tls-cert-file={cert}",
                             f"--tls-private-key-file={key}",
-                            f"--kubeconfig={tb['GATEHOUSE_KUBECONFIG']}",
+                            f"--kubeconfig={kop_kubeconfig}",
                             f"--oidc-issuer-url={tb['DEX_ISSUER']}",
                             f"--oidc-client-id={tb['DEX_CLI_CLIENT_ID']}",
                             f"--oidc-ca-file={ca}", "--oidc-username-claim=email",
