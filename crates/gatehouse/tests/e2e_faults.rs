@@ -88,15 +88,19 @@ async fn get(http: &reqwest::Client, gh: &Gatehouse, path: &str, token: &str) ->
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// Polls until `f` gives true (every 50 ms), at most `limit`; returns how long it took.
-async fn until<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+/// Polls `GET` [`HELLO`] on `gh` with `token` (every 50 ms) until it answers `status`, at most
+/// `limit`; returns how long it took.
+async fn until_status(
+    limit: Duration,
+    what: &str,
+    http: &reqwest::Client,
+    gh: &Gatehouse,
+    token: &str,
+    status: u16,
+) -> Duration {
     let started = Instant::now();
     loop {
-        if f().await {
+        if get(http, gh, HELLO, token).await.0 == status {
             return started.elapsed();
         }
         assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
@@ -195,13 +199,13 @@ async fn idp_down_cached_keys_keep_working_sign_in_fails_clearly_then_recovers()
 
     dex.restore();
     let fresh = tb.id_token("alice", "").await;
-    let took = until(
+    let took = until_status(
         Duration::from_secs(10),
         "a token of the new Dex keys",
-        || {
-            let (http, gh, fresh) = (&http, &gh, &fresh);
-            async move { get(http, gh, HELLO, fresh).await.0 == 200 }
-        },
+        &http,
+        &gh,
+        &fresh,
+        200,
     )
     .await;
     eprintln!("tokens of the restarted Dex accepted {took:?} after the first try");
@@ -301,10 +305,14 @@ async fn kube_apiserver_killed_under_load_answers_503_then_recovers_without_leak
     }
     let restoring_at = load.now();
     let took = kas.restore();
-    let recovered = until(Duration::from_secs(60), "requests pass again", || {
-        let (http, gh, alice) = (&http, &gh, &alice);
-        async move { get(http, gh, HELLO, alice).await.0 == 200 }
-    })
+    let recovered = until_status(
+        Duration::from_secs(60),
+        "requests pass again",
+        &http,
+        &gh,
+        &alice,
+        200,
+    )
     .await;
     let recovered_at = load.now();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -462,10 +470,14 @@ async fn annotation_added_or_removed_takes_effect_within_2s_under_load() {
     let http = tb.http();
     let alice = tb.id_token("alice", "").await;
     let bob = tb.id_token("bob", "").await;
-    until(Duration::from_secs(5), "alice mapped for the load", || {
-        let (http, gh, alice) = (&http, &gh, &alice);
-        async move { get(http, gh, HELLO, alice).await.0 == 200 }
-    })
+    until_status(
+        Duration::from_secs(5),
+        "alice mapped for the load",
+        &http,
+        &gh,
+        &alice,
+        200,
+    )
     .await;
     let load = Load::start(
         http.clone(),
@@ -493,23 +505,23 @@ async fn annotation_added_or_removed_takes_effect_within_2s_under_load() {
     );
 
     sa.map_group("qa");
-    let added = until(
+    let added = until_status(
         Duration::from_secs(2),
         "the added annotation takes effect",
-        || {
-            let (http, gh, bob) = (&http, &gh, &bob);
-            async move { get(http, gh, HELLO, bob).await.0 == 200 }
-        },
+        &http,
+        &gh,
+        &bob,
+        200,
     )
     .await;
     sa.unmap();
-    let removed = until(
+    let removed = until_status(
         Duration::from_secs(2),
         "the removed annotation takes effect",
-        || {
-            let (http, gh, bob) = (&http, &gh, &bob);
-            async move { get(http, gh, HELLO, bob).await.0 == 403 }
-        },
+        &http,
+        &gh,
+        &bob,
+        403,
     )
     .await;
     let samples = load.stop().await;
@@ -560,10 +572,14 @@ async fn etcd_restarted_gatehouse_recovers_and_its_serviceaccount_watch_resyncs(
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let took = etcd.restore();
-    let recovered = until(Duration::from_secs(60), "the cluster answers again", || {
-        let (http, gh, bob) = (&http, &gh, &bob);
-        async move { get(http, gh, HELLO, bob).await.0 == 403 }
-    })
+    let recovered = until_status(
+        Duration::from_secs(60),
+        "the cluster answers again",
+        &http,
+        &gh,
+        &bob,
+        403,
+    )
     .await;
     let samples = load.stop().await;
     let unanswered: Vec<&Sample> = samples.iter().filter(|s| s.status.is_none()).collect();
@@ -573,13 +589,13 @@ async fn etcd_restarted_gatehouse_recovers_and_its_serviceaccount_watch_resyncs(
     );
 
     sa.map_group("qa");
-    let resynced = until(
+    let resynced = until_status(
         Duration::from_secs(60),
         "an annotation added after the restart",
-        || {
-            let (http, gh, bob) = (&http, &gh, &bob);
-            async move { get(http, gh, HELLO, bob).await.0 == 200 }
-        },
+        &http,
+        &gh,
+        &bob,
+        200,
     )
     .await;
     assert_eq!(gh.pid(), pid, "the same gatehouse process");
