@@ -136,6 +136,13 @@ def dex_token(tb, email, password):
         return json.load(r)["id_token"]
 
 
+def jwt_claims(token):
+    """The payload of a JWT, unverified: only to send the same extras gatehouse sends."""
+    import base64
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
 class Proc:
     """A contender's process, its log in the work folder."""
 
@@ -185,9 +192,20 @@ def wait_ready(url, token, ca, what, seconds=60):
     die(f"{what} is not serving the bench ConfigMap at {url}: {last}")
 
 
-def oha(url, token, concurrency, http2, seconds, oha_bin):
+def check_once(url, extra, ca, what, oha_bin):
+    """One request of a contender that oha drives with its own headers and certificate."""
+    summary = oha(url + "/api/v1/namespaces/bench/configmaps/one", None, 1, False, 1, oha_bin,
+                  extra)
+    codes = summary.get("statusCodeDistribution", {})
+    if set(codes) != {"200"}:
+        die(f"{what}: the kube-apiserver answered {codes} (expected only 200)")
+
+
+def oha(url, token, concurrency, http2, seconds, oha_bin, extra=()):
     cmd = [oha_bin, "--no-tui", "--output-format", "json", "-z", f"{seconds}s",
-           "-c", str(concurrency), "--insecure", "-H", f"Authorization: Bearer {token}"]
+           "-c", str(concurrency), "--insecure", *extra]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
     if http2:
         cmd += ["--http2"]
     r = subprocess.run(cmd + [url], capture_output=True, text=True)
@@ -210,7 +228,25 @@ def main():
     kube_pid = int(open(os.path.join(tb["TESTBED_STATE"], "run/kube-apiserver.pid")).read())
 
     procs = []
-    contenders = [("direct", tb["KUBE_APISERVER_URL"], sa_token, None)]
+    # (name, url, bearer token or None, process measured or None, extra oha arguments)
+    contenders = [("direct", tb["KUBE_APISERVER_URL"], sa_token, None, [])]
+    # The kube-apiserver's own cost of impersonation, without any proxy: gatehouse's identity
+    # (its client certificate) sending exactly the headers gatehouse sends for alice, and only
+    # the user (what "fewer extras" would cost the cluster).
+    pki = os.path.join(tb["TESTBED_STATE"], "pki")
+    client = ["--cert", os.path.join(pki, "gatehouse-client.crt"),
+              "--key", os.path.join(pki, "gatehouse-client.key")]
+    claims = jwt_claims(alice)
+    as_reader = ["-H", "Impersonate-User: system:serviceaccount:bench:reader"]
+    extras = []
+    for extra_key, value in [("subject", claims["sub"]), ("username", claims["email"]),
+                       ("issuer", claims["iss"])]:
+        extras += ["-H", f"Impersonate-Extra-gatehouse.dev%2f{extra_key}: {value}"]
+    contenders += [
+        ("direct-impersonated", tb["KUBE_APISERVER_URL"], None, None, client + as_reader + extras),
+        ("direct-impersonated-user-only", tb["KUBE_APISERVER_URL"], None, None,
+         client + as_reader),
+    ]
     gh_port = free_port()
     gh_cfg = os.path.join(work, "gatehouse.yaml")
     with open(gh_cfg, "w") as f:
@@ -226,12 +262,13 @@ def main():
     gh = Proc("gatehouse", [cfg["gatehouse"], "serve", "--config", gh_cfg], work,
               f"https://127.0.0.1:{gh_port}")
     procs.append(gh)
-    contenders += [("gatehouse-mapped", gh.url, alice, gh), ("gatehouse-fallthrough", gh.url, bob, gh)]
+    contenders += [("gatehouse-mapped", gh.url, alice, gh, []),
+                   ("gatehouse-fallthrough", gh.url, bob, gh, [])]
     pt_port = free_port()
     pt = Proc("passthrough", [cfg["passthrough"], f"127.0.0.1:{pt_port}", cert, key,
                               tb["KUBE_APISERVER_URL"], ca], work, f"https://127.0.0.1:{pt_port}")
     procs.append(pt)
-    contenders.append(("passthrough", pt.url, sa_token, pt))
+    contenders.append(("passthrough", pt.url, sa_token, pt, []))
     if cfg.get("kube_oidc_proxy"):
         kop_token = kubectl(tb, "create", "token", "kube-oidc-proxy", "-n", "bench",
                             "--duration=4h").strip()
@@ -243,8 +280,14 @@ def main():
                        "users": [{"name": "u", "user": {"token": kop_token}}],
                        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
                        "current-context": "x"}, f)
-        for name, extra, token in [("kube-oidc-proxy", [], bob),
-                                   ("kube-oidc-proxy-passthrough", ["--token-passthrough"], sa_token)]:
+        # --token-passthrough sends a TokenReview per request through client-go, whose rate
+        # limiter (default 5/s, burst 10) would otherwise be what is measured: raised so that
+        # the kube-apiserver, not a client-side limit, sets the pace.
+        for name, extra, token in [
+                ("kube-oidc-proxy", [], bob),
+                ("kube-oidc-proxy-passthrough",
+                 ["--token-passthrough", "--kube-client-qps=10000", "--kube-client-burst=10000"],
+                 sa_token)]:
             port = free_port()
             p = Proc(name, [cfg["kube_oidc_proxy"], f"--secure-port={port}",
                             "--bind-address=127.0.0.1", f"--tls-cert-file={cert}",
@@ -257,10 +300,13 @@ def main():
                             "--oidc-groups-prefix=oidc:", *extra], work,
                      f"https://127.0.0.1:{port}")
             procs.append(p)
-            contenders.append((name, p.url, token, p))
+            contenders.append((name, p.url, token, p, []))
     try:
-        for name, url, token, _ in contenders:
-            wait_ready(url, token, ca, name)
+        for name, url, token, _, extra in contenders:
+            if extra:
+                check_once(url, extra, ca, name, cfg["oha"])
+            else:
+                wait_ready(url, token, ca, name)
         results = run(cfg, contenders, kube_pid)
     finally:
         for p in procs:
@@ -298,23 +344,29 @@ def run(cfg, contenders, kube_pid):
                 for rep in range(cfg["repeats"]):
                     # Rotate the order so no contender always runs first (warm caches, turbo).
                     order = contenders[rep % len(contenders):] + contenders[:rep % len(contenders)]
-                    for name, url, token, proc in order:
+                    for name, url, token, proc, extra in order:
                         say(f"{scenario} {proto} c={c} repeat {rep + 1}: {name}")
                         cpu0 = proc.cpu() if proc else None
                         kube0 = cpu_seconds(kube_pid)
                         summary = oha(url + scenarios[scenario], token, c, proto == "h2",
-                                      cfg["seconds"], cfg["oha"])
+                                      cfg["seconds"], cfg["oha"], extra)
                         kube1 = cpu_seconds(kube_pid)
                         cpu1 = proc.cpu() if proc else None
                         codes = summary.get("statusCodeDistribution", {})
                         total = sum(int(v) for v in codes.values())
                         ok = int(codes.get("200", 0))
-                        if total == 0 or ok != total:
+                        # gatehouse and the floors must answer every request; a peer that
+                        # fails under load is recorded with its error rate (and its latency
+                        # figures are left out of the goals), not allowed to stop the run.
+                        if total == 0 or (ok != total and not name.startswith("kube-oidc-proxy")):
                             die(f"{name} {scenario}: answers {codes} (expected only 200)")
+                        if ok != total:
+                            say(f"  {name}: {total - ok} of {total} answers were not 200: {codes}")
                         p = summary["latencyPercentiles"]
                         results.append({
                             "scenario": scenario, "protocol": proto, "concurrency": c,
                             "repeat": rep, "contender": name, "requests": total,
+                            "errors": total - ok, "codes": codes,
                             "rps": summary["summary"]["requestsPerSec"],
                             "mean_ms": summary["summary"]["average"] * 1000,
                             "p50_ms": p["p50"] * 1000, "p99_ms": p["p99"] * 1000,
