@@ -91,11 +91,21 @@ async function startGatehouse(oidc) {
   throw new Error(`gatehouse did not become ready: ${log}`);
 }
 
+// Every gatehouse log is kept in target/e2e-logs/, where scripts/leak-scan (the last tier of
+// scripts/test) searches them for secrets, JWTs and bearer credentials.
+const keptLogs = join(root, 'target', 'e2e-logs');
+let kept = 0;
+
 async function stopGatehouse(gh) {
-  if (!gh || gh.child.exitCode !== null) return;
-  const exited = new Promise((r) => gh.child.once('exit', r));
-  gh.child.kill('SIGTERM');
-  await exited;
+  if (!gh || gh.kept) return;
+  gh.kept = true;
+  if (gh.child.exitCode === null) {
+    const exited = new Promise((r) => gh.child.once('exit', r));
+    gh.child.kill('SIGTERM');
+    await exited;
+  }
+  mkdirSync(keptLogs, { recursive: true });
+  writeFileSync(join(keptLogs, `browser-${process.pid}-${kept++}.log`), gh.log());
 }
 
 /** A fresh browser context whose main-frame page loads are recorded. */
