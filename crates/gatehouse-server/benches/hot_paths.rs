@@ -155,11 +155,14 @@ fn decision_cached(c: &mut Criterion) {
     });
 }
 
+/// A ServiceAccount to list: namespace, name, annotations.
+type Account = (String, String, Vec<(&'static str, String)>);
+
 /// `n` ServiceAccounts, 50 to a namespace, each with the annotations a Helm release gives it;
 /// 15% carry gatehouse's: a group list (`gatehouse.dev/claim.groups`), an email
 /// (`gatehouse.dev/claim.email`), or an LDAP group in the JSON form (`gatehouse.dev/claims`),
 /// each naming values of that ServiceAccount alone.
-fn service_accounts(n: usize) -> Vec<(String, String, Vec<(&'static str, String)>)> {
+fn service_accounts(n: usize) -> Vec<Account> {
     (0..n)
         .map(|i| {
             let namespace = format!("team-{:05}", i / 50);
