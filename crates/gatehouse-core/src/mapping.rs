@@ -258,19 +258,33 @@ impl MappingIndex {
     /// The ServiceAccounts that `claims` map to, in (namespace, name) order.
     pub fn lookup(&self, claims: &Map<String, Value>) -> BTreeSet<ServiceAccountRef> {
         let mut out = BTreeSet::new();
-        for (name, value) in claims {
-            let Some(values) = self.by_claim.get(name) else {
-                continue;
-            };
-            let mut add = |v: &str| {
+        let mut add = |value: &Value, values: &HashMap<String, BTreeSet<ServiceAccountRef>>| {
+            let mut one = |v: &str| {
                 if let Some(set) = values.get(v) {
                     out.extend(set.iter().cloned());
                 }
             };
             match value {
-                Value::String(s) => add(s),
-                Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(&mut add),
+                Value::String(s) => one(s),
+                Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(&mut one),
                 _ => {}
+            }
+        };
+        // The claim names both sides have, found from the smaller side: an ID token has a
+        // dozen claims and the index usually rules on two or three (`groups`, `email`), so
+        // walking the index's names and reading the token's ordered map saves hashing every
+        // other claim name of the token.
+        if self.by_claim.len() < claims.len() {
+            for (name, values) in &self.by_claim {
+                if let Some(value) = claims.get(name) {
+                    add(value, values);
+                }
+            }
+        } else {
+            for (name, value) in claims {
+                if let Some(values) = self.by_claim.get(name) {
+                    add(value, values);
+                }
             }
         }
         out
@@ -412,6 +426,43 @@ mod tests {
                 .is_empty()
         );
         assert!(idx.lookup(&claims(json!({"Groups": ["devs"]}))).is_empty());
+    }
+
+    #[test]
+    fn lookup_finds_the_same_whichever_side_has_fewer_claim_names() {
+        let mut idx = MappingIndex::new();
+        let dev = ServiceAccountRef::new("team-a", "dev");
+        let ops = ServiceAccountRef::new("team-b", "ops");
+        idx.upsert(dev.clone(), vec![("groups".into(), "devs".into())]);
+        idx.upsert(ops.clone(), vec![("email".into(), "o@x".into())]);
+        // A token with more claim names than the index rules on (the index's side is walked).
+        let token = claims(json!({
+            "iss": "i", "sub": "s", "aud": "a", "exp": 1, "admin": true,
+            "groups": ["qa", "devs"], "email": "o@x", "name": "O",
+        }));
+        assert_eq!(
+            idx.lookup(&token),
+            BTreeSet::from([dev.clone(), ops.clone()])
+        );
+        let mut no_email = token.clone();
+        no_email.remove("email");
+        assert_eq!(idx.lookup(&no_email), BTreeSet::from([dev.clone()]));
+        // An index ruling on more claim names than the token has (the token's side is walked).
+        for n in 0..20 {
+            idx.upsert(
+                ServiceAccountRef::new("team-c", format!("sa-{n}")),
+                vec![(format!("claim-{n}"), "x".into())],
+            );
+        }
+        assert_eq!(
+            idx.lookup(&claims(json!({"groups": "devs", "email": "o@x"}))),
+            BTreeSet::from([dev.clone(), ops])
+        );
+        assert_eq!(idx.lookup(&token).len(), 2);
+        assert_eq!(
+            idx.lookup(&claims(json!({"claim-3": ["x"], "groups": ["devs"]}))),
+            BTreeSet::from([dev, ServiceAccountRef::new("team-c", "sa-3")])
+        );
     }
 
     #[test]

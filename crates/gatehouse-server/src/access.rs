@@ -23,6 +23,7 @@
 //! exactly as it will when the impersonated request runs.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::identity::candidate_service_accounts;
@@ -48,7 +49,9 @@ pub struct ReviewFailed {
 pub struct AccessResolver {
     client: kube::Client,
     global_namespaces: Vec<String>,
-    cache: moka::sync::Cache<(ServiceAccountRef, ReviewKey), bool>,
+    /// Review answers by candidate and request; the request's half is shared by every
+    /// candidate of a request (an `Arc`, so probing the cache copies none of its strings).
+    cache: moka::sync::Cache<(ServiceAccountRef, Arc<ReviewKey>), bool>,
 }
 
 impl std::fmt::Debug for AccessResolver {
@@ -82,9 +85,9 @@ impl AccessResolver {
         if candidates.len() <= 1 {
             return Ok(candidates.into_iter().next());
         }
-        let key = review_key(info);
+        let key = Arc::new(review_key(info));
         for sa in &candidates {
-            let cache_key = (sa.clone(), key.clone());
+            let cache_key = (sa.clone(), Arc::clone(&key));
             let allowed = match self.cache.get(&cache_key) {
                 Some(a) => a,
                 None => match self.review(sa, info).await {

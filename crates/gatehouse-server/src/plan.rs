@@ -21,7 +21,7 @@ use http::header::{HeaderName, HeaderValue};
 
 use crate::authn::Authenticated;
 use crate::config::AdminConfig;
-use crate::upstream::{EXTRA_PREFIX, Identity};
+use crate::upstream::Identity;
 
 /// What the index and the access choice said about an OIDC user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,21 +173,32 @@ fn header_pair(name: &'static str, value: &str) -> Result<(HeaderName, HeaderVal
     Ok((HeaderName::from_static(name), value))
 }
 
-/// `Impersonate-Extra-*` headers naming the original user. Keys are percent-encoded as the
-/// kube-apiserver expects (`/` becomes `%2F`); values that are not valid header text are left
-/// out rather than mangled.
+/// The names of the `Impersonate-Extra-*` headers naming the original user, by key: the key
+/// under [`crate::upstream::EXTRA_PREFIX`], percent-encoded as the kube-apiserver expects (`/` becomes `%2F`).
+/// Constants, so a request builds no header name (`extra_names_follow_the_prefix` keeps them
+/// in step with the prefix).
+const EXTRA_NAMES: [(&str, HeaderName); 3] = [
+    (
+        "subject",
+        HeaderName::from_static("impersonate-extra-gatehouse.dev%2fsubject"),
+    ),
+    (
+        "username",
+        HeaderName::from_static("impersonate-extra-gatehouse.dev%2fusername"),
+    ),
+    (
+        "issuer",
+        HeaderName::from_static("impersonate-extra-gatehouse.dev%2fissuer"),
+    ),
+];
+
+/// `Impersonate-Extra-*` headers naming the original user ([`EXTRA_NAMES`]); values that are
+/// not valid header text are left out rather than mangled.
 fn extras(subject: &str, username: &str, issuer: &str) -> Vec<(HeaderName, HeaderValue)> {
-    [
-        ("subject", subject),
-        ("username", username),
-        ("issuer", issuer),
-    ]
-    .into_iter()
-    .filter_map(|(key, value)| {
-        let name =
-            HeaderName::from_bytes(format!("impersonate-extra-{EXTRA_PREFIX}%2f{key}").as_bytes())
-                .ok()?;
-        match HeaderValue::from_str(value) {
+    EXTRA_NAMES
+        .into_iter()
+        .zip([subject, username, issuer])
+        .filter_map(|((key, name), value)| match HeaderValue::from_str(value) {
             Ok(v) => Some((name, v)),
             Err(_) => {
                 tracing::warn!(
@@ -196,9 +207,8 @@ fn extras(subject: &str, username: &str, issuer: &str) -> Vec<(HeaderName, Heade
                 );
                 None
             }
-        }
-    })
-    .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -209,6 +219,7 @@ mod tests {
     use gatehouse_core::identity::{EmailVerified, OidcUser};
 
     use super::*;
+    use crate::upstream::EXTRA_PREFIX;
 
     fn admin_config() -> AdminConfig {
         let yaml = "admin:\n  enabled: true\n  passwordHash: '$2b$10$abcdefghijklmnopqrstuu5ZkS0yq8M8W8xHk3M4Q4QmWQm0u1u2a'\n  tokenSigningKey: '0123456789abcdef0123456789abcdef'\n";
@@ -373,5 +384,16 @@ mod tests {
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].0.as_str(), "impersonate-extra-gatehouse.dev%2fsubject");
         assert!(extras("s\n", "u", "i").len() == 2);
+    }
+
+    #[test]
+    fn extra_names_follow_the_prefix() {
+        for (key, name) in EXTRA_NAMES {
+            assert_eq!(
+                name.as_str(),
+                format!("impersonate-extra-{EXTRA_PREFIX}%2f{key}"),
+                "{key}"
+            );
+        }
     }
 }

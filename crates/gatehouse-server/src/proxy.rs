@@ -43,7 +43,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::identity::Principal;
-use gatehouse_core::request_info;
+use gatehouse_core::request_info::{self, RequestInfo};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
@@ -102,31 +102,7 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     // before any review or ServiceAccount choice (see `request_info`).
     let info = request_info::parse(req.method().as_str(), req.uri().path(), req.uri().query())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mapping = match &accepted.outcome {
-        Authenticated::Principal(p) => match &**p {
-            Principal::Oidc(user) => Some(
-                match app
-                    .index
-                    .lookup_fresh(&user.claims, !app.config.fall_through)
-                {
-                    Err(stale) => Mapping::Stale(stale),
-                    Ok(mapped) => Mapping::Chosen(
-                        app.access
-                            .choose(&mapped, &info)
-                            .await
-                            .map_err(ApiError::Review)?,
-                    ),
-                },
-            ),
-            Principal::Admin(_) => None,
-        },
-        Authenticated::FallThrough => None,
-    };
-    let settings = Settings {
-        admin: app.config.admin.as_ref(),
-        fall_through: app.config.fall_through,
-    };
-    let plan = plan::decide(&accepted.outcome, mapping, settings).map_err(ApiError::Plan)?;
+    let plan = plan_for(app, &accepted.outcome, &info).await?;
     let label = plan.label();
     let (identity, impersonate) = match plan {
         Plan::Impersonate { headers, .. } => (Identity::Privileged, headers),
@@ -223,6 +199,42 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
     strip_upstream_state(&mut parts.headers);
     let body = HeldBody::new(body, in_flight);
     Ok((label, Response::from_parts(parts, Body::new(body))))
+}
+
+/// The plan for a request about `info` authenticated as `outcome`: for an OIDC user, the
+/// ServiceAccount index and the access choice (reviews only when several ServiceAccounts
+/// qualify and their answers are not cached), then [`plan::decide`]. Nothing is sent
+/// upstream but those reviews; public so that `benches/hot_paths.rs` measures this path.
+pub async fn plan_for(
+    app: &App,
+    outcome: &Authenticated,
+    info: &RequestInfo,
+) -> Result<Plan, ApiError> {
+    let mapping = match outcome {
+        Authenticated::Principal(p) => match &**p {
+            Principal::Oidc(user) => Some(
+                match app
+                    .index
+                    .lookup_fresh(&user.claims, !app.config.fall_through)
+                {
+                    Err(stale) => Mapping::Stale(stale),
+                    Ok(mapped) => Mapping::Chosen(
+                        app.access
+                            .choose(&mapped, info)
+                            .await
+                            .map_err(ApiError::Review)?,
+                    ),
+                },
+            ),
+            Principal::Admin(_) => None,
+        },
+        Authenticated::FallThrough => None,
+    };
+    let settings = Settings {
+        admin: app.config.admin.as_ref(),
+        fall_through: app.config.fall_through,
+    };
+    plan::decide(outcome, mapping, settings).map_err(ApiError::Plan)
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {

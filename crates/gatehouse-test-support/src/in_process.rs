@@ -282,6 +282,8 @@ pub struct Setup {
     pub accounts: Option<Vec<ListedForTests<'static>>>,
     /// The app's clock ([`Clock::System`] unless a test fixes it).
     pub clock: Clock,
+    /// `limits.reviewCacheTtl` (the default, 10s, when `None`).
+    pub review_cache_ttl: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -293,6 +295,7 @@ impl Default for Setup {
             trusted_proxies: Vec::new(),
             accounts: Some(vec![("team-a", "dev", DEVS)]),
             clock: Clock::System,
+            review_cache_ttl: None,
         }
     }
 }
@@ -329,6 +332,9 @@ impl Setup {
              admin:\n  enabled: true\n  passwordHash: '{ADMIN_HASH}'\n  tokenSigningKey: '{ADMIN_KEY}'\n",
             self.max_staleness, self.fall_through
         ));
+        if let Some(ttl) = self.review_cache_ttl {
+            y.push_str(&format!("limits:\n  reviewCacheTtl: {ttl}\n"));
+        }
         if !self.trusted_proxies.is_empty() {
             y.push_str(&format!(
                 "trustedProxies: [{}]\n",

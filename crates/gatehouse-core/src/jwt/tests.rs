@@ -477,3 +477,215 @@ fn skew_is_capped() {
     assert_eq!(p.skew_secs, MAX_SKEW_SECS);
     assert_eq!(p.algorithms(), &[Algorithm::RS256]);
 }
+
+/// `verify` as it was with `jsonwebtoken::decode` reading the token after the key was chosen:
+/// the oracle of [`the_payload_is_read_as_jsonwebtoken_reads_it`].
+fn verify_with_decode(
+    token: &str,
+    keys: &JwkSet,
+    policy: &Policy,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| unknown_algorithm(token))?;
+    if header.crit.is_some() {
+        return Err(VerifyError::CriticalHeader);
+    }
+    if !policy.algorithms.contains(&header.alg) {
+        return Err(VerifyError::AlgorithmNotAllowed(header.alg));
+    }
+    check_type(header.typ.as_deref(), policy.access_tokens)?;
+    let jwk = select_key(keys, header.kid.as_deref(), header.alg)?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::KeyMismatch(header.alg))?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(
+        |e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+            | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => {
+                VerifyError::KeyMismatch(header.alg)
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
+            _ => VerifyError::Malformed,
+        },
+    )?;
+    check_claims(data.claims, policy, now)
+}
+
+/// A token over exactly these header and payload bytes, signed with the RSA test key.
+fn raw_token(header: &str, payload: &str) -> String {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let message = format!("{}.{}", b.encode(header), b.encode(payload));
+    let key = EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap();
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+#[test]
+fn the_payload_is_read_as_jsonwebtoken_reads_it() {
+    const H: &str = r#"{"alg":"RS256","kid":"rsa1"}"#;
+    let base = r#""iss":"https://idp.example","aud":"gatehouse","exp":1800000300"#;
+    let mut payloads: Vec<String> = [
+        r#"{"sub":"u1",BASE}"#,
+        // Registered claims given twice, also behind an escape; other members given twice.
+        r#"{"sub":"u1",BASE,"exp":1800000300}"#,
+        r#"{"sub":"u1",BASE,"\u0065xp":1800000300}"#,
+        r#"{"sub":"u1",BASE,"nbf":1,"nbf":2}"#,
+        r#"{"sub":"u1","sub":"u2",BASE}"#,
+        r#"{"sub":"u1",BASE,"iss":"https://idp.example"}"#,
+        r#"{"sub":"u1",BASE,"aud":"gatehouse"}"#,
+        r#"{"sub":"u1",BASE,"email":"a@x","email":"b@x"}"#,
+        r#"{"sub":"u1",BASE,"groups":["a"],"groups":"b"}"#,
+        // sub of every JSON type.
+        r#"{"sub":["u1"],BASE}"#,
+        r#"{"sub":{"id":"u1"},BASE}"#,
+        r#"{"sub":5,BASE}"#,
+        r#"{"sub":null,BASE}"#,
+        r#"{"sub":true,BASE}"#,
+        r#"{"sub":[],BASE}"#,
+        r#"{"\u0073ub":["u1"],BASE}"#,
+        r#"{"sub":"u1","\u0073ub":"u2",BASE}"#,
+        r#"{"sub":{},BASE}"#,
+        r#"{BASE}"#,
+        // iss and aud of other types.
+        r#"{"sub":"u1","iss":["https://idp.example"],"aud":"gatehouse","exp":1800000300}"#,
+        r#"{"sub":"u1","iss":{},"aud":"gatehouse","exp":1800000300}"#,
+        r#"{"sub":"u1","iss":"https://idp.example","aud":{},"exp":1800000300}"#,
+        r#"{"sub":"u1","iss":"https://idp.example","aud":[1],"exp":1800000300}"#,
+        r#"{"sub":"u1","iss":"https://idp.example","aud":["gatehouse","gatehouse"],"exp":1800000300}"#,
+        // Not an object, not JSON, trailing bytes, deep nesting.
+        r#"["sub"]"#,
+        r#""sub""#,
+        "5",
+        "",
+        r#"{"sub":"u1",BASE"#,
+        r#"{"sub":"u1",BASE} x"#,
+        r#"{"sub":"u1",BASE}  "#,
+    ]
+    .iter()
+    .map(|p| p.replace("BASE", base))
+    .collect();
+    payloads.push(format!(
+        r#"{{"sub":"u1",{base},"x":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    ));
+    // exp and nbf of every JSON type and numeric edge.
+    for v in [
+        "-5",
+        "-0",
+        "0",
+        "0.0",
+        "1.5",
+        "1800000300.4",
+        "1e30",
+        "1.8446744073709552e19",
+        "18446744073709551615",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "1e400",
+        r#""1800000300""#,
+        "null",
+        "true",
+        "[]",
+        "[ ]",
+        "{}",
+        "[1800000300]",
+        "[[]]",
+        r#"{"a":1}"#,
+    ] {
+        payloads.push(format!(
+            r#"{{"sub":"u1","iss":"https://idp.example","aud":"gatehouse","exp":{v}}}"#
+        ));
+        payloads.push(format!(r#"{{"sub":"u1",{base},"nbf":{v}}}"#));
+        payloads.push(format!(r#"{{"sub":"u1",{base},"iat":{v}}}"#));
+    }
+    let headers = [
+        H,
+        r#"{"alg":"RS256","kid":"rsa1","b64":true}"#,
+        r#"{"alg":"RS256","kid":"rsa1","b64":false}"#,
+        r#"{"alg":"RS256","kid":"rsa1","b64":"false"}"#,
+        r#"{"alg":"RS256","kid":"rsa1","b64":null}"#,
+        r#"{"alg":"RS256","kid":"rsa1","typ":"JWT","cty":"JWT","x":[1]}"#,
+    ];
+    let (keys, policy) = (keys(), policy());
+    let mut compared = 0;
+    for header in headers {
+        for payload in &payloads {
+            let token = raw_token(header, payload);
+            let mut variants = vec![token.clone()];
+            // A broken signature, and a payload re-signed as non-canonical base64.
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            let flipped = if signature.ends_with('A') { 'B' } else { 'A' };
+            variants.push(format!(
+                "{message}.{}{flipped}",
+                &signature[..signature.len() - 1]
+            ));
+            variants.push(format!("{message}.{signature}="));
+            variants.push(format!("{message}x.{signature}"));
+            for t in variants {
+                assert_eq!(
+                    verify(&t, &keys, &policy, NOW),
+                    verify_with_decode(&t, &keys, &policy, NOW),
+                    "header {header}, payload {payload}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    // Payloads signed as base64 that is not canonical base64url without padding.
+    let b = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let body = format!(r#"{{"sub":"u1",{base}}}"#);
+    let canonical = b(&body);
+    let key = EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap();
+    let mut odd = vec![
+        format!("{canonical}="),
+        format!("{canonical}=="),
+        canonical.replace('-', "+").replace('_', "/"),
+        format!("{canonical} "),
+    ];
+    // Spare bits set: `{}` is two bytes in three characters (two bits to spare), `5` one byte
+    // in two (four to spare).
+    for (payload, spare) in [("{}", "e31"), ("5", "NR")] {
+        assert!(
+            b(payload).len() == spare.len() && b(payload) != spare,
+            "{payload}"
+        );
+        odd.push(spare.to_owned());
+    }
+    for p in odd {
+        let message = format!("{}.{p}", b(H));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+        let t = format!("{message}.{signature}");
+        assert_eq!(
+            verify(&t, &keys, &policy, NOW),
+            verify_with_decode(&t, &keys, &policy, NOW),
+            "payload {p}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 500, "{compared}");
+    // The cases the rule above names, as they are decided.
+    let refused = |payload: &str| verify(&raw_token(H, payload), &keys, &policy, NOW);
+    for p in [
+        r#"{"sub":"u1",BASE,"exp":1800000300}"#,
+        r#"{"sub":["u1"],BASE}"#,
+        r#"{"sub":"u1",BASE,"nbf":[1]}"#,
+        r#"{"sub":"u1",BASE,"exp":{"a":1}}"#,
+    ] {
+        assert_eq!(
+            refused(&p.replace("BASE", base)),
+            Err(VerifyError::Malformed),
+            "{p}"
+        );
+    }
+    let last = refused(&r#"{"sub":"u1",BASE,"email":"a@x","email":"b@x"}"#.replace("BASE", base));
+    assert_eq!(last.unwrap().claims["email"], "b@x");
+}
