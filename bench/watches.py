@@ -9,7 +9,7 @@ protocol, `bench-watch watch` (bench/watch) opens the watches on ConfigMap `benc
 through gatehouse (alice's Dex token) and directly (a token of bench/reader), patches the
 ConfigMap K times at the kube-apiserver and times every delivery; for gatehouse it reads the
 process's RSS and descriptors before, with all watches open, and after they closed. The paths
-are interleaved within each repeat. Results: JSON, and docs/benchmarks.md between the
+are interleaved within each repeat, and every gatehouse run is a fresh process. Results: JSON, and docs/benchmarks.md between the
 `watch-bench` markers.
 """
 
@@ -79,6 +79,7 @@ def summarize(raw, path, proto, rep):
     lat = raw["latencies_ms"]
     row = {"path": path, "protocol": proto, "repeat": rep, "watches": raw["watches"],
            "opened": raw["opened"], "open_errors": raw["open_errors"],
+           "retries_429": raw.get("retries_429"),
            "open_error_sample": raw.get("open_error_sample"),
            "connections": raw["connections"], "open_seconds": raw["open_seconds"],
            "missed": raw["missed"], "deliveries": len(lat),
@@ -109,27 +110,35 @@ def main():
     sa_token = proxy.kubectl(tb, "create", "token", "reader", "-n", "bench", "--duration=2h").strip()
     port = proxy.free_port()
     gh_cfg = gatehouse_config(tb, port, work, "serviceAccounts: {namespaces: [bench]}\n")
-    gh = Proc("gatehouse", [cfg["gatehouse"], "serve", "--config", gh_cfg], work,
-              f"https://127.0.0.1:{port}")
-    results = []
+    url = f"https://127.0.0.1:{port}"
+    results, logs = [], []
     try:
-        proxy.wait_ready(gh.url, alice, tb["TESTBED_CA_FILE"], "gatehouse")
-        paths = [("gatehouse", gh.url, alice, gh.p.pid), ("direct", tb["KUBE_APISERVER_URL"], sa_token, None)]
         for rep in range(cfg["repeats"]):
-            order = paths if rep % 2 == 0 else paths[::-1]
             for proto in cfg["protocols"]:
-                for name, url, token, pid in order:
+                order = ["gatehouse", "direct"] if rep % 2 == 0 else ["direct", "gatehouse"]
+                for name in order:
                     say(f"repeat {rep + 1}: {cfg['watches']} watches, {proto}, {name}")
-                    raw = run_tool(cfg, tb, url, token, proto, pid)
+                    if name == "direct":
+                        raw = run_tool(cfg, tb, tb["KUBE_APISERVER_URL"], sa_token, proto, None)
+                    else:
+                        # A fresh gatehouse per run: its memory is measured from its own
+                        # baseline, not from what an earlier run left in the allocator.
+                        gh = Proc("gatehouse", [cfg["gatehouse"], "serve", "--config", gh_cfg],
+                                  work, url)
+                        try:
+                            proxy.wait_ready(url, alice, tb["TESTBED_CA_FILE"], "gatehouse")
+                            raw = run_tool(cfg, tb, url, alice, proto, gh.p.pid)
+                        finally:
+                            gh.stop()
+                            logs.append(open(os.path.join(work, "gatehouse.log")).read())
                     row = summarize(raw, name, proto, rep)
                     say("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in row.items() if k not in ("path", "protocol", "repeat")))
                     row["raw"] = raw
                     results.append(row)
-        gh_log = open(os.path.join(work, "gatehouse.log")).read()
     finally:
-        gh.stop()
         proxy.kubectl(tb, "delete", "configmap", "watched", "-n", "bench", "--ignore-not-found")
+    gh_log = "\n".join(logs)
     machine = {
         "cpus": os.cpu_count(), "kernel": os.uname().release,
         "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")

@@ -112,7 +112,7 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         settle_secs: u64,
         /// Seconds for all watches to be answered.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 90)]
         open_timeout_secs: u64,
         /// Seconds for one event to reach every watcher.
         #[arg(long, default_value_t = 30)]
@@ -335,19 +335,30 @@ impl Target {
         content_type: Option<&str>,
         body: Bytes,
     ) -> anyhow::Result<Request<Full<Bytes>>> {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(format!("https://{}{path}", self.authority))
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "gatehouse-bench-watch");
-        if let Some(t) = token {
-            b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if let Some(ct) = content_type {
-            b = b.header(http::header::CONTENT_TYPE, ct);
-        }
-        Ok(b.body(Full::new(body))?)
+        request(&self.authority, method, path, token, content_type, body)
     }
+}
+
+fn request(
+    authority: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> anyhow::Result<Request<Full<Bytes>>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("https://{authority}{path}"))
+        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::USER_AGENT, "gatehouse-bench-watch");
+    if let Some(t) = token {
+        b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(ct) = content_type {
+        b = b.header(http::header::CONTENT_TYPE, ct);
+    }
+    Ok(b.body(Full::new(body))?)
 }
 
 /// One connection: HTTP/2 (its streams shared) or HTTP/1.1 (one request at a time).
@@ -425,6 +436,7 @@ struct WatchSettings {
 /// What a watcher reports.
 enum Report {
     Opened(Result<(), String>),
+    Retried,
     Event { seq: u32, at: Instant },
     Ended(String),
 }
@@ -503,15 +515,50 @@ async fn watch(target: &Target, admin: &Target, s: &WatchSettings) -> anyhow::Re
         let Some(mut conn) = conn else {
             bail!("no connection for watch {id}");
         };
-        let req = target.request(Method::GET, &watch_path, Some(&s.token), None, Bytes::new())?;
         let tx = tx.clone();
+        let authority = target.authority.clone();
+        let watch_path = watch_path.clone();
+        let token = s.token.clone();
         tasks.push(tokio::spawn(async move {
-            let resp = match conn.send(req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send((id, Report::Opened(Err(format!("{e:#}")))));
-                    return;
+            // A 429 (the kube-apiserver's priority and fairness, when many watches start at
+            // once) is retried after its Retry-After, as client-go does.
+            let mut retries = 0u32;
+            let resp = loop {
+                let req = match request(
+                    &authority,
+                    Method::GET,
+                    &watch_path,
+                    Some(&token),
+                    None,
+                    Bytes::new(),
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send((id, Report::Opened(Err(format!("{e:#}")))));
+                        return;
+                    }
+                };
+                let resp = match conn.send(req).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send((id, Report::Opened(Err(format!("{e:#}")))));
+                        return;
+                    }
+                };
+                if resp.status() == StatusCode::TOO_MANY_REQUESTS && retries < 30 {
+                    retries += 1;
+                    let wait = resp
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(1);
+                    let _ = read_all(resp).await;
+                    let _ = tx.send((id, Report::Retried));
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                    continue;
                 }
+                break resp;
             };
             if resp.status() != StatusCode::OK {
                 let status = resp.status();
@@ -558,11 +605,13 @@ async fn watch(target: &Target, admin: &Target, s: &WatchSettings) -> anyhow::Re
     let mut opened = 0usize;
     let mut open_errors: Vec<String> = Vec::new();
     let mut ended: Vec<String> = Vec::new();
+    let mut retries_429 = 0usize;
     let mut early: Vec<(usize, u32, Instant)> = Vec::new();
     let deadline = tokio::time::Instant::now() + s.open_timeout;
     while opened + open_errors.len() < s.watches {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some((_, Report::Opened(Ok(()))))) => opened += 1,
+            Ok(Some((_, Report::Retried))) => retries_429 += 1,
             Ok(Some((_, Report::Opened(Err(e))))) => open_errors.push(e),
             Ok(Some((_, Report::Ended(e)))) => ended.push(e),
             Ok(Some((id, Report::Event { seq, at }))) => early.push((id, seq, at)),
@@ -643,6 +692,7 @@ async fn watch(target: &Target, admin: &Target, s: &WatchSettings) -> anyhow::Re
         "connections": connections,
         "opened": opened,
         "open_errors": open_errors.len(),
+        "retries_429": retries_429,
         "open_error_sample": open_errors.first(),
         "ended_early": ended.len(),
         "ended_sample": ended.first(),
