@@ -788,7 +788,7 @@ async fn create_sas(
     while let Some(r) = results.next().await {
         r?;
         created += 1;
-        if created % 10_000 == 0 {
+        if created.is_multiple_of(10_000) {
             eprintln!("[bench-watch] {created} ServiceAccounts");
         }
     }
