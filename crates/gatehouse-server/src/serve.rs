@@ -12,8 +12,9 @@
 //!   timeout of their own). HTTP/1.1 applies the same timeout to the head of every later request
 //!   on the connection (an idle keep-alive connection is closed after it).
 //! - Request heads (HTTP/1.1 buffer, HTTP/2 header list) at most `limits.maxHeaderBytes`.
-//! - HTTP/2: at most [`MAX_STREAMS`] concurrent streams per connection (the kube-apiserver's
-//!   default: client-go multiplexes all of a client's watches over one connection); at most
+//! - HTTP/2: at most [`MAX_STREAMS`] concurrent streams per connection (the default of
+//!   aggregated API servers; the kube-apiserver's own is 100, and client-go opens another
+//!   connection when one is full, so a client with many watches needs fewer); at most
 //!   [`MAX_PENDING_RESETS`] streams reset by the client before gatehouse accepted them, and
 //!   [`MAX_LOCAL_ERROR_RESETS`] streams gatehouse had to reset for the client's errors, before
 //!   the connection is ended with `GOAWAY` (rapid reset, CVE-2023-44487, and its variants);
@@ -62,7 +63,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time from accepting a connection to having read its first request's head, and (HTTP/1.1)
 /// for each later request's head. The kube-apiserver allows 32 s.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Concurrent HTTP/2 streams per connection (the kube-apiserver's default).
+/// Concurrent HTTP/2 streams per connection (aggregated API servers' default; the
+/// kube-apiserver's is 100).
 pub const MAX_STREAMS: u32 = 1000;
 /// HTTP/2 streams the client may reset before gatehouse accepted them, at once.
 pub const MAX_PENDING_RESETS: usize = 20;

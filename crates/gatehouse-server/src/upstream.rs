@@ -19,6 +19,18 @@
 //! connection) and an HTTP/1.1 pool for upgrade requests (exec, attach, port-forward, WebSocket
 //! watch), which cannot run over HTTP/2.
 //!
+//! # HTTP/2: a new connection when one is full
+//! The kube-apiserver allows [`STREAMS_PER_CONNECTION`] concurrent streams per HTTP/2
+//! connection by default (`--http2-max-streams-per-connection`), and every mapped user's
+//! requests share gatehouse's privileged connections. hyper's pool keeps one HTTP/2 connection
+//! per server and queues a request for which that connection has no free stream until one ends:
+//! with a hundred watches open (each a stream for as long as it runs), every further mapped
+//! request, watch or not, waited behind them. client-go opens another connection then, and so
+//! does [`H2Pool`]: each of its connections (a hyper client of its own) carries at most
+//! [`STREAMS_PER_CONNECTION`] requests at once, counted from sending until the response body
+//! ends or is dropped ([`UpstreamBody`]), and a request for which every connection is full gets
+//! a new one. Idle connections close after the pool's idle timeout as before.
+//!
 //! # Security: fall-through never shares an HTTP/2 connection between users
 //! The anonymous identity uses HTTP/1.1 only (a pooled keep-alive connection carries one
 //! request at a time). The kube-apiserver answers a request it cannot authenticate over HTTP/2
@@ -32,7 +44,10 @@
 //! kube-apiserver sends for other reasons (shutdown, `--goaway-chance`) gives a 503 with
 //! `Retry-After: 1`, which client-go retries ([`crate::status::ApiError::retry_after`]).
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -47,6 +62,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::RwLock;
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Concurrent requests gatehouse sends over one HTTP/2 connection to the kube-apiserver: the
+/// kube-apiserver's default limit of streams per connection (`--http2-max-streams-per-connection`
+/// 0 means 100 since Kubernetes 1.29; only aggregated API servers default to 1000).
+pub const STREAMS_PER_CONNECTION: usize = 100;
 
 /// Which identity a request is sent with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +99,7 @@ pub enum UpstreamError {
 /// The kube-apiserver, with one pool per identity and protocol (anonymous: HTTP/1.1 only).
 pub struct Upstream {
     base: Uri,
-    privileged_h2: HttpsClient,
+    privileged_h2: H2Pool,
     privileged_h1: HttpsClient,
     anonymous_h1: HttpsClient,
     token: Option<TokenSource>,
@@ -120,7 +140,7 @@ impl Upstream {
         };
         Ok(Self {
             base: config.cluster_url.clone(),
-            privileged_h2: client(privileged_tls.clone(), true),
+            privileged_h2: H2Pool::new(privileged_tls.clone(), STREAMS_PER_CONNECTION),
             privileged_h1: client(privileged_tls, false),
             anonymous_h1: client(anonymous_tls, false),
             token,
@@ -147,19 +167,127 @@ impl Upstream {
         identity: Identity,
         upgrade: bool,
         mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        let client = match (identity, upgrade) {
-            (Identity::Privileged, false) => &self.privileged_h2,
-            (Identity::Privileged, true) => &self.privileged_h1,
-            (Identity::Anonymous, _) => &self.anonymous_h1,
-        };
+    ) -> Result<Response<UpstreamBody>, hyper_util::client::legacy::Error> {
         if identity == Identity::Privileged
             && let Some(token) = &self.token
             && let Some(value) = token.header().await
         {
             req.headers_mut().insert(http::header::AUTHORIZATION, value);
         }
-        client.request(req).await
+        let (client, slot) = match (identity, upgrade) {
+            (Identity::Privileged, false) => {
+                let (client, slot) = self.privileged_h2.acquire();
+                (client, Some(slot))
+            }
+            (Identity::Privileged, true) => (self.privileged_h1.clone(), None),
+            (Identity::Anonymous, _) => (self.anonymous_h1.clone(), None),
+        };
+        let resp = client.request(req).await?;
+        Ok(resp.map(|inner| UpstreamBody { inner, slot }))
+    }
+
+    /// HTTP/2 connections of the privileged pool (tests).
+    #[doc(hidden)]
+    pub fn h2_connections_for_tests(&self) -> usize {
+        self.privileged_h2.connections()
+    }
+}
+
+/// The privileged HTTP/2 pool: connections of at most `per_connection` concurrent requests
+/// each, a new one when all are full (see the module's "HTTP/2: a new connection when one is
+/// full").
+struct H2Pool {
+    tls: rustls::ClientConfig,
+    per_connection: usize,
+    /// One hyper client per connection, with the number of requests it carries.
+    connections: Mutex<Vec<(HttpsClient, Arc<AtomicUsize>)>>,
+}
+
+impl H2Pool {
+    fn new(tls: rustls::ClientConfig, per_connection: usize) -> Self {
+        Self {
+            tls,
+            per_connection: per_connection.max(1),
+            connections: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The first connection with a free stream (a new one if none has), and the stream.
+    fn acquire(&self) -> (HttpsClient, StreamSlot) {
+        let mut connections = match self.connections.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let free = connections
+            .iter()
+            .find(|(_, n)| n.load(Ordering::Acquire) < self.per_connection);
+        let (client, count) = match free {
+            Some((client, count)) => (client.clone(), Arc::clone(count)),
+            None => {
+                let client = client(self.tls.clone(), true);
+                let count = Arc::new(AtomicUsize::new(0));
+                connections.push((client.clone(), Arc::clone(&count)));
+                if connections.len() > 1 {
+                    tracing::debug!(
+                        connections = connections.len(),
+                        "every HTTP/2 connection to the kube-apiserver is full; one more"
+                    );
+                }
+                (client, count)
+            }
+        };
+        // Counted under the lock, so two requests never take the same last stream.
+        count.fetch_add(1, Ordering::AcqRel);
+        (client, StreamSlot(count))
+    }
+
+    fn connections(&self) -> usize {
+        match self.connections.lock() {
+            Ok(c) => c.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+}
+
+/// A request's place on an HTTP/2 connection of [`H2Pool`], given back when dropped.
+#[derive(Debug)]
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The kube-apiserver's response body; on HTTP/2 it holds its stream's place in the pool
+/// until it ends or is dropped.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    slot: Option<StreamSlot>,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = polled {
+            self.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -252,3 +380,145 @@ pub async fn load_kube_config(
 
 /// Keeps a shared handle cheap to clone.
 pub type SharedUpstream = Arc<Upstream>;
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http::StatusCode;
+    use http_body_util::{BodyExt as _, StreamBody};
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::*;
+
+    const CERT: &str = include_str!("../testdata/upstream-test.crt");
+    const KEY: &str = include_str!("../testdata/upstream-test.key");
+
+    type Frames = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<http_body::Frame<Bytes>, Infallible>> + Send>,
+    >;
+
+    /// An HTTP/2-only TLS server allowing `streams` concurrent streams per connection, as the
+    /// kube-apiserver does: `/watch` answers 200 at once and never ends its body, anything
+    /// else answers `ok`. Returns its port and the number of connections it accepted.
+    async fn h2_server(streams: u32) -> (u16, Arc<AtomicUsize>) {
+        let certs = vec![CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let tls = acceptor.accept(tcp).await.unwrap();
+                    let service = service_fn(|req: Request<Incoming>| async move {
+                        let frames: Frames = if req.uri().path() == "/watch" {
+                            Box::pin(futures::stream::pending())
+                        } else {
+                            Box::pin(futures::stream::once(async {
+                                Ok(http_body::Frame::data(Bytes::from_static(b"ok")))
+                            }))
+                        };
+                        Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .max_concurrent_streams(streams)
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn upstream(port: u16) -> Upstream {
+        let mut kc = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+        kc.root_cert = Some(vec![
+            CertificateDer::from_pem_slice(CERT.as_bytes())
+                .unwrap()
+                .to_vec(),
+        ]);
+        Upstream::new(&kc).unwrap()
+    }
+
+    async fn send(up: &Upstream, path: &str) -> Response<UpstreamBody> {
+        let req = Request::get(up.uri_for(path).unwrap())
+            .body(Body::empty())
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            up.send(Identity::Privileged, false, req),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path}: no answer within 5 s (queued behind full streams?)"))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn more_open_watches_than_one_connections_streams_get_another_connection() {
+        let (port, accepted) = h2_server(STREAMS_PER_CONNECTION as u32).await;
+        let up = upstream(port);
+        let mut watches = Vec::new();
+        for _ in 0..=STREAMS_PER_CONNECTION {
+            let resp = send(&up, "/watch").await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            watches.push(resp);
+        }
+        // One stream more than a connection allows are open: a short request still goes through.
+        let ok = send(&up, "/version").await;
+        assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(up.h2_connections_for_tests(), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // Closed watches give their streams back: later requests reuse the connections.
+        watches.clear();
+        for _ in 0..2 * STREAMS_PER_CONNECTION {
+            let ok = send(&up, "/version").await;
+            assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), "ok");
+        }
+        assert_eq!(up.h2_connections_for_tests(), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_stream_is_given_back_when_its_body_is_dropped() {
+        let pool = H2Pool::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+            2,
+        );
+        let a = pool.acquire();
+        let b = pool.acquire();
+        assert_eq!(pool.connections(), 1);
+        let c = pool.acquire();
+        assert_eq!(pool.connections(), 2);
+        drop(a);
+        let _d = pool.acquire();
+        assert_eq!(pool.connections(), 2, "the freed stream is reused");
+        drop((b, c));
+    }
+}
