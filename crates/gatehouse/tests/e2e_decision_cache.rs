@@ -49,7 +49,14 @@ async fn a_thousand_requests_with_a_cached_decision_send_the_cluster_no_review()
         admin(&tb, &["create", "serviceaccount", sa, "-n", "team-b"]);
         admin(
             &tb,
-            &["annotate", "serviceaccount", sa, "-n", "team-b", &annotation],
+            &[
+                "annotate",
+                "serviceaccount",
+                sa,
+                "-n",
+                "team-b",
+                &annotation,
+            ],
         );
     }
     admin(
@@ -110,7 +117,11 @@ async fn a_thousand_requests_with_a_cached_decision_send_the_cluster_no_review()
     assert!(
         answers.iter().all(|s| *s == 200),
         "not every request was answered 200: {:?}",
-        answers.iter().filter(|s| **s != 200).take(5).collect::<Vec<_>>()
+        answers
+            .iter()
+            .filter(|s| **s != 200)
+            .take(5)
+            .collect::<Vec<_>>()
     );
     assert_eq!(
         reviews.len(),
@@ -127,8 +138,10 @@ async fn a_thousand_requests_with_a_cached_decision_send_the_cluster_no_review()
         "every request reached the kube-apiserver exactly once"
     );
     assert!(
-        as_reader.iter().all(|e| e["impersonatedUser"]["username"]
-            == "system:serviceaccount:team-b:e2e-dc-b-reader"),
+        as_reader
+            .iter()
+            .all(|e| e["impersonatedUser"]["username"]
+                == "system:serviceaccount:team-b:e2e-dc-b-reader"),
         "every request acts as the reviewed ServiceAccount"
     );
 }
