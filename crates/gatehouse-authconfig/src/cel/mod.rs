@@ -1,0 +1,214 @@
+//! CEL expressions of an `AuthenticationConfiguration`, compiled once when the file is loaded
+//! and evaluated for every new token.
+//!
+//! The kube-apiserver compiles these expressions with cel-go in its base environment
+//! (k8s.io/apiserver `pkg/cel/environment`) and one variable: `claims` (a map of string to any)
+//! for claim mappings and claim validation rules, `user` (a `kubernetes.UserInfo`) for user
+//! validation rules. gatehouse evaluates them with cel-rust (the `cel` crate), in an
+//! environment built to give the same answers:
+//!
+//! - **Checked at load like cel-go checks them** ([`check`]): every identifier is the one
+//!   variable or a comprehension's own; every function is one the kube-apiserver offers (an
+//!   expression using one gatehouse does not implement is refused at load, never evaluated
+//!   wrongly); validation rules must be typed `bool` (so `claims.admin` alone is refused, as the
+//!   kube-apiserver refuses it: `claims.admin == true` is the way to write it).
+//! - **The functions Kubernetes adds** where cel-rust lacks them ([`library`]): `sets`, the
+//!   regex `find`/`findAll`, the list functions of its `lists` library.
+//! - **Claims as cel-go sees them** ([`value`]): every JSON number is a double (Go's JSON
+//!   decoding into `any`), objects are maps, `null` is null.
+//! - **A cost limit**: the kube-apiserver stops an evaluation after 1,000,000 cost units
+//!   (`PerCallLimit`). cel-rust has no cost tracking, so the bound is computed instead: at load,
+//!   how much of each expression runs inside how many nested comprehensions (and linear-time
+//!   functions); per token, the largest list, map or string in its claims. An expression whose
+//!   bound with this token's claims exceeds the limit is not evaluated and the token is refused,
+//!   as the kube-apiserver refuses a token whose evaluation runs out of budget. The bound is an
+//!   over-estimate, so gatehouse refuses a little earlier than the kube-apiserver would.
+
+pub mod check;
+pub mod library;
+pub mod value;
+
+use std::sync::Arc;
+
+use cel::{Context, Env, Program, Value};
+
+pub use check::Type;
+
+/// The kube-apiserver's per-evaluation cost limit (`celconfig.PerCallLimit`).
+pub const COST_LIMIT: u64 = 1_000_000;
+
+/// The longest expression accepted, in bytes (cel-go's default expression size limit is
+/// 100,000 code points; this is the same order).
+pub const MAX_EXPRESSION_LEN: usize = 100_000;
+
+/// The variable an expression sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variable {
+    /// `claims`: the token's claims (claim mappings, claim validation rules).
+    Claims,
+    /// `user`: the mapped user (user validation rules).
+    User,
+}
+
+impl Variable {
+    /// The variable's name in expressions.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Claims => "claims",
+            Self::User => "user",
+        }
+    }
+}
+
+/// The environment every expression is compiled and evaluated in: cel-rust's standard
+/// library, its strings and lists extensions, and the Kubernetes functions of [`library`].
+#[derive(Clone)]
+pub struct Environment {
+    env: Arc<Env>,
+    /// The root context: the environment and [`library`]'s functions; every evaluation runs in
+    /// a child scope of it holding the one variable.
+    root: Arc<Context<'static, 'static>>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Environment")
+    }
+}
+
+impl Environment {
+    /// Builds the environment.
+    pub fn new() -> Result<Self, String> {
+        let mut env = Env::stdlib();
+        env.add_extension(cel::extensions::strings)
+            .map_err(|e| e.to_string())?;
+        env.add_extension(cel::extensions::lists)
+            .map_err(|e| e.to_string())?;
+        let env = Arc::new(env);
+        let mut root = Context::with_env(Arc::clone(&env));
+        library::register(&mut root).map_err(|e| e.to_string())?;
+        Ok(Self {
+            env,
+            root: Arc::new(root),
+        })
+    }
+
+    /// Compiles `source` for `variable`: parsed, checked ([`check`]), its cost shape taken.
+    /// `want_bool` requires the expression to be typed `bool` (validation rules).
+    pub fn compile(
+        &self,
+        source: &str,
+        variable: Variable,
+        want_bool: bool,
+    ) -> Result<Expression, String> {
+        if source.len() > MAX_EXPRESSION_LEN {
+            return Err(format!(
+                "compilation failed: the expression is {} bytes long, more than the {MAX_EXPRESSION_LEN} allowed",
+                source.len()
+            ));
+        }
+        let program = self
+            .env
+            .compile(source)
+            .map_err(|e| format!("compilation failed: {}", one_line(&e.to_string())))?;
+        let checked = check::check(program.expression(), variable)
+            .map_err(|e| format!("compilation failed: {e}"))?;
+        if want_bool && checked.output != Type::Bool {
+            return Err("must evaluate to bool".to_owned());
+        }
+        Ok(Expression {
+            source: source.to_owned(),
+            program: Arc::new(program),
+            variable,
+            output: checked.output,
+            cost: checked.cost,
+            selects: checked.selects,
+        })
+    }
+
+    /// Evaluates a compiled expression against `input` (the variable's value), after checking
+    /// its cost bound for an input whose largest collection or string has `input_size` elements.
+    pub fn eval(
+        &self,
+        expression: &Expression,
+        input: &Value,
+        input_size: u64,
+    ) -> Result<Value, EvalError> {
+        let cost = expression.cost_bound(input_size);
+        if cost > COST_LIMIT {
+            return Err(EvalError::CostLimit { cost });
+        }
+        let mut context = self.root.new_inner_scope();
+        context.add_variable_from_value(expression.variable.name(), input.clone());
+        expression
+            .program
+            .execute(&context)
+            .map_err(|e| EvalError::Failed(one_line(&e.to_string())))
+    }
+}
+
+/// Why an evaluation gave no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// The expression's cost bound for this input is over [`COST_LIMIT`].
+    #[error(
+        "operation cancelled: actual cost limit exceeded (gatehouse's bound for these claims is {cost}, the limit {COST_LIMIT})"
+    )]
+    CostLimit {
+        /// The bound.
+        cost: u64,
+    },
+    /// The evaluation failed (no such key, no matching overload, ...).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A compiled expression.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    source: String,
+    program: Arc<Program>,
+    variable: Variable,
+    output: Type,
+    cost: Vec<u64>,
+    selects: Vec<String>,
+}
+
+impl Expression {
+    /// The source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The type the checker gave the expression.
+    pub fn output(&self) -> Type {
+        self.output
+    }
+
+    /// Whether the expression selects `variable.field` (`claims.email`, `claims.?email`), as the
+    /// kube-apiserver's `hasSelectExp` finds it.
+    pub fn selects(&self, field: &str) -> bool {
+        self.selects.iter().any(|f| f == field)
+    }
+
+    /// The cost bound for an input whose largest collection or string has `size` elements:
+    /// the sum over nesting depths k of (nodes at depth k) * size^k, saturating.
+    pub fn cost_bound(&self, size: u64) -> u64 {
+        let size = size.max(1);
+        let mut total: u64 = 0;
+        let mut factor: u64 = 1;
+        for nodes in &self.cost {
+            total = total.saturating_add(nodes.saturating_mul(factor));
+            factor = factor.saturating_mul(size);
+        }
+        total
+    }
+}
+
+/// Error texts of the parser span lines; a config problem is one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

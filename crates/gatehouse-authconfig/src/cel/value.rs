@@ -1,0 +1,83 @@
+//! Claims and users as CEL values, the way the kube-apiserver hands them to cel-go.
+//!
+//! The kube-apiserver decodes each claim with Go's `encoding/json` into `any` and converts it
+//! with cel-go's default type adapter: every JSON number becomes a `double` (Go decodes
+//! numbers into `float64`), objects become maps with string keys, arrays lists, `null` null.
+//! The same here, from serde_json's values. [`size`] gives the largest list, map or string in
+//! a value, for the cost bound ([`super::Expression::cost_bound`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use cel::Value;
+use cel::objects::Key;
+use serde_json::Value as Json;
+
+/// A JSON value as cel-go sees it after Go's JSON decoding.
+pub fn from_json(json: &Json) -> Value {
+    match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        // Go decodes every JSON number into a float64; so does this, rounding as Go rounds.
+        Json::Number(n) => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Value::String(Arc::new(s.clone())),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
+        Json::Object(map) => object(map.iter().map(|(k, v)| (k.clone(), from_json(v)))),
+    }
+}
+
+/// A map of string keys.
+pub fn object(entries: impl Iterator<Item = (String, Value)>) -> Value {
+    let map: HashMap<Key, Value> = entries
+        .map(|(k, v)| (Key::String(Arc::new(k)), v))
+        .collect();
+    Value::Map(cel::objects::Map { map: Arc::new(map) })
+}
+
+/// The `user` variable of user validation rules: `kubernetes.UserInfo`'s four fields.
+pub fn user(
+    username: &str,
+    uid: &str,
+    groups: &[String],
+    extra: &BTreeMap<String, Vec<String>>,
+) -> Value {
+    let strings = |items: &[String]| {
+        Value::List(Arc::new(
+            items
+                .iter()
+                .map(|s| Value::String(Arc::new(s.clone())))
+                .collect(),
+        ))
+    };
+    object(
+        [
+            (
+                "username".to_owned(),
+                Value::String(Arc::new(username.to_owned())),
+            ),
+            ("uid".to_owned(), Value::String(Arc::new(uid.to_owned()))),
+            ("groups".to_owned(), strings(groups)),
+            (
+                "extra".to_owned(),
+                object(extra.iter().map(|(k, v)| (k.clone(), strings(v)))),
+            ),
+        ]
+        .into_iter(),
+    )
+}
+
+/// The largest list, map or string (in characters) anywhere in `json`, at least 1.
+pub fn size(json: &Json) -> u64 {
+    fn walk(json: &Json) -> usize {
+        match json {
+            Json::Null | Json::Bool(_) | Json::Number(_) => 1,
+            Json::String(s) => s.chars().count(),
+            Json::Array(items) => items.iter().map(walk).fold(items.len(), usize::max),
+            Json::Object(map) => map
+                .iter()
+                .map(|(k, v)| walk(v).max(k.chars().count()))
+                .fold(map.len(), usize::max),
+        }
+    }
+    u64::try_from(walk(json)).unwrap_or(u64::MAX).max(1)
+}
