@@ -35,6 +35,14 @@
 //! - Keys embedded in the header (`jwk`, `jku`, `x5u`, `x5c`) are never used: the key always
 //!   comes from the issuer's key set, by `kid`.
 //! - The clock is an argument, so expiry is tested without sleeping.
+//! - An issuer of a kube-apiserver `AuthenticationConfiguration` is checked by the
+//!   kube-apiserver's own rules instead ([`Policy::kubernetes`], go-oidc v2 as k8s.io/apiserver
+//!   v0.34 uses it), so that gatehouse accepts exactly the tokens the cluster would: `azp` and
+//!   `client_id` are not checked (the file has no client), `sub` may be absent (but must be a
+//!   string when present), `exp` has no leeway, `nbf` one minute, and `iat` is not compared
+//!   with the clock. Everything else above (algorithms, keys, `typ`, `crit`) stays: a token the
+//!   kube-apiserver would accept that gatehouse refuses by these is documented in
+//!   docs/authentication.md.
 
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
@@ -54,7 +62,20 @@ pub struct Policy {
     algorithms: Vec<Algorithm>,
     skew_secs: u64,
     access_tokens: bool,
+    rules: ClaimRules,
 }
+
+/// Whose rules the registered claims are checked by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimRules {
+    /// gatehouse's: the module's Security section.
+    Gatehouse,
+    /// The kube-apiserver's JWT authenticator's ([`Policy::kubernetes`]).
+    Kubernetes,
+}
+
+/// The leeway go-oidc v2 gives `nbf` (the kube-apiserver's JWT authenticators use it).
+pub const KUBERNETES_NBF_LEEWAY_SECS: i64 = 60;
 
 /// Algorithms that use a public key; the only ones a [`Policy`] keeps.
 pub fn is_asymmetric(alg: Algorithm) -> bool {
@@ -81,6 +102,21 @@ impl Policy {
                 .collect(),
             skew_secs: skew_secs.min(MAX_SKEW_SECS),
             access_tokens: false,
+            rules: ClaimRules::Gatehouse,
+        }
+    }
+
+    /// The policy of one `jwt` issuer of a kube-apiserver `AuthenticationConfiguration`: its
+    /// URL, its audiences (any one must be in `aud`), and the kube-apiserver's rules for the
+    /// registered claims (see the module's Security section).
+    pub fn kubernetes(
+        issuer: impl Into<String>,
+        audiences: Vec<String>,
+        algorithms: Vec<Algorithm>,
+    ) -> Self {
+        Self {
+            rules: ClaimRules::Kubernetes,
+            ..Self::new(issuer, audiences, Vec::new(), algorithms, 0)
         }
     }
 
@@ -492,6 +528,9 @@ pub fn check_claims(
     if !audiences.iter().any(|a| policy.audiences.contains(a)) {
         return Err(VerifyError::WrongAudience { found: audiences });
     }
+    if policy.rules == ClaimRules::Kubernetes {
+        return check_kubernetes_claims(claims, issuer, audiences, now);
+    }
     let authorized_party = match claims.get("azp") {
         None | Some(Value::Null) => None,
         Some(Value::String(azp)) => {
@@ -528,6 +567,43 @@ pub fn check_claims(
         return Err(VerifyError::IssuedInFuture { iat });
     }
     let subject = string_claim(&claims, "sub")?;
+    Ok(Verified {
+        issuer,
+        subject,
+        audiences,
+        authorized_party,
+        expires_at: exp,
+        claims,
+    })
+}
+
+/// The rest of [`check_claims`] by the kube-apiserver's rules: go-oidc v2's `Verify` (exp
+/// without leeway, nbf with a minute, iat and azp unchecked, sub optional but a string).
+fn check_kubernetes_claims(
+    claims: Map<String, Value>,
+    issuer: String,
+    audiences: Vec<String>,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let subject = match claims.get("sub") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(VerifyError::MissingClaim("sub")),
+    };
+    let authorized_party = claims.get("azp").and_then(Value::as_str).map(str::to_owned);
+    // go-oidc: a missing exp is the zero time, before any now; an exp in the current second
+    // is before the kube-apiserver's clock, which has nanoseconds.
+    let exp = int_claim(&claims, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+    if exp <= now {
+        return Err(VerifyError::Expired { exp });
+    }
+    if let Some(nbf) = int_claim(&claims, "nbf")?
+        && now.saturating_add(KUBERNETES_NBF_LEEWAY_SECS) < nbf
+    {
+        return Err(VerifyError::NotYetValid { nbf });
+    }
+    // iat is not compared with the clock, but must be a number (go-oidc decodes it).
+    int_claim(&claims, "iat")?;
     Ok(Verified {
         issuer,
         subject,
