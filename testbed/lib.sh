@@ -27,12 +27,15 @@ KUBE_APISERVER_PORT=6443
 DEX_PORT=5556
 KEYCLOAK_PORT=8543
 NODE_OIDC_PORT=8643
+# The conformance test's static issuers (testbed/static-issuers, testbed/conformance).
+STATIC_ISSUERS_PORT=8743
 # kwok serves the kubelet API of the fake node kwok-node-0 (the kube-apiserver connects to it).
 KWOK_KUBELET_PORT=10250
 DEX_ISSUER="https://127.0.0.1:$DEX_PORT/dex"
 KUBE_APISERVER_URL="https://127.0.0.1:$KUBE_APISERVER_PORT"
 KEYCLOAK_URL="https://127.0.0.1:$KEYCLOAK_PORT"
 NODE_OIDC_ISSUER="https://127.0.0.1:$NODE_OIDC_PORT"
+STATIC_ISSUERS_URL="https://127.0.0.1:$STATIC_ISSUERS_PORT"
 # Optional components (default on): TESTBED_WITHOUT_KEYCLOAK=1 skips Keycloak (fetch, build, start).
 with_keycloak() { [[ "${TESTBED_WITHOUT_KEYCLOAK:-0}" != 1 ]]; }
 
