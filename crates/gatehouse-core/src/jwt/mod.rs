@@ -406,9 +406,7 @@ pub fn check_type(typ: Option<&str>, access_tokens: bool) -> Result<(), VerifyEr
     match bare {
         "jwt" => Ok(()),
         "at+jwt" if access_tokens => Ok(()),
-        _ => Err(VerifyError::WrongType {
-            found: cut(typ),
-        }),
+        _ => Err(VerifyError::WrongType { found: cut(typ) }),
     }
 }
 

@@ -855,4 +855,3 @@ fn the_payload_is_read_as_jsonwebtoken_reads_it() {
         }
     }
 }
-
