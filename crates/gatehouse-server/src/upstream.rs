@@ -802,15 +802,8 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(up.pool_metrics().refused.get(), 1);
         assert_eq!(up.pool_metrics().connections.get(), 2);
-        // The proxy's answer: 429 with Retry-After, as a Kubernetes Status.
-        let Err(SendError::PoolFull(full)) = refused else {
-            unreachable!()
-        };
-        let answer = axum::response::IntoResponse::into_response(
-            crate::status::ApiError::UpstreamBusy(full),
-        );
-        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(answer.headers()[http::header::RETRY_AFTER], "1");
+        // The proxy answers it 429 with Retry-After
+        // (`status::tests::a_full_upstream_pool_is_429_with_retry_after_and_says_what_to_do`).
         // Once a watch closes, requests go through again, on the connections there are.
         drop(open.pop());
         assert_eq!(ok_body(send(&up, "/version").await).await, "ok");
