@@ -19,7 +19,7 @@ use crate::health::CheckResult;
 use crate::metrics::Metrics;
 use crate::oidc::{FetchError, OidcVerifier};
 use crate::serviceaccounts::ServiceAccountIndex;
-use crate::upstream::{Upstream, UpstreamError, load_kube_config};
+use crate::upstream::{PoolLimits, Upstream, UpstreamError, load_kube_config};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ impl App {
     /// everything is wired; readiness follows later.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         let kube_config = load_kube_config(&config.kubernetes).await?;
-        let upstream = Upstream::new(&kube_config)?;
+        let upstream = Upstream::new(&kube_config, PoolLimits::from(&config.kubernetes))?;
         let client = kube::Client::try_from(kube_config)?;
         let oidc = match &config.oidc {
             Some(o) => Some(Arc::new(OidcVerifier::new(o.clone())?)),
@@ -149,9 +149,10 @@ impl App {
             index,
             upstream,
             client,
-            metrics,
+            mut metrics,
             clock,
         } = parts;
+        metrics.register_pool(upstream.pool_metrics());
         let admin = match &config.admin {
             Some(a) => {
                 let mut tokens = AdminTokens::new(

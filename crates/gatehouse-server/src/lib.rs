@@ -15,7 +15,7 @@
 //!    of every API error; imports [`plan`]), [`plan`] (pure).
 //! 8. The parts the state is built from: [`authn`] (imports [`oidc`]), [`health`] (imports
 //!    [`upstream`]), [`access`], [`oidc`], [`serviceaccounts`], [`upstream`], [`login_guard`],
-//!    [`metrics`]; and [`serve`] (the listener, given the router by the binary).
+//!    [`metrics`] (imports [`upstream`], whose pool metrics it registers); and [`serve`] (the listener, given the router by the binary).
 //! 9. [`browser_session`] (the session and its cookie; imports [`config`] and [`session`]).
 //! 10. [`config`] (imports only [`clock`]).
 //! 11. Leaves, importing no module of this crate: [`session`], [`credentials`], [`clock`],

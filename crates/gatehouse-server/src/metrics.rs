@@ -158,6 +158,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers the privileged HTTP/2 pool's metrics ([`crate::upstream::PoolMetrics`]),
+    /// which the pool owns: `gatehouse_upstream_h2_connections` and
+    /// `gatehouse_upstream_pool_refused_total`. [`crate::app::App::from_parts`] calls it.
+    pub fn register_pool(&mut self, pool: &crate::upstream::PoolMetrics) {
+        self.registry.register(
+            "upstream_h2_connections",
+            "HTTP/2 connections to the kube-apiserver with gatehouse's own credentials that carry at least one request (at most kubernetes.maxConnections)",
+            pool.connections.clone(),
+        );
+        self.registry.register(
+            "upstream_pool_refused",
+            "Mapped and admin requests refused with 429 because every HTTP/2 connection to the kube-apiserver was full at kubernetes.maxConnections",
+            pool.refused.clone(),
+        );
+    }
+
     /// Counts a refusal of the authentication layer (`reason` from a fixed set).
     pub fn refused(&self, reason: &'static str) {
         self.authentication_refusals
@@ -206,6 +222,25 @@ mod tests {
         );
         assert!(
             text.contains("gatehouse_authentication_refusals_total{reason=\"token_in_query\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_upstream_pool_metrics_are_exported_once_registered() {
+        let mut m = Metrics::default();
+        let pool = crate::upstream::PoolMetrics::default();
+        m.register_pool(&pool);
+        pool.connections.inc();
+        pool.refused.inc();
+        pool.refused.inc();
+        let text = m.encode();
+        assert!(
+            text.contains("gatehouse_upstream_h2_connections 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatehouse_upstream_pool_refused_total 2"),
             "{text}"
         );
     }

@@ -54,7 +54,7 @@ use crate::credentials::{connection_tokens, strip_websocket_bearer};
 use crate::metrics::{Held, HeldBody, RequestLabels, code_class};
 use crate::plan::{self, Mapping, Plan, Settings};
 use crate::status::ApiError;
-use crate::upstream::Identity;
+use crate::upstream::{Identity, SendError};
 
 /// The proxy handler.
 pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -159,9 +159,12 @@ async fn handle(app: &App, mut req: Request) -> Result<(&'static str, Response),
         .upstream
         .send(identity, upgrade, out)
         .await
-        .map_err(|source| ApiError::UpstreamUnavailable {
-            base: app.upstream.base().to_string(),
-            source,
+        .map_err(|e| match e {
+            SendError::PoolFull(full) => ApiError::UpstreamBusy(full),
+            SendError::Unavailable(source) => ApiError::UpstreamUnavailable {
+                base: app.upstream.base().to_string(),
+                source,
+            },
         })?;
     app.metrics
         .upstream_seconds

@@ -17,6 +17,7 @@ use crate::access::ReviewFailed;
 use crate::authn::Refusal;
 use crate::login_guard::SignInError;
 use crate::plan::{Denial, PlanError};
+use crate::upstream::PoolFull;
 
 /// An error answered to the client.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,10 @@ pub enum ApiError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// Every privileged HTTP/2 connection to the kube-apiserver is full at
+    /// `kubernetes.maxConnections` (429, with `Retry-After`): refused rather than queued.
+    #[error(transparent)]
+    UpstreamBusy(PoolFull),
     /// A bug or an unexpected failure (500). The message never holds a secret.
     #[error("{0}")]
     Internal(String),
@@ -123,6 +128,7 @@ impl ApiError {
                 SignInError::Issue(_) => INTERNAL,
             },
             ApiError::UpstreamUnavailable { .. } => UNAVAILABLE,
+            ApiError::UpstreamBusy(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -140,6 +146,10 @@ impl ApiError {
             // that carries Retry-After (up to 10 times), so kubectl rides out a restart of the
             // kube-apiserver or a connection it closed (GOAWAY) instead of failing at once.
             ApiError::UpstreamUnavailable { .. } => Some(1),
+            // As the kube-apiserver's own 429 (max-in-flight, API Priority and Fairness):
+            // client-go retries a 429 that carries Retry-After, so a request that came while
+            // the pool was full goes through once a stream ends, or fails with this message.
+            ApiError::UpstreamBusy(_) => Some(1),
             _ => None,
         }
     }
@@ -274,6 +284,34 @@ mod tests {
         assert_eq!(sign_in(SignInError::WrongPassword), 401);
         let busy = ApiError::SignIn(SignInError::Throttled(crate::login_guard::Throttled::Busy));
         assert_eq!((busy.status().as_u16(), busy.retry_after()), (429, Some(1)));
+    }
+
+    #[tokio::test]
+    async fn a_full_upstream_pool_is_429_with_retry_after_and_says_what_to_do() {
+        let full = PoolFull {
+            connections: 100,
+            streams_per_connection: 100,
+        };
+        let resp = ApiError::UpstreamBusy(full).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["kind"], "Status");
+        assert_eq!(v["reason"], "TooManyRequests");
+        assert_eq!(v["code"], 429);
+        assert_eq!(v["details"]["retryAfterSeconds"], 1);
+        let m = v["message"].as_str().unwrap();
+        for part in [
+            "100 HTTP/2 connections to the kube-apiserver",
+            "kubernetes.maxConnections",
+            "100 concurrent requests (kubernetes.maxStreamsPerConnection)",
+            "rather than queue this request",
+            "close watches",
+            "ask the platform team to raise kubernetes.maxConnections",
+        ] {
+            assert!(m.contains(part), "{part:?} not in {m}");
+        }
     }
 
     #[tokio::test]

@@ -19,17 +19,51 @@
 //! connection) and an HTTP/1.1 pool for upgrade requests (exec, attach, port-forward, WebSocket
 //! watch), which cannot run over HTTP/2.
 //!
-//! # HTTP/2: a new connection when one is full
-//! The kube-apiserver allows [`STREAMS_PER_CONNECTION`] concurrent streams per HTTP/2
-//! connection by default (`--http2-max-streams-per-connection`), and every mapped user's
-//! requests share gatehouse's privileged connections. hyper's pool keeps one HTTP/2 connection
-//! per server and queues a request for which that connection has no free stream until one ends:
-//! with a hundred watches open (each a stream for as long as it runs), every further mapped
-//! request, watch or not, waited behind them. client-go opens another connection then, and so
-//! does [`H2Pool`]: each of its connections (a hyper client of its own) carries at most
-//! [`STREAMS_PER_CONNECTION`] requests at once, counted from sending until the response body
-//! ends or is dropped ([`UpstreamBody`]), and a request for which every connection is full gets
-//! a new one. Idle connections close after the pool's idle timeout as before.
+//! # HTTP/2: a new connection when one is full, up to a cap
+//! The kube-apiserver allows a number of concurrent streams per HTTP/2 connection
+//! (`--http2-max-streams-per-connection`, 100 by default since the fixes for CVE-2023-44487;
+//! 250 before; aggregated API servers default to 1000), and every mapped user's requests share
+//! gatehouse's privileged connections. hyper's pool keeps one HTTP/2 connection per server and
+//! queues a request for which that connection has no free stream until one ends: with a
+//! hundred watches open (each a stream for as long as it runs), every further mapped request,
+//! watch or not, waited behind them. client-go opens another connection then, and so does
+//! [`H2Pool`]: each of its connections (a hyper client of its own) carries at most
+//! [`PoolLimits::streams_per_connection`] requests at once (`kubernetes.maxStreamsPerConnection`,
+//! default 100), counted from sending until the response body ends or is dropped
+//! ([`UpstreamBody`]), and a request for which every connection is full gets a new one.
+//!
+//! That limit must not exceed what the server announces in `SETTINGS_MAX_CONCURRENT_STREAMS`:
+//! gatehouse cannot see the announced value through hyper, and a request sent on a connection
+//! the server considers full is parked by hyper until a stream ends, which for watches is
+//! never (`a_limit_above_the_servers_parks_the_request_past_it`). Set it to the server's limit
+//! when it is lower than 100: an HTTP/2 front before the kube-apiserver (HAProxy, Envoy, a cloud
+//! load balancer) may announce its own.
+//!
+//! There are at most [`PoolLimits::connections`] such connections (`kubernetes.maxConnections`,
+//! default 100, so 10,000 concurrent mapped requests): without a cap one mapped identity opening
+//! 100,000 watches made 1,000 TLS connections to the kube-apiserver under gatehouse's
+//! certificate. A request for which all of them are full is refused at once with
+//! [`PoolFull`], which the proxy answers 429 with `Retry-After: 1` (client-go retries it);
+//! queueing it would bring back the hang above. The cap is shared by every mapped user and the
+//! admin: one identity holding every stream makes the others' requests wait for 429 retries
+//! too (the kube-apiserver's own limits per user, API Priority and Fairness, apply behind
+//! gatehouse, not to how many streams gatehouse opens). `gatehouse_upstream_h2_connections`
+//! counts the connections carrying requests, `gatehouse_upstream_pool_refused_total` the
+//! refusals. Connections that carry nothing close after the pool's idle timeout as before and
+//! are reopened when needed. (A server that does not offer HTTP/2 in ALPN gets HTTP/1.1, one
+//! connection per request, still at most `maxConnections × maxStreamsPerConnection` at once.)
+//!
+//! # HTTP/2 flow control: one stalled reader pins only its own stream
+//! Each stream may receive [`STREAM_WINDOW`] (2 MiB, hyper's default) before gatehouse reads
+//! it, and each connection `maxStreamsPerConnection × STREAM_WINDOW` (at most HTTP/2's largest
+//! window, 2 GiB - 1). hyper's default connection window, 5 MiB, is shared by every stream of
+//! the connection: a few readers that stall (a suspended `kubectl logs -f`, a client that stops
+//! reading a watch) pinned it, and every other mapped user's streams on that connection froze
+//! (`stalled_readers_never_freeze_other_streams_on_their_connection`). Now a stalled stream pins
+//! only its own window. The cost is memory: what gatehouse may hold unread is one stream
+//! window per stalled stream, at most `maxStreamsPerConnection × 2 MiB` per connection (200 MiB
+//! at the defaults) and `maxConnections` times that in all, reached only if every stream
+//! stalls with a full window.
 //!
 //! # Security: fall-through never shares an HTTP/2 connection between users
 //! The anonymous identity uses HTTP/1.1 only (a pooled keep-alive connection carries one
@@ -63,10 +97,81 @@ use tokio::sync::RwLock;
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Concurrent requests gatehouse sends over one HTTP/2 connection to the kube-apiserver: the
-/// kube-apiserver's default limit of streams per connection (`--http2-max-streams-per-connection`
-/// 0 means 100 since Kubernetes 1.29; only aggregated API servers default to 1000).
-pub const STREAMS_PER_CONNECTION: usize = 100;
+/// How much one HTTP/2 stream from the kube-apiserver may receive before gatehouse reads it
+/// (hyper's default); each connection's window is this times the streams it carries (see the
+/// module's "HTTP/2 flow control").
+pub const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// HTTP/2's largest flow-control window (RFC 9113 §6.9.1).
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+
+/// How many privileged HTTP/2 connections, of how many concurrent requests each, gatehouse
+/// opens at most (see the module's "HTTP/2: a new connection when one is full, up to a cap").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// `kubernetes.maxStreamsPerConnection` (at least 1).
+    pub streams_per_connection: usize,
+    /// `kubernetes.maxConnections` (at least 1).
+    pub connections: usize,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self::from(&crate::config::KubernetesConfig::default())
+    }
+}
+
+impl From<&crate::config::KubernetesConfig> for PoolLimits {
+    fn from(k: &crate::config::KubernetesConfig) -> Self {
+        Self {
+            streams_per_connection: k.max_streams_per_connection.max(1),
+            connections: k.max_connections.max(1),
+        }
+    }
+}
+
+impl PoolLimits {
+    /// The connection-level window: one [`STREAM_WINDOW`] per stream the connection carries,
+    /// at most HTTP/2's largest window.
+    fn connection_window(self) -> u32 {
+        let streams = u32::try_from(self.streams_per_connection).unwrap_or(u32::MAX);
+        streams.saturating_mul(STREAM_WINDOW).min(MAX_WINDOW)
+    }
+}
+
+/// Every privileged HTTP/2 connection carries its limit of requests and there are
+/// `kubernetes.maxConnections` of them: the request is refused rather than queued (the proxy
+/// answers 429 with `Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "gatehouse has {connections} HTTP/2 connections to the kube-apiserver for mapped users (kubernetes.maxConnections), and each is carrying its limit of {streams_per_connection} concurrent requests (kubernetes.maxStreamsPerConnection), most likely long-running watches and log streams; rather than queue this request behind them, gatehouse refused it. Try again shortly, close watches and `logs -f` you no longer need, or ask the platform team to raise kubernetes.maxConnections"
+)]
+pub struct PoolFull {
+    /// Connections open (the cap).
+    pub connections: usize,
+    /// Requests each carries.
+    pub streams_per_connection: usize,
+}
+
+/// A request could not be sent to the kube-apiserver.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The privileged HTTP/2 pool is full ([`PoolFull`]); nothing was sent.
+    #[error(transparent)]
+    PoolFull(PoolFull),
+    /// The kube-apiserver could not be reached, or the connection failed.
+    #[error(transparent)]
+    Unavailable(#[from] hyper_util::client::legacy::Error),
+}
+
+/// The privileged HTTP/2 pool's metrics, registered by [`crate::metrics::Metrics::register_pool`].
+#[derive(Debug, Clone, Default)]
+pub struct PoolMetrics {
+    /// Connections carrying at least one request.
+    pub connections: prometheus_client::metrics::gauge::Gauge,
+    /// Requests refused because every connection was full at the cap.
+    pub refused: prometheus_client::metrics::counter::Counter,
+}
 
 /// Which identity a request is sent with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +219,9 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Builds the pools from a kube client configuration.
-    pub fn new(config: &kube::Config) -> Result<Self, UpstreamError> {
+    /// Builds the pools from a kube client configuration, the privileged HTTP/2 pool within
+    /// `limits`.
+    pub fn new(config: &kube::Config, limits: PoolLimits) -> Result<Self, UpstreamError> {
         let auth = &config.auth_info;
         if auth.exec.is_some() || auth.auth_provider.is_some() {
             return Err(UpstreamError::Unsupported(
@@ -140,9 +246,9 @@ impl Upstream {
         };
         Ok(Self {
             base: config.cluster_url.clone(),
-            privileged_h2: H2Pool::new(privileged_tls.clone(), STREAMS_PER_CONNECTION),
-            privileged_h1: client(privileged_tls, false),
-            anonymous_h1: client(anonymous_tls, false),
+            privileged_h2: H2Pool::new(privileged_tls.clone(), limits),
+            privileged_h1: client(privileged_tls, None),
+            anonymous_h1: client(anonymous_tls, None),
             token,
         })
     }
@@ -161,27 +267,29 @@ impl Upstream {
     }
 
     /// Sends a request. Privileged requests may use HTTP/2 (upgrades go over HTTP/1.1);
-    /// anonymous (fall-through) requests always use HTTP/1.1 (see the module's Security).
+    /// anonymous (fall-through) requests always use HTTP/1.1 (see the module's Security). A
+    /// privileged HTTP/2 request is refused with [`SendError::PoolFull`] when every connection
+    /// of the pool is full at the cap.
     pub async fn send(
         &self,
         identity: Identity,
         upgrade: bool,
         mut req: Request<Body>,
-    ) -> Result<Response<UpstreamBody>, hyper_util::client::legacy::Error> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let (client, slot) = match (identity, upgrade) {
+            (Identity::Privileged, false) => {
+                let (client, slot) = self.privileged_h2.acquire().map_err(SendError::PoolFull)?;
+                (client, Some(slot))
+            }
+            (Identity::Privileged, true) => (self.privileged_h1.clone(), None),
+            (Identity::Anonymous, _) => (self.anonymous_h1.clone(), None),
+        };
         if identity == Identity::Privileged
             && let Some(token) = &self.token
             && let Some(value) = token.header().await
         {
             req.headers_mut().insert(http::header::AUTHORIZATION, value);
         }
-        let (client, slot) = match (identity, upgrade) {
-            (Identity::Privileged, false) => {
-                let (client, slot) = self.privileged_h2.acquire();
-                (client, Some(slot))
-            }
-            (Identity::Privileged, true) => (self.privileged_h1.clone(), None),
-            (Identity::Anonymous, _) => (self.anonymous_h1.clone(), None),
-        };
         let resp = client.request(req).await?;
         Ok(resp.map(|inner| UpstreamBody { inner, slot }))
     }
@@ -191,54 +299,109 @@ impl Upstream {
     pub fn h2_connections_for_tests(&self) -> usize {
         self.privileged_h2.connections()
     }
+
+    /// The privileged HTTP/2 pool's metrics ([`crate::metrics::Metrics::register_pool`]).
+    pub fn pool_metrics(&self) -> &PoolMetrics {
+        &self.privileged_h2.metrics
+    }
 }
 
-/// The privileged HTTP/2 pool: connections of at most `per_connection` concurrent requests
-/// each, a new one when all are full (see the module's "HTTP/2: a new connection when one is
-/// full").
+/// The privileged HTTP/2 pool: at most `limits.connections` connections of at most
+/// `limits.streams_per_connection` concurrent requests each, a new one when all are full (see
+/// the module's "HTTP/2: a new connection when one is full, up to a cap").
 struct H2Pool {
     tls: rustls::ClientConfig,
-    per_connection: usize,
-    /// One hyper client per connection, with the number of requests it carries.
-    connections: Mutex<Vec<(HttpsClient, Arc<AtomicUsize>)>>,
+    limits: PoolLimits,
+    /// One hyper client per connection, with the number of requests it carries. Never more
+    /// than `limits.connections`; an entry carrying nothing stays, its connection closed by
+    /// hyper when idle, and is reused first.
+    connections: Mutex<Vec<(HttpsClient, Arc<InFlight>)>>,
+    metrics: PoolMetrics,
+    /// When the pool last logged that it is full ([`H2Pool::warn_full`]).
+    warned: Mutex<Option<Instant>>,
+}
+
+/// The requests one connection of [`H2Pool`] carries.
+#[derive(Debug)]
+struct InFlight {
+    count: AtomicUsize,
+    /// [`PoolMetrics::connections`]: one while `count` is above zero.
+    busy: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl H2Pool {
-    fn new(tls: rustls::ClientConfig, per_connection: usize) -> Self {
+    fn new(tls: rustls::ClientConfig, limits: PoolLimits) -> Self {
         Self {
             tls,
-            per_connection: per_connection.max(1),
+            limits: PoolLimits {
+                streams_per_connection: limits.streams_per_connection.max(1),
+                connections: limits.connections.max(1),
+            },
             connections: Mutex::new(Vec::new()),
+            metrics: PoolMetrics::default(),
+            warned: Mutex::new(None),
         }
     }
 
-    /// The first connection with a free stream (a new one if none has), and the stream.
-    fn acquire(&self) -> (HttpsClient, StreamSlot) {
+    /// The first connection with a free stream (a new one if none has and the cap allows),
+    /// and the stream; [`PoolFull`] when every connection is full at the cap.
+    fn acquire(&self) -> Result<(HttpsClient, StreamSlot), PoolFull> {
         let mut connections = match self.connections.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let per_connection = self.limits.streams_per_connection;
         let free = connections
             .iter()
-            .find(|(_, n)| n.load(Ordering::Acquire) < self.per_connection);
-        let (client, count) = match free {
-            Some((client, count)) => (client.clone(), Arc::clone(count)),
-            None => {
-                let client = client(self.tls.clone(), true);
-                let count = Arc::new(AtomicUsize::new(0));
-                connections.push((client.clone(), Arc::clone(&count)));
+            .find(|(_, n)| n.count.load(Ordering::Acquire) < per_connection);
+        let (client, in_flight) = match free {
+            Some((client, in_flight)) => (client.clone(), Arc::clone(in_flight)),
+            None if connections.len() < self.limits.connections => {
+                let client = client(self.tls.clone(), Some(self.limits));
+                let in_flight = Arc::new(InFlight {
+                    count: AtomicUsize::new(0),
+                    busy: self.metrics.connections.clone(),
+                });
+                connections.push((client.clone(), Arc::clone(&in_flight)));
                 if connections.len() > 1 {
                     tracing::debug!(
                         connections = connections.len(),
                         "every HTTP/2 connection to the kube-apiserver is full; one more"
                     );
                 }
-                (client, count)
+                (client, in_flight)
+            }
+            None => {
+                self.metrics.refused.inc();
+                self.warn_full(connections.len());
+                return Err(PoolFull {
+                    connections: connections.len(),
+                    streams_per_connection: per_connection,
+                });
             }
         };
         // Counted under the lock, so two requests never take the same last stream.
-        count.fetch_add(1, Ordering::AcqRel);
-        (client, StreamSlot(count))
+        if in_flight.count.fetch_add(1, Ordering::AcqRel) == 0 {
+            in_flight.busy.inc();
+        }
+        Ok((client, StreamSlot(in_flight)))
+    }
+
+    /// Logs that the pool is full at the cap, at most once a minute (every refusal is counted
+    /// in [`PoolMetrics::refused`]; a retry storm must not flood the log).
+    fn warn_full(&self, connections: usize) {
+        let mut warned = match self.warned.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                connections,
+                streams_per_connection = self.limits.streams_per_connection,
+                "every HTTP/2 connection to the kube-apiserver is full at kubernetes.maxConnections: mapped requests are refused with 429 (counted in gatehouse_upstream_pool_refused_total); raise kubernetes.maxConnections if this is normal load"
+            );
+        }
     }
 
     fn connections(&self) -> usize {
@@ -247,15 +410,30 @@ impl H2Pool {
             Err(poisoned) => poisoned.into_inner().len(),
         }
     }
+
+    /// The requests each connection carries (tests).
+    #[cfg(test)]
+    fn in_flight(&self) -> Vec<usize> {
+        let connections = match self.connections.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        connections
+            .iter()
+            .map(|(_, n)| n.count.load(Ordering::Acquire))
+            .collect()
+    }
 }
 
 /// A request's place on an HTTP/2 connection of [`H2Pool`], given back when dropped.
 #[derive(Debug)]
-struct StreamSlot(Arc<AtomicUsize>);
+struct StreamSlot(Arc<InFlight>);
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.busy.dec();
+        }
     }
 }
 
@@ -291,7 +469,10 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-fn client(tls: rustls::ClientConfig, http2: bool) -> HttpsClient {
+/// A hyper client; with `http2` (the privileged HTTP/2 pool's limits) it offers HTTP/2 too,
+/// with a connection window of one stream window per stream (see the module's "HTTP/2 flow
+/// control").
+fn client(tls: rustls::ClientConfig, http2: Option<PoolLimits>) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -301,17 +482,23 @@ fn client(tls: rustls::ClientConfig, http2: bool) -> HttpsClient {
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    let connector = if http2 {
+    let connector = if http2.is_some() {
         builder.enable_http1().enable_http2().wrap_connector(http)
     } else {
         builder.enable_http1().wrap_connector(http)
     };
-    Client::builder(TokioExecutor::new())
+    let mut client = Client::builder(TokioExecutor::new());
+    client
         .pool_idle_timeout(Duration::from_secs(90))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_while_idle(true)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
+        .timer(hyper_util::rt::TokioTimer::new());
+    if let Some(limits) = http2 {
+        client
+            .http2_initial_stream_window_size(STREAM_WINDOW)
+            .http2_initial_connection_window_size(limits.connection_window());
+    }
+    client.build(connector)
 }
 
 /// gatehouse's own bearer token: fixed, or read from a file that the kubelet rotates.
@@ -404,7 +591,8 @@ mod tests {
     >;
 
     /// An HTTP/2-only TLS server allowing `streams` concurrent streams per connection, as the
-    /// kube-apiserver does: `/watch` answers 200 at once and never ends its body, anything
+    /// kube-apiserver does: `/watch` answers 200 at once and never ends its body, `/flood`
+    /// answers 200 and sends 64 KiB chunks for ever (as fast as flow control lets it), anything
     /// else answers `ok`. Returns its port and the number of connections it accepted.
     async fn h2_server(streams: u32) -> (u16, Arc<AtomicUsize>) {
         let certs = vec![CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap()];
@@ -431,12 +619,14 @@ mod tests {
                 tokio::spawn(async move {
                     let tls = acceptor.accept(tcp).await.unwrap();
                     let service = service_fn(|req: Request<Incoming>| async move {
-                        let frames: Frames = if req.uri().path() == "/watch" {
-                            Box::pin(futures::stream::pending())
-                        } else {
-                            Box::pin(futures::stream::once(async {
+                        let frames: Frames = match req.uri().path() {
+                            "/watch" => Box::pin(futures::stream::pending()),
+                            "/flood" => Box::pin(futures::stream::repeat_with(|| {
+                                Ok(http_body::Frame::data(Bytes::from(vec![b'x'; 64 * 1024])))
+                            })),
+                            _ => Box::pin(futures::stream::once(async {
                                 Ok(http_body::Frame::data(Bytes::from_static(b"ok")))
-                            }))
+                            })),
                         };
                         Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
                     });
@@ -450,75 +640,233 @@ mod tests {
         (port, accepted)
     }
 
-    fn upstream(port: u16) -> Upstream {
+    fn upstream(port: u16, streams_per_connection: usize, connections: usize) -> Upstream {
         let mut kc = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
         kc.root_cert = Some(vec![
             CertificateDer::from_pem_slice(CERT.as_bytes())
                 .unwrap()
                 .to_vec(),
         ]);
-        Upstream::new(&kc).unwrap()
+        let limits = PoolLimits {
+            streams_per_connection,
+            connections,
+        };
+        Upstream::new(&kc, limits).unwrap()
     }
 
-    async fn send(up: &Upstream, path: &str) -> Response<UpstreamBody> {
+    /// Sends a privileged GET; panics when it is not answered within `within`.
+    async fn try_send(
+        up: &Upstream,
+        path: &str,
+        within: Duration,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let req = Request::get(up.uri_for(path).unwrap())
             .body(Body::empty())
             .unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            up.send(Identity::Privileged, false, req),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{path}: no answer within 5 s (queued behind full streams?)"))
-        .unwrap()
+        tokio::time::timeout(within, up.send(Identity::Privileged, false, req))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{path}: no answer within {within:?} (queued behind full streams?)")
+            })
     }
+
+    async fn send(up: &Upstream, path: &str) -> Response<UpstreamBody> {
+        try_send(up, path, Duration::from_secs(5)).await.unwrap()
+    }
+
+    /// Reads a short answer's body, within 5 s.
+    async fn ok_body(resp: Response<UpstreamBody>) -> Bytes {
+        tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+            .await
+            .expect("the body did not arrive within 5 s (flow control exhausted?)")
+            .unwrap()
+            .to_bytes()
+    }
+
+    /// `n` open watches.
+    async fn watches(up: &Upstream, n: usize) -> Vec<Response<UpstreamBody>> {
+        let mut open = Vec::new();
+        for _ in 0..n {
+            let resp = send(up, "/watch").await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            open.push(resp);
+        }
+        open
+    }
+
+    const DEFAULT_STREAMS: usize = crate::config::DEFAULT_MAX_STREAMS_PER_CONNECTION;
 
     #[tokio::test]
     async fn more_open_watches_than_one_connections_streams_get_another_connection() {
-        let (port, accepted) = h2_server(STREAMS_PER_CONNECTION as u32).await;
-        let up = upstream(port);
-        let mut watches = Vec::new();
-        for _ in 0..=STREAMS_PER_CONNECTION {
-            let resp = send(&up, "/watch").await;
-            assert_eq!(resp.status(), StatusCode::OK);
-            watches.push(resp);
-        }
+        let (port, accepted) = h2_server(DEFAULT_STREAMS as u32).await;
+        let up = upstream(port, DEFAULT_STREAMS, 100);
+        let mut open = watches(&up, DEFAULT_STREAMS + 1).await;
         // One stream more than a connection allows are open: a short request still goes through.
-        let ok = send(&up, "/version").await;
-        assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(ok_body(send(&up, "/version").await).await, "ok");
         assert_eq!(up.h2_connections_for_tests(), 2);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(up.pool_metrics().connections.get(), 2);
 
         // Closed watches give their streams back: later requests reuse the connections.
-        watches.clear();
-        for _ in 0..2 * STREAMS_PER_CONNECTION {
-            let ok = send(&up, "/version").await;
-            assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), "ok");
+        open.clear();
+        assert_eq!(up.privileged_h2.in_flight(), [0, 0]);
+        assert_eq!(up.pool_metrics().connections.get(), 0);
+        for _ in 0..2 * DEFAULT_STREAMS {
+            assert_eq!(ok_body(send(&up, "/version").await).await, "ok");
         }
+        // As many watches as before again: the two connections carry them, no third is opened
+        // (a stream not given back when its watch closed would need one).
+        let _again = watches(&up, DEFAULT_STREAMS + 1).await;
+        assert_eq!(up.privileged_h2.in_flight(), [DEFAULT_STREAMS, 1]);
         assert_eq!(up.h2_connections_for_tests(), 2);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
-    #[test]
-    fn a_stream_is_given_back_when_its_body_is_dropped() {
-        let pool = H2Pool::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-            2,
-        );
-        let a = pool.acquire();
-        let b = pool.acquire();
-        assert_eq!(pool.connections(), 1);
-        let c = pool.acquire();
+    #[tokio::test]
+    async fn a_stream_is_given_back_when_its_body_is_dropped_or_ends() {
+        let (port, accepted) = h2_server(DEFAULT_STREAMS as u32).await;
+        let up = upstream(port, 2, 100);
+        let pool = &up.privileged_h2;
+        let mut open = watches(&up, 3).await;
+        assert_eq!(pool.in_flight(), [2, 1]);
+        // The response body alone, dropped unread (the client went away).
+        let body: UpstreamBody = open.remove(0).into_body();
+        assert_eq!(pool.in_flight(), [2, 1], "the body still holds its stream");
+        drop(body);
+        assert_eq!(pool.in_flight(), [1, 1]);
+        // The whole response.
+        drop(open.remove(0));
+        assert_eq!(pool.in_flight(), [0, 1]);
+        // A body read to its end gives its stream back before it is dropped.
+        let resp = send(&up, "/version").await;
+        assert_eq!(pool.in_flight(), [1, 1]);
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.unwrap();
+        }
+        assert_eq!(pool.in_flight(), [0, 1]);
+        drop(body);
+        // The freed streams are reused.
+        let _more = watches(&up, 3).await;
+        assert_eq!(pool.in_flight(), [2, 2]);
         assert_eq!(pool.connections(), 2);
-        drop(a);
-        let _d = pool.acquire();
-        assert_eq!(pool.connections(), 2, "the freed stream is reused");
-        drop((b, c));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_server_allowing_fewer_streams_works_with_the_limit_set_to_its_own() {
+        // An HTTP/2 front (HAProxy, a load balancer) announcing 50 streams per connection.
+        let (port, accepted) = h2_server(50).await;
+        let up = upstream(port, 50, 100);
+        let _open = watches(&up, 51).await;
+        assert_eq!(ok_body(send(&up, "/version").await).await, "ok");
+        assert_eq!(up.h2_connections_for_tests(), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_limit_above_the_servers_parks_the_request_past_it() {
+        // Why kubernetes.maxStreamsPerConnection must not exceed the server's limit: hyper
+        // parks the request on the full connection, and with watches open it waits for ever.
+        let (port, _) = h2_server(50).await;
+        let up = upstream(port, 100, 100);
+        let _open = watches(&up, 50).await;
+        let req = Request::get(up.uri_for("/version").unwrap())
+            .body(Body::empty())
+            .unwrap();
+        let parked = tokio::time::timeout(
+            Duration::from_millis(500),
+            up.send(Identity::Privileged, false, req),
+        )
+        .await;
+        assert!(parked.is_err(), "answered: the server's limit was not hit");
+    }
+
+    #[tokio::test]
+    async fn at_max_connections_a_request_is_refused_at_once_not_queued() {
+        let (port, accepted) = h2_server(DEFAULT_STREAMS as u32).await;
+        let up = upstream(port, 2, 2);
+        let mut open = watches(&up, 4).await;
+        let refused = try_send(&up, "/version", Duration::from_secs(1)).await;
+        assert!(
+            matches!(
+                refused,
+                Err(SendError::PoolFull(PoolFull {
+                    connections: 2,
+                    streams_per_connection: 2
+                }))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(up.h2_connections_for_tests(), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(up.pool_metrics().refused.get(), 1);
+        assert_eq!(up.pool_metrics().connections.get(), 2);
+        // The proxy answers it 429 with Retry-After
+        // (`status::tests::a_full_upstream_pool_is_429_with_retry_after_and_says_what_to_do`).
+        // Once a watch closes, requests go through again, on the connections there are.
+        drop(open.pop());
+        assert_eq!(ok_body(send(&up, "/version").await).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // Fall-through (HTTP/1.1, no cap of this pool) is not refused by it; the test server
+        // speaks HTTP/2 only, so it fails to connect instead of answering.
+        let req = Request::get(up.uri_for("/version").unwrap())
+            .body(Body::empty())
+            .unwrap();
+        let other = up.send(Identity::Anonymous, false, req).await;
+        assert!(matches!(other, Err(SendError::Unavailable(_))), "{other:?}");
+    }
+
+    #[tokio::test]
+    async fn stalled_readers_never_freeze_other_streams_on_their_connection() {
+        let (port, accepted) = h2_server(DEFAULT_STREAMS as u32).await;
+        let up = upstream(port, DEFAULT_STREAMS, 100);
+        // Four streams that nobody reads (suspended `kubectl logs -f`): 8 MiB of stream windows,
+        // more than hyper's default 5 MiB connection window.
+        let mut stalled = Vec::new();
+        for _ in 0..4 {
+            let resp = send(&up, "/flood").await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            stalled.push(resp);
+        }
+        // Let the server fill every window it is given.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Another user's request on the same connection still gets its body.
+        assert_eq!(ok_body(send(&up, "/version").await).await, "ok");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection carried all"
+        );
+        // A stalled stream holds one stream window at most: read one, it flows on.
+        let mut body = stalled.remove(0).into_body();
+        let mut read = 0;
+        while read < 4 * STREAM_WINDOW as usize {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            read += frame.into_data().map_or(0, |d| d.len());
+        }
+    }
+
+    #[test]
+    fn the_connection_window_is_one_stream_window_per_stream() {
+        let window = |streams| {
+            PoolLimits {
+                streams_per_connection: streams,
+                connections: 1,
+            }
+            .connection_window()
+        };
+        assert_eq!(window(1), STREAM_WINDOW);
+        assert_eq!(window(100), 100 * STREAM_WINDOW);
+        // HTTP/2's largest window is 2^31 - 1: beyond 1023 streams of 2 MiB it is the cap.
+        assert_eq!(window(1023), 1023 * STREAM_WINDOW);
+        assert_eq!(window(1024), MAX_WINDOW);
+        assert_eq!(window(usize::MAX), MAX_WINDOW);
+        assert_eq!(PoolLimits::default().streams_per_connection, 100);
+        assert_eq!(PoolLimits::default().connections, 100);
     }
 }

@@ -19,7 +19,7 @@ use gatehouse_server::metrics::Metrics;
 use gatehouse_server::oidc::OidcVerifier;
 use gatehouse_server::routes::router;
 use gatehouse_server::serviceaccounts::{ListedForTests, ServiceAccountIndex};
-use gatehouse_server::upstream::Upstream;
+use gatehouse_server::upstream::{PoolLimits, Upstream};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -359,7 +359,7 @@ impl Setup {
         }
         let mut kc = kube::Config::new(kube.url.parse().unwrap());
         kc.auth_info.token = Some(OWN_TOKEN.to_owned().into());
-        let upstream = Upstream::new(&kc).unwrap();
+        let upstream = Upstream::new(&kc, PoolLimits::from(&config.kubernetes)).unwrap();
         let client = kube::Client::try_from(kc).unwrap();
         let app = App::from_parts(AppParts {
             config,

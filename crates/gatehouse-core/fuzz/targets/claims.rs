@@ -5,8 +5,10 @@
 //! - nothing panics, whatever the payload (huge numbers, floats, nesting, odd types);
 //! - a payload that passes has: `iss` exactly the policy's issuer; an `aud` (string or list of
 //!   strings) naming an accepted audience; an `azp` and a `client_id`, when present, naming an
-//!   accepted client; an integer-valued `exp` not before now minus the skew; an `nbf` and an
-//!   `iat`, when present, not after now plus the skew; a string `sub`.
+//!   accepted client; an `exp` not before now minus the skew; an `nbf` and an `iat`, when
+//!   present, not after now plus the skew; each of these three a whole number of seconds
+//!   within ±2^53 (a fraction, or a value beyond, is refused: a cast would make `1e300` a
+//!   token that never expires); a string `sub`.
 //!
 //! The first 8 bytes choose "now" (so the skew boundary is explored on both sides); the rest
 //! is the payload.
@@ -77,6 +79,14 @@ pub fn run(data: &[u8]) {
             Some(other) => panic!("accepted a {name} that is not a string: {other}"),
         }
     }
+    for name in ["exp", "nbf", "iat"] {
+        if let Some(v) = claims.get(name).filter(|v| !v.is_null()) {
+            assert!(
+                time(&claims, name).is_some(),
+                "accepted a {name} that is not whole seconds within 2^53: {v}"
+            );
+        }
+    }
     let exp = time(&claims, "exp").unwrap_or_else(|| panic!("accepted without a numeric exp"));
     assert!(
         exp >= now - SKEW,
@@ -98,10 +108,21 @@ pub fn run(data: &[u8]) {
     assert!(claims.get("sub").is_some_and(Value::is_string));
 }
 
-/// A time claim as the rules read it: an integer, or a float cut to its integer part.
+/// A time claim as the rules read it: a whole number within ±2^53, written as an integer or
+/// as a float without fraction; `None` otherwise.
 fn time(claims: &Map<String, Value>, name: &str) -> Option<i64> {
+    const BOUND: i64 = 9_007_199_254_740_992; // 2^53
     let n = claims.get(name)?.as_number()?;
-    // Truncation toward zero (and saturation) is the rule for floats.
-    #[allow(clippy::cast_possible_truncation)]
-    n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))
+    let whole = match n.as_i64() {
+        Some(i) => i,
+        None => {
+            let f = n.as_f64()?;
+            // 2^53 is exact as a double, and a whole double within it converts exactly.
+            if !(f.is_finite() && f.trunc() == f && f.abs() <= BOUND as f64) {
+                return None;
+            }
+            f as i64
+        }
+    };
+    (whole.abs() <= BOUND).then_some(whole)
 }

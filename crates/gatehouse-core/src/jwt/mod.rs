@@ -12,6 +12,15 @@
 //!   happens to list our audience) from being used here.
 //! - `exp` is required; `exp`, `nbf` and `iat` are checked against the clock passed in, with a
 //!   skew bounded by [`MAX_SKEW_SECS`].
+//! - `exp`, `nbf` and `iat` must be whole numbers of seconds within ±2^53
+//!   ([`MAX_NUMERIC_DATE`]), written as integers or as floats with no fraction (`1.8e9`);
+//!   anything else is refused ([`VerifyError::BadNumericDate`]). 2^53 is where JSON readers
+//!   stop agreeing: up to it every whole number is exactly an IEEE double, so gatehouse, Go's
+//!   and JavaScript's readers all get the same instant; beyond it (and for fractions) readers
+//!   round, truncate or saturate differently. A cast would turn `"exp": 1e300` into
+//!   `i64::MAX`, a token that never expires. 2^53 seconds is 285 million years, so no real
+//!   token is refused; RFC 7519 allows fractional NumericDates, but no IdP gatehouse knows
+//!   issues them.
 //! - `client_id` (the client of an RFC 9068 JWT access token, which has no `azp`) must, when
 //!   present, name an accepted client too, exactly like `azp`: an access token minted for some
 //!   other client of the same IdP does not get in by listing our audience.
@@ -32,6 +41,9 @@
 //!   (jsonwebtoken lets `crit: ["b64"]` with `b64: true` through; gatehouse does not.)
 //! - An `alg` jsonwebtoken does not know (`none` above all) is refused as an algorithm
 //!   ([`VerifyError::UnknownAlgorithm`]), before any key is looked at.
+//! - Header text the sender chose (`alg`, `typ`, `kid`) is repeated in a refusal only up to
+//!   [`HEADER_TEXT_CHARS`] characters: refusals reach logs and the client, and a header may be
+//!   16 KiB.
 //! - Keys embedded in the header (`jwk`, `jku`, `x5u`, `x5c`) are never used: the key always
 //!   comes from the issuer's key set, by `kid`.
 //! - The clock is an argument, so expiry is tested without sleeping.
@@ -52,6 +64,10 @@ use serde_json::{Map, Value};
 
 /// The largest clock skew a policy may allow, in seconds.
 pub const MAX_SKEW_SECS: u64 = 60;
+
+/// The largest magnitude of an `exp`, `nbf` or `iat` claim, in seconds: 2^53, the range in
+/// which every whole number is exactly an IEEE double (see the module's Security section).
+pub const MAX_NUMERIC_DATE: i64 = 1 << 53;
 
 /// What a token must satisfy to be accepted from one issuer.
 #[derive(Debug, Clone)]
@@ -160,7 +176,7 @@ pub enum VerifyError {
     /// No key in the issuer's key set matches the token's `kid`.
     #[error("no key with id {kid:?} in the issuer's key set")]
     UnknownKey {
-        /// The `kid` from the token header.
+        /// The `kid` from the token header (at most 32 characters of it).
         kid: Option<String>,
     },
     /// The key cannot be used with the token's algorithm.
@@ -170,7 +186,7 @@ pub enum VerifyError {
     /// without `verify`).
     #[error("the issuer's key {kid:?} is not a signature key (its use or key_ops say otherwise)")]
     KeyNotForSignatures {
-        /// The `kid` from the token header.
+        /// The `kid` from the token header (at most 32 characters of it).
         kid: Option<String>,
     },
     /// The `typ` header names a kind of JWT that does not authenticate.
@@ -178,7 +194,7 @@ pub enum VerifyError {
         "the token's type (typ header {found:?}) is not accepted: ID tokens (typ absent or JWT) are, JWT access tokens (typ at+jwt) only with oidc.tokenType: access_token, and other types (logout tokens, DPoP proofs, security events) never sign in"
     )]
     WrongType {
-        /// The `typ` header.
+        /// The `typ` header (at most 32 characters of it).
         found: String,
     },
     /// The signature does not verify.
@@ -229,6 +245,12 @@ pub enum VerifyError {
     /// A required claim is missing or has the wrong type.
     #[error("claim {0:?} is missing or has the wrong type")]
     MissingClaim(&'static str),
+    /// `exp`, `nbf` or `iat` is a number, but not a whole number of seconds within ±2^53
+    /// ([`MAX_NUMERIC_DATE`]): a fraction, or a value too large to be read exactly.
+    #[error(
+        "claim {0:?} is not a whole number of seconds within ±2^53 (an RFC 7519 NumericDate gatehouse can read exactly)"
+    )]
+    BadNumericDate(&'static str),
 }
 
 /// A token whose signature and claims have been verified.
@@ -365,14 +387,22 @@ fn unknown_algorithm(token: &str) -> VerifyError {
             Some(Value::String(alg))
                 if serde_json::from_value::<Algorithm>(Value::String(alg.clone())).is_err() =>
             {
-                VerifyError::UnknownAlgorithm {
-                    found: alg.chars().take(32).collect(),
-                }
+                VerifyError::UnknownAlgorithm { found: cut(alg) }
             }
             _ => VerifyError::Malformed,
         },
         _ => VerifyError::Malformed,
     }
+}
+
+/// How many characters of a header value a refusal repeats ([`cut`]).
+pub const HEADER_TEXT_CHARS: usize = 32;
+
+/// The first [`HEADER_TEXT_CHARS`] characters of header text the token's sender chose (`alg`,
+/// `typ`, `kid`): a refusal names it, and its message reaches logs and the client, so it is
+/// never the whole of a header that may be 16 KiB long.
+fn cut(text: &str) -> String {
+    text.chars().take(HEADER_TEXT_CHARS).collect()
 }
 
 impl VerifyError {
@@ -396,6 +426,7 @@ impl VerifyError {
             VerifyError::NotYetValid { .. } => "not_yet_valid",
             VerifyError::IssuedInFuture { .. } => "issued_in_future",
             VerifyError::MissingClaim(_) => "missing_claim",
+            VerifyError::BadNumericDate(_) => "numeric_date",
         }
     }
 }
@@ -411,9 +442,7 @@ pub fn check_type(typ: Option<&str>, access_tokens: bool) -> Result<(), VerifyEr
     match bare {
         "jwt" => Ok(()),
         "at+jwt" if access_tokens => Ok(()),
-        _ => Err(VerifyError::WrongType {
-            found: typ.to_owned(),
-        }),
+        _ => Err(VerifyError::WrongType { found: cut(typ) }),
     }
 }
 
@@ -431,15 +460,11 @@ pub fn select_key<'a>(
         .filter(|k| kid.is_none_or(|kid| k.common.key_id.as_deref() == Some(kid)))
         .collect();
     if named.is_empty() {
-        return Err(VerifyError::UnknownKey {
-            kid: kid.map(str::to_owned),
-        });
+        return Err(VerifyError::UnknownKey { kid: kid.map(cut) });
     }
     let signing: Vec<&Jwk> = named.into_iter().filter(|k| for_signatures(k)).collect();
     if signing.is_empty() {
-        return Err(VerifyError::KeyNotForSignatures {
-            kid: kid.map(str::to_owned),
-        });
+        return Err(VerifyError::KeyNotForSignatures { kid: kid.map(cut) });
     }
     let fitting: Vec<&Jwk> = signing.into_iter().filter(|k| fits(k, alg)).collect();
     match (kid, fitting.as_slice()) {
@@ -625,13 +650,34 @@ fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Strin
 fn int_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, VerifyError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().map(|f| f as i64))
+        Some(Value::Number(n)) => numeric_date(n)
             .map(Some)
-            .ok_or(VerifyError::MissingClaim(name)),
+            .ok_or(VerifyError::BadNumericDate(name)),
         Some(_) => Err(VerifyError::MissingClaim(name)),
     }
+}
+
+/// A time claim's seconds: a whole number within ±[`MAX_NUMERIC_DATE`], written as an integer
+/// or as a float without fraction; `None` for anything else (never a cast that saturates).
+fn numeric_date(n: &serde_json::Number) -> Option<i64> {
+    let seconds = match n.as_i64() {
+        Some(i) => i,
+        // An integer beyond i64 (u64 up to 2^64 - 1) is far beyond the bound.
+        None if n.is_u64() => return None,
+        None => {
+            let f = n.as_f64()?;
+            // Compared as floats first: 2^53 is exact as a double, and a value within it
+            // converts to i64 exactly.
+            let bound = 9_007_199_254_740_992.0_f64; // 2^53
+            if !f.is_finite() || f.fract() != 0.0 || f.abs() > bound {
+                return None;
+            }
+            f as i64
+        }
+    };
+    (-MAX_NUMERIC_DATE..=MAX_NUMERIC_DATE)
+        .contains(&seconds)
+        .then_some(seconds)
 }
 
 #[cfg(test)]

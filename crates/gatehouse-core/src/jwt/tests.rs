@@ -268,6 +268,10 @@ fn claim_checks() {
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_eq!(check(no_exp, NOW), Err(VerifyError::MissingClaim("exp")));
     assert_eq!(
+        check(with("exp", json!("1800000300")), NOW),
+        Err(VerifyError::MissingClaim("exp"))
+    );
+    assert_eq!(
         check(with("sub", json!(5)), NOW),
         Err(VerifyError::MissingClaim("sub"))
     );
@@ -471,6 +475,114 @@ fn keys_of_the_wrong_type_or_curve_are_never_candidates() {
     assert!(verify(&es256, &key_set(vec![ec]), &policy(), NOW).is_ok());
 }
 
+/// The claims with `name` set to the JSON number `number`, exactly as written (`json!` would
+/// read `1e300` as a float and `2^60` as an integer, but the text is what the IdP signs).
+fn with_number(name: &str, number: &str) -> Map<String, Value> {
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove(name);
+    let mut text = c.to_string();
+    text.pop();
+    serde_json::from_str(&format!(r#"{text},"{name}":{number}}}"#)).unwrap()
+}
+
+#[test]
+fn time_claims_are_whole_seconds_within_2_pow_53() {
+    let p = policy();
+    let check = |name: &str, number: &str| check_claims(with_number(name, number), &p, NOW);
+    let exp = |number| check("exp", number).map(|v| v.expires_at);
+    // A cast would read 1e300 as i64::MAX: a token that never expires.
+    for (name, expected) in [("exp", "exp"), ("nbf", "nbf"), ("iat", "iat")] {
+        for bad in [
+            "1e300",
+            "-1e300",
+            "1.5",
+            "1800000000.5",
+            "-0.5",
+            "1152921504606846976", // 2^60, as an integer
+            "-1152921504606846976",
+            "9007199254740993", // 2^53 + 1
+            "9007199254740994.0",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "1.8446744073709552e19",
+        ] {
+            assert_eq!(
+                check(name, bad).map(|_| ()),
+                Err(VerifyError::BadNumericDate(expected)),
+                "{name}: {bad}"
+            );
+        }
+    }
+    // Whole numbers are read whatever their form, up to 2^53 itself.
+    assert_eq!(exp("1800000300"), Ok(1_800_000_300));
+    assert_eq!(exp("1800000300.0"), Ok(1_800_000_300));
+    assert_eq!(exp("1.8000003e9"), Ok(1_800_000_300));
+    assert_eq!(exp("9007199254740992"), Ok(MAX_NUMERIC_DATE));
+    assert_eq!(exp("9007199254740992.0"), Ok(MAX_NUMERIC_DATE));
+    assert_eq!(
+        check("nbf", "-9007199254740992").map(|_| ()),
+        Ok(()),
+        "a whole nbf long ago"
+    );
+    assert_eq!(check("iat", "-0").map(|_| ()), Ok(()));
+    // And the ordinary checks still apply to them.
+    assert_eq!(
+        check("exp", "1.7e9").map(|_| ()),
+        Err(VerifyError::Expired { exp: 1_700_000_000 })
+    );
+    assert_eq!(
+        check("nbf", "1.9e9").map(|_| ()),
+        Err(VerifyError::NotYetValid { nbf: 1_900_000_000 })
+    );
+    // NaN and the infinities cannot be written in JSON; a number out of a double's range
+    // does not parse at all.
+    assert!(serde_json::from_str::<Value>("NaN").is_err());
+    assert!(serde_json::from_str::<Value>("1e400").is_err());
+    assert_eq!(
+        VerifyError::BadNumericDate("exp").reason(),
+        "numeric_date",
+        "a label of its own"
+    );
+}
+
+#[test]
+fn header_text_in_refusals_is_cut_to_32_characters() {
+    let long = "é".repeat(40) + &"x".repeat(16 * 1024);
+    let cut: String = long.chars().take(32).collect();
+    assert_eq!(cut.chars().count(), 32);
+    let t = sign_rsa_with(rsa_header(Some(&long)), &claims());
+    assert_eq!(
+        verify(&t, &keys(), &policy(), NOW),
+        Err(VerifyError::WrongType { found: cut.clone() })
+    );
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some(long.clone());
+    let t = sign_rsa_with(h, &claims());
+    assert_eq!(
+        verify(&t, &keys(), &policy(), NOW),
+        Err(VerifyError::UnknownKey {
+            kid: Some(cut.clone())
+        })
+    );
+    // A key that is not for signatures, under the long kid.
+    let keys = key_set(vec![rsa_jwk_with(json!({"kid": long, "use": "enc"}))]);
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some(long.clone());
+    let t = sign_rsa_with(h, &claims());
+    assert_eq!(
+        verify(&t, &keys, &policy(), NOW),
+        Err(VerifyError::KeyNotForSignatures { kid: Some(cut) })
+    );
+    // Short text is kept whole.
+    assert_eq!(
+        check_type(Some("logout+jwt"), false),
+        Err(VerifyError::WrongType {
+            found: "logout+jwt".to_owned()
+        })
+    );
+}
+
 #[test]
 fn skew_is_capped() {
     let p = Policy::new("i", vec![], vec![], vec![Algorithm::RS256], 3600);
@@ -582,6 +694,11 @@ fn the_payload_is_read_as_jsonwebtoken_reads_it() {
         "1.5",
         "1800000300.4",
         "1e30",
+        "1e300",
+        "-1e300",
+        "9007199254740992",
+        "9007199254740993",
+        "1152921504606846976",
         "1.8446744073709552e19",
         "18446744073709551615",
         "9223372036854775808",
@@ -617,7 +734,8 @@ fn the_payload_is_read_as_jsonwebtoken_reads_it() {
         for payload in &payloads {
             let token = raw_token(header, payload);
             let mut variants = vec![token.clone()];
-            // A broken signature, and a payload re-signed as non-canonical base64.
+            // A broken signature (its last character changed), a padded signature, and a
+            // character added to the payload after signing.
             let (message, signature) = token.rsplit_once('.').unwrap();
             let flipped = if signature.ends_with('A') { 'B' } else { 'A' };
             variants.push(format!(
@@ -641,13 +759,26 @@ fn the_payload_is_read_as_jsonwebtoken_reads_it() {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
     };
-    let body = format!(r#"{{"sub":"u1",{base}}}"#);
+    // A body whose length leaves one byte over (so its padded form is `==`, correct padding)
+    // and whose base64url holds both `-` and `_` (so its standard-alphabet form differs).
+    let body = format!(r#"{{"sub":"u1",{base},"x":"~~~???"}}"#);
     let canonical = b(&body);
+    assert_eq!(body.len() % 3, 1, "{body}");
+    assert!(
+        canonical.contains('-') && canonical.contains('_'),
+        "{canonical}"
+    );
+    let standard = canonical.replace('-', "+").replace('_', "/");
     let key = EncodingKey::from_rsa_pem(RSA_PRIV.as_bytes()).unwrap();
     let mut odd = vec![
-        format!("{canonical}="),
+        // The canonical form itself, which both accept.
+        canonical.clone(),
+        // Correctly padded, wrongly padded, the standard alphabet (unpadded and padded).
         format!("{canonical}=="),
-        canonical.replace('-', "+").replace('_', "/"),
+        format!("{canonical}="),
+        format!("{canonical}==="),
+        standard.clone(),
+        format!("{standard}=="),
         format!("{canonical} "),
     ];
     // Spare bits set: `{}` is two bytes in three characters (two bits to spare), `5` one byte
@@ -688,4 +819,39 @@ fn the_payload_is_read_as_jsonwebtoken_reads_it() {
     }
     let last = refused(&r#"{"sub":"u1",BASE,"email":"a@x","email":"b@x"}"#.replace("BASE", base));
     assert_eq!(last.unwrap().claims["email"], "b@x");
+    // The payload forms above, as they are decided: only canonical base64url passes.
+    let signed = |p: &str| {
+        let message = format!("{}.{p}", b(H));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+        verify(&format!("{message}.{signature}"), &keys, &policy, NOW)
+    };
+    assert_eq!(signed(&canonical).unwrap().claims["x"], "~~~???");
+    for p in [format!("{canonical}=="), standard] {
+        assert_eq!(signed(&p), Err(VerifyError::Malformed), "{p}");
+    }
+    // Time claims gatehouse cannot read exactly are refused on both paths, after the payload
+    // is read: the oracle's reading (jsonwebtoken's) let them through to `check_claims`, which
+    // both share, so the comparison above holds them to one answer and this says which.
+    for (claim, v) in [
+        ("exp", "1e30"),
+        ("exp", "1.5"),
+        ("exp", "18446744073709551615"),
+        ("nbf", "-1e30"),
+        ("iat", "1800000300.4"),
+    ] {
+        let p = if claim == "exp" {
+            format!(r#"{{"sub":"u1","iss":"https://idp.example","aud":"gatehouse","exp":{v}}}"#)
+        } else {
+            format!(r#"{{"sub":"u1",{base},"{claim}":{v}}}"#)
+        };
+        let t = raw_token(H, &p);
+        for path in [verify, verify_with_decode] {
+            let refused = path(&t, &keys, &policy, NOW);
+            assert!(
+                matches!(refused, Err(VerifyError::BadNumericDate(c)) if c == claim),
+                "{p}: {refused:?}"
+            );
+        }
+    }
 }

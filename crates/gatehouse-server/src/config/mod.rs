@@ -42,7 +42,10 @@ use serde_json::Value;
 
 pub use admin::AdminConfig;
 pub use browser::{BrowserConfig, FLOW_COOKIE, HOST_PREFIX, cookie_names};
-pub use model::{Config, ConfigError, KubernetesConfig, Limits, Problem, TlsFiles};
+pub use model::{
+    Config, ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAMS_PER_CONNECTION,
+    KubernetesConfig, Limits, Problem, TlsFiles,
+};
 pub use oidc::{
     JWKS_MIN_REFRESH_FLOOR, JWKS_REFRESH_BOUNDS, OidcConfig, RESERVED_PARAMETERS, UserParameter,
     parse_parameter_list,
@@ -126,6 +129,21 @@ pub fn parse(text: &str, env: &dyn Source) -> Result<Config, ConfigError> {
     }
 }
 
+/// A count that must be at least 1: `default` when absent; a problem naming `what` when it is
+/// below 1.
+fn at_least_one(r: &mut Reader<'_>, key: &str, default: usize, what: &str) -> usize {
+    match r.int(key, None) {
+        None => default,
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                r.problem(key, &format!("must be at least 1 ({what})"));
+                default
+            }
+        },
+    }
+}
+
 fn read_config(r: &mut Reader<'_>) -> Config {
     let listen = r
         .string("listen", None)
@@ -175,6 +193,18 @@ fn read_config(r: &mut Reader<'_>) -> Config {
     let kubernetes = KubernetesConfig {
         kubeconfig: r.path("kubernetes.kubeconfig", None),
         context: r.string("kubernetes.context", None),
+        max_streams_per_connection: at_least_one(
+            r,
+            "kubernetes.maxStreamsPerConnection",
+            DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            "the kube-apiserver's --http2-max-streams-per-connection (100 by default); never more than the server in front of gatehouse's connections allows",
+        ),
+        max_connections: at_least_one(
+            r,
+            "kubernetes.maxConnections",
+            DEFAULT_MAX_CONNECTIONS,
+            "HTTP/2 connections to the kube-apiserver with gatehouse's credentials; 100 by default",
+        ),
     };
     let oidc = read_oidc(r);
     let service_accounts = read_service_accounts(r);

@@ -52,7 +52,12 @@ impl Config {
             "publicUrl": self.public_url.as_ref().map(Url::as_str),
             "publicCaFile": self.public_ca.is_some(),
             "tls": self.tls.as_ref().map(|t| serde_json::json!({"certFile": t.cert_file, "keyFile": t.key_file})),
-            "kubernetes": {"kubeconfig": self.kubernetes.kubeconfig, "context": self.kubernetes.context},
+            "kubernetes": {
+                "kubeconfig": self.kubernetes.kubeconfig,
+                "context": self.kubernetes.context,
+                "maxStreamsPerConnection": self.kubernetes.max_streams_per_connection,
+                "maxConnections": self.kubernetes.max_connections,
+            },
             "oidc": self.oidc.as_ref().map(|o| serde_json::json!({
                 "issuerUrl": o.issuer_url,
                 "clientId": o.client_id,
@@ -101,13 +106,41 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
+/// The default of `kubernetes.maxStreamsPerConnection`: the kube-apiserver's default
+/// `--http2-max-streams-per-connection` (100 since the CVE-2023-44487 fixes; 250 before).
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 100;
+
+/// The default of `kubernetes.maxConnections`: 100 connections, so 10,000 concurrent mapped
+/// requests (watches and log streams included) at the default stream limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
 /// How to reach the kube-apiserver.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KubernetesConfig {
     /// A kubeconfig file (`kubernetes.kubeconfig`); in-cluster configuration when absent.
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (`kubernetes.context`).
     pub context: Option<String>,
+    /// Concurrent requests gatehouse sends over one HTTP/2 connection with its own credentials
+    /// (`kubernetes.maxStreamsPerConnection`, default
+    /// [`DEFAULT_MAX_STREAMS_PER_CONNECTION`], at least 1): never more than the server
+    /// announces in `SETTINGS_MAX_CONCURRENT_STREAMS` ([`crate::upstream`]).
+    pub max_streams_per_connection: usize,
+    /// HTTP/2 connections gatehouse opens with its own credentials at most
+    /// (`kubernetes.maxConnections`, default [`DEFAULT_MAX_CONNECTIONS`], at least 1); a
+    /// request for which all are full is refused with 429 ([`crate::upstream`]).
+    pub max_connections: usize,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            kubeconfig: None,
+            context: None,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// Limits.

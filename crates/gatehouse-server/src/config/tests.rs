@@ -593,3 +593,46 @@ fn email_verified_when_absent_defaults_to_untrusted() {
     assert!(!o.accepts_access_tokens());
     assert!(read(", tokenType: access_token").accepts_access_tokens());
 }
+
+#[test]
+fn kubernetes_pool_limits_default_to_100_and_must_be_at_least_one() {
+    let c = parse("", &env(&[])).unwrap();
+    assert_eq!(c.kubernetes.max_streams_per_connection, 100);
+    assert_eq!(c.kubernetes.max_connections, 100);
+    let described = c.describe();
+    assert_eq!(described["kubernetes"]["maxStreamsPerConnection"], 100);
+    assert_eq!(described["kubernetes"]["maxConnections"], 100);
+    let c = parse(
+        "kubernetes: { maxStreamsPerConnection: 50, maxConnections: 3 }",
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.kubernetes.max_streams_per_connection, 50);
+    assert_eq!(c.kubernetes.max_connections, 3);
+    let Err(ConfigError::Invalid(problems)) = parse(
+        "kubernetes: { maxStreamsPerConnection: 0, maxConnections: -1 }",
+        &env(&[]),
+    ) else {
+        panic!("0 and -1 accepted");
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "kubernetes.maxStreamsPerConnection",
+            "kubernetes.maxConnections"
+        ]
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.message.starts_with("must be at least 1")),
+        "{problems:?}"
+    );
+    let Err(ConfigError::Invalid(problems)) =
+        parse("kubernetes: { maxConnections: lots }", &env(&[]))
+    else {
+        panic!("a string accepted");
+    };
+    assert_eq!(problems[0].key, "kubernetes.maxConnections");
+}
