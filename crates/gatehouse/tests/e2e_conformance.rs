@@ -18,7 +18,12 @@
 //! loaded cannot pass by both refusing everything. `system:authenticated` is left out of the
 //! kube-apiserver's groups: it adds that group to every authenticated user, and does so to the
 //! users gatehouse impersonates as well.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -32,20 +37,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use support::Testbed;
-
-/// The algorithms the kube-apiserver's JWT authenticators accept with an
-/// AuthenticationConfiguration (`oidc.AllValidSigningAlgorithms`).
-const KUBE_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::EdDSA,
-];
 
 #[derive(Deserialize)]
 struct IssuersFile {
@@ -241,7 +232,7 @@ fn gatehouse_user(
     let policy = Policy::kubernetes(
         a.issuer.clone(),
         a.audiences.clone(),
-        KUBE_ALGORITHMS.to_vec(),
+        jwt::KUBERNETES_ALGORITHMS.to_vec(),
     );
     let verified = jwt::verify(token, &keys[&a.issuer], &policy, now).map_err(|e| e.to_string())?;
     let mut user = a.user(env, &verified.claims).map_err(|e| e.to_string())?;

@@ -90,6 +90,20 @@ enum ClaimRules {
     Kubernetes,
 }
 
+/// The algorithms the kube-apiserver accepts from an `AuthenticationConfiguration` issuer
+/// (k8s.io/apiserver's `AllValidSigningAlgorithms`), less ES512, which jsonwebtoken does not
+/// implement (an ES512 token is refused: docs/authentication.md).
+pub const KUBERNETES_ALGORITHMS: [Algorithm; 8] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
 /// The leeway go-oidc v2 gives `nbf` (the kube-apiserver's JWT authenticators use it).
 pub const KUBERNETES_NBF_LEEWAY_SECS: i64 = 60;
 
