@@ -179,6 +179,8 @@ the server's defaults apply.
 {{- $k := dict }}
 {{- if $v.kubernetes.kubeconfigSecret }}{{ $_ := set $k "kubeconfig" (printf "%s/kubeconfig" $p.kubeconfig) }}{{ end }}
 {{- with $v.kubernetes.context }}{{ $_ := set $k "context" . }}{{ end }}
+{{- with $v.kubernetes.maxStreamsPerConnection }}{{ $_ := set $k "maxStreamsPerConnection" . }}{{ end }}
+{{- with $v.kubernetes.maxConnections }}{{ $_ := set $k "maxConnections" . }}{{ end }}
 {{- if $k }}{{ $_ := set $c "kubernetes" $k }}{{ end }}
 {{- if $v.oidc.enabled }}
 {{- $o := dict "enabled" true "issuerUrl" $v.oidc.issuerUrl "clientId" $v.oidc.clientId }}
