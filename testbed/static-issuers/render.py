@@ -71,14 +71,19 @@ def main() -> None:
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         }
         jwt = issuer["jwt"]
-        jwt["issuer"]["url"] = url
+        fields = {"url": url}
         if issuer.get("discovery") == "elsewhere":
-            jwt["issuer"]["discoveryURL"] = f"{base}/{name}-discovery/openid-configuration"
+            fields["discoveryURL"] = f"{base}/{name}-discovery/openid-configuration"
             write_json(f"{out}/{name}-discovery/openid-configuration", discovery)
         else:
             write_json(f"{out}/{name}/.well-known/openid-configuration", discovery)
-        jwt["issuer"]["certificateAuthority"] = ca
+        fields.update(jwt["issuer"])
+        fields["certificateAuthority"] = ca
+        jwt["issuer"] = fields
         entries.append(jwt)
+    # Multi-line strings (the CA) as literal blocks.
+    yaml.SafeDumper.add_representer(
+        str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style="|" if "\n" in v else None))
     # One YAML list item per issuer, indented to sit under the file's `jwt:`.
     text = yaml.safe_dump(entries, sort_keys=False, allow_unicode=True, width=1000)
     sys.stdout.write("".join("  " + line if line.strip() else line
