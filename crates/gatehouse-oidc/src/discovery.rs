@@ -50,6 +50,17 @@ pub async fn fetch(http: &reqwest::Client, issuer: &str) -> Result<Discovery, Di
     check_issuer(d, issuer, url)
 }
 
+/// Fetches a discovery document from `url` (not derived from the issuer); its `issuer` must
+/// equal `issuer` exactly, as the kube-apiserver requires for a `discoveryURL`.
+pub async fn fetch_from(
+    http: &reqwest::Client,
+    url: &str,
+    issuer: &str,
+) -> Result<Discovery, DiscoveryError> {
+    let d: Discovery = http::get_json(http, url, None).await?;
+    check_issuer(d, issuer, url.to_owned())
+}
+
 /// `d` when its `issuer` is exactly `expected`.
 pub fn check_issuer(
     d: Discovery,
@@ -120,6 +131,27 @@ mod tests {
         }
         let d = fetch(&http, &format!("{}/", idp.base)).await.unwrap();
         assert_eq!(d.token_endpoint, format!("{}/token", idp.base));
+    }
+
+    #[tokio::test]
+    async fn a_discovery_url_elsewhere_must_still_name_the_issuer() {
+        let idp = Idp::start(|base| {
+            vec![Route::ok(
+                "/elsewhere/openid-configuration",
+                doc("https://issuer.example", base),
+            )]
+        })
+        .await;
+        let http = reqwest::Client::new();
+        let url = format!("{}/elsewhere/openid-configuration", idp.base);
+        let d = fetch_from(&http, &url, "https://issuer.example").await.unwrap();
+        assert_eq!(d.jwks_uri, format!("{}/keys", idp.base));
+        match fetch_from(&http, &url, "https://other.example").await {
+            Err(DiscoveryError::IssuerMismatch { found, .. }) => {
+                assert_eq!(found, "https://issuer.example");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -125,6 +125,10 @@ pub async fn fetch(
 pub struct RemoteSettings {
     /// The issuer, exactly as its discovery document must name it.
     pub issuer: String,
+    /// Where discovery is read, when not at the issuer's `/.well-known/openid-configuration`
+    /// (an AuthenticationConfiguration's `discoveryURL`); the document must still name
+    /// `issuer`.
+    pub discovery_url: Option<String>,
     /// The least time between two refetches for unknown key IDs.
     pub min_refetch_interval: Duration,
     /// The periodic refresh when the JWKS response has no `Cache-Control: max-age`.
@@ -252,7 +256,10 @@ impl RemoteKeys {
     }
 
     async fn load(&self) -> Result<Duration, DiscoveryError> {
-        let discovery = discovery::fetch(&self.http, &self.settings.issuer).await?;
+        let discovery = match &self.settings.discovery_url {
+            None => discovery::fetch(&self.http, &self.settings.issuer).await?,
+            Some(url) => discovery::fetch_from(&self.http, url, &self.settings.issuer).await?,
+        };
         let (jwks, cache_control) =
             http::get_json_cached::<JwkSet>(&self.http, &discovery.jwks_uri).await?;
         let policy = (self.policy)(&discovery);

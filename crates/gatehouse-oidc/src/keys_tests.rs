@@ -79,6 +79,7 @@ async fn counting_issuer(cache_control: Option<&'static str>) -> Counting {
 
 fn remote(issuer: &str, min_refetch: Duration) -> RemoteKeys {
     let settings = RemoteSettings {
+        discovery_url: None,
         issuer: issuer.to_owned(),
         min_refetch_interval: min_refetch,
         refresh_interval: Duration::from_secs(300),

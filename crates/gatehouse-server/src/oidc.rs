@@ -73,6 +73,7 @@ impl OidcVerifier {
     pub fn new(config: OidcConfig) -> Result<Self, FetchError> {
         let http = http_client(config.ca_file.as_deref())?;
         let settings = RemoteSettings {
+            discovery_url: None,
             issuer: config.issuer_url.clone(),
             min_refetch_interval: config.jwks_min_refresh_interval,
             refresh_interval: config.jwks_refresh_interval,
