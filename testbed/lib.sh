@@ -36,6 +36,9 @@ KUBE_APISERVER_URL="https://127.0.0.1:$KUBE_APISERVER_PORT"
 KEYCLOAK_URL="https://127.0.0.1:$KEYCLOAK_PORT"
 NODE_OIDC_ISSUER="https://127.0.0.1:$NODE_OIDC_PORT"
 STATIC_ISSUERS_URL="https://127.0.0.1:$STATIC_ISSUERS_PORT"
+# Debian's Python (testbed/install-deps installs it with python3-yaml): the static issuers'
+# renderer and server run on it, whatever other python3 comes first in PATH.
+TESTBED_PYTHON=/usr/bin/python3
 # Optional components (default on): TESTBED_WITHOUT_KEYCLOAK=1 skips Keycloak (fetch, build, start).
 with_keycloak() { [[ "${TESTBED_WITHOUT_KEYCLOAK:-0}" != 1 ]]; }
 

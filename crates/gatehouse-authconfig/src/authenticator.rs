@@ -283,7 +283,7 @@ impl Authenticator {
                 Ok(groups.into_iter().map(|g| format!("{prefix}{g}")).collect())
             }
             PrefixedMapping::Expression(e) => {
-                let v = input.eval(env, e, "group claim")?;
+                let v = input.eval_strings(env, e, "group claim")?;
                 string_list(&v).ok_or_else(|| {
                     expression_error(
                         "group claim",
@@ -316,7 +316,7 @@ impl Authenticator {
             extra.insert(CREDENTIAL_ID_KEY.to_owned(), vec![format!("JTI={jti}")]);
         }
         for mapping in &self.mapping.extra {
-            let v = input.eval(env, &mapping.expression, "extra claim")?;
+            let v = input.eval_strings(env, &mapping.expression, "extra claim")?;
             let values = string_list(&v).ok_or_else(|| {
                 expression_error(
                     "extra claim",
@@ -403,12 +403,29 @@ impl<'a> Input<'a> {
         e: &Expression,
         what: &'static str,
     ) -> Result<cel::Value, MappingError> {
+        let (value, size) = self.value();
+        env.eval(e, value, size)
+            .map_err(|err| eval_error(what, e, &err))
+    }
+
+    /// [`Input::eval`] for a value the kube-apiserver converts to a list of strings.
+    fn eval_strings(
+        &self,
+        env: &Environment,
+        e: &Expression,
+        what: &'static str,
+    ) -> Result<cel::Value, MappingError> {
+        let (value, size) = self.value();
+        env.eval_strings(e, value, size)
+            .map_err(|err| eval_error(what, e, &err))
+    }
+
+    fn value(&self) -> (&cel::Value, u64) {
         let (value, size) = self.value.get_or_init(|| {
             let json = Json::Object(self.claims.clone());
             (value::from_json(&json), value::size(&json))
         });
-        env.eval(e, value, *size)
-            .map_err(|err| eval_error(what, e, &err))
+        (value, *size)
     }
 }
 

@@ -126,7 +126,7 @@ fn groups_by_claim_are_a_string_or_strings_each_prefixed() {
 
 #[test]
 fn groups_and_extra_by_expression_drop_empty_strings() {
-    let m = "  claimMappings:\n    username: {claim: sub, prefix: ''}\n    groups: {expression: 'claims.roles.map(r, r.lowerAscii())'}\n    extra:\n    - {key: example.com/team, valueExpression: 'claims.teams'}\n    - {key: example.com/none, valueExpression: \"''\"}\n    - {key: example.com/one, valueExpression: \"'x'\"}\n";
+    let m = "  claimMappings:\n    username: {claim: sub, prefix: ''}\n    groups: {expression: 'dyn(claims.roles).map(r, r.lowerAscii())'}\n    extra:\n    - {key: example.com/team, valueExpression: 'claims.teams'}\n    - {key: example.com/none, valueExpression: \"''\"}\n    - {key: example.com/one, valueExpression: \"'x'\"}\n";
     let u = user(
         m,
         json!({"sub": "a", "roles": ["Dev", "", "Ops"], "teams": ["t1", "", "t2"], "jti": "id-1"}),
@@ -208,4 +208,51 @@ fn a_ci_identity_maps_by_cel_to_a_username_and_a_group() {
         user(m, json!({"repository": "acme/site", "ref": "refs/tags/v1"})),
         Err(MappingError::RuleFailed { .. })
     ));
+}
+
+#[test]
+fn a_split_or_find_all_list_is_not_a_list_of_strings_as_the_kube_apiserver_reads_it() {
+    // The kube-apiserver's string-list conversion refuses cel-go's native string lists (the
+    // conformance test found it): split's or findAll's own list, even empty, in the result
+    // position; through map, filter, + or a literal the same strings pass.
+    let refused = [
+        "claims.csv.split(',')",
+        "claims.sub.findAll('[a-z]')",
+        "true ? claims.csv.split(',') : []",
+        "claims.?missing.orValue('').split(',')",
+    ];
+    for expression in refused {
+        let m = format!(
+            "  claimMappings:\n    username: {{claim: sub, prefix: ''}}\n    groups: {{expression: \"{expression}\"}}\n"
+        );
+        match user(&m, json!({"sub": "a", "csv": "x,y"})) {
+            Err(MappingError::Expression { problem, .. }) => {
+                assert!(
+                    problem.contains("must return a string or a list of strings"),
+                    "{expression}: {problem}"
+                );
+            }
+            other => panic!("{expression}: {other:?}"),
+        }
+    }
+    let accepted = [
+        ("claims.csv.split(',').map(c, c)", vec!["x", "y"]),
+        ("claims.csv.split(',') + []", vec!["x", "y"]),
+        ("false ? claims.csv.split(',') : ['z']", vec!["z"]),
+        (
+            "claims.?csv.orValue('') == '' ? [] : claims.csv.split(',').filter(c, c != 'y')",
+            vec!["x"],
+        ),
+        ("claims.csv.split(',')[0]", vec!["x"]),
+    ];
+    for (expression, want) in accepted {
+        let m = format!(
+            "  claimMappings:\n    username: {{claim: sub, prefix: ''}}\n    groups: {{expression: \"{expression}\"}}\n"
+        );
+        assert_eq!(
+            user(&m, json!({"sub": "a", "csv": "x,y"})).unwrap().groups,
+            want,
+            "{expression}"
+        );
+    }
 }

@@ -144,7 +144,9 @@ mod tests {
         .await;
         let http = reqwest::Client::new();
         let url = format!("{}/elsewhere/openid-configuration", idp.base);
-        let d = fetch_from(&http, &url, "https://issuer.example").await.unwrap();
+        let d = fetch_from(&http, &url, "https://issuer.example")
+            .await
+            .unwrap();
         assert_eq!(d.jwks_uri, format!("{}/keys", idp.base));
         match fetch_from(&http, &url, "https://other.example").await {
             Err(DiscoveryError::IssuerMismatch { found, .. }) => {

@@ -73,6 +73,8 @@ struct Case {
     signed_by: Option<String>,
     #[serde(default)]
     user: Option<String>,
+    #[serde(default, rename = "knownDifference")]
+    known_difference: Option<String>,
 }
 
 fn conformance_dir() -> PathBuf {
@@ -352,6 +354,7 @@ async fn the_kube_apiserver_and_gatehouse_make_the_same_user_from_the_same_file(
     let mut differences = Vec::new();
     let mut accepted = 0;
     let mut refused = 0;
+    let mut known = 0;
     let mut issuers_seen = BTreeSet::new();
     for case in &corpus.tokens {
         let token = match case.issuer.as_str() {
@@ -365,6 +368,18 @@ async fn the_kube_apiserver_and_gatehouse_make_the_same_user_from_the_same_file(
         issuers_seen.insert(case.issuer.clone());
         let kube = kube_user(&tb, &http, &token).await;
         let gatehouse = gatehouse_user(&authenticators, &keys, &env, &token, now);
+        if let Some(why) = &case.known_difference {
+            // Documented: gatehouse refuses what the kube-apiserver accepts, and nothing else.
+            if kube.is_none() || gatehouse.is_ok() || !case.accept {
+                differences.push(format!(
+                    "{}: marked as a known difference ({why}): the kube-apiserver must accept it and gatehouse refuse it, but the kube-apiserver says {kube:?} and gatehouse {gatehouse:?}; if the difference is gone, remove the mark",
+                    case.name
+                ));
+            }
+            known += 1;
+            issuers_seen.insert(case.issuer.clone());
+            continue;
+        }
         compare(&case.name, &kube, &gatehouse, &mut differences);
         if kube.is_some() != case.accept {
             differences.push(format!(
@@ -393,7 +408,7 @@ async fn the_kube_apiserver_and_gatehouse_make_the_same_user_from_the_same_file(
         }
     }
     println!(
-        "conformance: {} tokens over {} issuers: {accepted} accepted by both, {refused} refused by both, {} differences",
+        "conformance: {} tokens over {} issuers: {accepted} accepted by both, {refused} refused by both, {known} known (documented) differences, {} unexpected differences",
         corpus.tokens.len(),
         issuers_seen.len(),
         differences.len()
@@ -404,4 +419,9 @@ async fn the_kube_apiserver_and_gatehouse_make_the_same_user_from_the_same_file(
         differences.join("\n")
     );
     assert!(corpus.tokens.len() >= 60 && issuers_seen.len() >= 8);
+    // The corpus proves something only if most of it agrees outright.
+    assert!(
+        accepted >= 25 && refused >= 25 && known <= 5,
+        "{accepted} {refused} {known}"
+    );
 }

@@ -47,6 +47,14 @@ pub enum Type {
     Type,
     /// `kubernetes.UserInfo` (the `user` variable).
     User,
+    /// `map(string, any)`: the `claims` variable.
+    Claims,
+    /// `google.protobuf.Any`: a claim (`claims.x`, `claims['x']`). cel-go treats it like `dyn`
+    /// everywhere but as a comprehension's range: `claims.groups.map(g, g)` does not compile in
+    /// the kube-apiserver (`dyn(claims.groups).map(g, g)` does).
+    Any,
+    /// `optional_type(any)`: `claims.?x`, whose `orValue` and `value` are `any`.
+    OptionalAny,
     /// `dyn`: only known when evaluated.
     Dyn,
 }
@@ -101,7 +109,7 @@ impl Walk {
         }
         if name == self.variable.name() {
             return Ok(match self.variable {
-                Variable::Claims => Type::Map,
+                Variable::Claims => Type::Claims,
                 Variable::User => Type::User,
             });
         }
@@ -148,7 +156,9 @@ impl Walk {
                 self.note_select(&select.operand, &select.field);
                 if select.test {
                     return match operand {
-                        Type::Map | Type::Dyn | Type::User => Ok(Type::Bool),
+                        Type::Map | Type::Dyn | Type::User | Type::Claims | Type::Any => {
+                            Ok(Type::Bool)
+                        }
                         other => Err(format!(
                             "type '{}' does not support field selection",
                             name(other)
@@ -159,9 +169,9 @@ impl Walk {
             }
             Expr::Comprehension(c) => {
                 let range = self.expr(&c.iter_range, depth)?;
-                if !matches!(range, Type::List | Type::Map | Type::Dyn) {
+                if !matches!(range, Type::List | Type::Map | Type::Claims | Type::Dyn) {
                     return Err(format!(
-                        "expression of type '{}' cannot be the range of a comprehension (must be list, map, or dynamic)",
+                        "expression of type '{}' cannot be range of a comprehension (must be list, map, or dynamic)",
                         name(range)
                     ));
                 }
@@ -198,7 +208,10 @@ impl Walk {
 
     fn field(&self, operand: Type, field: &str) -> Result<Type, String> {
         match operand {
-            Type::Map | Type::Dyn => Ok(Type::Dyn),
+            Type::Claims => Ok(Type::Any),
+            Type::Map | Type::Dyn | Type::Any => Ok(Type::Dyn),
+            // A select on an optional is an optional of the field.
+            Type::Optional | Type::OptionalAny => Ok(Type::Optional),
             Type::User => match field {
                 "username" | "uid" => Ok(Type::String),
                 "groups" => Ok(Type::List),
@@ -224,7 +237,13 @@ impl Walk {
             }
             self.count(depth);
             return match t {
-                Type::Map | Type::Dyn | Type::User | Type::Optional => Ok(Type::Optional),
+                Type::Claims => Ok(Type::OptionalAny),
+                Type::Map
+                | Type::Dyn
+                | Type::Any
+                | Type::User
+                | Type::Optional
+                | Type::OptionalAny => Ok(Type::Optional),
                 other => Err(format!(
                     "type '{}' does not support field selection",
                     name(other)
@@ -283,14 +302,35 @@ fn name(t: Type) -> &'static str {
         Type::Duration => "google.protobuf.Duration",
         Type::Type => "type",
         Type::User => "kubernetes.UserInfo",
+        Type::Claims => "map",
+        Type::Any => "any",
+        Type::OptionalAny => "optional_type",
         Type::Dyn => "dyn",
     }
 }
 
 /// The join of two types as cel-go's checker makes it for a conditional or an `orValue`:
-/// the type when both agree, else `dyn`.
+/// the type when both agree, `any` when one is `any` (the most general), else `dyn`.
 fn join(a: Type, b: Type) -> Type {
-    if a == b { a } else { Type::Dyn }
+    if a == b {
+        a
+    } else if a == Type::Any || b == Type::Any {
+        Type::Any
+    } else {
+        Type::Dyn
+    }
+}
+
+/// The result of an arithmetic operator: the operands' type when both agree (and are
+/// known), the known one when the other is only known at evaluation, else `dyn`.
+fn arithmetic(a: Type, b: Type) -> Type {
+    let unknown = |t: Type| matches!(t, Type::Any | Type::Dyn);
+    match (unknown(a), unknown(b)) {
+        (false, false) if a == b => a,
+        (false, true) => a,
+        (true, false) => b,
+        _ => Type::Dyn,
+    }
 }
 
 /// The result type of function `f` called on `target` (a member call) with `args`, and how
@@ -298,8 +338,9 @@ fn join(a: Type, b: Type) -> Type {
 /// the kube-apiserver's environment does not have, or gatehouse does not implement, are refused.
 fn signature(f: &str, target: Option<Type>, args: &[Type]) -> Result<(Type, usize), String> {
     use Type::{Bool, Double, Dyn, Int, List, Optional, String as Str};
-    let numeric = |a: Type, b: Type| join(a, b);
-    let out = match (f, target, args) {
+    // A claim (`any`) as a receiver is resolved like `dyn`: by its value, when evaluated.
+    let receiver = target.map(|t| if t == Type::Any { Dyn } else { t });
+    let out = match (f, receiver, args) {
         // Operators.
         ("_==_" | "_!=_", None, [_, _]) => (Bool, 1),
         ("_<_" | "_<=_" | "_>_" | "_>=_", None, [_, _]) => (Bool, 1),
@@ -308,10 +349,12 @@ fn signature(f: &str, target: Option<Type>, args: &[Type]) -> Result<(Type, usiz
         ("!_", None, [_]) => (Bool, 0),
         ("@in", None, [_, _]) => (Bool, 1),
         ("_?_:_", None, [_, a, b]) => (join(*a, *b), 0),
-        ("_+_", None, [a, b]) => (numeric(*a, *b), 1),
-        ("_-_" | "_*_" | "_/_" | "_%_", None, [a, b]) => (numeric(*a, *b), 0),
+        ("_+_", None, [a, b]) => (arithmetic(*a, *b), 1),
+        ("_-_" | "_*_" | "_/_" | "_%_", None, [a, b]) => (arithmetic(*a, *b), 0),
         ("-_", None, [a]) => (*a, 0),
+        ("_[_]", None, [Type::Claims, _]) => (Type::Any, 0),
         ("_[_]", None, [_, _]) => (Dyn, 0),
+        ("_[?_]", None, [Type::Claims, _]) => (Type::OptionalAny, 0),
         ("_[?_]", None, [_, _]) => (Optional, 0),
         // Conversions and the standard functions.
         ("size", None, [_]) | ("size", Some(_), []) => (Int, 0),
@@ -356,7 +399,9 @@ fn signature(f: &str, target: Option<Type>, args: &[Type]) -> Result<(Type, usiz
         ("optional.of" | "optional.ofNonZeroValue", None, [_]) => (Optional, 0),
         ("optional.none", None, []) => (Optional, 0),
         ("hasValue", Some(_), []) => (Bool, 0),
+        ("value", Some(Type::OptionalAny), []) => (Type::Any, 0),
         ("value", Some(_), []) => (Dyn, 0),
+        ("orValue", Some(Type::OptionalAny), [b]) => (join(Type::Any, *b), 0),
         ("orValue", Some(_), [b]) => (join(Dyn, *b), 0),
         ("or", Some(_), [_]) => (Optional, 0),
         // Macros written wrongly (the parser expands them when well-formed).

@@ -23,6 +23,13 @@
 //!   bound with this token's claims exceeds the limit is not evaluated and the token is refused,
 //!   as the kube-apiserver refuses a token whose evaluation runs out of budget. The bound is an
 //!   over-estimate, so gatehouse refuses a little earlier than the kube-apiserver would.
+//! - **Lists of strings the kube-apiserver cannot read back** ([`Environment::eval_strings`]):
+//!   it takes a groups or extra expression's value as a string list only when cel-go holds
+//!   it as a generic list; `split` and `findAll` return native string lists, which its
+//!   conversion refuses ("expression must return a string or a list of strings"), while the
+//!   same strings through `map`, `filter`, `+` or a list literal pass. gatehouse finds the
+//!   expression's result position at load (through conditionals and `orValue`) and refuses a
+//!   `split`/`findAll` list there, as the kube-apiserver does.
 
 pub mod check;
 pub mod library;
@@ -30,6 +37,8 @@ pub mod value;
 
 use std::sync::Arc;
 
+use cel::common::ast::{Expr, IdedExpr};
+use cel::objects::OptionalValue;
 use cel::{Context, Env, Program, Value};
 
 pub use check::Type;
@@ -116,8 +125,10 @@ impl Environment {
         if want_bool && checked.output != Type::Bool {
             return Err("must evaluate to bool".to_owned());
         }
+        let result = Arc::new(result_shape(program.expression()));
         Ok(Expression {
             source: source.to_owned(),
+            result,
             program: Arc::new(program),
             variable,
             output: checked.output,
@@ -134,16 +145,107 @@ impl Environment {
         input: &Value,
         input_size: u64,
     ) -> Result<Value, EvalError> {
+        let context = self.context(expression, input, input_size)?;
+        expression
+            .program
+            .execute(&context)
+            .map_err(|e| EvalError::Failed(one_line(&e.to_string())))
+    }
+
+    /// [`Environment::eval`] for a groups or extra expression, whose value the kube-apiserver
+    /// converts to a list of strings: a `split` or `findAll` list in the result position is
+    /// [`EvalError::NativeStringList`] (see the module's doc).
+    pub fn eval_strings(
+        &self,
+        expression: &Expression,
+        input: &Value,
+        input_size: u64,
+    ) -> Result<Value, EvalError> {
+        let context = self.context(expression, input, input_size)?;
+        eval_shape(&context, &expression.result)
+    }
+
+    fn context<'a>(
+        &'a self,
+        expression: &Expression,
+        input: &Value,
+        input_size: u64,
+    ) -> Result<Context<'a, 'static>, EvalError> {
         let cost = expression.cost_bound(input_size);
         if cost > COST_LIMIT {
             return Err(EvalError::CostLimit { cost });
         }
         let mut context = self.root.new_inner_scope();
         context.add_variable_from_value(expression.variable.name(), input.clone());
-        expression
-            .program
-            .execute(&context)
+        Ok(context)
+    }
+}
+
+/// Where an expression's value comes from, as far as the kube-apiserver's string-list
+/// conversion can tell the difference.
+#[derive(Debug, Clone)]
+enum Shape {
+    /// A `split` or `findAll` call: a native string list.
+    Native(IdedExpr),
+    /// Anything else: a generic value.
+    Other(IdedExpr),
+    /// `cond ? a : b`.
+    Conditional(IdedExpr, Box<Shape>, Box<Shape>),
+    /// `optional.orValue(alternative)`.
+    OrValue(IdedExpr, Box<Shape>),
+}
+
+fn result_shape(e: &IdedExpr) -> Shape {
+    if let Expr::Call(call) = &e.expr {
+        match (call.func_name.as_str(), &call.target, call.args.as_slice()) {
+            ("_?_:_", None, [c, a, b]) => {
+                return Shape::Conditional(
+                    c.clone(),
+                    Box::new(result_shape(a)),
+                    Box::new(result_shape(b)),
+                );
+            }
+            ("orValue", Some(target), [alternative]) => {
+                return Shape::OrValue((**target).clone(), Box::new(result_shape(alternative)));
+            }
+            ("split" | "findAll", Some(_), _) => return Shape::Native(e.clone()),
+            _ => {}
+        }
+    }
+    Shape::Other(e.clone())
+}
+
+fn eval_shape(context: &Context<'_, '_>, shape: &Shape) -> Result<Value, EvalError> {
+    let resolve = |e: &IdedExpr| {
+        context
+            .resolve(e)
             .map_err(|e| EvalError::Failed(one_line(&e.to_string())))
+    };
+    match shape {
+        Shape::Other(e) => resolve(e),
+        Shape::Native(e) => match resolve(e)? {
+            Value::List(_) => Err(EvalError::NativeStringList),
+            other => Ok(other),
+        },
+        Shape::Conditional(c, a, b) => match resolve(c)? {
+            Value::Bool(true) => eval_shape(context, a),
+            Value::Bool(false) => eval_shape(context, b),
+            other => Err(EvalError::Failed(format!(
+                "no such overload: the condition is {:?}, not a bool",
+                other.type_of()
+            ))),
+        },
+        Shape::OrValue(target, alternative) => {
+            let optional = resolve(target)?;
+            let held = <&OptionalValue>::try_from(&optional)
+                .map_err(|e| EvalError::Failed(one_line(&e.to_string())))?
+                .value()
+                .cloned();
+            match held {
+                Some(v) => Ok(v),
+                None => eval_shape(context, alternative),
+            }
+        }
     }
 }
 
@@ -161,12 +263,18 @@ pub enum EvalError {
     /// The evaluation failed (no such key, no matching overload, ...).
     #[error("{0}")]
     Failed(String),
+    /// A `split` or `findAll` list as a groups or extra value (see the module's doc).
+    #[error(
+        "expression must return a string or a list of strings (the kube-apiserver does not read the list split or findAll return as one: pass it through map, or write dyn(...) + [])"
+    )]
+    NativeStringList,
 }
 
 /// A compiled expression.
 #[derive(Debug, Clone)]
 pub struct Expression {
     source: String,
+    result: Arc<Shape>,
     program: Arc<Program>,
     variable: Variable,
     output: Type,

@@ -54,13 +54,55 @@ fn an_undeclared_identifier_is_refused_at_load() {
     // A comprehension's variable is declared inside it, and only there.
     assert!(
         env()
-            .compile("claims.groups.map(g, g + '!')", Variable::Claims, false)
+            .compile(
+                "dyn(claims.groups).map(g, g + '!')",
+                Variable::Claims,
+                false
+            )
             .is_ok()
     );
     let err = env()
-        .compile("claims.groups.map(g, g) + [g]", Variable::Claims, false)
+        .compile(
+            "dyn(claims.groups).map(g, g) + [g]",
+            Variable::Claims,
+            false,
+        )
         .unwrap_err();
     assert!(err.contains("undeclared reference to 'g'"), "{err}");
+}
+
+#[test]
+fn a_claim_is_not_a_comprehension_range_as_cel_go_types_it() {
+    // `claims` is map(string, any): a claim is `any`, which cel-go's checker does not take as
+    // a comprehension's range (the kube-apiserver refused a file of the conformance corpus
+    // with exactly this message); `dyn()` or a nested field (typed dyn) is the way.
+    let env = env();
+    for refused in [
+        "claims.groups.map(g, g)",
+        "claims.groups.exists(g, g == 'a')",
+        "claims['groups'].all(g, g != '')",
+        "claims.?groups.orValue([]).filter(g, g != '')",
+        "(true ? claims.a : claims.b).map(x, x)",
+    ] {
+        let err = env.compile(refused, Variable::Claims, false).unwrap_err();
+        assert!(
+            err.contains("expression of type 'any' cannot be range of a comprehension (must be list, map, or dynamic)"),
+            "{refused}: {err}"
+        );
+    }
+    for accepted in [
+        "dyn(claims.groups).map(g, g)",
+        "dyn(claims.?groups.orValue([])).filter(g, g != '')",
+        "claims.?org.teams.orValue([]).map(t, t.name)",
+        "claims.org.teams.map(t, t.name)",
+        "claims.roles.split(',').map(r, r)",
+        "(claims.a.split(',') + claims.b.split(',')).map(r, r)",
+    ] {
+        assert!(
+            env.compile(accepted, Variable::Claims, false).is_ok(),
+            "{accepted}"
+        );
+    }
 }
 
 #[test]
@@ -97,9 +139,9 @@ fn a_validation_rule_must_be_typed_bool_as_cel_go_types_it() {
         "claims.admin == true",
         "claims.?email_verified.orValue(true) == true",
         "has(claims.groups)",
-        "claims.groups.exists(g, g == 'a')",
-        "claims.groups.all(g, g.startsWith('a'))",
-        "claims.groups.exists_one(g, g == 'a')",
+        "dyn(claims.groups).exists(g, g == 'a')",
+        "dyn(claims.groups).all(g, g.startsWith('a'))",
+        "dyn(claims.groups).exists_one(g, g == 'a')",
         "'a' in claims.groups",
         "!(claims.sub == 'x')",
         "claims.sub.matches('^[a-z]+$')",
@@ -146,11 +188,11 @@ fn the_expressions_people_write_give_what_kubernetes_gives() {
     );
     assert_eq!(string("claims.nested.team.name", claims.clone()), "core");
     assert_eq!(
-        strings("claims.groups.map(g, 'oidc:' + g)", claims.clone()),
+        strings("dyn(claims.groups).map(g, 'oidc:' + g)", claims.clone()),
         ["oidc:dev", "oidc:ops", "oidc:"]
     );
     assert_eq!(
-        strings("claims.groups.filter(g, g != '')", claims.clone()),
+        strings("dyn(claims.groups).filter(g, g != '')", claims.clone()),
         ["dev", "ops"]
     );
     assert_eq!(
@@ -236,11 +278,15 @@ fn the_cost_bound_grows_with_nesting_and_refuses_what_would_run_too_long() {
         .compile("claims.sub == 'a'", Variable::Claims, true)
         .unwrap();
     let one = env
-        .compile("claims.groups.exists(g, g == 'a')", Variable::Claims, true)
+        .compile(
+            "dyn(claims.groups).exists(g, g == 'a')",
+            Variable::Claims,
+            true,
+        )
         .unwrap();
     let two = env
         .compile(
-            "claims.groups.exists(g, claims.roles.exists(r, r == g))",
+            "dyn(claims.groups).exists(g, dyn(claims.roles).exists(r, r == g))",
             Variable::Claims,
             true,
         )
