@@ -153,6 +153,11 @@ pub enum MappingError {
     /// The username claim is `email` and `email_verified` is not `true`.
     #[error("the token's email is not verified (email_verified is not true)")]
     EmailNotVerified,
+    /// A claim name the kube-apiserver's CEL would read as an escaped name.
+    #[error(
+        "the token has a claim whose name the kube-apiserver's CEL reads as an escaped name (__dot__, __dash__, __slash__, __underscores__): gatehouse refuses it rather than read another claim than the cluster"
+    )]
+    EscapedClaimName,
     /// The groups claim is only available as a distributed claim.
     #[error(
         "the token's {0} claim is a distributed claim (_claim_names); gatehouse does not fetch distributed claims, so it cannot make the user the cluster would"
@@ -191,6 +196,9 @@ impl Authenticator {
         env: &Environment,
         claims: &Map<String, Json>,
     ) -> Result<UserInfo, MappingError> {
+        if self.uses_cel() && value::has_escaped_key(&Json::Object(claims.clone())) {
+            return Err(MappingError::EscapedClaimName);
+        }
         let input = Input::new(claims);
         let username = self.username(env, &input)?;
         let groups = self.groups(env, &input)?;
@@ -205,6 +213,19 @@ impl Authenticator {
         };
         self.check_user(env, &user)?;
         Ok(user)
+    }
+
+    /// Whether any mapping or rule is a CEL expression.
+    fn uses_cel(&self) -> bool {
+        matches!(self.mapping.username, PrefixedMapping::Expression(_))
+            || matches!(self.mapping.groups, PrefixedMapping::Expression(_))
+            || matches!(self.mapping.uid, UidMapping::Expression(_))
+            || !self.mapping.extra.is_empty()
+            || !self.user_rules.is_empty()
+            || self
+                .claim_rules
+                .iter()
+                .any(|r| matches!(r, ClaimRule::Expression { .. }))
     }
 
     fn username(&self, env: &Environment, input: &Input<'_>) -> Result<String, MappingError> {
@@ -312,7 +333,10 @@ impl Authenticator {
         input: &Input<'_>,
     ) -> Result<BTreeMap<String, Vec<String>>, MappingError> {
         let mut extra = BTreeMap::new();
-        if let Some(Json::String(jti)) = input.claims.get("jti") {
+        // The kube-apiserver's CredentialIDForJTI gives nothing for an empty jti.
+        if let Some(Json::String(jti)) = input.claims.get("jti")
+            && !jti.is_empty()
+        {
             extra.insert(CREDENTIAL_ID_KEY.to_owned(), vec![format!("JTI={jti}")]);
         }
         for mapping in &self.mapping.extra {

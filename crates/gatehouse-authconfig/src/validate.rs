@@ -18,6 +18,11 @@ use crate::model::{
     JwtAuthenticator, KIND, PrefixedClaimOrExpression, UserValidationRule,
 };
 
+/// The extra keys gatehouse sends itself (`gatehouse.dev/subject`, `/username`, `/issuer`):
+/// reserved, so a token's claims can never set what the audit log says about the user. The
+/// kube-apiserver does not reserve them; gatehouse refuses such a file.
+pub const GATEHOUSE_EXTRA_PREFIX: &str = "gatehouse.dev/";
+
 /// At most this many `jwt` authenticators (the kube-apiserver's limit).
 pub const MAX_AUTHENTICATORS: usize = 64;
 
@@ -463,6 +468,13 @@ fn claim_mappings(
         domain_prefixed_path(&mapping.key, &key_path, p);
         if mapping.key != mapping.key.to_lowercase() {
             p.invalid(&key_path, &mapping.key, "must be lowercase");
+        }
+        if mapping.key.starts_with(GATEHOUSE_EXTRA_PREFIX) {
+            p.invalid(
+                &key_path,
+                &mapping.key,
+                "gatehouse.dev/ is reserved for the extras gatehouse itself sends (subject, username, issuer of the original user, for the audit log): choose another domain",
+            );
         }
         if is_kubernetes_domain(&mapping.key) {
             p.invalid(

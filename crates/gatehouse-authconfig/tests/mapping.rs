@@ -220,6 +220,7 @@ fn a_split_or_find_all_list_is_not_a_list_of_strings_as_the_kube_apiserver_reads
         "claims.sub.findAll('[a-z]')",
         "true ? claims.csv.split(',') : []",
         "claims.?missing.orValue('').split(',')",
+        "dyn(claims.csv.split(','))",
     ];
     for expression in refused {
         let m = format!(
@@ -255,4 +256,44 @@ fn a_split_or_find_all_list_is_not_a_list_of_strings_as_the_kube_apiserver_reads
             "{expression}"
         );
     }
+}
+
+#[test]
+fn an_empty_jti_gives_no_credential_id() {
+    let m = "  claimMappings: {username: {claim: sub, prefix: ''}}\n";
+    assert!(
+        user(m, json!({"sub": "a", "jti": ""}))
+            .unwrap()
+            .extra
+            .is_empty()
+    );
+    assert_eq!(
+        user(m, json!({"sub": "a", "jti": "j"})).unwrap().extra["authentication.kubernetes.io/credential-id"],
+        ["JTI=j"]
+    );
+}
+
+#[test]
+fn claim_names_the_kube_apiserver_would_unescape_are_refused() {
+    // With CEL, the kube-apiserver reads `claims.tenant__dash__id` as claims['tenant-id']:
+    // gatehouse refuses the expression at load, and tokens whose keys are such names.
+    let with_cel = "  claimMappings:\n    username: {claim: sub, prefix: ''}\n    extra: [{key: example.com/t, valueExpression: \"claims.?team.orValue('')\"}]\n";
+    assert_eq!(
+        user(with_cel, json!({"sub": "a", "tenant__dash__id": "b"})),
+        Err(MappingError::EscapedClaimName)
+    );
+    assert_eq!(
+        user(with_cel, json!({"sub": "a", "org": {"x__dot__y": 1}})),
+        Err(MappingError::EscapedClaimName)
+    );
+    // Not escapes: an unknown __word__, a keyword inside a longer name, single underscores.
+    for fine in ["a__b__c", "x__if__", "snake_case_name", "__", "___"] {
+        assert!(
+            user(with_cel, json!({"sub": "a", fine: 1})).is_ok(),
+            "{fine}"
+        );
+    }
+    // Without CEL nothing is unescaped, on either side.
+    let plain = "  claimMappings: {username: {claim: sub, prefix: ''}}\n";
+    assert!(user(plain, json!({"sub": "a", "tenant__dash__id": "b"})).is_ok());
 }

@@ -305,7 +305,7 @@ fn claim_mappings_follow_the_kube_apiservers_rules() {
 
 #[test]
 fn extra_keys_follow_the_kube_apiservers_rules() {
-    let extra = "\n    - {key: team, valueExpression: \"'a'\"}\n    - {key: Example.com/team, valueExpression: \"'a'\"}\n    - {key: k8s.io/team, valueExpression: \"'a'\"}\n    - {key: authentication.kubernetes.io/x, valueExpression: \"'a'\"}\n    - {key: example.com/team, valueExpression: \"'a'\"}\n    - {key: example.com/team, valueExpression: \"'b'\"}\n    - {key: example.com/empty}\n    - {key: 'example.com/a b', valueExpression: \"'a'\"}\n    - {key: -bad.example/a, valueExpression: \"'a'\"}";
+    let extra = "\n    - {key: team, valueExpression: \"'a'\"}\n    - {key: Example.com/team, valueExpression: \"'a'\"}\n    - {key: k8s.io/team, valueExpression: \"'a'\"}\n    - {key: authentication.kubernetes.io/x, valueExpression: \"'a'\"}\n    - {key: example.com/team, valueExpression: \"'a'\"}\n    - {key: example.com/team, valueExpression: \"'b'\"}\n    - {key: example.com/empty}\n    - {key: 'example.com/a b', valueExpression: \"'a'\"}\n    - {key: -bad.example/a, valueExpression: \"'a'\"}\n    - {key: gatehouse.dev/username, valueExpression: \"'a'\"}";
     let yaml = one(&format!(
         "{ISSUER}  claimMappings:\n    username: {{claim: sub, prefix: ''}}\n    extra:{extra}"
     ));
@@ -319,6 +319,7 @@ fn extra_keys_follow_the_kube_apiservers_rules() {
     has(&p, &format!("{e}[6].valueExpression"), "Required value");
     has(&p, &format!("{e}[7].key"), "Invalid path");
     has(&p, &format!("{e}[8].key"), "RFC 1123 subdomain");
+    has(&p, &format!("{e}[9].key"), "gatehouse.dev/ is reserved");
     assert!(!p.iter().any(|p| p.path == format!("{e}[4].key")), "{p:#?}");
 }
 

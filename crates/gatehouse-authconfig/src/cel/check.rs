@@ -70,6 +70,9 @@ pub struct Checked {
     pub cost: Vec<u64>,
     /// The fields of the variable selected (`claims.x`, `claims.?x`, `has(claims.x)`).
     pub selects: Vec<String>,
+    /// The largest `lists.range(n)`: a collection the expression builds that may be larger
+    /// than anything in the input, so the cost bound uses at least this size.
+    pub range: u64,
 }
 
 /// Checks `expr` with `variable` declared.
@@ -79,12 +82,14 @@ pub fn check(expr: &IdedExpr, variable: Variable) -> Result<Checked, String> {
         scope: Vec::new(),
         cost: Vec::new(),
         selects: Vec::new(),
+        range: 0,
     };
     let output = walk.expr(expr, 0)?;
     Ok(Checked {
         output,
         cost: walk.cost,
         selects: walk.selects,
+        range: walk.range,
     })
 }
 
@@ -93,6 +98,7 @@ struct Walk {
     scope: Vec<(String, Type)>,
     cost: Vec<u64>,
     selects: Vec<String>,
+    range: u64,
 }
 
 impl Walk {
@@ -153,6 +159,7 @@ impl Walk {
             Expr::Struct(s) => Err(format!("undeclared reference to '{}'", s.type_name)),
             Expr::Select(select) => {
                 let operand = self.expr(&select.operand, depth)?;
+                escaped(&select.field)?;
                 self.note_select(&select.operand, &select.field);
                 if select.test {
                     return match operand {
@@ -197,6 +204,21 @@ impl Walk {
         }
     }
 
+    /// `lists.range(n)` builds a list of n elements: n must be written in the expression (so
+    /// the cost bound can use it), and the bound's size is at least n.
+    fn note_range(&mut self, call: &cel::common::ast::CallExpr) -> Result<(), String> {
+        match call.args.first().map(|a| &a.expr) {
+            Some(Expr::Literal(LiteralValue::Int(n))) => {
+                let n = u64::try_from(*n.inner()).unwrap_or(0);
+                self.range = self.range.max(n);
+                Ok(())
+            }
+            _ => Err(
+                "gatehouse needs lists.range's argument to be a number written in the expression, to bound its cost".to_owned(),
+            ),
+        }
+    }
+
     /// Records `claims.field` (or `user.field`) for [`Checked::selects`].
     fn note_select(&mut self, operand: &IdedExpr, field: &str) {
         if matches!(&operand.expr, Expr::Ident(n) if n == self.variable.name())
@@ -233,6 +255,7 @@ impl Walk {
         {
             let t = self.expr(operand, depth)?;
             if let Expr::Literal(LiteralValue::String(s)) = &field.expr {
+                escaped(s.as_ref())?;
                 self.note_select(operand, s.as_ref());
             }
             self.count(depth);
@@ -258,6 +281,9 @@ impl Walk {
             && !self.scope.iter().any(|(n, _)| n == namespace)
         {
             let qualified = format!("{namespace}.{f}");
+            if qualified == "lists.range" {
+                self.note_range(call)?;
+            }
             let mut args = Vec::with_capacity(call.args.len());
             for a in &call.args {
                 args.push(self.expr(a, depth)?);
@@ -276,6 +302,14 @@ impl Walk {
         for a in &call.args {
             args.push(self.expr(a, depth)?);
         }
+        if matches!(f, "_[_]" | "_[?_]")
+            && let Some(IdedExpr {
+                expr: Expr::Literal(LiteralValue::String(key)),
+                ..
+            }) = call.args.get(1)
+        {
+            escaped(key.as_ref())?;
+        }
         let (output, linear) = signature(f, target, &args)?;
         // A function linear (or quadratic) in its input's size counts one level (or two) deeper.
         if linear > 0 {
@@ -283,6 +317,16 @@ impl Walk {
         }
         Ok(output)
     }
+}
+
+/// Refuses a field or key the kube-apiserver would unescape ([`super::value::is_escaped_name`]).
+fn escaped(name: &str) -> Result<(), String> {
+    if super::value::is_escaped_name(name) {
+        return Err(format!(
+            "the kube-apiserver reads {name:?} as an escaped name (__dot__, __dash__, __slash__, __underscores__, __<keyword>__) and gatehouse does not unescape names: write the claim's own name as an index, claims['a.b']"
+        ));
+    }
+    Ok(())
 }
 
 /// cel-go's name of a type, for messages.
@@ -372,7 +416,8 @@ fn signature(f: &str, target: Option<Type>, args: &[Type]) -> Result<(Type, usiz
         ("contains" | "startsWith" | "endsWith" | "matches", Some(_), [_]) => (Bool, 1),
         ("matches", None, [_, _]) => (Bool, 1),
         ("lowerAscii" | "upperAscii" | "trim" | "reverse", Some(Str | Dyn), []) => (Str, 1),
-        ("replace", Some(_), [_, _] | [_, _, _]) => (Str, 1),
+        // The result can be the string's length times the replacement's: quadratic.
+        ("replace", Some(_), [_, _] | [_, _, _]) => (Str, 2),
         ("substring", Some(_), [_] | [_, _]) => (Str, 1),
         ("charAt", Some(_), [_]) => (Str, 1),
         ("indexOf" | "lastIndexOf", Some(Str), [_] | [_, _]) => (Int, 1),

@@ -133,6 +133,7 @@ impl Environment {
             variable,
             output: checked.output,
             cost: checked.cost,
+            range: checked.range,
             selects: checked.selects,
         })
     }
@@ -209,6 +210,8 @@ fn result_shape(e: &IdedExpr) -> Shape {
                 return Shape::OrValue((**target).clone(), Box::new(result_shape(alternative)));
             }
             ("split" | "findAll", Some(_), _) => return Shape::Native(e.clone()),
+            // `dyn()` passes its value through: a native list stays one.
+            ("dyn", None, [inner]) => return result_shape(inner),
             _ => {}
         }
     }
@@ -279,6 +282,7 @@ pub struct Expression {
     variable: Variable,
     output: Type,
     cost: Vec<u64>,
+    range: u64,
     selects: Vec<String>,
 }
 
@@ -302,7 +306,7 @@ impl Expression {
     /// The cost bound for an input whose largest collection or string has `size` elements:
     /// the sum over nesting depths k of (nodes at depth k) * size^k, saturating.
     pub fn cost_bound(&self, size: u64) -> u64 {
-        let size = size.max(1);
+        let size = size.max(self.range).max(1);
         let mut total: u64 = 0;
         let mut factor: u64 = 1;
         for nodes in &self.cost {

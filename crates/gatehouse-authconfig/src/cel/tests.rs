@@ -329,3 +329,47 @@ fn selects_finds_the_claims_the_email_rule_looks_for() {
         .unwrap();
     assert!(!shadowed.selects("email"));
 }
+
+#[test]
+fn escaped_names_and_unbounded_ranges_are_refused_at_load() {
+    let env = env();
+    for refused in [
+        "claims.tenant__dash__id",
+        "claims.?a__dot__b.orValue('')",
+        "has(claims.x__slash__y)",
+        "claims['__in__']",
+    ] {
+        let err = env.compile(refused, Variable::Claims, false).unwrap_err();
+        assert!(err.contains("escaped name"), "{refused}: {err}");
+    }
+    assert!(
+        env.compile("claims['tenant-id']", Variable::Claims, false)
+            .is_ok()
+    );
+    let err = env
+        .compile(
+            "lists.range(size(claims.sub)).size() > 0",
+            Variable::Claims,
+            true,
+        )
+        .unwrap_err();
+    assert!(err.contains("lists.range"), "{err}");
+    // A literal range counts as a size: it is not smaller than the input.
+    let e = env
+        .compile(
+            "lists.range(3000).all(i, dyn(claims.groups).all(g, g != ''))",
+            Variable::Claims,
+            true,
+        )
+        .unwrap();
+    assert!(e.cost_bound(150) > COST_LIMIT, "{}", e.cost_bound(150));
+    // replace can square a string's length: it costs two levels.
+    let r = env
+        .compile(
+            "claims.a.replace('a', claims.a).replace('a', claims.a) != ''",
+            Variable::Claims,
+            true,
+        )
+        .unwrap();
+    assert!(r.cost_bound(1_000) > COST_LIMIT);
+}

@@ -81,3 +81,73 @@ pub fn size(json: &Json) -> u64 {
     }
     u64::try_from(walk(json)).unwrap_or(u64::MAX).max(1)
 }
+
+/// Whether the kube-apiserver reads `name` as another name: cel's escaping
+/// (k8s.io/apiserver `pkg/cel/escaping.go`, `Unescape`) turns `__dot__`, `__dash__`,
+/// `__slash__`, `__underscores__` and a whole-name `__<reserved word>__` back into `.`, `-`,
+/// `/`, `__` and the word, when every `__x__` in the name is one of these. The kube-apiserver
+/// applies it to every claim looked up by name; gatehouse does not, so it refuses such names
+/// (in expressions at load, in tokens' keys when evaluating), and the two never read different
+/// claims.
+pub fn is_escaped_name(name: &str) -> bool {
+    const RESERVED: [&str; 22] = [
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+        "",
+    ];
+    let mut found = false;
+    let mut rest = name;
+    while let Some(start) = rest.find("__") {
+        let after = &rest[start + 2..];
+        // `__` + one or more non-underscores + `__` (Go's regexp, leftmost, non-overlapping).
+        let end = after.find('_').unwrap_or(after.len());
+        if end == 0 || !after[end..].starts_with("__") {
+            rest = &rest[start + 1..];
+            continue;
+        }
+        let contents = &after[..end];
+        let whole = start == 0 && name.len() == contents.len() + 4 && rest.len() == name.len();
+        match contents {
+            "underscores" | "dot" | "dash" | "slash" => found = true,
+            c if RESERVED.contains(&c) && !c.is_empty() => {
+                if !whole {
+                    return false;
+                }
+                found = true;
+            }
+            _ => return false,
+        }
+        rest = &after[end + 2..];
+    }
+    found
+}
+
+/// Whether any object key in `json`, at any depth, is an escaped name ([`is_escaped_name`]).
+pub fn has_escaped_key(json: &Json) -> bool {
+    match json {
+        Json::Array(items) => items.iter().any(has_escaped_key),
+        Json::Object(map) => map
+            .iter()
+            .any(|(k, v)| is_escaped_name(k) || has_escaped_key(v)),
+        _ => false,
+    }
+}
