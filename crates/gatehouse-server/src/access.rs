@@ -51,12 +51,7 @@ pub struct AccessResolver {
     global_namespaces: Vec<String>,
     /// Review answers by candidate and request; the request's half is shared by every
     /// candidate of a request (an `Arc`, so probing the cache copies none of its strings).
-    /// Hashed with foldhash, seeded per process (the keys hold request fields a caller
-    /// chooses, so a fixed-seed hash would invite collisions; SipHash was a third of a cache
-    /// hit's time): equal hashes still compare the whole key, so a collision costs time, never
-    /// a wrong answer.
-    cache:
-        moka::sync::Cache<(ServiceAccountRef, Arc<ReviewKey>), bool, foldhash::fast::RandomState>,
+    cache: moka::sync::Cache<(ServiceAccountRef, Arc<ReviewKey>), bool>,
 }
 
 impl std::fmt::Debug for AccessResolver {
@@ -74,7 +69,7 @@ impl AccessResolver {
             cache: moka::sync::Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(ttl)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+                .build(),
         }
     }
 

@@ -263,9 +263,7 @@ pub struct Authenticator {
     admin: Option<AdminTokens>,
     oidc: Option<Arc<OidcVerifier>>,
     fall_through: bool,
-    /// Keyed by the token's SHA-256, hashed with foldhash (seeded per process): the key is
-    /// already a uniform digest no caller can choose, so SipHash's strength buys nothing here.
-    cache: moka::sync::Cache<TokenFingerprint, Arc<Principal>, foldhash::fast::RandomState>,
+    cache: moka::sync::Cache<TokenFingerprint, Arc<Principal>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -293,7 +291,7 @@ impl Authenticator {
             cache: moka::sync::Cache::builder()
                 .max_capacity(cache_entries)
                 .time_to_live(Duration::from_secs(300))
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+                .build(),
         }
     }
 

@@ -641,8 +641,22 @@ fn check_kubernetes_claims(
     {
         return Err(VerifyError::NotYetValid { nbf });
     }
-    // iat is not compared with the clock, but must be a number (go-oidc decodes it).
+    // iat is not compared with the clock, but must be a number (go-oidc decodes it; a null
+    // does not decode either).
+    if claims.get("iat") == Some(&Value::Null) {
+        return Err(VerifyError::MissingClaim("iat"));
+    }
     int_claim(&claims, "iat")?;
+    // go-oidc decodes these into strings: another type refuses the token.
+    for name in ["nonce", "at_hash"] {
+        if !matches!(
+            claims.get(name),
+            None | Some(Value::Null | Value::String(_))
+        ) {
+            return Err(VerifyError::MissingClaim(name));
+        }
+    }
+    distributed_claims_are_well_formed(&claims)?;
     Ok(Verified {
         issuer,
         subject,
@@ -651,6 +665,50 @@ fn check_kubernetes_claims(
         expires_at: exp,
         claims,
     })
+}
+
+/// go-oidc v2's reading of `_claim_names` and `_claim_sources` (OIDC Core 5.6.2): names map to
+/// non-empty source names that `_claim_sources` defines, sources are objects of strings; it
+/// refuses the token otherwise, whatever the mappings use.
+fn distributed_claims_are_well_formed(claims: &Map<String, Value>) -> Result<(), VerifyError> {
+    let sources = match claims.get("_claim_sources") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(sources)) => {
+            for source in sources.values() {
+                match source {
+                    Value::Null => {}
+                    Value::Object(fields) => {
+                        // Go matches these field names without regard to case.
+                        let bad = fields.iter().any(|(k, v)| {
+                            ["endpoint", "access_token"].contains(&k.to_ascii_lowercase().as_str())
+                                && !matches!(v, Value::String(_) | Value::Null)
+                        });
+                        if bad {
+                            return Err(VerifyError::MissingClaim("_claim_sources"));
+                        }
+                    }
+                    _ => return Err(VerifyError::MissingClaim("_claim_sources")),
+                }
+            }
+            Some(sources)
+        }
+        Some(_) => return Err(VerifyError::MissingClaim("_claim_sources")),
+    };
+    match claims.get("_claim_names") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(names)) => {
+            for source in names.values() {
+                let Value::String(source) = source else {
+                    return Err(VerifyError::MissingClaim("_claim_names"));
+                };
+                if source.is_empty() || !sources.is_some_and(|s| s.contains_key(source)) {
+                    return Err(VerifyError::MissingClaim("_claim_names"));
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err(VerifyError::MissingClaim("_claim_names")),
+    }
 }
 
 fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<String, VerifyError> {

@@ -855,3 +855,70 @@ fn the_payload_is_read_as_jsonwebtoken_reads_it() {
         }
     }
 }
+
+#[test]
+fn the_kubernetes_policy_checks_claims_as_go_oidc_v2_does() {
+    let p = Policy::kubernetes(
+        "https://idp.example",
+        vec!["kubernetes".into()],
+        KUBERNETES_ALGORITHMS.to_vec(),
+    );
+    let check = |c: serde_json::Value, now| {
+        check_claims(serde_json::from_value(c).unwrap(), &p, now).map(|v| v.subject)
+    };
+    let base = json!({"iss": "https://idp.example", "aud": "kubernetes", "exp": NOW + 60});
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = base.clone();
+        c[k] = v;
+        c
+    };
+    // No azp/client_id check, sub optional (a string when present).
+    assert_eq!(
+        check(with("azp", json!("someone-else")), NOW),
+        Ok(String::new())
+    );
+    assert_eq!(check(with("client_id", json!("x")), NOW), Ok(String::new()));
+    assert_eq!(check(with("sub", json!("u")), NOW), Ok("u".to_owned()));
+    assert!(check(with("sub", json!(7)), NOW).is_err());
+    // exp without leeway (the current second is already past), nbf with a minute.
+    assert!(matches!(
+        check(base.clone(), NOW + 60),
+        Err(VerifyError::Expired { .. })
+    ));
+    assert!(check(base.clone(), NOW + 59).is_ok());
+    assert!(check(with("nbf", json!(NOW + 60)), NOW).is_ok());
+    assert!(matches!(
+        check(with("nbf", json!(NOW + 61)), NOW),
+        Err(VerifyError::NotYetValid { .. })
+    ));
+    // iat is not compared with the clock, but must decode: a number, not null or a string.
+    assert!(check(with("iat", json!(NOW + 3600)), NOW).is_ok());
+    assert!(check(with("iat", json!(null)), NOW).is_err());
+    assert!(check(with("iat", json!("1")), NOW).is_err());
+    // nonce and at_hash decode into strings.
+    assert!(check(with("nonce", json!("n")), NOW).is_ok());
+    assert!(check(with("nonce", json!(1)), NOW).is_err());
+    assert!(check(with("at_hash", json!(["x"])), NOW).is_err());
+    // Distributed claims: names map to sources that exist.
+    let mut ok = base.clone();
+    ok["_claim_names"] = json!({"groups": "src1"});
+    ok["_claim_sources"] = json!({"src1": {"endpoint": "https://x"}});
+    assert!(check(ok.clone(), NOW).is_ok());
+    for (names, sources) in [
+        (json!("groups"), json!(null)),
+        (json!({"groups": 1}), json!({"src1": {}})),
+        (json!({"groups": ""}), json!({"": {}})),
+        (json!({"groups": "missing"}), json!({"src1": {}})),
+        (json!({"groups": "src1"}), json!({"src1": {"endpoint": 5}})),
+        (
+            json!({"groups": "src1"}),
+            json!({"src1": {"Access_Token": []}}),
+        ),
+        (json!({"groups": "src1"}), json!({"src1": "x"})),
+    ] {
+        let mut c = base.clone();
+        c["_claim_names"] = names.clone();
+        c["_claim_sources"] = sources.clone();
+        assert!(check(c, NOW).is_err(), "{names} {sources}");
+    }
+}
