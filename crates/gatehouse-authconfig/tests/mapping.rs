@@ -221,6 +221,9 @@ fn a_split_or_find_all_list_is_not_a_list_of_strings_as_the_kube_apiserver_reads
         "true ? claims.csv.split(',') : []",
         "claims.?missing.orValue('').split(',')",
         "dyn(claims.csv.split(','))",
+        "[claims.csv.split(',')][0]",
+        "optional.of(claims.csv.split(',')).value()",
+        "optional.of(claims.csv.split(',')).orValue([])",
     ];
     for expression in refused {
         let m = format!(
@@ -245,6 +248,8 @@ fn a_split_or_find_all_list_is_not_a_list_of_strings_as_the_kube_apiserver_reads
             vec!["x"],
         ),
         ("claims.csv.split(',')[0]", vec!["x"]),
+        ("[['q'], claims.csv.split(',')][0]", vec!["q"]),
+        ("optional.none().orValue(['w'])", vec!["w"]),
     ];
     for (expression, want) in accepted {
         let m = format!(

@@ -192,8 +192,21 @@ enum Shape {
     Other(IdedExpr),
     /// `cond ? a : b`.
     Conditional(IdedExpr, Box<Shape>, Box<Shape>),
-    /// `optional.orValue(alternative)`.
-    OrValue(IdedExpr, Box<Shape>),
+    /// `optional.orValue(alternative)`, and the shape of the optional's value when it is
+    /// written `optional.of(x)`.
+    OrValue(IdedExpr, Option<Box<Shape>>, Box<Shape>),
+}
+
+/// `x` when `e` is `optional.of(x)` (parsed as a call of `of` on the identifier `optional`).
+fn optional_of(e: &IdedExpr) -> Option<&IdedExpr> {
+    let Expr::Call(call) = &e.expr else {
+        return None;
+    };
+    match (call.func_name.as_str(), call.target.as_deref(), call.args.as_slice()) {
+        ("optional.of", None, [x]) => Some(x),
+        ("of", Some(IdedExpr { expr: Expr::Ident(ns), .. }), [x]) if ns == "optional" => Some(x),
+        _ => None,
+    }
 }
 
 fn result_shape(e: &IdedExpr) -> Shape {
@@ -207,7 +220,29 @@ fn result_shape(e: &IdedExpr) -> Shape {
                 );
             }
             ("orValue", Some(target), [alternative]) => {
-                return Shape::OrValue((**target).clone(), Box::new(result_shape(alternative)));
+                return Shape::OrValue(
+                    (**target).clone(),
+                    optional_of(target).map(|x| Box::new(result_shape(x))),
+                    Box::new(result_shape(alternative)),
+                );
+            }
+            // `optional.of(x).value()` is `x`.
+            ("value", Some(target), []) => {
+                if let Some(x) = optional_of(target) {
+                    return result_shape(x);
+                }
+            }
+            // `[a, b][1]` is `b`.
+            ("_[_]", None, [list, index]) => {
+                if let (
+                    Expr::List(list),
+                    Expr::Literal(cel::common::ast::LiteralValue::Int(i)),
+                ) = (&list.expr, &index.expr)
+                    && let Some(element) =
+                        usize::try_from(*i.inner()).ok().and_then(|i| list.elements.get(i))
+                {
+                    return result_shape(element);
+                }
             }
             ("split" | "findAll", Some(_), _) => return Shape::Native(e.clone()),
             // `dyn()` passes its value through: a native list stays one.
@@ -238,15 +273,16 @@ fn eval_shape(context: &Context<'_, '_>, shape: &Shape) -> Result<Value, EvalErr
                 other.type_of()
             ))),
         },
-        Shape::OrValue(target, alternative) => {
+        Shape::OrValue(target, held_shape, alternative) => {
             let optional = resolve(target)?;
             let held = <&OptionalValue>::try_from(&optional)
                 .map_err(|e| EvalError::Failed(one_line(&e.to_string())))?
                 .value()
                 .cloned();
-            match held {
-                Some(v) => Ok(v),
-                None => eval_shape(context, alternative),
+            match (held, held_shape) {
+                (Some(_), Some(shape)) => eval_shape(context, shape),
+                (Some(v), None) => Ok(v),
+                (None, _) => eval_shape(context, alternative),
             }
         }
     }
