@@ -202,9 +202,20 @@ fn optional_of(e: &IdedExpr) -> Option<&IdedExpr> {
     let Expr::Call(call) = &e.expr else {
         return None;
     };
-    match (call.func_name.as_str(), call.target.as_deref(), call.args.as_slice()) {
+    match (
+        call.func_name.as_str(),
+        call.target.as_deref(),
+        call.args.as_slice(),
+    ) {
         ("optional.of", None, [x]) => Some(x),
-        ("of", Some(IdedExpr { expr: Expr::Ident(ns), .. }), [x]) if ns == "optional" => Some(x),
+        (
+            "of",
+            Some(IdedExpr {
+                expr: Expr::Ident(ns),
+                ..
+            }),
+            [x],
+        ) if ns == "optional" => Some(x),
         _ => None,
     }
 }
@@ -234,12 +245,11 @@ fn result_shape(e: &IdedExpr) -> Shape {
             }
             // `[a, b][1]` is `b`.
             ("_[_]", None, [list, index]) => {
-                if let (
-                    Expr::List(list),
-                    Expr::Literal(cel::common::ast::LiteralValue::Int(i)),
-                ) = (&list.expr, &index.expr)
-                    && let Some(element) =
-                        usize::try_from(*i.inner()).ok().and_then(|i| list.elements.get(i))
+                if let (Expr::List(list), Expr::Literal(cel::common::ast::LiteralValue::Int(i))) =
+                    (&list.expr, &index.expr)
+                    && let Some(element) = usize::try_from(*i.inner())
+                        .ok()
+                        .and_then(|i| list.elements.get(i))
                 {
                     return result_shape(element);
                 }
