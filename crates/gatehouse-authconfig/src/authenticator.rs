@@ -196,7 +196,11 @@ impl Authenticator {
         env: &Environment,
         claims: &Map<String, Json>,
     ) -> Result<UserInfo, MappingError> {
-        if self.uses_cel() && value::has_escaped_key(&Json::Object(claims.clone())) {
+        if self.uses_cel()
+            && claims
+                .iter()
+                .any(|(k, v)| value::is_escaped_name(k) || value::has_escaped_key(v))
+        {
             return Err(MappingError::EscapedClaimName);
         }
         let input = Input::new(claims);
@@ -446,8 +450,10 @@ impl<'a> Input<'a> {
 
     fn value(&self) -> (&cel::Value, u64) {
         let (value, size) = self.value.get_or_init(|| {
-            let json = Json::Object(self.claims.clone());
-            (value::from_json(&json), value::size(&json))
+            (
+                value::from_claims(self.claims),
+                value::claims_size(self.claims),
+            )
         });
         (value, *size)
     }

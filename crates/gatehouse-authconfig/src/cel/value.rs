@@ -141,6 +141,20 @@ pub fn is_escaped_name(name: &str) -> bool {
     found
 }
 
+/// The claims as one CEL map, without copying them into a JSON object first.
+pub fn from_claims(claims: &serde_json::Map<String, Json>) -> Value {
+    object(claims.iter().map(|(k, v)| (k.clone(), from_json(v))))
+}
+
+/// [`size`] of the claims.
+pub fn claims_size(claims: &serde_json::Map<String, Json>) -> u64 {
+    claims
+        .iter()
+        .map(|(k, v)| size(v).max(u64::try_from(k.chars().count()).unwrap_or(u64::MAX)))
+        .fold(u64::try_from(claims.len()).unwrap_or(u64::MAX), u64::max)
+        .max(1)
+}
+
 /// Whether any object key in `json`, at any depth, is an escaped name ([`is_escaped_name`]).
 pub fn has_escaped_key(json: &Json) -> bool {
     match json {
