@@ -113,6 +113,50 @@ pub struct OidcUser {
     pub claims: Map<String, Value>,
     /// Set when the token's `email` was withheld from [`OidcUser::claims`], with why.
     pub email_withheld: Option<EmailVerified>,
+    /// Set when the issuer is configured by an `AuthenticationConfiguration`: the rest of the
+    /// user its claim mappings made ([`OidcUser::username`] and [`OidcUser::groups`] are that
+    /// user's), and what gatehouse does when no ServiceAccount is mapped.
+    pub kube: Option<KubeUser>,
+}
+
+/// The part of a user made by an `AuthenticationConfiguration`'s claim mappings that
+/// [`OidcUser`] does not already hold, and the issuer's gatehouse settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeUser {
+    /// `uid` (empty when the mappings make none).
+    pub uid: String,
+    /// `extra`, by key.
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+    /// What happens when the user maps to no ServiceAccount.
+    pub when_unmapped: WhenUnmapped,
+    /// Whether the mapped user may carry `system:` names in `impersonate` mode.
+    pub allow_system_names: bool,
+}
+
+/// What gatehouse does with a verified user who maps to no ServiceAccount
+/// (`authentication.issuers[].whenUnmapped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenUnmapped {
+    /// Forward the user's own token for the kube-apiserver to authenticate (when
+    /// `fallThrough.enabled`; else refused): the cluster trusts this issuer itself.
+    #[default]
+    FallThrough,
+    /// Impersonate the user the claim mappings made: the cluster does not trust the issuer,
+    /// gatehouse vouches for it.
+    Impersonate,
+    /// Refuse (403).
+    Deny,
+}
+
+impl WhenUnmapped {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FallThrough => "fallThrough",
+            Self::Impersonate => "impersonate",
+            Self::Deny => "deny",
+        }
+    }
 }
 
 impl OidcUser {
@@ -158,6 +202,7 @@ impl OidcUser {
             expires_at: v.expires_at,
             claims,
             email_withheld,
+            kube: None,
         })
     }
 

@@ -49,6 +49,24 @@ pub enum CaError {
 /// An HTTP client trusting the system roots and, when given, the PEM bundle `ca_pem`.
 /// Redirects are not followed.
 pub fn client(ca_pem: Option<&[u8]>, settings: &Settings) -> Result<reqwest::Client, CaError> {
+    build(ca_pem, settings, true)
+}
+
+/// An HTTP client trusting only the PEM bundle `ca_pem` when given (the system roots
+/// otherwise), as the kube-apiserver's JWT authenticator trusts an
+/// `issuer.certificateAuthority`. Redirects are not followed.
+pub fn client_trusting_only(
+    ca_pem: Option<&[u8]>,
+    settings: &Settings,
+) -> Result<reqwest::Client, CaError> {
+    build(ca_pem, settings, false)
+}
+
+fn build(
+    ca_pem: Option<&[u8]>,
+    settings: &Settings,
+    merge_with_system_roots: bool,
+) -> Result<reqwest::Client, CaError> {
     let mut builder = reqwest::Client::builder()
         .timeout(settings.timeout)
         .connect_timeout(settings.connect_timeout)
@@ -61,9 +79,11 @@ pub fn client(ca_pem: Option<&[u8]>, settings: &Settings) -> Result<reqwest::Cli
         if certs.is_empty() {
             return Err(CaError::NoCertificate);
         }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
+        builder = if merge_with_system_roots {
+            builder.tls_certs_merge(certs)
+        } else {
+            builder.tls_certs_only(certs)
+        };
     }
     builder.build().map_err(CaError::Build)
 }

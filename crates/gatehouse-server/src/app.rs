@@ -63,6 +63,9 @@ pub enum StartError {
     /// The admin settings are unusable.
     #[error("admin account: {0}")]
     Admin(#[from] gatehouse_core::admin::AdminTokenError),
+    /// An issuer of the `AuthenticationConfiguration` is unusable.
+    #[error(transparent)]
+    Issuer(#[from] crate::issuers::IssuerError),
     /// Cookie encryption could not be set up.
     #[error("session cookies: {0}")]
     Session(String),
@@ -127,6 +130,19 @@ impl App {
         })?;
         if let Some(o) = &app.oidc {
             tokio::spawn(Arc::clone(o).run());
+        }
+        if let Some(issuers) = app.authn.issuers() {
+            let reloads = app.metrics.authentication_config_reloads.clone();
+            let current = app.metrics.authentication_config_current.clone();
+            current.set(1);
+            issuers.start(move |r| {
+                reloads
+                    .get_or_create(&crate::metrics::ReloadLabels { result: r.label() })
+                    .inc();
+                current.set(i64::from(r != crate::issuers::Reloaded::Refused));
+            });
+        }
+        if app.maps_users() {
             tokio::spawn(Arc::clone(&app.index).run(client, app.config.service_accounts.clone()));
             // With OIDC gatehouse talks to the kube-apiserver from the start (the watch): its
             // rights are checked then too, so a missing one is in the log at once. Otherwise
@@ -169,12 +185,17 @@ impl App {
             }
             None => None,
         };
+        let issuers = match &config.authentication {
+            Some(a) => Some(Arc::new(crate::issuers::Issuers::new(a)?)),
+            None => None,
+        };
         let authn = Authenticator::new(
             admin,
             oidc.clone(),
             config.fall_through,
             config.limits.token_cache_entries,
-        );
+        )
+        .with_issuers(issuers);
         let access = AccessResolver::new(
             client.clone(),
             config.service_accounts.global_namespaces.clone(),
@@ -212,21 +233,45 @@ impl App {
         ))
     }
 
+    /// Whether users of an OIDC issuer (`oidc` or `authentication`) are signed in, so the
+    /// ServiceAccount index is watched and counts for readiness.
+    pub fn maps_users(&self) -> bool {
+        self.oidc.is_some() || self.authn.issuers().is_some()
+    }
+
     /// The readiness checks by name, with fixed reasons (`/readyz?verbose`): the same
-    /// conditions as [`Self::not_ready_reasons`].
+    /// conditions as [`Self::not_ready_reasons`], and the `authentication-*` checks, which are
+    /// reported, not counted: one unreachable issuer of several, or a refused reload (the
+    /// running configuration is kept), must not take every replica out of service.
     pub fn readiness_checks(&self) -> Vec<CheckResult> {
         let mut checks = Vec::new();
+        let check = |name, failure| CheckResult {
+            name,
+            readiness: true,
+            failure,
+        };
         if let Some(o) = &self.oidc {
-            let check = |name, failure| CheckResult {
-                name,
-                readiness: true,
-                failure,
-            };
             checks.push(check(
                 "oidc-keys",
                 o.not_ready_reason()
                     .map(|_| "the identity provider's discovery document and signing keys are not loaded"),
             ));
+        }
+        if let Some(issuers) = self.authn.issuers() {
+            checks.push(CheckResult {
+                name: "authentication-config",
+                readiness: false,
+                failure: matches!(*issuers.status(), crate::issuers::ReloadStatus::Refused(_))
+                    .then_some("the changed AuthenticationConfiguration was refused; the previous one keeps running (gatehouse's log says why)"),
+            });
+            checks.push(CheckResult {
+                name: "authentication-issuer-keys",
+                readiness: false,
+                failure: (!issuers.current().not_ready_reasons().is_empty())
+                    .then_some("the discovery document and signing keys of an issuer of the AuthenticationConfiguration are not loaded (gatehouse's log and `gatehouse doctor` say which)"),
+            });
+        }
+        if self.maps_users() {
             checks.push(check(
                 "serviceaccount-watch-synced",
                 (!self.index.is_synced()).then_some("ServiceAccounts have not been listed yet"),
@@ -246,6 +291,8 @@ impl App {
         let mut reasons = Vec::new();
         if let Some(o) = &self.oidc {
             reasons.extend(o.not_ready_reason());
+        }
+        if self.maps_users() {
             if !self.index.is_synced() {
                 reasons.push("ServiceAccounts have not been listed yet (check gatehouse's RBAC: list and watch serviceaccounts)".to_owned());
             }

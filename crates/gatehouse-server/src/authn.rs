@@ -2,9 +2,14 @@
 //!
 //! 1. **Admin token**: a JWT whose `iss` is gatehouse's admin issuer is verified with the admin
 //!    HMAC key, and only with it.
-//! 2. **OIDC token**: a JWT whose `iss` is the configured issuer is fully verified
+//! 2. **An issuer of the `AuthenticationConfiguration`** (`authentication`): a JWT whose `iss`
+//!    is exactly one of its `issuer.url`s is verified by that issuer only, with the
+//!    kube-apiserver's rules, and its claims mapped by the file ([`crate::issuers`]). This
+//!    comes before `oidc`: when `oidc.issuerUrl` is also in the file, the file decides who
+//!    its tokens are (as it does in the kube-apiserver), and `oidc` only signs users in.
+//! 3. **OIDC token**: a JWT whose `iss` is the configured issuer is fully verified
 //!    ([`gatehouse_core::jwt`]).
-//! 3. **Fall-through**: anything else (another issuer's JWT, an opaque cloud-provider token) is
+//! 4. **Fall-through**: anything else (another issuer's JWT, an opaque cloud-provider token) is
 //!    forwarded untouched for the kube-apiserver to authenticate, when `fallThrough.enabled`.
 //!
 //! # Security
@@ -13,7 +18,8 @@
 //!   refused with 401 and **never** falls through. Otherwise a tampered or expired token could
 //!   be replayed to the kube-apiserver hoping it is more lenient. The same holds for a
 //!   verified token whose claims make no user (an unverified `email` as username,
-//!   [`gatehouse_core::identity::IdentityError`]).
+//!   [`gatehouse_core::identity::IdentityError`]; a claim mapping or validation rule of the
+//!   file that fails, [`gatehouse_authconfig::MappingError`]).
 //! - A token with the three parts of a JWT that is not a canonical one is refused, never
 //!   forwarded ([`gatehouse_core::token::BearerToken::shape`]): the kube-apiserver reads other
 //!   spellings of a signed token as that token.
@@ -29,17 +35,21 @@
 //! - With fall-through off, every token gatehouse cannot verify is refused.
 //! - Verified principals are cached by the SHA-256 of the token until the token expires (and
 //!   for at most five minutes), so a repeat request costs a hash and a map lookup. An expired
-//!   token is never served from the cache: expiry is rechecked on every hit.
+//!   token is never served from the cache: expiry is rechecked on every hit. Nor is a
+//!   principal made by an older version of the `AuthenticationConfiguration`: entries carry
+//!   the generation of the issuer set that made them, and a hit from another is a miss.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_authconfig::MappingError;
 use gatehouse_core::admin::{AdminTokenError, AdminTokens};
-use gatehouse_core::identity::{IdentityError, OidcUser, Principal};
+use gatehouse_core::identity::{ClaimRules, IdentityError, KubeUser, OidcUser, Principal};
 use gatehouse_core::jwt::VerifyError;
 use gatehouse_core::token::{BearerToken, MAX_TOKEN_BYTES, TokenFingerprint, TokenShape};
 
 use crate::credentials::{ConnectionNamesProtected, Credential, CredentialError, IdentityHeader};
+use crate::issuers::{IssuerSet, Issuers};
 use crate::oidc::{OidcError, OidcVerifier};
 
 /// The outcome of authentication.
@@ -118,6 +128,15 @@ pub enum AuthnError {
         /// Why.
         reason: IdentityError,
     },
+    /// A verified token of an issuer of the `AuthenticationConfiguration` whose claims the
+    /// file's mappings or validation rules refuse (the kube-apiserver refuses it too).
+    #[error("the token from {issuer} was refused: {reason}")]
+    Unmappable {
+        /// The issuer.
+        issuer: String,
+        /// Why.
+        reason: MappingError,
+    },
     /// An OIDC token that does not verify.
     #[error("the token from {issuer} was refused: {reason}; sign in again with `gatehouse login`")]
     OidcInvalid {
@@ -161,7 +180,7 @@ impl AuthnError {
             AuthnError::AdminLapsed(AdminTokenError::Revoked) => "revoked",
             AuthnError::AdminLapsed(_) => "expired",
             AuthnError::AdminInvalid(_) => "admin_invalid",
-            AuthnError::NoUser { .. } => "no_user",
+            AuthnError::NoUser { .. } | AuthnError::Unmappable { .. } => "no_user",
             AuthnError::OidcInvalid { reason, .. } => reason.reason(),
             AuthnError::IssuerNotReady { .. } => "issuer_not_ready",
             AuthnError::FallThroughDisabled => "unknown_issuer",
@@ -262,8 +281,11 @@ pub enum Authn {
 pub struct Authenticator {
     admin: Option<AdminTokens>,
     oidc: Option<Arc<OidcVerifier>>,
+    issuers: Option<Arc<Issuers>>,
     fall_through: bool,
-    cache: moka::sync::Cache<TokenFingerprint, Arc<Principal>>,
+    /// Verified principals with the generation of the issuer set that made them (0 without
+    /// an `AuthenticationConfiguration`).
+    cache: moka::sync::Cache<TokenFingerprint, (u64, Arc<Principal>)>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -287,12 +309,24 @@ impl Authenticator {
         Self {
             admin,
             oidc,
+            issuers: None,
             fall_through,
             cache: moka::sync::Cache::builder()
                 .max_capacity(cache_entries)
                 .time_to_live(Duration::from_secs(300))
                 .build(),
         }
+    }
+
+    /// With the issuers of an `AuthenticationConfiguration`.
+    pub fn with_issuers(mut self, issuers: Option<Arc<Issuers>>) -> Self {
+        self.issuers = issuers;
+        self
+    }
+
+    /// The issuers of the `AuthenticationConfiguration`, when configured.
+    pub fn issuers(&self) -> Option<&Arc<Issuers>> {
+        self.issuers.as_ref()
     }
 
     /// The admin token issuer, when the admin account is enabled.
@@ -313,8 +347,10 @@ impl Authenticator {
             return Err(AuthnError::TooLarge);
         }
         let fingerprint = token.fingerprint();
-        if let Some(p) = self.cache.get(&fingerprint) {
-            if p.expires_at() > now {
+        let set = self.issuers.as_ref().map(|i| i.current());
+        let generation = set.as_ref().map_or(0, |s| s.generation);
+        if let Some((made_by, p)) = self.cache.get(&fingerprint) {
+            if p.expires_at() > now && made_by == generation {
                 return Ok(Authenticated::Principal(p));
             }
             self.cache.invalidate(&fingerprint);
@@ -334,12 +370,18 @@ impl Authenticator {
             && iss == admin.issuer()
         {
             return match admin.verify(token.expose_secret(), now) {
-                Ok(claims) => Ok(self.remember(fingerprint, Principal::Admin(claims))),
+                Ok(claims) => Ok(self.remember(fingerprint, generation, Principal::Admin(claims))),
                 Err(e @ (AdminTokenError::Expired | AdminTokenError::Revoked)) => {
                     Err(AuthnError::AdminLapsed(e))
                 }
                 Err(e) => Err(AuthnError::AdminInvalid(e)),
             };
+        }
+        if let (Some(set), Some(iss)) = (&set, &issuer)
+            && set.get(iss).is_some()
+        {
+            let user = kube_user(set, iss, token.expose_secret(), now).await?;
+            return Ok(self.remember(fingerprint, generation, Principal::Oidc(user)));
         }
         if let (Some(oidc), Some(iss)) = (&self.oidc, &issuer)
             && iss == &oidc.config().issuer_url
@@ -347,7 +389,9 @@ impl Authenticator {
             return match oidc.verify(token.expose_secret(), now).await {
                 Ok(verified) => {
                     match OidcUser::from_verified(verified, &oidc.config().claim_rules()) {
-                        Ok(user) => Ok(self.remember(fingerprint, Principal::Oidc(user))),
+                        Ok(user) => {
+                            Ok(self.remember(fingerprint, generation, Principal::Oidc(user)))
+                        }
                         Err(e) => {
                             tracing::info!(reason = %e, "refused an OIDC token");
                             Err(AuthnError::NoUser {
@@ -375,7 +419,8 @@ impl Authenticator {
                 .admin
                 .iter()
                 .map(AdminTokens::issuer)
-                .chain(self.oidc.iter().map(|o| o.config().issuer_url.as_str()));
+                .chain(self.oidc.iter().map(|o| o.config().issuer_url.as_str()))
+                .chain(set.iter().flat_map(|s| s.urls()));
             for known in known {
                 if issuer_near_miss(iss, known) {
                     return Err(AuthnError::IssuerNearMiss {
@@ -392,11 +437,76 @@ impl Authenticator {
         }
     }
 
-    fn remember(&self, fingerprint: TokenFingerprint, p: Principal) -> Authenticated {
+    fn remember(
+        &self,
+        fingerprint: TokenFingerprint,
+        generation: u64,
+        p: Principal,
+    ) -> Authenticated {
         let p = Arc::new(p);
-        self.cache.insert(fingerprint, Arc::clone(&p));
+        self.cache.insert(fingerprint, (generation, Arc::clone(&p)));
         Authenticated::Principal(p)
     }
+}
+
+/// Verifies a token of the file's issuer `iss` (in `set`) and makes its user with the file's
+/// mappings and rules.
+async fn kube_user(
+    set: &IssuerSet,
+    iss: &str,
+    token: &str,
+    now: i64,
+) -> Result<OidcUser, AuthnError> {
+    let Some(issuer) = set.get(iss) else {
+        return Err(AuthnError::IssuerNotReady {
+            issuer: iss.to_owned(),
+            reason: "the issuer is no longer configured".to_owned(),
+        });
+    };
+    let verified = match issuer.verify(token, now).await {
+        Ok(v) => v,
+        Err(OidcError::NotReady(reason)) => {
+            return Err(AuthnError::IssuerNotReady {
+                issuer: iss.to_owned(),
+                reason,
+            });
+        }
+        Err(OidcError::Invalid(e)) => {
+            tracing::info!(issuer = iss, reason = %e, "refused a token");
+            return Err(AuthnError::OidcInvalid {
+                issuer: iss.to_owned(),
+                reason: e,
+            });
+        }
+    };
+    let info = match issuer.authenticator.user(&set.env, &verified.claims) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::info!(issuer = iss, reason = %e, "refused a token");
+            return Err(AuthnError::Unmappable {
+                issuer: iss.to_owned(),
+                reason: e,
+            });
+        }
+    };
+    // The username claim is never `email` here, so the token is never refused; an email the
+    // IdP has not verified is withheld from the claims ServiceAccount annotations match.
+    let mut user =
+        OidcUser::from_verified(verified, &ClaimRules::new("sub")).map_err(|reason| {
+            AuthnError::NoUser {
+                issuer: iss.to_owned(),
+                reason,
+            }
+        })?;
+    user.username = info.username;
+    user.groups = info.groups;
+    user.kube = Some(KubeUser {
+        uid: info.uid,
+        extra: info.extra,
+        when_unmapped: issuer.settings.when_unmapped,
+        allow_system_names: issuer.settings.allow_system_names,
+    });
+    Ok(user)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod health;
+pub mod issuers;
 pub mod login_guard;
 pub mod metrics;
 pub mod oidc;

@@ -25,6 +25,13 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+/// Labels of the `AuthenticationConfiguration` reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied`, `refused` or `unchanged` ([`crate::issuers::Reloaded::label`]).
+    pub result: &'static str,
+}
+
 /// gatehouse's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -44,6 +51,11 @@ pub struct Metrics {
     pub proxy_in_flight: Gauge,
     /// Upgraded connections (exec, attach, port-forward) open through gatehouse.
     pub proxy_open_tunnels: Gauge,
+    /// Re-reads of `authentication.configFile`, by result.
+    pub authentication_config_reloads: Family<ReloadLabels, Counter>,
+    /// 1 while the running `AuthenticationConfiguration` is the file's current content, 0
+    /// while a changed file is refused (the older one keeps running).
+    pub authentication_config_current: Gauge,
 }
 
 /// Counts one in a gauge for as long as it lives.
@@ -144,7 +156,21 @@ impl Default for Metrics {
             "Upgraded connections (exec, attach, port-forward) open between a client and the kube-apiserver",
             proxy_open_tunnels.clone(),
         );
+        let authentication_config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "authentication_config_reloads",
+            "Re-reads of authentication.configFile, by result: applied, refused (the running configuration kept) or unchanged",
+            authentication_config_reloads.clone(),
+        );
+        let authentication_config_current = Gauge::default();
+        registry.register(
+            "authentication_config_current",
+            "1 while the running AuthenticationConfiguration is the file's current content; 0 while a changed file is refused and an older one runs",
+            authentication_config_current.clone(),
+        );
         Self {
+            authentication_config_reloads,
+            authentication_config_current,
             registry,
             proxy_requests,
             upstream_seconds,

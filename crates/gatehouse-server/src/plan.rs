@@ -10,12 +10,28 @@
 //! - Mapped users and the admin are sent with gatehouse's own credentials and `Impersonate-*`
 //!   headers that gatehouse sets here, and only here; `Impersonate-Extra-gatehouse.dev/*`
 //!   carries the original user's subject, username and issuer for the audit log.
-//! - An OIDC user who maps to no ServiceAccount falls through only when fall-through is on;
-//!   otherwise the request is denied (403) and never forwarded.
+//! - An OIDC user who maps to no ServiceAccount falls through only when fall-through is on
+//!   and the user's issuer says `whenUnmapped: fallThrough` (the default); otherwise the
+//!   request is denied (403) and never forwarded, or, with `whenUnmapped: impersonate`, sent
+//!   as the user the `AuthenticationConfiguration`'s mappings made ([`impersonate_user`]).
+//! - In `impersonate` mode gatehouse vouches for the user, so what it sends must be read by
+//!   the kube-apiserver as exactly that user, or not be sent:
+//!   - an empty username is refused (no `Impersonate-User` would make the kube-apiserver
+//!     judge the request as gatehouse's own identity, or refuse its groups);
+//!   - `system:` user and group names are refused unless the issuer has
+//!     `allowSystemNames: true` (a claim must not make anyone `system:masters` or a node);
+//!   - a value the kube-apiserver's HTTP parser would read differently is refused: empty,
+//!     with leading or trailing spaces or tabs (HTTP strips them), or with control characters
+//!     (Go's parser refuses them). UTF-8 is sent as it is: Go's HTTP/1.1 and HTTP/2 parsers
+//!     take such bytes as they are;
+//!   - `extra` keys are percent-encoded in `Impersonate-Extra-*` header names (every byte but
+//!     `a-z`, `0-9`, `-`, `.`, `_`, `~`), which the kube-apiserver lower-cases and decodes
+//!     (the file's keys are lowercase by its validation), and each value is its own header;
+//!   - the `gatehouse.dev/*` extras are gatehouse's (the file may not set such keys).
 //! - A stale ServiceAccount index is not a verdict: a mapped user (or, with fall-through off,
 //!   any user) gets 503 ([`PlanError::Stale`]), never a guess from old data.
 
-use gatehouse_core::identity::Principal;
+use gatehouse_core::identity::{KubeUser, OidcUser, Principal, WhenUnmapped};
 use gatehouse_core::mapping::ServiceAccountRef;
 use http::header::{HeaderName, HeaderValue};
 
@@ -58,7 +74,8 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// The metrics label: `admin`, `oidc`, `fallthrough`, or `refused`.
+    /// The metrics label: `admin`, `oidc` (as a ServiceAccount), `impersonated` (as the user
+    /// the claim mappings made), `fallthrough`, or `refused`.
     pub fn label(&self) -> &'static str {
         match self {
             Plan::Impersonate { label, .. } => label,
@@ -87,6 +104,30 @@ pub enum Denial {
         /// Why the email claim was not used, when it was withheld.
         withheld: Option<String>,
     },
+    /// A signed-in user maps to no ServiceAccount, and the issuer's `whenUnmapped` is `deny`.
+    UnmappedDenied {
+        /// The user's name.
+        username: String,
+        /// The issuer.
+        issuer: String,
+    },
+    /// `impersonate` mode would send a `system:` name, and the issuer does not allow them.
+    SystemName {
+        /// `username` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The issuer.
+        issuer: String,
+    },
+    /// `impersonate` mode would send a value the kube-apiserver would read differently (or
+    /// an empty username).
+    Unsendable {
+        /// Which value (`username`, `uid`, `group`, `extra <key>`).
+        what: String,
+        /// Why.
+        why: &'static str,
+    },
 }
 
 impl std::fmt::Display for Denial {
@@ -102,6 +143,18 @@ impl std::fmt::Display for Denial {
                     "{username} is signed in, but maps to no ServiceAccount{why} and fall-through to Kubernetes authentication is disabled; ask your platform team to annotate a ServiceAccount with one of your claims"
                 )
             }
+            Denial::UnmappedDenied { username, issuer } => write!(
+                f,
+                "{username} is signed in with {issuer}, but maps to no ServiceAccount, and gatehouse is set to refuse such users of this issuer (authentication.issuers[].whenUnmapped: deny); ask your platform team to annotate a ServiceAccount with one of your claims"
+            ),
+            Denial::SystemName { what, name, issuer } => write!(
+                f,
+                "the {what} {name:?} that {issuer}'s claim mappings make is a system: name, which gatehouse does not impersonate for this issuer (authentication.issuers[].allowSystemNames is false); ask your platform team to change the claim mappings or the prefix"
+            ),
+            Denial::Unsendable { what, why } => write!(
+                f,
+                "the {what} that the claim mappings make {why}, so gatehouse cannot impersonate it exactly; ask your platform team to change the claim mappings"
+            ),
         }
     }
 }
@@ -159,13 +212,130 @@ pub fn decide(
                     headers: h,
                 })
             }
-            Mapping::Chosen(None) if settings.fall_through => Ok(Plan::FallThrough),
-            Mapping::Chosen(None) => Ok(Plan::Deny(Denial::Unmapped {
-                username: user.username.clone(),
-                withheld: user.withheld_note(),
-            })),
+            Mapping::Chosen(None) => match &user.kube {
+                Some(kube) if kube.when_unmapped == WhenUnmapped::Impersonate => {
+                    Ok(impersonate_user(user, kube))
+                }
+                Some(kube) if kube.when_unmapped == WhenUnmapped::Deny => {
+                    Ok(Plan::Deny(Denial::UnmappedDenied {
+                        username: user.username.clone(),
+                        issuer: user.issuer.clone(),
+                    }))
+                }
+                _ if settings.fall_through => Ok(Plan::FallThrough),
+                _ => Ok(Plan::Deny(Denial::Unmapped {
+                    username: user.username.clone(),
+                    withheld: user.withheld_note(),
+                })),
+            },
         },
     }
+}
+
+/// Whether `user`, mapped to no ServiceAccount, falls through (so a stale index's "maps to
+/// nothing" is no verdict to refuse): fall-through on, and the issuer's `whenUnmapped` is
+/// `fallThrough`.
+pub fn unmapped_falls_through(user: &OidcUser, fall_through: bool) -> bool {
+    fall_through
+        && user
+            .kube
+            .as_ref()
+            .is_none_or(|k| k.when_unmapped == WhenUnmapped::FallThrough)
+}
+
+/// The plan for `impersonate` mode: the user the claim mappings made, exactly, or a denial
+/// (see the module's Security section).
+pub fn impersonate_user(user: &OidcUser, kube: &KubeUser) -> Plan {
+    match impersonation_headers(user, kube) {
+        Ok(headers) => Plan::Impersonate {
+            label: "impersonated",
+            headers,
+        },
+        Err(denial) => Plan::Deny(denial),
+    }
+}
+
+fn impersonation_headers(
+    user: &OidcUser,
+    kube: &KubeUser,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Denial> {
+    let system = |what: &'static str, name: &str| -> Result<(), Denial> {
+        if !kube.allow_system_names && name.starts_with("system:") {
+            return Err(Denial::SystemName {
+                what,
+                name: name.to_owned(),
+                issuer: user.issuer.clone(),
+            });
+        }
+        Ok(())
+    };
+    system("username", &user.username)?;
+    let mut h = vec![(
+        HeaderName::from_static("impersonate-user"),
+        exact_value("username", &user.username)?,
+    )];
+    if !kube.uid.is_empty() {
+        h.push((
+            HeaderName::from_static("impersonate-uid"),
+            exact_value("uid", &kube.uid)?,
+        ));
+    }
+    for g in &user.groups {
+        system("group", g)?;
+        h.push((
+            HeaderName::from_static("impersonate-group"),
+            exact_value("group", g)?,
+        ));
+    }
+    for (key, values) in &kube.extra {
+        let name = extra_header_name(key).ok_or_else(|| Denial::Unsendable {
+            what: format!("extra key {key:?}"),
+            why: "is empty",
+        })?;
+        for v in values {
+            h.push((name.clone(), exact_value(&format!("extra {key}"), v)?));
+        }
+    }
+    h.extend(extras(&user.subject, &user.username, &user.issuer));
+    Ok(h)
+}
+
+/// `value` as a header value the kube-apiserver reads back byte for byte, or why not.
+fn exact_value(what: &str, value: &str) -> Result<HeaderValue, Denial> {
+    let unsendable = |why| Denial::Unsendable {
+        what: what.to_owned(),
+        why,
+    };
+    if value.is_empty() {
+        return Err(unsendable("is empty"));
+    }
+    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+        return Err(unsendable(
+            "starts or ends with a space or tab, which HTTP strips",
+        ));
+    }
+    if value.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(unsendable("holds a control character"));
+    }
+    HeaderValue::from_bytes(value.as_bytes()).map_err(|_| unsendable("is not valid header text"))
+}
+
+/// `Impersonate-Extra-<key>` with `key` percent-encoded (every byte but `a-z0-9-._~`, so an
+/// upper-case letter survives the kube-apiserver's lower-casing of the name); `None`
+/// for an empty key.
+fn extra_header_name(key: &str) -> Option<HeaderName> {
+    if key.is_empty() {
+        return None;
+    }
+    let mut name = String::from("impersonate-extra-");
+    for b in key.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("%{b:02x}"));
+        }
+    }
+    HeaderName::from_bytes(name.as_bytes()).ok()
 }
 
 fn header_pair(name: &'static str, value: &str) -> Result<(HeaderName, HeaderValue), PlanError> {
@@ -250,6 +420,7 @@ mod tests {
             expires_at: 60,
             claims: serde_json::Map::new(),
             email_withheld: withheld,
+            kube: None,
         })))
     }
 
@@ -376,6 +547,184 @@ mod tests {
             );
             assert_eq!(decide(&user(None), None, s), Err(PlanError::NoMapping));
         }
+    }
+
+    fn kube_user(mode: WhenUnmapped, allow_system_names: bool) -> OidcUser {
+        let Authenticated::Principal(p) = user(None) else {
+            unreachable!()
+        };
+        let Principal::Oidc(mut u) = (*p).clone() else {
+            unreachable!()
+        };
+        u.username = "ci:acme/app".to_owned();
+        u.groups = vec!["ci:acme".to_owned(), "ci:ref:main".to_owned()];
+        u.kube = Some(KubeUser {
+            uid: "repo-42".to_owned(),
+            extra: [
+                (
+                    "example.com/ref".to_owned(),
+                    vec!["refs/heads/main".to_owned()],
+                ),
+                (
+                    "example.com/Scopes x".to_owned(),
+                    vec!["read".to_owned(), "write".to_owned()],
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            when_unmapped: mode,
+            allow_system_names,
+        });
+        u
+    }
+
+    fn unmapped(u: OidcUser, s: Settings<'_>) -> Plan {
+        decide(
+            &Authenticated::Principal(Arc::new(Principal::Oidc(u))),
+            Some(Mapping::Chosen(None)),
+            s,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn impersonate_mode_sends_the_mapped_user_exactly_with_encoded_extra_keys() {
+        for s in [ON, OFF] {
+            let plan = unmapped(kube_user(WhenUnmapped::Impersonate, false), s);
+            assert_eq!(plan.label(), "impersonated");
+            assert_eq!(plan.identity(), Some(Identity::Privileged));
+            assert_eq!(
+                names(&plan),
+                [
+                    ("impersonate-user", "ci:acme/app"),
+                    ("impersonate-uid", "repo-42"),
+                    ("impersonate-group", "ci:acme"),
+                    ("impersonate-group", "ci:ref:main"),
+                    ("impersonate-extra-example.com%2f%53copes%20x", "read"),
+                    ("impersonate-extra-example.com%2f%53copes%20x", "write"),
+                    ("impersonate-extra-example.com%2fref", "refs/heads/main"),
+                    ("impersonate-extra-gatehouse.dev%2fsubject", "alice-sub"),
+                    ("impersonate-extra-gatehouse.dev%2fusername", "ci:acme/app"),
+                    ("impersonate-extra-gatehouse.dev%2fissuer", "https://idp"),
+                ]
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            );
+        }
+        // No uid: no Impersonate-Uid header at all.
+        let mut u = kube_user(WhenUnmapped::Impersonate, false);
+        u.kube.as_mut().unwrap().uid.clear();
+        let h = names(&unmapped(u, OFF));
+        assert!(h.iter().all(|(n, _)| n != "impersonate-uid"), "{h:?}");
+    }
+
+    #[test]
+    fn impersonate_mode_refuses_system_names_unless_allowed() {
+        for (field, value) in [("username", "system:admin"), ("group", "system:masters")] {
+            for allowed in [false, true] {
+                let mut u = kube_user(WhenUnmapped::Impersonate, allowed);
+                if field == "username" {
+                    u.username = value.to_owned();
+                } else {
+                    u.groups.push(value.to_owned());
+                }
+                let plan = unmapped(u, ON);
+                if allowed {
+                    assert!(names(&plan).iter().any(|(_, v)| v == value), "{plan:?}");
+                } else {
+                    let Plan::Deny(d @ Denial::SystemName { .. }) = &plan else {
+                        panic!("{field} {value} was not refused: {plan:?}");
+                    };
+                    let m = d.to_string();
+                    assert!(m.contains(value) && m.contains("allowSystemNames"), "{m}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn impersonate_mode_refuses_values_the_kube_apiserver_would_read_differently() {
+        type Change = fn(&mut OidcUser);
+        let cases: [(&str, Change); 6] = [
+            ("username", |u| u.username.clear()),
+            ("username", |u| u.username = " alice".to_owned()),
+            ("username", |u| u.username = "alice\t".to_owned()),
+            ("group", |u| {
+                u.groups.push("a\r\nimpersonate-user: x".to_owned())
+            }),
+            ("uid", |u| {
+                u.kube.as_mut().unwrap().uid = "x\u{7f}".to_owned()
+            }),
+            ("extra example.com/ref", |u| {
+                u.kube
+                    .as_mut()
+                    .unwrap()
+                    .extra
+                    .insert("example.com/ref".to_owned(), vec![String::new()]);
+            }),
+        ];
+        for (what, change) in cases {
+            let mut u = kube_user(WhenUnmapped::Impersonate, false);
+            change(&mut u);
+            match unmapped(u, ON) {
+                Plan::Deny(d @ Denial::Unsendable { .. }) => {
+                    assert!(d.to_string().starts_with(&format!("the {what} ")), "{d}");
+                }
+                other => panic!("{what}: not refused: {other:?}"),
+            }
+        }
+        // UTF-8 is sent as it is.
+        let mut u = kube_user(WhenUnmapped::Impersonate, false);
+        u.username = "jürgen".to_owned();
+        let Plan::Impersonate { headers, .. } = unmapped(u, ON) else {
+            panic!("UTF-8 username refused");
+        };
+        assert_eq!(headers[0].1.as_bytes(), "jürgen".as_bytes());
+    }
+
+    #[test]
+    fn deny_and_fall_through_modes_for_unmapped_users_of_the_file() {
+        let plan = unmapped(kube_user(WhenUnmapped::Deny, false), ON);
+        let Plan::Deny(d @ Denial::UnmappedDenied { .. }) = &plan else {
+            panic!("deny mode fell through: {plan:?}");
+        };
+        assert!(d.to_string().contains("whenUnmapped: deny"), "{d}");
+        assert_eq!(
+            unmapped(kube_user(WhenUnmapped::FallThrough, false), ON),
+            Plan::FallThrough
+        );
+        assert!(matches!(
+            unmapped(kube_user(WhenUnmapped::FallThrough, false), OFF),
+            Plan::Deny(Denial::Unmapped { .. })
+        ));
+        // A mapped user of an impersonate-mode issuer is still the ServiceAccount.
+        let plan = decide(
+            &Authenticated::Principal(Arc::new(Principal::Oidc(kube_user(
+                WhenUnmapped::Impersonate,
+                false,
+            )))),
+            Some(Mapping::Chosen(Some(sa()))),
+            OFF,
+        )
+        .unwrap();
+        assert_eq!(plan.label(), "oidc");
+        assert_eq!(names(&plan)[0].1, "system:serviceaccount:team-a:dev");
+        // Only fall-through mode with fall-through on lets a stale index's "unmapped" pass.
+        assert!(unmapped_falls_through(
+            &kube_user(WhenUnmapped::FallThrough, false),
+            true
+        ));
+        assert!(!unmapped_falls_through(
+            &kube_user(WhenUnmapped::FallThrough, false),
+            false
+        ));
+        assert!(!unmapped_falls_through(
+            &kube_user(WhenUnmapped::Impersonate, false),
+            true
+        ));
+        assert!(!unmapped_falls_through(
+            &kube_user(WhenUnmapped::Deny, false),
+            true
+        ));
     }
 
     #[test]

@@ -216,10 +216,10 @@ pub async fn plan_for(
     let mapping = match outcome {
         Authenticated::Principal(p) => match &**p {
             Principal::Oidc(user) => Some(
-                match app
-                    .index
-                    .lookup_fresh(&user.claims, !app.config.fall_through)
-                {
+                match app.index.lookup_fresh(
+                    &user.claims,
+                    !plan::unmapped_falls_through(user, app.config.fall_through),
+                ) {
                     Err(stale) => Mapping::Stale(stale),
                     Ok(mapped) => Mapping::Chosen(
                         app.access

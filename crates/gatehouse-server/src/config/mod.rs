@@ -18,12 +18,13 @@
 //! - `model.rs`: [`Config`] and its plain sections, its `--check-config` description, and the
 //!   problems a load reports.
 //! - `reader.rs`: the typed reads every section goes through (key path, alias, `...File`).
-//! - `oidc.rs`, `browser.rs`, `service_accounts.rs`, `admin.rs`: one section each, its type and
+//! - `oidc.rs`, `authentication.rs`, `browser.rs`, `service_accounts.rs`, `admin.rs`: one section each, its type and
 //!   its reading and checks.
 //! - `client_ip.rs`: `trustedProxies` and the client's address from `X-Forwarded-For`.
 //! - `tests.rs`: the loader's tests.
 
 mod admin;
+mod authentication;
 mod browser;
 mod client_ip;
 mod model;
@@ -41,6 +42,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use admin::AdminConfig;
+pub use authentication::{
+    AuthenticationConfig, AuthenticationSource, Compiled, DEFAULT_RELOAD_INTERVAL, IssuerSettings,
+    compile_text, settings_for,
+};
 pub use browser::{BrowserConfig, FLOW_COOKIE, HOST_PREFIX, cookie_names};
 pub use model::{
     Config, ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAMS_PER_CONNECTION,
@@ -53,6 +58,7 @@ pub use oidc::{
 pub use service_accounts::{IN_CLUSTER_NAMESPACE_FILE, ServiceAccountsConfig};
 
 use admin::read_admin;
+use authentication::read_authentication;
 use browser::read_browser;
 use oidc::read_oidc;
 use reader::{RawValue, Reader};
@@ -210,6 +216,7 @@ fn read_config(r: &mut Reader<'_>) -> Config {
     let service_accounts = read_service_accounts(r);
     let fall_through = r.bool("fallThrough.enabled", None).unwrap_or(true);
     let admin = read_admin(r);
+    let authentication = read_authentication(r, admin.as_ref().map(|a| a.token_issuer.as_str()));
     let browser = read_browser(r, oidc.is_some(), public_url.as_ref());
     let limits = Limits {
         max_header_bytes: r
@@ -227,10 +234,10 @@ fn read_config(r: &mut Reader<'_>) -> Config {
     if limits.max_header_bytes < 8192 {
         r.problem("limits.maxHeaderBytes", "must be at least 8192");
     }
-    if oidc.is_none() && admin.is_none() && !fall_through {
+    if oidc.is_none() && admin.is_none() && authentication.is_none() && !fall_through {
         r.problem(
             "(top level)",
-            "nothing can authenticate: enable oidc, admin or fallThrough",
+            "nothing can authenticate: enable oidc, authentication, admin or fallThrough",
         );
     }
     let trusted_proxies = r
@@ -258,6 +265,7 @@ fn read_config(r: &mut Reader<'_>) -> Config {
         service_accounts,
         fall_through,
         admin,
+        authentication,
         browser,
         limits,
     }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde_json::Value;
 use url::Url;
 
-use super::{AdminConfig, BrowserConfig, OidcConfig, ServiceAccountsConfig};
+use super::{
+    AdminConfig, AuthenticationConfig, AuthenticationSource, BrowserConfig, OidcConfig,
+    ServiceAccountsConfig,
+};
 
 /// The whole server configuration, validated.
 #[derive(Debug)]
@@ -33,6 +36,8 @@ pub struct Config {
     pub fall_through: bool,
     /// The admin account, when enabled.
     pub admin: Option<AdminConfig>,
+    /// Issuers configured by an `AuthenticationConfiguration` (`authentication`), when set.
+    pub authentication: Option<AuthenticationConfig>,
     /// Browser sign-in, when `oidc.clientSecret` and `session.key` are set.
     pub browser: Option<BrowserConfig>,
     /// Limits.
@@ -83,6 +88,24 @@ impl Config {
                 "protectedNamespaces": self.service_accounts.scope().protected().collect::<Vec<_>>(),
                 "maxStaleness": humantime::format_duration(self.service_accounts.max_staleness).to_string(),
             },
+            "authentication": self.authentication.as_ref().map(|a| serde_json::json!({
+                "configFile": match &a.source {
+                    AuthenticationSource::File(p) => Some(p.display().to_string()),
+                    AuthenticationSource::Inline => None,
+                },
+                "inline": a.source == AuthenticationSource::Inline,
+                "reloadInterval": humantime::format_duration(a.reload_interval).to_string(),
+                "jwt": a.initial.authenticators.iter().map(|j| {
+                    let s = a.settings(&j.issuer);
+                    serde_json::json!({
+                        "issuer": j.issuer,
+                        "audiences": j.audiences,
+                        "name": s.name,
+                        "whenUnmapped": s.when_unmapped.as_str(),
+                        "allowSystemNames": s.allow_system_names,
+                    })
+                }).collect::<Vec<_>>(),
+            })),
             "fallThrough": {"enabled": self.fall_through},
             "admin": self.admin.as_ref().map(|a| serde_json::json!({
                 "enabled": true,

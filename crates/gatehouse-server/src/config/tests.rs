@@ -636,3 +636,131 @@ fn kubernetes_pool_limits_default_to_100_and_must_be_at_least_one() {
     };
     assert_eq!(problems[0].key, "kubernetes.maxConnections");
 }
+
+const AUTHN: &str = r#"
+authentication:
+  config:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: AuthenticationConfiguration
+    jwt:
+      - issuer:
+          url: https://ci.example
+          audiences: [gatehouse]
+        claimMappings:
+          username:
+            expression: "'ci:' + claims.repository"
+          groups:
+            expression: "['ci:' + claims.repository_owner]"
+      - issuer:
+          url: https://idp.example
+          audiences: [gatehouse]
+        claimMappings:
+          username: {claim: sub, prefix: "idp:"}
+"#;
+
+fn problems_of(yaml: &str) -> Vec<Problem> {
+    match parse(yaml, &env(&[])) {
+        Err(ConfigError::Invalid(p)) => p,
+        Ok(_) => panic!("accepted: {yaml}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn an_inline_authentication_configuration_is_compiled_at_load_with_issuer_settings() {
+    let yaml = format!(
+        "{AUTHN}  issuers:\n    - url: https://ci.example\n      name: CI\n      whenUnmapped: impersonate\n"
+    );
+    let c = parse(&yaml, &env(&[])).unwrap();
+    let a = c.authentication.as_ref().unwrap();
+    assert_eq!(a.source, AuthenticationSource::Inline);
+    assert_eq!(a.initial.authenticators.len(), 2);
+    let ci = a.settings("https://ci.example");
+    assert_eq!(ci.when_unmapped.as_str(), "impersonate");
+    assert_eq!(ci.name.as_deref(), Some("CI"));
+    assert!(!ci.allow_system_names);
+    // An issuer not named gets the defaults: fallThrough, no system names.
+    assert_eq!(
+        a.settings("https://idp.example").when_unmapped.as_str(),
+        "fallThrough"
+    );
+    let d = c.describe();
+    assert_eq!(d["authentication"]["jwt"][0]["whenUnmapped"], "impersonate");
+    assert_eq!(
+        d["authentication"]["jwt"][1]["issuer"],
+        "https://idp.example"
+    );
+}
+
+#[test]
+fn every_problem_of_the_authentication_section_is_reported_with_its_path() {
+    let bad = AUTHN
+        .replace("url: https://idp.example", "url: http://idp.example")
+        .replace("claims.repository_owner", "claims.repository_owner.nope(")
+        + "  issuers:\n    - url: https://elsewhere.example\n    - url: https://ci.example\n      whenUnmapped: always\n    - {url: https://ci.example, colour: red}\n";
+    let p = problems_of(&bad);
+    let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+    let has = |needle: &str| {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "no problem says {needle:?}: {text:#?}"
+        );
+    };
+    has(
+        "authentication.config: jwt[1].issuer.url: Invalid value: \"http://idp.example\": URL scheme must be https",
+    );
+    has("authentication.config: jwt[0].claimMappings.groups.expression");
+    has(
+        "authentication.issuers[1].whenUnmapped: \"always\" is not fallThrough, impersonate or deny",
+    );
+    has("authentication.issuers[2]: unknown field `colour`");
+    // The issuer URL check needs a file that compiles: it is reported then.
+    let p = problems_of(&format!(
+        "{AUTHN}  issuers:\n    - url: https://elsewhere.example\n"
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "authentication.issuers[0].url");
+    assert!(
+        p[0].message.contains("not the issuer.url of any jwt entry"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn the_authentication_file_is_read_and_its_problems_name_it() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-authn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("authn.yaml");
+    let inline = AUTHN.split_once("  config:\n").unwrap().1;
+    let text: String = inline
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&file, &text).unwrap();
+    let yaml = format!("authentication:\n  configFile: {}\n", file.display());
+    let c = parse(&yaml, &env(&[])).unwrap();
+    assert_eq!(
+        c.authentication.unwrap().source,
+        AuthenticationSource::File(file.clone())
+    );
+    std::fs::write(
+        &file,
+        text.replace("audiences: [gatehouse]", "audiences: []"),
+    )
+    .unwrap();
+    let p = problems_of(&yaml);
+    assert!(
+        p.iter()
+            .all(|p| p.key.starts_with("authentication.configFile (")
+                && p.message.contains(".issuer.audiences")),
+        "{p:?}"
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    let p = problems_of(&format!(
+        "authentication:\n  configFile: {}\n  config: {{}}\n",
+        file.display()
+    ));
+    assert!(p[0].message.contains("not both"), "{p:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

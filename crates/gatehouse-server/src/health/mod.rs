@@ -77,7 +77,7 @@ pub fn render_verbose(checks: &[CheckResult]) -> (bool, String) {
         (false, _) => "readyz check failed\n",
         (true, false) => "readyz check passed\n",
         (true, true) => {
-            "readyz check passed (rbac/* checks failed: they are reported, not counted for readiness)\n"
+            "readyz check passed (rbac/* or authentication-* checks failed: they are reported, not counted for readiness)\n"
         }
     });
     (ready, out)
