@@ -18,6 +18,14 @@
 //! loaded cannot pass by both refusing everything. `system:authenticated` is left out of the
 //! kube-apiserver's groups: it adds that group to every authenticated user, and does so to the
 //! users gatehouse impersonates as well.
+//!
+//! Then the same through a running gatehouse in `impersonate` mode
+//! ([`impersonate_mode_through_gatehouse_gives_the_kube_apiserver_s_own_answer`]): gatehouse
+//! reads the kube-apiserver's file (`authentication.configFile`), and the `SelfSubjectReview`
+//! sent through it, as the impersonated user, must equal the one sent straight to the
+//! kube-apiserver (minus the `gatehouse.dev/*` extras gatehouse adds); and a CI identity
+//! reaches a namespace with kubectl through it
+//! ([`a_ci_identity_reaches_its_namespace_through_gatehouse_in_impersonate_mode`]).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -175,10 +183,21 @@ fn sign(
 
 /// The kube-apiserver's answer: its user info for the token, or `None` for 401.
 async fn kube_user(tb: &Testbed, http: &reqwest::Client, token: &str) -> Option<UserInfo> {
+    review(http, &tb.var("KUBE_APISERVER_URL"), token)
+        .await
+        .unwrap_or_else(|(code, body)| panic!("SelfSubjectReview answered {code}: {body}"))
+}
+
+/// A `SelfSubjectReview` at `base` with `token`: the user info, `None` for 401, or the status
+/// and body of any other answer.
+async fn review(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> Result<Option<UserInfo>, (u16, String)> {
     let resp = http
         .post(format!(
-            "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
-            tb.var("KUBE_APISERVER_URL")
+            "{base}/apis/authentication.k8s.io/v1/selfsubjectreviews"
         ))
         .bearer_auth(token)
         .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
@@ -186,7 +205,7 @@ async fn kube_user(tb: &Testbed, http: &reqwest::Client, token: &str) -> Option<
         .await
         .unwrap();
     match resp.status().as_u16() {
-        401 => None,
+        401 => Ok(None),
         201 | 200 => {
             let v: Value = resp.json().await.unwrap();
             let info = &v["status"]["userInfo"];
@@ -195,7 +214,7 @@ async fn kube_user(tb: &Testbed, http: &reqwest::Client, token: &str) -> Option<
                     .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
                     .unwrap_or_default()
             };
-            Some(UserInfo {
+            Ok(Some(UserInfo {
                 username: info["username"].as_str().unwrap_or_default().to_owned(),
                 uid: info["uid"].as_str().unwrap_or_default().to_owned(),
                 groups: strings(&info["groups"])
@@ -206,12 +225,9 @@ async fn kube_user(tb: &Testbed, http: &reqwest::Client, token: &str) -> Option<
                     .as_object()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
                     .unwrap_or_default(),
-            })
+            }))
         }
-        other => panic!(
-            "SelfSubjectReview answered {other}: {}",
-            resp.text().await.unwrap_or_default()
-        ),
+        other => Err((other, resp.text().await.unwrap_or_default())),
     }
 }
 
@@ -424,4 +440,605 @@ async fn the_kube_apiserver_and_gatehouse_make_the_same_user_from_the_same_file(
         accepted >= 25 && refused >= 25 && known <= 5,
         "{accepted} {refused} {known}"
     );
+}
+
+/// The file, the static issuers and the corpus, as both gatehouse-side tests read them.
+struct Loaded {
+    authenticators: Vec<Authenticator>,
+    issuers: IssuersFile,
+    corpus: Corpus,
+    now: i64,
+}
+
+fn load(tb: &Testbed) -> Loaded {
+    let file = std::fs::read_to_string(tb.var("KUBE_AUTHENTICATION_CONFIG")).unwrap();
+    let config = gatehouse_authconfig::parse(&file).unwrap();
+    let env = Environment::new().unwrap();
+    let authenticators = gatehouse_authconfig::compile(&config, &Options::default(), &env)
+        .unwrap_or_else(|p| panic!("gatehouse refuses the kube-apiserver's file: {p:#?}"));
+    Loaded {
+        authenticators,
+        issuers: serde_saphyr::from_str(
+            &std::fs::read_to_string(conformance_dir().join("issuers.yaml")).unwrap(),
+        )
+        .unwrap(),
+        corpus: serde_saphyr::from_str(
+            &std::fs::read_to_string(conformance_dir().join("tokens.yaml")).unwrap(),
+        )
+        .unwrap(),
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    }
+}
+
+async fn token_for(tb: &Testbed, case: &Case, l: &Loaded) -> String {
+    match case.issuer.as_str() {
+        "dex" => tb.id_token(case.user.as_deref().unwrap(), "").await,
+        "keycloak" => {
+            tb.require_keycloak();
+            tb.keycloak_id_token(case.user.as_deref().unwrap()).await
+        }
+        _ => sign(tb, case, &l.issuers, &l.authenticators, l.now),
+    }
+}
+
+fn admin_kubectl(tb: &Testbed, args: &[&str]) -> String {
+    let out = support::kubectl_admin(tb, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deletes what a test created, in reverse order, when dropped.
+struct Cleanup<'a>(&'a Testbed, Vec<Vec<String>>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for c in self.1.iter().rev() {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            let _ = support::kubectl_admin(self.0, &args);
+        }
+    }
+}
+
+/// gatehouse's identity for `impersonate` mode, made by the test: a ServiceAccount in
+/// `default` allowed to impersonate users, groups, uids and user extras, and to read
+/// ServiceAccounts (the index). Returns its kubeconfig and its username.
+fn impersonating_identity(
+    tb: &Testbed,
+    id: &str,
+    dir: &std::path::Path,
+    cleanup: &mut Cleanup<'_>,
+) -> (PathBuf, String) {
+    admin_kubectl(tb, &["create", "serviceaccount", id, "-n", "default"]);
+    cleanup.1.push(
+        ["delete", "serviceaccount", id, "-n", "default"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let role = format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{ name: {id} }}
+rules:
+  - apiGroups: [""]
+    resources: [users, groups]
+    verbs: [impersonate]
+  - apiGroups: [authentication.k8s.io]
+    resources: ["*"]
+    verbs: [impersonate]
+  - apiGroups: [""]
+    resources: [serviceaccounts]
+    verbs: [get, list, watch]
+  - apiGroups: [authorization.k8s.io]
+    resources: [subjectaccessreviews]
+    verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{ name: {id} }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {id} }}
+subjects: [{{ kind: ServiceAccount, name: {id}, namespace: default }}]
+"#
+    );
+    let file = dir.join("rbac.yaml");
+    std::fs::write(&file, role).unwrap();
+    admin_kubectl(tb, &["apply", "-f", file.to_str().unwrap()]);
+    cleanup.1.push(
+        ["delete", "-f", file.to_str().unwrap()]
+            .map(String::from)
+            .to_vec(),
+    );
+    let token = admin_kubectl(
+        tb,
+        &["create", "token", id, "-n", "default", "--duration=1h"],
+    );
+    let kubeconfig = support::kubeconfig(
+        dir,
+        "gatehouse",
+        &tb.var("KUBE_APISERVER_URL"),
+        &tb.var("TESTBED_CA_FILE"),
+        token.trim(),
+    );
+    (kubeconfig, format!("system:serviceaccount:default:{id}"))
+}
+
+/// gatehouse with the kube-apiserver's own file and every issuer in `impersonate` mode,
+/// mapping no ServiceAccount (its only namespace has none), fall-through off; returned once
+/// every issuer's keys are loaded.
+async fn impersonating_gatehouse(
+    tb: &Testbed,
+    l: &Loaded,
+    kubeconfig: &std::path::Path,
+) -> support::Gatehouse {
+    let issuers: Vec<Value> = l
+        .authenticators
+        .iter()
+        .map(|a| json!({"url": a.issuer, "whenUnmapped": "impersonate"}))
+        .collect();
+    let config = support::config::ServerConfig::new(tb)
+        .kubeconfig(kubeconfig.to_str().unwrap())
+        .service_accounts("{ namespaces: [kube-node-lease] }")
+        .fall_through(false)
+        .set(
+            "authentication",
+            json!({
+                "configFile": tb.var("KUBE_AUTHENTICATION_CONFIG"),
+                "issuers": issuers,
+            }),
+        )
+        .build();
+    let gh = support::Gatehouse::start(&config, "https", true);
+    let http = tb.http();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = http
+            .get(format!("{}/readyz?verbose", gh.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("[+]authentication-issuer-keys ok") {
+            assert!(text.contains("[+]authentication-config ok"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the issuers' keys did not load: {text}\n{}",
+            gh.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    gh
+}
+
+fn is_system(u: &UserInfo) -> bool {
+    u.username.starts_with("system:") || u.groups.iter().any(|g| g.starts_with("system:"))
+}
+
+/// The corpus through a running gatehouse in `impersonate` mode: for every token the
+/// kube-apiserver accepts, the `SelfSubjectReview` sent through gatehouse (as the impersonated
+/// user) equals the one sent straight to it, but for gatehouse's own `gatehouse.dev/*` extras;
+/// a token it refuses, gatehouse refuses with 401. A user with a `system:` name is refused
+/// with 403 (`allowSystemNames` is off), and the audit log shows nothing impersonated it.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn impersonate_mode_through_gatehouse_gives_the_kube_apiserver_s_own_answer() {
+    let tb = Testbed::load();
+    let l = load(&tb);
+    let id = format!("e2e-impersonate-{}", std::process::id());
+    let dir = support::tempdir::TempDir::new("impersonate");
+    let mut cleanup = Cleanup(&tb, Vec::new());
+    let (kubeconfig, _) = impersonating_identity(&tb, &id, dir.path(), &mut cleanup);
+    let gh = impersonating_gatehouse(&tb, &l, &kubeconfig).await;
+    let http = tb.http();
+    let audit = support::AuditLog::mark(&tb);
+
+    let mut differences = Vec::new();
+    let (mut same, mut refused, mut system) = (0, 0, 0);
+    for case in l
+        .corpus
+        .tokens
+        .iter()
+        .filter(|c| c.known_difference.is_none())
+    {
+        let token = token_for(&tb, case, &l).await;
+        let direct = kube_user(&tb, &http, &token).await;
+        let through = review(&http, &gh.url, &token).await;
+        match (&direct, through) {
+            (None, Ok(None)) => refused += 1,
+            (Some(k), Err((403, body))) if is_system(k) => {
+                if !body.contains("allowSystemNames") {
+                    differences.push(format!(
+                        "{}: refused, but not for its system: name: {body}",
+                        case.name
+                    ));
+                }
+                system += 1;
+            }
+            (Some(k), Ok(Some(mut g))) if !is_system(k) => {
+                let ours: Vec<String> = g
+                    .extra
+                    .keys()
+                    .filter(|k| k.starts_with("gatehouse.dev/"))
+                    .cloned()
+                    .collect();
+                if ours.len() != 3 {
+                    differences.push(format!("{}: gatehouse's extras are {ours:?}", case.name));
+                }
+                g.extra.retain(|k, _| !k.starts_with("gatehouse.dev/"));
+                compare(&case.name, &direct, &Ok(g), &mut differences);
+                same += 1;
+            }
+            (direct, through) => differences.push(format!(
+                "{}: the kube-apiserver says {direct:?}, gatehouse in impersonate mode {through:?}",
+                case.name
+            )),
+        }
+    }
+    println!(
+        "impersonate mode: {same} users identical through gatehouse, {refused} refused by both, {system} system: users refused by gatehouse only, {} differences",
+        differences.len()
+    );
+    assert!(
+        differences.is_empty(),
+        "impersonate mode differs from the kube-apiserver:\n{}\nlog:\n{}",
+        differences.join("\n"),
+        gh.log()
+    );
+    assert!(
+        same >= 25 && refused >= 25 && system >= 1,
+        "{same} {refused} {system}"
+    );
+    // Every accepted review went through as gatehouse's identity impersonating the user; the
+    // system: user never did.
+    let events = audit.events("selfsubjectreviews", std::time::Duration::from_secs(2));
+    let impersonated: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["impersonatedUser"]["username"].as_str())
+        .collect();
+    assert!(impersonated.len() >= same, "{impersonated:?}");
+    assert!(
+        !impersonated.iter().any(|u| u.starts_with("system:")),
+        "a system: user was impersonated: {impersonated:?}"
+    );
+}
+
+/// A machine identity end to end: a CI token (the `ci` static issuer standing in for GitHub
+/// Actions, ES256, `repository` and `ref` claims) is mapped by the file's CEL to
+/// `ci:acme/site@main` in the group `ci:acme/site`, which a RoleBinding lets create ConfigMaps
+/// in `default`. Through gatehouse in `impersonate` mode, kubectl creates one there (the audit
+/// log shows gatehouse's identity impersonating exactly that user), and is refused in
+/// `kube-public` with the kube-apiserver's message naming the user.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn a_ci_identity_reaches_its_namespace_through_gatehouse_in_impersonate_mode() {
+    let tb = Testbed::load();
+    let l = load(&tb);
+    let id = format!("e2e-ci-{}", std::process::id());
+    let dir = support::tempdir::TempDir::new("ci");
+    let mut cleanup = Cleanup(&tb, Vec::new());
+    let (kubeconfig, gatehouse_user) = impersonating_identity(&tb, &id, dir.path(), &mut cleanup);
+    // A Role of the test's own: the test bed runs no controller-manager, so the aggregated
+    // `edit` ClusterRole has no rules.
+    admin_kubectl(
+        &tb,
+        &[
+            "create",
+            "role",
+            &id,
+            "-n",
+            "default",
+            "--verb=get,list,create,delete",
+            "--resource=configmaps",
+        ],
+    );
+    cleanup.1.push(
+        ["delete", "role", id.as_str(), "-n", "default"]
+            .map(String::from)
+            .to_vec(),
+    );
+    admin_kubectl(
+        &tb,
+        &[
+            "create",
+            "rolebinding",
+            &id,
+            "-n",
+            "default",
+            &format!("--role={id}"),
+            "--group=ci:acme/site",
+        ],
+    );
+    cleanup.1.push(
+        ["delete", "rolebinding", id.as_str(), "-n", "default"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let gh = impersonating_gatehouse(&tb, &l, &kubeconfig).await;
+    let case: Case = serde_json::from_value(json!({
+        "name": "ci-kubectl",
+        "issuer": "ci",
+        "accept": true,
+        "claims": {
+            "repository": "acme/site",
+            "repository_owner": "acme",
+            "ref": "refs/heads/main",
+            "repository_id": "123",
+            "workflow": "deploy",
+        },
+    }))
+    .unwrap();
+    let token = token_for(&tb, &case, &l).await;
+    let user_kubeconfig = support::kubeconfig(
+        dir.path(),
+        "ci",
+        &gh.url,
+        &tb.var("TESTBED_CA_FILE"),
+        &token,
+    );
+    let audit = support::AuditLog::mark(&tb);
+    let out = support::kubectl(
+        &tb,
+        &user_kubeconfig,
+        &[
+            "create",
+            "configmap",
+            &id,
+            "-n",
+            "default",
+            "--from-literal=built=yes",
+        ],
+    );
+    let (stdout, stderr) = support::process::text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", gh.log());
+    cleanup.1.push(
+        ["delete", "configmap", id.as_str(), "-n", "default"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let out = support::kubectl(
+        &tb,
+        &user_kubeconfig,
+        &["get", "configmaps", "-n", "kube-public"],
+    );
+    let (_, stderr) = support::process::text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("Forbidden") && stderr.contains("\"ci:acme/site@main\""),
+        "{stderr}"
+    );
+    let events = audit.events(
+        "/namespaces/default/configmaps",
+        std::time::Duration::from_secs(2),
+    );
+    let create = events
+        .iter()
+        .find(|e| e["verb"] == "create")
+        .unwrap_or_else(|| panic!("no create in the audit log: {events:#?}"));
+    assert_eq!(create["user"]["username"], gatehouse_user.as_str());
+    assert_eq!(create["impersonatedUser"]["username"], "ci:acme/site@main");
+    assert_eq!(create["impersonatedUser"]["uid"], "123");
+    assert_eq!(
+        create["impersonatedUser"]["groups"],
+        json!(["ci:acme", "ci:acme/site", "system:authenticated"])
+    );
+    assert_eq!(
+        create["impersonatedUser"]["extra"]["ci.example.com/ref"],
+        json!(["refs/heads/main"])
+    );
+    assert_eq!(
+        create["impersonatedUser"]["extra"]["gatehouse.dev/issuer"],
+        json!([format!("{}/ci", tb.var("STATIC_ISSUERS_URL"))])
+    );
+}
+
+/// The file is re-read while gatehouse runs, as the kube-apiserver re-reads its own: an issuer
+/// added to the file is trusted within `reloadInterval`, without a restart; a broken file is
+/// refused (the running configuration kept: the added issuer's tokens still work), with a log
+/// line, `gatehouse_authentication_config_reloads_total{result="refused"}` and
+/// `[-]authentication-config` in `/readyz?verbose`; fixed again, it is applied.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn the_authentication_file_is_reloaded_and_a_broken_one_is_refused_keeping_the_old() {
+    let tb = Testbed::load();
+    let l = load(&tb);
+    let id = format!("e2e-reload-{}", std::process::id());
+    let dir = support::tempdir::TempDir::new("reload");
+    let mut cleanup = Cleanup(&tb, Vec::new());
+    let (kubeconfig, _) = impersonating_identity(&tb, &id, dir.path(), &mut cleanup);
+    let kube_file: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(tb.var("KUBE_AUTHENTICATION_CONFIG")).unwrap(),
+    )
+    .unwrap();
+    let static_url = tb.var("STATIC_ISSUERS_URL");
+    let with = |names: &[&str]| -> String {
+        let mut doc = kube_file.clone();
+        let keep: Vec<String> = names.iter().map(|n| format!("{static_url}/{n}")).collect();
+        doc["jwt"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|j| keep.iter().any(|k| j["issuer"]["url"] == k.as_str()));
+        assert_eq!(doc["jwt"].as_array().unwrap().len(), names.len());
+        doc.to_string()
+    };
+    let file = dir.path().join("authentication.json");
+    std::fs::write(&file, with(&["plain"])).unwrap();
+    let config = |issuers: &[&str]| {
+        let issuers: Vec<Value> = issuers
+            .iter()
+            .map(|n| json!({"url": format!("{static_url}/{n}"), "whenUnmapped": "impersonate"}))
+            .collect();
+        support::config::ServerConfig::new(&tb)
+            .kubeconfig(kubeconfig.to_str().unwrap())
+            .service_accounts("{ namespaces: [kube-node-lease] }")
+            .fall_through(false)
+            .set(
+                "authentication",
+                json!({"configFile": file, "reloadInterval": "1s", "issuers": issuers}),
+            )
+            .build()
+    };
+    // At start the settings may name only issuers of the file.
+    let check = dir.path().join("check.yaml");
+    std::fs::write(&check, config(&["plain", "ci"])).unwrap();
+    let refused = std::process::Command::new(support::process::gatehouse_bin())
+        .args(["serve", "--check-config", "--config"])
+        .arg(&check)
+        .output()
+        .unwrap();
+    let (_, stderr) = support::process::text(&refused);
+    assert!(
+        !refused.status.success() && stderr.contains("authentication.issuers[1].url"),
+        "{stderr}"
+    );
+    // So start with settings for plain only; the ci issuer comes with the file.
+    let config = config(&["plain"]);
+    let gh = support::Gatehouse::start(&config, "https", true);
+    let http = tb.http();
+    let ci: Case = serde_json::from_value(json!({
+        "name": "ci-reload", "issuer": "ci", "accept": true,
+        "claims": {"repository": "acme/site", "repository_owner": "acme", "ref": "refs/heads/main"},
+    }))
+    .unwrap();
+    let plain: Case = serde_json::from_value(json!({
+        "name": "plain-reload", "issuer": "plain", "accept": true, "claims": {"groups": ["dev"]},
+    }))
+    .unwrap();
+    let ci_token = token_for(&tb, &ci, &l).await;
+    let plain_token = token_for(&tb, &plain, &l).await;
+    let status = |token: String| {
+        let http = http.clone();
+        let url = gh.url.clone();
+        async move {
+            review(&http, &url, &token)
+                .await
+                .map(|u| u.map(|u| u.username))
+        }
+    };
+    let wait_until = |what: &'static str, want: Result<Option<String>, (u16, String)>| {
+        let status = &status;
+        let ci_token = ci_token.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+            loop {
+                let got = status(ci_token.clone()).await;
+                if got == want {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}: {got:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    };
+    assert_eq!(
+        status(plain_token.clone()).await,
+        Ok(Some("plain-reload".to_owned()))
+    );
+    assert_eq!(
+        status(ci_token.clone()).await,
+        Ok(None),
+        "ci is not configured yet"
+    );
+
+    // The ci issuer added (gatehouse's settings for it stay default: fallThrough, which is
+    // off here, so its unmapped users are refused with 403 until the file says more).
+    std::fs::write(&file, with(&["plain", "ci"])).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        match status(ci_token.clone()).await {
+            Err((403, body)) if body.contains("fall-through") => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "not reloaded: {other:?}\n{}",
+                    gh.log()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    }
+    assert!(
+        gh.log()
+            .contains("applied the changed AuthenticationConfiguration")
+    );
+
+    // A broken file: refused, the running configuration kept.
+    std::fs::write(
+        &file,
+        with(&["plain", "ci"]).replace("\"audiences\"", "\"audience\""),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let text = http
+            .get(format!("{}/readyz?verbose", gh.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("[-]authentication-config failed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not refused: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        http.get(format!("{}/readyz", gh.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success(),
+        "a refused reload must not take gatehouse out of service"
+    );
+    assert!(
+        matches!(status(ci_token.clone()).await, Err((403, _))),
+        "the running file was not kept"
+    );
+    assert_eq!(
+        status(plain_token.clone()).await,
+        Ok(Some("plain-reload".to_owned()))
+    );
+    let metrics = http
+        .get(format!("{}/metrics", gh.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_authentication_config_reloads_total{result=\"refused\"}")
+            && metrics.contains("gatehouse_authentication_config_current 0"),
+        "{metrics}"
+    );
+    let log = gh.log();
+    assert!(
+        log.contains("refused the changed AuthenticationConfiguration")
+            && log.contains("unknown field"),
+        "{log}"
+    );
+
+    // Fixed, with the ci issuer dropped: applied, and its tokens are no longer trusted.
+    std::fs::write(&file, with(&["plain"])).unwrap();
+    wait_until("the ci issuer was not dropped", Ok(None)).await;
+    let text = http
+        .get(format!("{}/readyz?verbose", gh.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("[+]authentication-config ok"), "{text}");
 }
