@@ -131,6 +131,9 @@ pub struct KubeUser {
     pub when_unmapped: WhenUnmapped,
     /// Whether the mapped user may carry `system:` names in `impersonate` mode.
     pub allow_system_names: bool,
+    /// Whether ServiceAccount claim annotations may match this issuer's raw claims (its
+    /// `matchClaims`, or it is the `oidc` issuer); `user` annotations always match.
+    pub match_claims: bool,
 }
 
 /// What gatehouse does with a verified user who maps to no ServiceAccount
@@ -204,6 +207,20 @@ impl OidcUser {
             email_withheld,
             kube: None,
         })
+    }
+
+    /// Who this user is to ServiceAccount mapping: the claims (unless the issuer is not trusted
+    /// for claim annotations, [`KubeUser::match_claims`]), the username and the groups.
+    pub fn who(&self) -> crate::mapping::Who<'_> {
+        crate::mapping::Who {
+            claims: self
+                .kube
+                .as_ref()
+                .is_none_or(|k| k.match_claims)
+                .then_some(&self.claims),
+            username: &self.username,
+            groups: &self.groups,
+        }
     }
 
     /// A sentence for messages when the token's `email` was withheld from mapping.

@@ -6,6 +6,13 @@
 //! - JSON form: `<prefix>/claims: {"groups": ["devs"], "email": ["a@x"]}`
 //! - per-claim form: `<prefix>/claim.<name>: v1, v2` (comma list, each value trimmed)
 //!
+//! and, for the user gatehouse made of the token (the claim mappings' username and groups of
+//! an `AuthenticationConfiguration` issuer, so an issuer whose claims differ can still map by
+//! a computed name; for the `oidc` issuer, its username claim and `groups`):
+//!
+//! - JSON form: `<prefix>/user: {"username": ["ci:acme/site@main"], "groups": ["ci:acme"]}`
+//! - per-field form: `<prefix>/user.username: a, b` and `<prefix>/user.groups: g1, g2`
+//!
 //! A per-claim value holding `=` is refused, the whole annotation ignored (with a
 //! [`RuleError`] naming it): it is almost always an LDAP distinguished name such as
 //! `cn=admins,ou=groups,dc=example,dc=com`, which the comma list would split into several
@@ -13,7 +20,7 @@
 //! string: `<prefix>/claims: {"groups": ["cn=admins,ou=groups,dc=example,dc=com"]}`.
 //!
 //! A user maps to the ServiceAccount when **any** listed (claim, value) pair matches one of the
-//! user's claims. Matching is exact and case-sensitive. A claim that is a string or a list of
+//! user's claims, or any listed username or group is the user's ([`Who`]). Matching is exact and case-sensitive. A claim that is a string or a list of
 //! strings can match; numbers, booleans, objects and nulls never do, so `"true"` in an
 //! annotation cannot be satisfied by a boolean claim.
 //!
@@ -31,6 +38,13 @@
 //! namespace is an explicit opt-in, and even then `kube-system`, `kube-public`,
 //! `kube-node-lease` and gatehouse's own namespace ([`PROTECTED_NAMESPACES`] plus the one
 //! gatehouse runs in) are mappable only when named one by one.
+//!
+//! With several issuers, a raw claim is only as trustworthy as the issuer that signed it: two
+//! issuers can both say `email: boss@example.com`. So claim rules match only the claims of
+//! issuers trusted for them ([`Who::claims`] is `None` otherwise: the server passes the
+//! claims of the `oidc` issuer, and of an `AuthenticationConfiguration` issuer only with
+//! `matchClaims: true`), while `user` rules match the mapped names, which the file's prefixes
+//! keep apart per issuer exactly as they do for the cluster's own RBAC.
 //!
 //! A comma list cannot hold a value with a comma, and an LDAP DN would silently become several
 //! rules; values with `=` are therefore refused in that form (see above), never split.
@@ -123,6 +137,148 @@ impl NamespaceScope {
 /// One (claim name, claim value) pair that grants a mapping.
 pub type ClaimRule = (String, String);
 
+/// A username or a group of the mapped user that grants a mapping (`<prefix>/user...`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NameRule {
+    /// The user's username is this.
+    Username(String),
+    /// The user has this group.
+    Group(String),
+}
+
+/// Who a lookup is for: the claims annotations may match (`None` when the user's issuer is
+/// not trusted for claim rules) and the user gatehouse made.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    /// The token's claims, when claim rules may match them.
+    pub claims: Option<&'a Map<String, Value>>,
+    /// The username.
+    pub username: &'a str,
+    /// The groups.
+    pub groups: &'a [String],
+}
+
+impl<'a> Who<'a> {
+    /// Claims only, no mapped user (tests and benchmarks of claim rules).
+    pub fn claims(claims: &'a Map<String, Value>) -> Self {
+        Self {
+            claims: Some(claims),
+            username: "",
+            groups: &[],
+        }
+    }
+}
+
+/// Every rule of a ServiceAccount's annotations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// (claim, value) rules.
+    pub claims: Vec<ClaimRule>,
+    /// Username and group rules.
+    pub names: Vec<NameRule>,
+}
+
+impl Rules {
+    /// True when there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty() && self.names.is_empty()
+    }
+
+    /// How many rules.
+    pub fn len(&self) -> usize {
+        self.claims.len() + self.names.len()
+    }
+}
+
+/// Reads every rule (claim and user rules) from a ServiceAccount's annotations.
+pub fn all_rules_from_annotations(
+    prefix: &str,
+    annotations: &BTreeMap<String, String>,
+) -> (Rules, Vec<RuleError>) {
+    let (claims, mut errors) = rules_from_annotations(prefix, annotations);
+    let json_key = format!("{prefix}/user");
+    let mut names = BTreeSet::new();
+    for (key, value) in annotations {
+        let field = if *key == json_key {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct User {
+                #[serde(default)]
+                username: Vec<String>,
+                #[serde(default)]
+                groups: Vec<String>,
+            }
+            match serde_json::from_str::<User>(value) {
+                Ok(u) => {
+                    names.extend(u.username.into_iter().map(NameRule::Username));
+                    names.extend(u.groups.into_iter().map(NameRule::Group));
+                }
+                Err(e) => errors.push(RuleError {
+                    key: key.clone(),
+                    reason: format!(
+                        "expected a JSON object with the lists \"username\" and \"groups\" ({e})"
+                    ),
+                }),
+            }
+            continue;
+        } else if let Some(field) = key
+            .strip_prefix(&json_key)
+            .and_then(|f| f.strip_prefix('.'))
+        {
+            field
+        } else {
+            continue;
+        };
+        let make: fn(String) -> NameRule = match field {
+            "username" => NameRule::Username,
+            "groups" => NameRule::Group,
+            _ => {
+                errors.push(RuleError {
+                    key: key.clone(),
+                    reason: "expected user.username or user.groups".to_owned(),
+                });
+                continue;
+            }
+        };
+        match comma_list(&json_key, key, field, value) {
+            Ok(values) => names.extend(values.into_iter().map(|v| make(v.to_owned()))),
+            Err(e) => errors.push(e),
+        }
+    }
+    (
+        Rules {
+            claims,
+            names: names.into_iter().collect(),
+        },
+        errors,
+    )
+}
+
+/// A comma list's values, trimmed, empty ones dropped; refused when one holds `=` (an LDAP
+/// distinguished name the list would split).
+fn comma_list<'v>(
+    json_key: &str,
+    key: &str,
+    field: &str,
+    value: &'v str,
+) -> Result<Vec<&'v str>, RuleError> {
+    let values: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.iter().any(|v| v.contains('=')) {
+        let json = format!("{json_key}: {{\"{field}\": [\"cn=...,ou=...\"]}}");
+        return Err(RuleError {
+            key: key.to_owned(),
+            reason: format!(
+                "the value holds `=`, so it looks like an LDAP distinguished name, which this comma-separated form would split into several values; the whole annotation is ignored. Put such values in the JSON form instead: {json}"
+            ),
+        });
+    }
+    Ok(values)
+}
+
 /// An annotation that could not be read. The rest of the ServiceAccount's rules still apply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("annotation {key:?}: {reason}")]
@@ -167,22 +323,13 @@ pub fn rules_from_annotations(
                 });
                 continue;
             }
-            let values: Vec<&str> = value
-                .split(',')
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .collect();
-            if values.iter().any(|v| v.contains('=')) {
-                errors.push(RuleError {
-                    key: key.clone(),
-                    reason: format!(
-                        "the value holds `=`, so it looks like an LDAP distinguished name, which this comma-separated form would split into several values; the whole annotation is ignored. Put such values in the JSON form instead: {prefix}/claims: {{\"{claim}\": [\"cn=...,ou=...\"]}}"
-                    ),
-                });
-                continue;
-            }
-            for v in values {
-                rules.insert((claim.to_owned(), v.to_owned()));
+            match comma_list(&json_key, key, claim, value) {
+                Ok(values) => {
+                    for v in values {
+                        rules.insert((claim.to_owned(), v.to_owned()));
+                    }
+                }
+                Err(e) => errors.push(e),
             }
         }
     }
@@ -194,7 +341,9 @@ pub fn rules_from_annotations(
 #[derive(Debug, Default, Clone)]
 pub struct MappingIndex {
     by_claim: HashMap<String, HashMap<String, BTreeSet<ServiceAccountRef>>>,
-    rules: HashMap<ServiceAccountRef, Vec<ClaimRule>>,
+    by_username: HashMap<String, BTreeSet<ServiceAccountRef>>,
+    by_group: HashMap<String, BTreeSet<ServiceAccountRef>>,
+    rules: HashMap<ServiceAccountRef, Rules>,
 }
 
 impl MappingIndex {
@@ -218,19 +367,38 @@ impl MappingIndex {
         self.rules.keys()
     }
 
-    /// Sets the rules of a ServiceAccount, replacing any earlier ones.
+    /// Sets the claim rules of a ServiceAccount (and no user rules), replacing any earlier
+    /// ones.
     pub fn upsert(&mut self, sa: ServiceAccountRef, rules: Vec<ClaimRule>) {
+        self.upsert_rules(
+            sa,
+            Rules {
+                claims: rules,
+                names: Vec::new(),
+            },
+        );
+    }
+
+    /// Sets every rule of a ServiceAccount, replacing any earlier ones.
+    pub fn upsert_rules(&mut self, sa: ServiceAccountRef, rules: Rules) {
         self.remove(&sa);
         if rules.is_empty() {
             return;
         }
-        for (claim, value) in &rules {
+        for (claim, value) in &rules.claims {
             self.by_claim
                 .entry(claim.clone())
                 .or_default()
                 .entry(value.clone())
                 .or_default()
                 .insert(sa.clone());
+        }
+        for rule in &rules.names {
+            let (map, name) = match rule {
+                NameRule::Username(n) => (&mut self.by_username, n),
+                NameRule::Group(n) => (&mut self.by_group, n),
+            };
+            map.entry(name.clone()).or_default().insert(sa.clone());
         }
         self.rules.insert(sa, rules);
     }
@@ -240,7 +408,19 @@ impl MappingIndex {
         let Some(old) = self.rules.remove(sa) else {
             return;
         };
-        for (claim, value) in old {
+        for rule in old.names {
+            let (map, name) = match rule {
+                NameRule::Username(n) => (&mut self.by_username, n),
+                NameRule::Group(n) => (&mut self.by_group, n),
+            };
+            if let Some(set) = map.get_mut(&name) {
+                set.remove(sa);
+                if set.is_empty() {
+                    map.remove(&name);
+                }
+            }
+        }
+        for (claim, value) in old.claims {
             if let Some(values) = self.by_claim.get_mut(&claim) {
                 if let Some(set) = values.get_mut(&value) {
                     set.remove(sa);
@@ -253,6 +433,27 @@ impl MappingIndex {
                 }
             }
         }
+    }
+
+    /// The ServiceAccounts that `who` maps to, in (namespace, name) order: by its claims
+    /// (when given) and by its username and groups.
+    pub fn lookup_who(&self, who: Who<'_>) -> BTreeSet<ServiceAccountRef> {
+        let mut out = match who.claims {
+            Some(claims) => self.lookup(claims),
+            None => BTreeSet::new(),
+        };
+        if self.by_username.is_empty() && self.by_group.is_empty() {
+            return out;
+        }
+        if let Some(set) = self.by_username.get(who.username) {
+            out.extend(set.iter().cloned());
+        }
+        for g in who.groups {
+            if let Some(set) = self.by_group.get(g) {
+                out.extend(set.iter().cloned());
+            }
+        }
+        out
     }
 
     /// The ServiceAccounts that `claims` map to, in (namespace, name) order.
@@ -478,6 +679,112 @@ mod tests {
         assert!(idx.by_claim.is_empty());
         idx.upsert(dev, vec![]);
         assert!(idx.is_empty());
+    }
+
+    #[test]
+    fn user_rules_are_read_in_both_forms_and_match_the_mapped_user_only() {
+        let (rules, errors) = all_rules_from_annotations(
+            "gatehouse.dev",
+            &ann(&[
+                (
+                    "gatehouse.dev/user.username",
+                    "ci:acme/site@main, ci:acme/tool@main",
+                ),
+                ("gatehouse.dev/user.groups", "ci:acme"),
+                (
+                    "gatehouse.dev/user",
+                    r#"{"groups": ["cn=ops,dc=example,dc=com"]}"#,
+                ),
+                ("gatehouse.dev/claim.sub", "u1"),
+                ("gatehouse.dev/user.nope", "x"),
+            ]),
+        );
+        assert_eq!(rules.claims, vec![("sub".into(), "u1".into())]);
+        assert_eq!(
+            rules.names,
+            vec![
+                NameRule::Username("ci:acme/site@main".into()),
+                NameRule::Username("ci:acme/tool@main".into()),
+                NameRule::Group("ci:acme".into()),
+                NameRule::Group("cn=ops,dc=example,dc=com".into()),
+            ]
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("user.username or user.groups")
+        );
+        // A DN in the comma form is refused, pointing at the JSON form of `user`.
+        let (rules, errors) = all_rules_from_annotations(
+            "gatehouse.dev",
+            &ann(&[("gatehouse.dev/user.groups", "cn=ops,dc=example,dc=com")]),
+        );
+        assert!(rules.is_empty());
+        assert!(
+            errors[0].to_string().contains("gatehouse.dev/user: {"),
+            "{errors:?}"
+        );
+        let (_, errors) = all_rules_from_annotations(
+            "gatehouse.dev",
+            &ann(&[("gatehouse.dev/user", r#"{"user": ["x"]}"#)]),
+        );
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("\"username\" and \"groups\""),
+            "{errors:?}"
+        );
+
+        let mut idx = MappingIndex::new();
+        let site = ServiceAccountRef::new("ci", "site");
+        let by_claim = ServiceAccountRef::new("ci", "by-claim");
+        idx.upsert_rules(
+            site.clone(),
+            Rules {
+                claims: vec![],
+                names: vec![
+                    NameRule::Username("ci:acme/site@main".into()),
+                    NameRule::Group("ci:acme".into()),
+                ],
+            },
+        );
+        idx.upsert(
+            by_claim.clone(),
+            vec![("repository".into(), "acme/site".into())],
+        );
+        let token = claims(json!({"repository": "acme/site", "username": "ci:acme/site@main"}));
+        let groups = ["ci:other".to_owned()];
+        let who = |claims, username, groups| Who {
+            claims,
+            username,
+            groups,
+        };
+        // The mapped username matches; so does the claim, when claims are trusted.
+        assert_eq!(
+            idx.lookup_who(who(Some(&token), "ci:acme/site@main", &groups)),
+            BTreeSet::from([by_claim.clone(), site.clone()])
+        );
+        // Claims not trusted: only the user rules.
+        assert_eq!(
+            idx.lookup_who(who(None, "ci:acme/site@main", &groups)),
+            BTreeSet::from([site.clone()])
+        );
+        // A claim named like the mapped field never matches a user rule.
+        assert!(idx.lookup_who(who(Some(&token), "other", &groups)).len() == 1);
+        let acme = ["ci:acme".to_owned()];
+        let near = ["ci:acm".to_owned()];
+        assert_eq!(
+            idx.lookup_who(who(None, "x", &acme)),
+            BTreeSet::from([site.clone()])
+        );
+        assert!(idx.lookup_who(who(None, "x", &near)).is_empty());
+        idx.remove(&site);
+        assert!(idx.by_username.is_empty() && idx.by_group.is_empty());
+        assert!(
+            idx.lookup_who(who(None, "ci:acme/site@main", &groups))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gatehouse_core::mapping::Who;
 use gatehouse_core::request_info::{self, RequestInfo};
 use gatehouse_core::token::BearerToken;
 use gatehouse_server::app::App;
@@ -228,14 +229,19 @@ fn index_lookup(c: &mut Criterion) {
         let k = n / 2 / 20 * 20;
         let one = claims(&format!("grp-{k}"));
         let none = claims("grp-unmapped");
-        let found = index.lookup_fresh(&one, false).unwrap();
+        let found = index.lookup_fresh(Who::claims(&one), false).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(index.lookup_fresh(&none, false).unwrap().is_empty());
+        assert!(
+            index
+                .lookup_fresh(Who::claims(&none), false)
+                .unwrap()
+                .is_empty()
+        );
         g.bench_with_input(BenchmarkId::new("match_one", n), &one, |b, claims| {
-            b.iter(|| index.lookup_fresh(black_box(claims), false));
+            b.iter(|| index.lookup_fresh(Who::claims(black_box(claims)), false));
         });
         g.bench_with_input(BenchmarkId::new("match_none", n), &none, |b, claims| {
-            b.iter(|| index.lookup_fresh(black_box(claims), false));
+            b.iter(|| index.lookup_fresh(Who::claims(black_box(claims)), false));
         });
     }
     g.finish();
@@ -248,7 +254,7 @@ fn review_cache(c: &mut Criterion) {
     let Value::Object(user) = json!({ "groups": groups(true) }) else {
         unreachable!()
     };
-    let mapped = h.app.index.lookup_fresh(&user, false).unwrap();
+    let mapped = h.app.index.lookup_fresh(Who::claims(&user), false).unwrap();
     assert_eq!(mapped.len(), 2);
     let chosen = rt.block_on(h.app.access.choose(&mapped, &info)).unwrap();
     assert_eq!(chosen.unwrap().username(), VIEWER);

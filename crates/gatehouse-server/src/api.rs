@@ -100,7 +100,7 @@ pub async fn whoami(
             Principal::Oidc(u) => {
                 let mapped: Vec<String> = app
                     .index
-                    .lookup(&u.claims)
+                    .lookup(u.who())
                     .iter()
                     .map(ToString::to_string)
                     .collect();

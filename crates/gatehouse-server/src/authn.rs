@@ -380,7 +380,8 @@ impl Authenticator {
         if let (Some(set), Some(iss)) = (&set, &issuer)
             && set.get(iss).is_some()
         {
-            let user = kube_user(set, iss, token.expose_secret(), now).await?;
+            let oidc_issuer = self.oidc.as_ref().map(|o| o.config().issuer_url.as_str());
+            let user = kube_user(set, iss, token.expose_secret(), now, oidc_issuer).await?;
             return Ok(self.remember(fingerprint, generation, Principal::Oidc(user)));
         }
         if let (Some(oidc), Some(iss)) = (&self.oidc, &issuer)
@@ -456,6 +457,7 @@ async fn kube_user(
     iss: &str,
     token: &str,
     now: i64,
+    oidc_issuer: Option<&str>,
 ) -> Result<OidcUser, AuthnError> {
     let Some(issuer) = set.get(iss) else {
         return Err(AuthnError::IssuerNotReady {
@@ -505,6 +507,7 @@ async fn kube_user(
         extra: info.extra,
         when_unmapped: issuer.settings.when_unmapped,
         allow_system_names: issuer.settings.allow_system_names,
+        match_claims: issuer.settings.match_claims || oidc_issuer == Some(iss),
     });
     Ok(user)
 }

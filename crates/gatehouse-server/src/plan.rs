@@ -574,6 +574,7 @@ mod tests {
             .collect(),
             when_unmapped: mode,
             allow_system_names,
+            match_claims: false,
         });
         u
     }

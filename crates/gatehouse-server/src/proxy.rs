@@ -217,7 +217,7 @@ pub async fn plan_for(
         Authenticated::Principal(p) => match &**p {
             Principal::Oidc(user) => Some(
                 match app.index.lookup_fresh(
-                    &user.claims,
+                    user.who(),
                     !plan::unmapped_falls_through(user, app.config.fall_through),
                 ) {
                     Err(stale) => Mapping::Stale(stale),

@@ -31,14 +31,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use gatehouse_core::mapping::{
-    ClaimRule, MappingIndex, NamespaceScope, ServiceAccountRef, rules_from_annotations,
+    MappingIndex, NamespaceScope, Rules, ServiceAccountRef, Who, all_rules_from_annotations,
 };
 
-type Entry = (ServiceAccountRef, Vec<ClaimRule>);
+type Entry = (ServiceAccountRef, Rules);
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::watcher;
-use serde_json::{Map, Value};
 
 use crate::config::ServiceAccountsConfig;
 
@@ -156,11 +155,11 @@ impl ServiceAccountIndex {
         (!stale.is_empty()).then(|| stale.join("; "))
     }
 
-    /// The ServiceAccounts that `claims` map to.
-    pub fn lookup(&self, claims: &Map<String, Value>) -> BTreeSet<ServiceAccountRef> {
+    /// The ServiceAccounts that `who` maps to.
+    pub fn lookup(&self, who: Who<'_>) -> BTreeSet<ServiceAccountRef> {
         match self.index.read() {
-            Ok(idx) => idx.lookup(claims),
-            Err(poisoned) => poisoned.into_inner().lookup(claims),
+            Ok(idx) => idx.lookup_who(who),
+            Err(poisoned) => poisoned.into_inner().lookup_who(who),
         }
     }
 
@@ -170,19 +169,19 @@ impl ServiceAccountIndex {
     /// a verdict from stale data too).
     pub fn lookup_fresh(
         &self,
-        claims: &Map<String, Value>,
+        who: Who<'_>,
         refuse_unmapped: bool,
     ) -> Result<BTreeSet<ServiceAccountRef>, String> {
-        self.lookup_fresh_at(claims, refuse_unmapped, Instant::now())
+        self.lookup_fresh_at(who, refuse_unmapped, Instant::now())
     }
 
     fn lookup_fresh_at(
         &self,
-        claims: &Map<String, Value>,
+        who: Who<'_>,
         refuse_unmapped: bool,
         now: Instant,
     ) -> Result<BTreeSet<ServiceAccountRef>, String> {
-        let mapped = self.lookup(claims);
+        let mapped = self.lookup(who);
         if (!mapped.is_empty() || refuse_unmapped)
             && let Some(reason) = self.stale_reason(now)
         {
@@ -209,7 +208,7 @@ impl ServiceAccountIndex {
                     .collect(),
             );
             if let Some((sa_ref, rules)) = self.rules_of(&sa) {
-                self.with_index(|i| i.upsert(sa_ref, rules));
+                self.with_index(|i| i.upsert_rules(sa_ref, rules));
             }
         }
         let streams = self.with_health(|h| h.len());
@@ -240,7 +239,7 @@ impl ServiceAccountIndex {
         let sa_ref = ServiceAccountRef::new(namespace, name);
         let empty = Default::default();
         let annotations = sa.metadata.annotations.as_ref().unwrap_or(&empty);
-        let (rules, errors) = rules_from_annotations(&self.prefix, annotations);
+        let (rules, errors) = all_rules_from_annotations(&self.prefix, annotations);
         for e in errors {
             tracing::warn!(serviceaccount = %sa_ref, error = %e, "ignoring an unreadable mapping annotation");
         }
@@ -249,7 +248,7 @@ impl ServiceAccountIndex {
                 serviceaccount = %sa_ref,
                 "ignoring the mapping annotations of a ServiceAccount in a namespace that is not mappable (kube-system, kube-public, kube-node-lease and gatehouse's own namespace are mappable only when listed by name in serviceAccounts.namespaces)"
             );
-            return Some((sa_ref, Vec::new()));
+            return Some((sa_ref, Rules::default()));
         }
         Some((sa_ref, rules))
     }
@@ -316,7 +315,7 @@ impl ServiceAccountIndex {
                                 idx.remove(sa);
                             }
                             for (sa, rules) in fresh {
-                                idx.upsert(sa, rules);
+                                idx.upsert_rules(sa, rules);
                             }
                             idx.len()
                         });
@@ -326,7 +325,7 @@ impl ServiceAccountIndex {
                     }
                     Ok(watcher::Event::Apply(sa)) => {
                         if let Some((sa_ref, rules)) = self.rules_of(&sa) {
-                            self.with_index(|idx| idx.upsert(sa_ref, rules));
+                            self.with_index(|idx| idx.upsert_rules(sa_ref, rules));
                         }
                     }
                     Ok(watcher::Event::Delete(sa)) => {
@@ -355,6 +354,8 @@ fn watch_timeout(max_staleness: Duration) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Map, Value};
+
     use super::*;
     use serde_json::json;
 
@@ -393,7 +394,7 @@ mod tests {
                 &[("gatehouse.dev/claim.groups", "devs")],
             ))
             .unwrap();
-        idx.with_index(|i| i.upsert(entry.0, entry.1));
+        idx.with_index(|i| i.upsert_rules(entry.0, entry.1));
         idx.record_listed(0);
         idx
     }
@@ -404,7 +405,12 @@ mod tests {
         let t0 = Instant::now();
         let devs = claims(json!({"groups": ["devs"]}));
         assert!(idx.stale_reason(t0).is_none());
-        assert_eq!(idx.lookup_fresh_at(&devs, false, t0).unwrap().len(), 1);
+        assert_eq!(
+            idx.lookup_fresh_at(Who::claims(&devs), false, t0)
+                .unwrap()
+                .len(),
+            1
+        );
 
         idx.record_failure(0, t0, "serviceaccounts is forbidden".to_owned());
         // Retries keep failing; the clock runs from the first failure.
@@ -415,7 +421,10 @@ mod tests {
         );
         let before = t0 + Duration::from_secs(59);
         assert!(idx.stale_reason(before).is_none());
-        assert!(idx.lookup_fresh_at(&devs, false, before).is_ok());
+        assert!(
+            idx.lookup_fresh_at(Who::claims(&devs), false, before)
+                .is_ok()
+        );
 
         let after = t0 + Duration::from_secs(61);
         let reason = idx.stale_reason(after).expect("stale after maxStaleness");
@@ -423,7 +432,9 @@ mod tests {
             reason.contains("team-a") && reason.contains("still forbidden"),
             "{reason}"
         );
-        let refused = idx.lookup_fresh_at(&devs, false, after).unwrap_err();
+        let refused = idx
+            .lookup_fresh_at(Who::claims(&devs), false, after)
+            .unwrap_err();
         assert!(
             refused.contains("serviceAccounts.maxStaleness"),
             "{refused}"
@@ -432,16 +443,22 @@ mod tests {
         // verdict "maps to nothing" would come from stale data, so that is refused too.
         let nobody = claims(json!({"groups": ["qa"]}));
         assert!(
-            idx.lookup_fresh_at(&nobody, false, after)
+            idx.lookup_fresh_at(Who::claims(&nobody), false, after)
                 .unwrap()
                 .is_empty()
         );
-        assert!(idx.lookup_fresh_at(&nobody, true, after).is_err());
+        assert!(
+            idx.lookup_fresh_at(Who::claims(&nobody), true, after)
+                .is_err()
+        );
 
         // A complete list again: fresh, and the clock starts over on the next failure.
         idx.record_listed(0);
         assert!(idx.stale_reason(after).is_none());
-        assert!(idx.lookup_fresh_at(&devs, false, after).is_ok());
+        assert!(
+            idx.lookup_fresh_at(Who::claims(&devs), false, after)
+                .is_ok()
+        );
         idx.record_failure(0, after, "again".to_owned());
         assert!(idx.stale_reason(after + Duration::from_secs(59)).is_none());
     }

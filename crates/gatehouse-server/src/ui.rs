@@ -297,7 +297,7 @@ pub async fn whoami(State(app): State<Arc<App>>, Extension(authn): Extension<Aut
             Principal::Oidc(u) => {
                 let sas: Vec<String> = app
                     .index
-                    .lookup(&u.claims)
+                    .lookup(u.who())
                     .iter()
                     .map(ToString::to_string)
                     .collect();

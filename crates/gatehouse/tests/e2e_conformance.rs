@@ -527,7 +527,7 @@ kind: ClusterRole
 metadata: {{ name: {id} }}
 rules:
   - apiGroups: [""]
-    resources: [users, groups]
+    resources: [users, groups, serviceaccounts]
     verbs: [impersonate]
   - apiGroups: [authentication.k8s.io]
     resources: ["*"]
@@ -576,14 +576,32 @@ async fn impersonating_gatehouse(
     l: &Loaded,
     kubeconfig: &std::path::Path,
 ) -> support::Gatehouse {
+    impersonating_gatehouse_with(tb, l, kubeconfig, "kube-node-lease", &[]).await
+}
+
+/// [`impersonating_gatehouse`] mapping the ServiceAccounts of `namespace`, with
+/// `matchClaims: true` for the static issuers named in `match_claims`.
+async fn impersonating_gatehouse_with(
+    tb: &Testbed,
+    l: &Loaded,
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    match_claims: &[&str],
+) -> support::Gatehouse {
+    let static_url = tb.var("STATIC_ISSUERS_URL");
     let issuers: Vec<Value> = l
         .authenticators
         .iter()
-        .map(|a| json!({"url": a.issuer, "whenUnmapped": "impersonate"}))
+        .map(|a| {
+            let matches = match_claims
+                .iter()
+                .any(|n| a.issuer == format!("{static_url}/{n}"));
+            json!({"url": a.issuer, "whenUnmapped": "impersonate", "matchClaims": matches})
+        })
         .collect();
     let config = support::config::ServerConfig::new(tb)
         .kubeconfig(kubeconfig.to_str().unwrap())
-        .service_accounts("{ namespaces: [kube-node-lease] }")
+        .service_accounts(&format!("{{ namespaces: [{namespace}] }}"))
         .fall_through(false)
         .set(
             "authentication",
@@ -1041,4 +1059,84 @@ async fn the_authentication_file_is_reloaded_and_a_broken_one_is_refused_keeping
         .await
         .unwrap();
     assert!(text.contains("[+]authentication-config ok"), "{text}");
+}
+
+/// ServiceAccount annotations and several issuers: `user.groups` matches the group the file's
+/// CEL computed (`ci:acme-labs`), so that CI identity acts as the ServiceAccount; a raw claim
+/// rule (`claim.repository_owner: acme`) does not match the `ci` issuer's claims, because
+/// another issuer could sign the same claim, until that issuer has `matchClaims: true`.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn serviceaccount_annotations_match_the_mapped_user_and_raw_claims_only_of_trusted_issuers() {
+    let tb = Testbed::load();
+    let l = load(&tb);
+    let id = format!("e2e-annotations-{}", std::process::id());
+    let dir = support::tempdir::TempDir::new("annotations");
+    let mut cleanup = Cleanup(&tb, Vec::new());
+    let (kubeconfig, _) = impersonating_identity(&tb, &id, dir.path(), &mut cleanup);
+    let by_group = format!("{id}-by-group");
+    let by_claim = format!("{id}-by-claim");
+    for (sa, annotation) in [
+        (&by_group, "gatehouse.dev/user.groups=ci:acme-labs"),
+        (&by_claim, "gatehouse.dev/claim.repository_owner=acme"),
+    ] {
+        admin_kubectl(&tb, &["create", "serviceaccount", sa, "-n", "default"]);
+        cleanup.1.push(
+            ["delete", "serviceaccount", sa.as_str(), "-n", "default"]
+                .map(String::from)
+                .to_vec(),
+        );
+        admin_kubectl(
+            &tb,
+            &[
+                "annotate",
+                "serviceaccount",
+                sa,
+                "-n",
+                "default",
+                annotation,
+            ],
+        );
+    }
+    let ci = |repository: &str, owner: &str| -> Case {
+        serde_json::from_value(json!({
+            "name": "ci-annotations", "issuer": "ci", "accept": true,
+            "claims": {"repository": repository, "repository_owner": owner, "ref": "refs/heads/main"},
+        }))
+        .unwrap()
+    };
+    let labs = token_for(&tb, &ci("acme-labs/tool", "acme-labs"), &l).await;
+    let acme = token_for(&tb, &ci("acme/site", "acme"), &l).await;
+    let http = tb.http();
+    let username = |gh: &support::Gatehouse, token: String| {
+        let http = http.clone();
+        let url = gh.url.clone();
+        async move {
+            review(&http, &url, &token)
+                .await
+                .unwrap()
+                .map(|u| u.username)
+                .unwrap_or_default()
+        }
+    };
+
+    let gh = impersonating_gatehouse_with(&tb, &l, &kubeconfig, "default", &[]).await;
+    assert_eq!(
+        username(&gh, labs.clone()).await,
+        format!("system:serviceaccount:default:{by_group}"),
+        "the computed group did not map"
+    );
+    assert_eq!(
+        username(&gh, acme.clone()).await,
+        "ci:acme/site@main",
+        "a raw claim of an issuer not trusted for claim annotations mapped"
+    );
+    drop(gh);
+
+    let gh = impersonating_gatehouse_with(&tb, &l, &kubeconfig, "default", &["ci"]).await;
+    assert_eq!(
+        username(&gh, acme).await,
+        format!("system:serviceaccount:default:{by_claim}"),
+        "matchClaims: true did not let the claim annotation match"
+    );
 }

@@ -10,6 +10,7 @@
 //!     - url: https://token.actions.githubusercontent.com
 //!       whenUnmapped: impersonate      # fallThrough (default) | impersonate | deny
 //!       allowSystemNames: false
+//!       matchClaims: false             # ServiceAccount claim annotations match its raw claims
 //! ```
 //!
 //! The file is read with [`gatehouse_authconfig`]: strictly, with the kube-apiserver's
@@ -51,6 +52,9 @@ pub struct IssuerSettings {
     pub when_unmapped: WhenUnmapped,
     /// Whether `impersonate` mode may send `system:` user and group names.
     pub allow_system_names: bool,
+    /// Whether ServiceAccount claim annotations (`claims`, `claim.<name>`) match this
+    /// issuer's raw claims (`matchClaims`, default false; always for `oidc.issuerUrl`).
+    pub match_claims: bool,
 }
 
 /// The file compiled: what the kube-apiserver would run.
@@ -97,6 +101,7 @@ pub fn settings_for(issuers: &[IssuerSettings], url: &str) -> IssuerSettings {
             name: None,
             when_unmapped: WhenUnmapped::default(),
             allow_system_names: false,
+            match_claims: false,
         })
 }
 
@@ -124,6 +129,8 @@ struct RawIssuer {
     when_unmapped: Option<String>,
     #[serde(default)]
     allow_system_names: Option<bool>,
+    #[serde(default)]
+    match_claims: Option<bool>,
 }
 
 pub(super) fn read_authentication(
@@ -233,7 +240,9 @@ fn read_issuers(r: &mut Reader<'_>) -> Vec<IssuerSettings> {
             Err(e) => {
                 r.problem(
                     &at,
-                    &format!("{e} (fields: url, name, whenUnmapped, allowSystemNames)"),
+                    &format!(
+                        "{e} (fields: url, name, whenUnmapped, allowSystemNames, matchClaims)"
+                    ),
                 );
                 continue;
             }
@@ -262,6 +271,7 @@ fn read_issuers(r: &mut Reader<'_>) -> Vec<IssuerSettings> {
             name: raw.name.filter(|n| !n.is_empty()),
             when_unmapped,
             allow_system_names: raw.allow_system_names.unwrap_or(false),
+            match_claims: raw.match_claims.unwrap_or(false),
         });
     }
     out

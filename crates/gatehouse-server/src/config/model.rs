@@ -103,6 +103,7 @@ impl Config {
                         "name": s.name,
                         "whenUnmapped": s.when_unmapped.as_str(),
                         "allowSystemNames": s.allow_system_names,
+                        "matchClaims": s.match_claims,
                     })
                 }).collect::<Vec<_>>(),
             })),
