@@ -121,12 +121,17 @@ fn access(
 /// - choosing among several ServiceAccounts (`access.rs`): `create` subjectaccessreviews;
 /// - the admin (`proxy.rs`): `impersonate` its user and each of its groups, and the extras.
 ///
-/// OIDC users are mapped only with `oidc` and a mappable namespace; the fall-through requests and
+/// - users of issuers with `whenUnmapped: impersonate` (`proxy.rs`): `impersonate` users,
+///   groups and uids, and the user extras their claim mappings make.
+///
+/// OIDC users are mapped only with `oidc` (or `authentication`) and a mappable namespace; the fall-through requests and
 /// `/v1/whoami`'s review use the user's own token and need nothing of gatehouse.
 pub fn required_rights(config: &Config) -> Vec<Right> {
     let mut rights = Vec::new();
     let sa = &config.service_accounts;
-    let mapping = config.oidc.is_some() && !sa.maps_nothing();
+    let mapping =
+        (config.oidc.is_some() || config.authentication.is_some()) && !sa.maps_nothing();
+    let impersonating = impersonated_extras(config);
     if mapping {
         let scopes: Vec<Option<String>> = match sa.watched_namespaces() {
             None => vec![None],
@@ -174,7 +179,29 @@ pub fn required_rights(config: &Config) -> Vec<Right> {
             )],
         });
     }
-    if mapping || config.admin.is_some() {
+    if let Some(extra_keys) = &impersonating {
+        let mut attributes = vec![
+            access("", "users", None, "impersonate", None, None),
+            access("", "groups", None, "impersonate", None, None),
+            access("authentication.k8s.io", "uids", None, "impersonate", None, None),
+        ];
+        attributes.extend(extra_keys.iter().map(|key| {
+            access(
+                "authentication.k8s.io",
+                "userextras",
+                Some(key.clone()),
+                "impersonate",
+                None,
+                None,
+            )
+        }));
+        rights.push(Right {
+            name: "rbac/impersonate-users",
+            denied: "gatehouse may not impersonate the users, groups, uids and user extras that the claim mappings of issuers with whenUnmapped: impersonate make",
+            attributes,
+        });
+    }
+    if mapping || config.admin.is_some() || impersonating.is_some() {
         rights.push(Right {
             name: "rbac/impersonate-userextras",
             denied: "gatehouse may not impersonate the user extras gatehouse.dev/subject, gatehouse.dev/username and gatehouse.dev/issuer",
@@ -215,6 +242,23 @@ pub fn required_rights(config: &Config) -> Vec<Right> {
         });
     }
     rights
+}
+
+/// The `extra` keys (and `authentication.kubernetes.io/credential-id`) of the issuers with
+/// `whenUnmapped: impersonate`, or `None` when no issuer uses the mode.
+fn impersonated_extras(config: &Config) -> Option<Vec<String>> {
+    let a = config.authentication.as_ref()?;
+    let mut keys = std::collections::BTreeSet::new();
+    let mut any = false;
+    for j in &a.initial.authenticators {
+        if a.settings(&j.issuer).when_unmapped == gatehouse_core::identity::WhenUnmapped::Impersonate
+        {
+            any = true;
+            keys.insert(gatehouse_authconfig::authenticator::CREDENTIAL_ID_KEY.to_owned());
+            keys.extend(j.mapping.extra.iter().map(|e| e.key.clone()));
+        }
+    }
+    any.then(|| keys.into_iter().collect())
 }
 
 /// What one review said.

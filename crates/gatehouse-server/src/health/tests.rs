@@ -130,6 +130,38 @@ fn the_rights_follow_what_the_configuration_does() {
 
     // OIDC without a mappable namespace maps nobody: gatehouse needs nothing of its own.
     assert!(required_rights(&config(OIDC)).is_empty());
+
+    // An issuer in impersonate mode: users, groups, uids, and exactly the extra keys its
+    // mappings make (and the credential id), besides gatehouse's own extras.
+    let file = "authentication:\n  config:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: AuthenticationConfiguration\n    jwt:\n      - issuer: {url: 'https://ci.example', audiences: [k]}\n        claimMappings:\n          username: {claim: sub, prefix: 'ci:'}\n          extra: [{key: example.com/ref, valueExpression: claims.ref}]\n      - issuer: {url: 'https://idp.example', audiences: [k]}\n        claimMappings:\n          username: {claim: sub, prefix: 'idp:'}\n          extra: [{key: example.com/other, valueExpression: claims.x}]\n";
+    let c = config(&format!(
+        "{file}  issuers: [{{url: 'https://ci.example', whenUnmapped: impersonate}}]\n"
+    ));
+    let rights = required_rights(&c);
+    assert_eq!(
+        names(&rights),
+        ["rbac/impersonate-users", "rbac/impersonate-userextras"]
+    );
+    let wanted: Vec<(&str, Option<&str>)> = rights[0]
+        .attributes
+        .iter()
+        .map(|a| (a.resource.as_deref().unwrap(), a.subresource.as_deref()))
+        .collect();
+    assert_eq!(
+        wanted,
+        [
+            ("users", None),
+            ("groups", None),
+            ("uids", None),
+            (
+                "userextras",
+                Some("authentication.kubernetes.io/credential-id")
+            ),
+            ("userextras", Some("example.com/ref")),
+        ]
+    );
+    // Without the mode, nothing of the kind.
+    assert!(required_rights(&config(file)).is_empty());
 }
 
 #[test]
