@@ -151,7 +151,7 @@ def local_config(rendered, outdir, *mappings):
     for section, key in [("tls", "certFile"), ("tls", "keyFile"), ("kubernetes", "kubeconfig"),
                          ("oidc", "caFile"), ("admin", "passwordHashFile"),
                          ("admin", "tokenSigningKeyFile"), ("oidc", "clientSecretFile"),
-                         ("session", "keyFile")]:
+                         ("session", "keyFile"), ("authentication", "configFile")]:
         if key in config.get(section, {}):
             config[section][key] = rewrite(config[section][key])
     if "publicCaFile" in config:

@@ -98,6 +98,12 @@ scripts/helm-test reads its names from this list.
 
 {{- define "gatehouse.validate" -}}
 {{- $v := .Values }}
+{{- if and $v.authentication.config $v.authentication.existingConfigMap.name }}
+{{- fail "authentication: set config or existingConfigMap.name, not both" }}
+{{- end }}
+{{- if and $v.authentication.issuers (not (or $v.authentication.config $v.authentication.existingConfigMap.name)) }}
+{{- fail "authentication.issuers: names issuers, but there is no authentication.config or authentication.existingConfigMap to configure them" }}
+{{- end }}
 {{- range $name, $_ := $v.oidc.additionalParameters }}
 {{- include "gatehouse.checkParameterName" (dict "root" $ "key" (printf "oidc.additionalParameters.%s" $name) "name" $name) }}
 {{- end }}
@@ -153,7 +159,29 @@ scripts/helm-test reads its names from this list.
 
 {{/* Paths inside the pod. */}}
 {{- define "gatehouse.paths" -}}
-{{- dict "config" "/etc/gatehouse/config" "secret" "/etc/gatehouse/secret" "tls" "/etc/gatehouse/tls" "kubeconfig" "/etc/gatehouse/kubeconfig" "publicCa" "/etc/gatehouse/public-ca" | toJson }}
+{{- dict "config" "/etc/gatehouse/config" "secret" "/etc/gatehouse/secret" "tls" "/etc/gatehouse/tls" "kubeconfig" "/etc/gatehouse/kubeconfig" "publicCa" "/etc/gatehouse/public-ca" "authentication" "/etc/gatehouse/authentication" | toJson }}
+{{- end }}
+
+{{/*
+"true" when an issuer of `authentication.issuers` is in `whenUnmapped: impersonate` mode.
+*/}}
+{{- define "gatehouse.impersonatesUsers" -}}
+{{- range .Values.authentication.issuers }}{{ if eq (.whenUnmapped | default "") "impersonate" }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+The `extra` keys the impersonated users may carry: the kube-apiserver's credential id, the
+inline file's claimMappings.extra keys and authentication.impersonate.extraKeys, as JSON.
+*/}}
+{{- define "gatehouse.impersonatedExtraKeys" -}}
+{{- $keys := list "authentication.kubernetes.io/credential-id" }}
+{{- range (.Values.authentication.config.jwt | default list) }}
+{{- range ((.claimMappings | default dict).extra | default list) }}
+{{- $keys = append $keys .key }}
+{{- end }}
+{{- end }}
+{{- $keys = concat $keys .Values.authentication.impersonate.extraKeys }}
+{{- $keys | uniq | sortAlpha | toJson }}
 {{- end }}
 
 {{/*
@@ -208,6 +236,15 @@ the server's defaults apply.
 {{- end }}
 {{- if $sa }}{{ $_ := set $c "serviceAccounts" $sa }}{{ end }}
 {{- $_ := set $c "fallThrough" (dict "enabled" $v.fallThrough.enabled) }}
+{{- $au := $v.authentication }}
+{{- if or $au.config $au.existingConfigMap.name }}
+{{- $file := printf "%s/authentication-config.yaml" $p.config }}
+{{- if $au.existingConfigMap.name }}{{ $file = printf "%s/authentication-config.yaml" $p.authentication }}{{ end }}
+{{- $a := dict "configFile" $file }}
+{{- with $au.reloadInterval }}{{ $_ := set $a "reloadInterval" . }}{{ end }}
+{{- with $au.issuers }}{{ $_ := set $a "issuers" . }}{{ end }}
+{{- $_ := set $c "authentication" $a }}
+{{- end }}
 {{- if $v.admin.enabled }}
 {{- $a := dict "enabled" true "passwordHashFile" (printf "%s/admin-password-hash" $p.secret) "tokenSigningKeyFile" (printf "%s/admin-token-signing-key" $p.secret) }}
 {{- if and $v.admin.previousTokenSigningKey (not $v.existingSecret) }}{{ $_ := set $a "previousTokenSigningKeyFile" (printf "%s/admin-previous-token-signing-key" $p.secret) }}{{ end }}
