@@ -1106,7 +1106,55 @@ async fn docs_multi_audience_match_the_test_bed() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6, "every snippet is checked");
+    assert_eq!(checked, 7, "every snippet is checked");
+}
+
+/// docs/multi-audience.md's one-file set-up: gatehouse with only the kube-apiserver's own
+/// file. alice (claims trusted for the Dex issuer) maps to `team-a/dev`; bob maps to nothing and
+/// falls through, and is the user the same file makes of his token in the kube-apiserver.
+#[tokio::test]
+#[ignore = "needs testbed"]
+async fn one_file_for_the_cluster_and_gatehouse() {
+    let tb = Testbed::load();
+    let path = support::workspace_root().join("docs/examples/multi-audience/one-file.yaml");
+    let mut yaml = std::fs::read_to_string(&path).unwrap();
+    for v in ["KUBE_AUTHENTICATION_CONFIG", "DEX_ISSUER"] {
+        yaml = yaml.replace(&format!("${{{v}}}"), &tb.var(v));
+    }
+    let config = ServerConfig::new(&tb)
+        .yaml("fallThrough: { enabled: true }")
+        .yaml(&yaml)
+        .build();
+    let gh = Gatehouse::start(&config, "https", true);
+    let http = tb.http();
+    let who = |base: String, token: String| {
+        let http = http.clone();
+        async move {
+            let v: serde_json::Value = http
+                .post(format!("{base}/apis/authentication.k8s.io/v1/selfsubjectreviews"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["status"]["userInfo"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let alice = tb.id_token("alice", "groups").await;
+    assert_eq!(
+        who(gh.url.clone(), alice).await,
+        "system:serviceaccount:team-a:dev"
+    );
+    let bob = tb.id_token("bob", "groups").await;
+    let direct = who(tb.var("KUBE_APISERVER_URL"), bob.clone()).await;
+    assert_eq!(direct, "oidc:bob@example.com");
+    assert_eq!(who(gh.url.clone(), bob).await, direct);
 }
 
 #[tokio::test]

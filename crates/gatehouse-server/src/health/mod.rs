@@ -129,8 +129,7 @@ fn access(
 pub fn required_rights(config: &Config) -> Vec<Right> {
     let mut rights = Vec::new();
     let sa = &config.service_accounts;
-    let mapping =
-        (config.oidc.is_some() || config.authentication.is_some()) && !sa.maps_nothing();
+    let mapping = (config.oidc.is_some() || config.authentication.is_some()) && !sa.maps_nothing();
     let impersonating = impersonated_extras(config);
     if mapping {
         let scopes: Vec<Option<String>> = match sa.watched_namespaces() {
@@ -183,7 +182,14 @@ pub fn required_rights(config: &Config) -> Vec<Right> {
         let mut attributes = vec![
             access("", "users", None, "impersonate", None, None),
             access("", "groups", None, "impersonate", None, None),
-            access("authentication.k8s.io", "uids", None, "impersonate", None, None),
+            access(
+                "authentication.k8s.io",
+                "uids",
+                None,
+                "impersonate",
+                None,
+                None,
+            ),
         ];
         attributes.extend(extra_keys.iter().map(|key| {
             access(
@@ -251,7 +257,8 @@ fn impersonated_extras(config: &Config) -> Option<Vec<String>> {
     let mut keys = std::collections::BTreeSet::new();
     let mut any = false;
     for j in &a.initial.authenticators {
-        if a.settings(&j.issuer).when_unmapped == gatehouse_core::identity::WhenUnmapped::Impersonate
+        if a.settings(&j.issuer).when_unmapped
+            == gatehouse_core::identity::WhenUnmapped::Impersonate
         {
             any = true;
             keys.insert(gatehouse_authconfig::authenticator::CREDENTIAL_ID_KEY.to_owned());
