@@ -134,6 +134,8 @@ pub struct KubeUser {
     /// Whether ServiceAccount claim annotations may match this issuer's raw claims (its
     /// `matchClaims`, or it is the `oidc` issuer); `user` annotations always match.
     pub match_claims: bool,
+    /// The issuer's name for people (`authentication.issuers[].name`), when set.
+    pub issuer_name: Option<String>,
 }
 
 /// What gatehouse does with a verified user who maps to no ServiceAccount

@@ -111,7 +111,7 @@ pub enum WhoAmI {
     Admin(AdminWhoAmI),
     /// `"oidc"`: a token of the configured OIDC issuer.
     #[serde(rename = "oidc")]
-    Oidc(OidcWhoAmI),
+    Oidc(Box<OidcWhoAmI>),
     /// `"fallThrough"`: a token gatehouse does not verify, forwarded for Kubernetes to judge.
     #[serde(rename = "fallThrough")]
     FallThrough(FallThroughWhoAmI),
@@ -161,6 +161,16 @@ pub struct OidcWhoAmI {
     pub service_accounts: Vec<String>,
     /// `kubernetes`: how the requests reach the cluster.
     pub kubernetes: KubernetesAccess,
+    /// `issuerName`: the issuer's name (`authentication.issuers[].name`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_name: Option<String>,
+    /// `uid`: the uid the claim mappings of an `AuthenticationConfiguration` issuer made
+    /// (absent for the `oidc` issuer and when they make none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// `extra`: the extra the claim mappings made (absent when none).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// [`WhoAmI::FallThrough`].

@@ -105,21 +105,34 @@ pub async fn whoami(
                     .map(ToString::to_string)
                     .collect();
                 let kubernetes = if mapped.is_empty() {
-                    if app.config.fall_through {
-                        let review = self_subject_review(&app, token, forwarded_for.clone()).await;
-                        KubernetesAccess::FallThrough { review }
-                    } else {
-                        KubernetesAccess::Unmapped {
+                    match crate::plan::unmapped(u, app.config.fall_through) {
+                        crate::plan::Unmapped::FallThrough => {
+                            let review =
+                                self_subject_review(&app, token, forwarded_for.clone()).await;
+                            KubernetesAccess::FallThrough { review }
+                        }
+                        crate::plan::Unmapped::Impersonated => {
+                            KubernetesAccess::Impersonation(Impersonation::User {
+                                username: Some(u.username.clone()),
+                                groups: Some(u.groups.clone()),
+                            })
+                        }
+                        crate::plan::Unmapped::Refused if u.kube.is_some() && app.config.fall_through => {
+                            KubernetesAccess::Unmapped {
+                                message: "maps to no ServiceAccount, and gatehouse refuses such users of this issuer (whenUnmapped: deny)".to_owned(),
+                            }
+                        }
+                        crate::plan::Unmapped::Refused => KubernetesAccess::Unmapped {
                             message: "maps to no ServiceAccount and fall-through is disabled"
                                 .to_owned(),
-                        }
+                        },
                     }
                 } else {
                     KubernetesAccess::Impersonation(Impersonation::ServiceAccounts {
                         service_accounts: mapped.clone(),
                     })
                 };
-                Ok(Json(WhoAmI::Oidc(OidcWhoAmI {
+                Ok(Json(WhoAmI::Oidc(Box::new(OidcWhoAmI {
                     username: u.username.clone(),
                     subject: u.subject.clone(),
                     issuer: u.issuer.clone(),
@@ -131,7 +144,14 @@ pub async fn whoami(
                     email_withheld: u.withheld_note(),
                     service_accounts: mapped,
                     kubernetes,
-                })))
+                    issuer_name: u.kube.as_ref().and_then(|k| k.issuer_name.clone()),
+                    uid: u
+                        .kube
+                        .as_ref()
+                        .map(|k| k.uid.clone())
+                        .filter(|x| !x.is_empty()),
+                    extra: u.kube.as_ref().map(|k| k.extra.clone()).unwrap_or_default(),
+                }))))
             }
         },
         Authenticated::FallThrough => {

@@ -508,6 +508,7 @@ async fn kube_user(
         when_unmapped: issuer.settings.when_unmapped,
         allow_system_names: issuer.settings.allow_system_names,
         match_claims: issuer.settings.match_claims || oidc_issuer == Some(iss),
+        issuer_name: issuer.settings.name.clone(),
     });
     Ok(user)
 }

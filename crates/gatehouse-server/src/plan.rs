@@ -232,15 +232,33 @@ pub fn decide(
     }
 }
 
+/// What happens to `user` when no ServiceAccount is mapped (for `/v1/whoami` and the UI; the
+/// proxy's own decision is [`decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmapped {
+    /// The user's own token goes to the kube-apiserver.
+    FallThrough,
+    /// gatehouse impersonates the user the claim mappings made.
+    Impersonated,
+    /// Refused: fall-through off, or the issuer's `whenUnmapped: deny`.
+    Refused,
+}
+
+/// [`Unmapped`] for `user` with `fallThrough.enabled` = `fall_through`.
+pub fn unmapped(user: &OidcUser, fall_through: bool) -> Unmapped {
+    match user.kube.as_ref().map(|k| k.when_unmapped) {
+        Some(WhenUnmapped::Impersonate) => Unmapped::Impersonated,
+        Some(WhenUnmapped::Deny) => Unmapped::Refused,
+        _ if fall_through => Unmapped::FallThrough,
+        _ => Unmapped::Refused,
+    }
+}
+
 /// Whether `user`, mapped to no ServiceAccount, falls through (so a stale index's "maps to
 /// nothing" is no verdict to refuse): fall-through on, and the issuer's `whenUnmapped` is
 /// `fallThrough`.
 pub fn unmapped_falls_through(user: &OidcUser, fall_through: bool) -> bool {
-    fall_through
-        && user
-            .kube
-            .as_ref()
-            .is_none_or(|k| k.when_unmapped == WhenUnmapped::FallThrough)
+    unmapped(user, fall_through) == Unmapped::FallThrough
 }
 
 /// The plan for `impersonate` mode: the user the claim mappings made, exactly, or a denial
@@ -575,6 +593,7 @@ mod tests {
             when_unmapped: mode,
             allow_system_names,
             match_claims: false,
+            issuer_name: None,
         });
         u
     }

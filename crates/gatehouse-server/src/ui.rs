@@ -301,7 +301,8 @@ pub async fn whoami(State(app): State<Arc<App>>, Extension(authn): Extension<Aut
                     .iter()
                     .map(ToString::to_string)
                     .collect();
-                let kubernetes = match (sas.first(), app.config.fall_through) {
+                let unmapped = crate::plan::unmapped(u, app.config.fall_through);
+                let kubernetes = match (sas.first(), unmapped) {
                     (Some(_), _) => format!(
                         "{} (per namespace)",
                         sas.iter()
@@ -312,16 +313,30 @@ pub async fn whoami(State(app): State<Arc<App>>, Extension(authn): Extension<Aut
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                    (None, true) => {
+                    (None, crate::plan::Unmapped::FallThrough) => {
                         "yourself: your own token goes to Kubernetes (fall-through)".to_owned()
                     }
-                    (None, false) => "nobody: no ServiceAccount maps to you".to_owned(),
+                    (None, crate::plan::Unmapped::Impersonated) => format!(
+                        "yourself: gatehouse impersonates {}{} (the user the cluster's claim mappings make of your token)",
+                        u.username,
+                        if u.groups.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" in groups {}", u.groups.join(", "))
+                        }
+                    ),
+                    (None, crate::plan::Unmapped::Refused) => {
+                        "nobody: no ServiceAccount maps to you".to_owned()
+                    }
                 };
                 WhoamiPage {
                     signed_in: true,
                     page: "whoami",
                     username: u.username.clone(),
-                    authenticated_by: "OpenID Connect".to_owned(),
+                    authenticated_by: match u.kube.as_ref().and_then(|k| k.issuer_name.as_ref()) {
+                        Some(name) => format!("OpenID Connect ({name})"),
+                        None => "OpenID Connect".to_owned(),
+                    },
                     issuer: Some(u.issuer.clone()),
                     subject: Some(u.subject.clone()),
                     groups: u.groups.clone(),

@@ -802,6 +802,31 @@ async fn a_ci_identity_reaches_its_namespace_through_gatehouse_in_impersonate_mo
         &tb.var("TESTBED_CA_FILE"),
         &token,
     );
+    // /v1/whoami says who gatehouse makes of the token and that it impersonates that user.
+    let who: Value = tb
+        .http()
+        .get(format!("{}/v1/whoami", gh.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["username"], "ci:acme/site@main", "{who}");
+    assert_eq!(who["uid"], "123", "{who}");
+    assert_eq!(
+        who["extra"]["ci.example.com/ref"],
+        json!(["refs/heads/main"]),
+        "{who}"
+    );
+    assert_eq!(who["kubernetes"]["via"], "impersonation", "{who}");
+    assert_eq!(who["kubernetes"]["username"], "ci:acme/site@main", "{who}");
+    assert_eq!(
+        who["kubernetes"]["groups"],
+        json!(["ci:acme", "ci:acme/site"]),
+        "{who}"
+    );
     let audit = support::AuditLog::mark(&tb);
     let out = support::kubectl(
         &tb,

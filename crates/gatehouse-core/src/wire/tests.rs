@@ -133,7 +133,7 @@ fn oidc_user(kubernetes: KubernetesAccess, mapped: Vec<String>) -> WhoAmI {
     let mut claims = Map::new();
     claims.insert("sub".into(), json!("alice-sub"));
     claims.insert("groups".into(), json!(["devs"]));
-    WhoAmI::Oidc(OidcWhoAmI {
+    WhoAmI::Oidc(Box::new(OidcWhoAmI {
         username: "alice@example.com".into(),
         subject: "alice-sub".into(),
         issuer: "https://idp".into(),
@@ -145,7 +145,10 @@ fn oidc_user(kubernetes: KubernetesAccess, mapped: Vec<String>) -> WhoAmI {
         email_withheld: Some("its email claim is not used".into()),
         service_accounts: mapped,
         kubernetes,
-    })
+        issuer_name: None,
+        uid: None,
+        extra: Default::default(),
+    }))
 }
 
 /// What api.rs built with json! for an OIDC user, with `kubernetes` and `mapped` as given.
