@@ -10,6 +10,8 @@
 //!   gatehouse makes the user the kube-apiserver would make, or refuses the token.
 //! - `issuer.certificateAuthority`, when set, is the only CA trusted for that issuer (as in
 //!   the kube-apiserver); otherwise the system roots.
+//! - A changed file is compiled only once two reads [`SETTLE`] apart agree, so a file rewritten
+//!   in place is never applied half-written (a shorter file can still be valid).
 //! - A reloaded file that fails to read or validate is refused whole: the running set is
 //!   kept, the failure logged and counted (`gatehouse_authentication_config_reloads_total`)
 //!   and shown by `/readyz?verbose` (`authentication-config`). A valid one replaces the set
@@ -31,8 +33,11 @@ use gatehouse_oidc::keys::{self, RemoteKeys, RemoteSettings, TokenRefused};
 
 use crate::config::{
     AuthenticationConfig, AuthenticationSource, Compiled, IssuerSettings, JWKS_REFRESH_BOUNDS,
-    compile_text, settings_for,
+    compile_text, settings_for, sha256,
 };
+
+/// How long a changed file must read the same before it is compiled.
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// How long a reload waits for the new issuers' keys before swapping anyway.
 pub const RELOAD_READY_WAIT: Duration = Duration::from_secs(30);
@@ -120,8 +125,8 @@ impl IssuerSet {
         compiled: Compiled,
         settings: &[IssuerSettings],
         generation: u64,
-        digest: [u8; 32],
     ) -> Result<Self, IssuerError> {
+        let digest = compiled.digest;
         let mut by_url = HashMap::new();
         for (authenticator, jwt) in compiled
             .authenticators
@@ -230,6 +235,7 @@ pub struct Issuers {
     options: Options,
     reload_interval: Duration,
     generations: AtomicU64,
+    ready_wait: Duration,
 }
 
 impl std::fmt::Debug for Issuers {
@@ -266,11 +272,7 @@ impl Issuers {
     /// Builds the issuers from the file as loaded at start; nothing is fetched until
     /// [`Issuers::start`].
     pub fn new(config: &AuthenticationConfig) -> Result<Self, IssuerError> {
-        let text_digest = match &config.source {
-            AuthenticationSource::File(p) => std::fs::read(p).map(|t| sha(&t)).unwrap_or_default(),
-            AuthenticationSource::Inline => [0; 32],
-        };
-        let set = IssuerSet::build(config.initial.clone(), &config.issuers, 1, text_digest)?;
+        let set = IssuerSet::build(config.initial.clone(), &config.issuers, 1)?;
         Ok(Self {
             current: ArcSwap::from_pointee(set),
             status: ArcSwap::from_pointee(ReloadStatus::Current),
@@ -279,6 +281,7 @@ impl Issuers {
             options: config.options.clone(),
             reload_interval: config.reload_interval,
             generations: AtomicU64::new(1),
+            ready_wait: RELOAD_READY_WAIT,
         })
     }
 
@@ -319,13 +322,20 @@ impl Issuers {
                 return self.refuse(vec![format!("cannot read {}: {e}", path.display())]);
             }
         };
-        let digest = sha(text.as_bytes());
+        let digest = sha256(text.as_bytes());
         if digest == self.current.load().digest {
             if *self.status.load_full() != ReloadStatus::Current {
                 // The file is back to the running version.
                 self.status.store(Arc::new(ReloadStatus::Current));
             }
             return Reloaded::Unchanged;
+        }
+        // Changed: applied only once it reads the same twice, SETTLE apart, so a file being
+        // rewritten in place (truncated, then written) is never compiled half-written.
+        tokio::time::sleep(SETTLE).await;
+        match std::fs::read(path) {
+            Ok(again) if sha256(&again) == digest => {}
+            _ => return Reloaded::Unchanged,
         }
         let compiled = match compile_text(&text, &self.options) {
             Ok(c) => c,
@@ -340,12 +350,12 @@ impl Issuers {
             }
         }
         let generation = self.generations.fetch_add(1, Ordering::SeqCst) + 1;
-        let set = match IssuerSet::build(compiled, &self.settings, generation, digest) {
+        let set = match IssuerSet::build(compiled, &self.settings, generation) {
             Ok(s) => s,
             Err(e) => return self.refuse(vec![e.to_string()]),
         };
         set.start();
-        let deadline = tokio::time::Instant::now() + RELOAD_READY_WAIT;
+        let deadline = tokio::time::Instant::now() + self.ready_wait;
         while !set.not_ready_reasons().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -377,9 +387,94 @@ impl Issuers {
     }
 }
 
-fn sha(bytes: &[u8]) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n  - issuer: {url: 'https://127.0.0.1:1/a', audiences: [k]}\n    claimMappings:\n      username: {claim: sub, prefix: 'a:'}\n";
+
+    fn issuers(dir: &std::path::Path, text: &str) -> Issuers {
+        let file = dir.join("authn.yaml");
+        std::fs::write(&file, text).unwrap();
+        let yaml = format!("authentication:\n  configFile: {}\n", file.display());
+        let config = crate::config::parse(&yaml, &std::collections::HashMap::new()).unwrap();
+        let mut i = Issuers::new(config.authentication.as_ref().unwrap()).unwrap();
+        i.ready_wait = Duration::from_millis(50);
+        i
+    }
+
+    fn urls(i: &Issuers) -> Vec<String> {
+        let mut u: Vec<String> = i.current().urls().map(str::to_owned).collect();
+        u.sort();
+        u
+    }
+
+    #[tokio::test]
+    async fn reloads_apply_a_valid_change_keep_the_running_set_on_a_broken_one_and_see_no_change_twice()
+     {
+        let dir = std::env::temp_dir().join(format!("gatehouse-issuers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let i = issuers(&dir, FILE);
+        let file = dir.join("authn.yaml");
+        assert_eq!(i.reload().await, Reloaded::Unchanged);
+        assert_eq!(i.current().generation, 1);
+
+        let two = format!(
+            "{FILE}  - issuer: {{url: 'https://127.0.0.1:1/b', audiences: [k]}}\n    claimMappings:\n      username: {{claim: sub, prefix: 'b:'}}\n"
+        );
+        std::fs::write(&file, &two).unwrap();
+        assert_eq!(i.reload().await, Reloaded::Applied);
+        assert_eq!(urls(&i), ["https://127.0.0.1:1/a", "https://127.0.0.1:1/b"]);
+        assert_eq!(i.current().generation, 2);
+        assert_eq!(*i.status(), ReloadStatus::Current);
+        assert_eq!(i.reload().await, Reloaded::Unchanged);
+
+        std::fs::write(&file, two.replace("audiences: [k]", "audiences: []")).unwrap();
+        assert_eq!(i.reload().await, Reloaded::Refused);
+        assert_eq!(i.current().generation, 2, "the running set was replaced");
+        assert_eq!(urls(&i).len(), 2);
+        let ReloadStatus::Refused(problems) = &*i.status() else {
+            panic!("not refused");
+        };
+        assert!(
+            problems.iter().any(|p| p.contains("issuer.audiences")),
+            "{problems:?}"
+        );
+
+        // Back to the running content: current again, nothing rebuilt.
+        std::fs::write(&file, &two).unwrap();
+        assert_eq!(i.reload().await, Reloaded::Unchanged);
+        assert_eq!(*i.status(), ReloadStatus::Current);
+        assert_eq!(i.current().generation, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_still_being_written_is_not_applied_until_it_reads_the_same_twice() {
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-issuers-settle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let i = std::sync::Arc::new(issuers(&dir, FILE));
+        let file = dir.join("authn.yaml");
+        let next = FILE.replace("prefix: 'a:'", "prefix: 'x:'");
+        std::fs::write(&file, &next).unwrap();
+        let reload = {
+            let i = std::sync::Arc::clone(&i);
+            tokio::spawn(async move { i.reload().await })
+        };
+        // Rewritten within the settle time: this read is not applied.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&file, next.replace("'x:'", "'y:'")).unwrap();
+        assert_eq!(reload.await.unwrap(), Reloaded::Unchanged);
+        assert_eq!(i.current().generation, 1);
+        // Left alone, it is.
+        assert_eq!(i.reload().await, Reloaded::Applied);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_start_up_digest_is_the_compiled_text_s() {
+        let config = crate::config::compile_text(FILE, &Options::default()).unwrap();
+        assert_eq!(config.digest, sha256(FILE.as_bytes()));
+    }
 }

@@ -20,6 +20,7 @@
 //!     judge the request as gatehouse's own identity, or refuse its groups);
 //!   - `system:` user and group names are refused unless the issuer has
 //!     `allowSystemNames: true` (a claim must not make anyone `system:masters` or a node);
+//!     the admin account's user and groups (`admin.impersonate`) always are;
 //!   - a value the kube-apiserver's HTTP parser would read differently is refused: empty,
 //!     with leading or trailing spaces or tabs (HTTP strips them), or with control characters
 //!     (Go's parser refuses them). UTF-8 is sent as it is: Go's HTTP/1.1 and HTTP/2 parsers
@@ -120,6 +121,15 @@ pub enum Denial {
         /// The issuer.
         issuer: String,
     },
+    /// `impersonate` mode would send the user or a group gatehouse's admin account acts as.
+    AdminName {
+        /// `username` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The issuer.
+        issuer: String,
+    },
     /// `impersonate` mode would send a value the kube-apiserver would read differently (or
     /// an empty username).
     Unsendable {
@@ -150,6 +160,10 @@ impl std::fmt::Display for Denial {
             Denial::SystemName { what, name, issuer } => write!(
                 f,
                 "the {what} {name:?} that {issuer}'s claim mappings make is a system: name, which gatehouse does not impersonate for this issuer (authentication.issuers[].allowSystemNames is false); ask your platform team to change the claim mappings or the prefix"
+            ),
+            Denial::AdminName { what, name, issuer } => write!(
+                f,
+                "the {what} {name:?} that {issuer}'s claim mappings make is the one gatehouse's admin account acts as (admin.impersonate), which gatehouse never impersonates for an issuer's users; ask your platform team to change the claim mappings or the prefix"
             ),
             Denial::Unsendable { what, why } => write!(
                 f,
@@ -214,7 +228,7 @@ pub fn decide(
             }
             Mapping::Chosen(None) => match &user.kube {
                 Some(kube) if kube.when_unmapped == WhenUnmapped::Impersonate => {
-                    Ok(impersonate_user(user, kube))
+                    Ok(impersonate_user(user, kube, settings.admin))
                 }
                 Some(kube) if kube.when_unmapped == WhenUnmapped::Deny => {
                     Ok(Plan::Deny(Denial::UnmappedDenied {
@@ -263,8 +277,8 @@ pub fn unmapped_falls_through(user: &OidcUser, fall_through: bool) -> bool {
 
 /// The plan for `impersonate` mode: the user the claim mappings made, exactly, or a denial
 /// (see the module's Security section).
-pub fn impersonate_user(user: &OidcUser, kube: &KubeUser) -> Plan {
-    match impersonation_headers(user, kube) {
+pub fn impersonate_user(user: &OidcUser, kube: &KubeUser, admin: Option<&AdminConfig>) -> Plan {
+    match impersonation_headers(user, kube, admin) {
         Ok(headers) => Plan::Impersonate {
             label: "impersonated",
             headers,
@@ -276,8 +290,23 @@ pub fn impersonate_user(user: &OidcUser, kube: &KubeUser) -> Plan {
 fn impersonation_headers(
     user: &OidcUser,
     kube: &KubeUser,
+    admin: Option<&AdminConfig>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Denial> {
     let system = |what: &'static str, name: &str| -> Result<(), Denial> {
+        let admins = admin.is_some_and(|a| {
+            if what == "username" {
+                a.impersonate_user == name
+            } else {
+                a.impersonate_groups.iter().any(|g| g == name)
+            }
+        });
+        if admins {
+            return Err(Denial::AdminName {
+                what,
+                name: name.to_owned(),
+                issuer: user.issuer.clone(),
+            });
+        }
         if !kube.allow_system_names && name.starts_with("system:") {
             return Err(Denial::SystemName {
                 what,
@@ -659,6 +688,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn impersonate_mode_never_sends_the_admin_s_user_or_groups() {
+        let a = admin_config();
+        let settings = Settings {
+            admin: Some(&a),
+            fall_through: true,
+        };
+        for (field, value) in [
+            ("username", "gatehouse:admin"),
+            ("group", "gatehouse:admins"),
+        ] {
+            let mut u = kube_user(WhenUnmapped::Impersonate, true);
+            if field == "username" {
+                u.username = value.to_owned();
+            } else {
+                u.groups.push(value.to_owned());
+            }
+            match unmapped(u, settings) {
+                Plan::Deny(d @ Denial::AdminName { .. }) => {
+                    assert!(d.to_string().contains("admin.impersonate"), "{d}");
+                }
+                other => panic!("{field} {value}: {other:?}"),
+            }
+        }
+        // Other names still go through with the admin account on.
+        assert_eq!(
+            unmapped(kube_user(WhenUnmapped::Impersonate, false), settings).label(),
+            "impersonated"
+        );
     }
 
     #[test]

@@ -182,6 +182,11 @@ impl ServiceAccountIndex {
         now: Instant,
     ) -> Result<BTreeSet<ServiceAccountRef>, String> {
         let mapped = self.lookup(who);
+        // Before the first list "maps to nothing" is no verdict either: a user who would map
+        // must not be refused, nor impersonated as themselves, for want of the list.
+        if mapped.is_empty() && refuse_unmapped && !self.is_synced() {
+            return Err("gatehouse has not listed the ServiceAccounts yet, so it cannot tell whether you map to one; try again shortly (if this lasts, ask your platform team to check gatehouse's RBAC: list and watch serviceaccounts)".to_owned());
+        }
         if (!mapped.is_empty() || refuse_unmapped)
             && let Some(reason) = self.stale_reason(now)
         {
@@ -397,6 +402,27 @@ mod tests {
         idx.with_index(|i| i.upsert_rules(entry.0, entry.1));
         idx.record_listed(0);
         idx
+    }
+
+    #[test]
+    fn before_the_first_list_maps_to_nothing_is_no_verdict_when_it_would_act() {
+        let idx = ServiceAccountIndex::new(&config("serviceAccounts: { namespaces: [team-a] }\n"));
+        let nobody = claims(json!({"groups": ["qa"]}));
+        // Falls through (the user's own token): harmless, so allowed.
+        assert!(
+            idx.lookup_fresh(Who::claims(&nobody), false)
+                .unwrap()
+                .is_empty()
+        );
+        // Would be refused or impersonated as themselves: 503 until the list is in.
+        let e = idx.lookup_fresh(Who::claims(&nobody), true).unwrap_err();
+        assert!(e.contains("has not listed the ServiceAccounts yet"), "{e}");
+        idx.record_listed(0);
+        assert!(
+            idx.lookup_fresh(Who::claims(&nobody), true)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

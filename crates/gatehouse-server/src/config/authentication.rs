@@ -66,6 +66,8 @@ pub struct Compiled {
     pub authenticators: Vec<Authenticator>,
     /// The CEL environment they were compiled in.
     pub env: Arc<Environment>,
+    /// The SHA-256 of the text compiled, to tell an unchanged file on re-read.
+    pub digest: [u8; 32],
 }
 
 /// The `authentication` section, validated.
@@ -116,7 +118,16 @@ pub fn compile_text(text: &str, options: &Options) -> Result<Compiled, Vec<Strin
         config,
         authenticators,
         env: Arc::new(env),
+        digest: sha256(text.as_bytes()),
     })
+}
+
+/// The SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 #[derive(serde::Deserialize)]

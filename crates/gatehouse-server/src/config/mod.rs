@@ -44,7 +44,7 @@ use serde_json::Value;
 pub use admin::AdminConfig;
 pub use authentication::{
     AuthenticationConfig, AuthenticationSource, Compiled, DEFAULT_RELOAD_INTERVAL, IssuerSettings,
-    compile_text, settings_for,
+    compile_text, settings_for, sha256,
 };
 pub use browser::{BrowserConfig, FLOW_COOKIE, HOST_PREFIX, cookie_names};
 pub use model::{
