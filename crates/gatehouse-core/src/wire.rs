@@ -57,6 +57,33 @@ pub struct PublicConfig {
     /// judge.
     #[serde(default)]
     pub fall_through: bool,
+    /// `issuers`: the issuers of the `AuthenticationConfiguration`, in the file's order
+    /// (absent from servers without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<PublicIssuer>,
+}
+
+/// One issuer of the `AuthenticationConfiguration`, in [`PublicConfig::issuers`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PublicIssuer {
+    /// `url`: `issuer.url`, exactly.
+    pub url: String,
+    /// `name`: its name for people, when configured.
+    pub name: Option<String>,
+    /// `audiences`: `issuer.audiences` (any of them is accepted).
+    pub audiences: Vec<String>,
+    /// `whenUnmapped`: `fallThrough`, `impersonate` or `deny`.
+    pub when_unmapped: String,
+    /// `ready`: whether gatehouse has loaded its discovery document and keys.
+    pub ready: bool,
+}
+
+impl PublicIssuer {
+    /// The name for people: `name`, else the URL.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
+    }
 }
 
 /// The `oidc` part of [`PublicConfig`].

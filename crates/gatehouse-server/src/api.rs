@@ -53,11 +53,28 @@ pub async fn public_config(State(app): State<Arc<App>>) -> Json<PublicConfig> {
             })
             .collect(),
     });
+    let issuers = app
+        .authn
+        .issuers()
+        .map(|i| {
+            i.current()
+                .issuers()
+                .map(|k| wire::PublicIssuer {
+                    url: k.authenticator.issuer.clone(),
+                    name: k.settings.name.clone(),
+                    audiences: k.authenticator.audiences.clone(),
+                    when_unmapped: k.settings.when_unmapped.as_str().to_owned(),
+                    ready: k.not_ready_reason().is_none(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Json(PublicConfig {
         public_url: c.public_url.as_ref().map(|u| u.as_str().to_owned()),
         oidc,
         admin_enabled: c.admin.is_some(),
         fall_through: c.fall_through,
+        issuers,
     })
 }
 

@@ -90,6 +90,8 @@ pub struct IssuerError {
 pub struct IssuerSet {
     /// By `issuer.url`.
     by_url: HashMap<String, Arc<KubeIssuer>>,
+    /// The URLs in the file's order.
+    order: Vec<String>,
     /// The CEL environment the file was compiled in.
     pub env: Arc<Environment>,
     /// Which version of the file this is (1 at start, one more per applied reload).
@@ -128,6 +130,11 @@ impl IssuerSet {
     ) -> Result<Self, IssuerError> {
         let digest = compiled.digest;
         let mut by_url = HashMap::new();
+        let order: Vec<String> = compiled
+            .authenticators
+            .iter()
+            .map(|a| a.issuer.clone())
+            .collect();
         for (authenticator, jwt) in compiled
             .authenticators
             .into_iter()
@@ -167,6 +174,7 @@ impl IssuerSet {
         }
         Ok(Self {
             by_url,
+            order,
             env: compiled.env,
             generation,
             digest,
@@ -179,14 +187,14 @@ impl IssuerSet {
         self.by_url.get(url)
     }
 
-    /// Every issuer's URL.
+    /// Every issuer's URL, in the file's order.
     pub fn urls(&self) -> impl Iterator<Item = &str> {
-        self.by_url.keys().map(String::as_str)
+        self.order.iter().map(String::as_str)
     }
 
-    /// Every issuer, in no particular order.
+    /// Every issuer, in the file's order.
     pub fn issuers(&self) -> impl Iterator<Item = &Arc<KubeIssuer>> {
-        self.by_url.values()
+        self.order.iter().filter_map(|u| self.by_url.get(u))
     }
 
     /// Starts every issuer's key loading and refresh (stopped when the set is dropped).

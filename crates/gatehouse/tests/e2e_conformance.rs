@@ -827,6 +827,61 @@ async fn a_ci_identity_reaches_its_namespace_through_gatehouse_in_impersonate_mo
         json!(["ci:acme", "ci:acme/site"]),
         "{who}"
     );
+    // gatehouse doctor with the CI token: which issuer it is from, its audiences, and that
+    // gatehouse impersonates it; every issuer's keys are loaded.
+    let token_file = dir.path().join("ci-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let out = std::process::Command::new(support::process::gatehouse_bin())
+        .args([
+            "doctor",
+            "--server",
+            &gh.url,
+            "--output",
+            "json",
+            "--certificate-authority",
+        ])
+        .arg(tb.var("TESTBED_CA_FILE"))
+        .arg("--token-file")
+        .arg(&token_file)
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env_remove("GATEHOUSE_SERVER")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = support::process::text(&out);
+    assert!(
+        !stdout.contains(&token) && !stderr.contains(&token),
+        "doctor printed the token"
+    );
+    let report: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    let step = |name: &str| -> Value {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {name}: {stdout}"))
+    };
+    for (name, needle) in [
+        ("issuers", "every issuer of the AuthenticationConfiguration"),
+        (
+            "token issuer",
+            "/ci), an issuer of the AuthenticationConfiguration",
+        ),
+        ("token audiences", "conformance"),
+        (
+            "mapped ServiceAccounts",
+            "impersonates you as ci:acme/site@main",
+        ),
+    ] {
+        let s = step(name);
+        assert_eq!(s["verdict"], "pass", "{name}: {s}");
+        assert!(
+            s["detail"].as_str().unwrap().contains(needle),
+            "{name}: {s}"
+        );
+    }
     let audit = support::AuditLog::mark(&tb);
     let out = support::kubectl(
         &tb,

@@ -36,6 +36,7 @@ fn oidc() -> PublicOidc {
 #[test]
 fn public_config_is_the_json_the_server_sent_before() {
     let config = PublicConfig {
+        issuers: Vec::new(),
         public_url: Some("https://gh.example/".into()),
         oidc: Some(oidc()),
         admin_enabled: true,
@@ -69,6 +70,7 @@ fn public_config_is_the_json_the_server_sent_before() {
 #[test]
 fn public_config_without_oidc_or_public_url_sends_nulls() {
     let config = PublicConfig {
+        issuers: Vec::new(),
         public_url: None,
         oidc: None,
         admin_enabled: false,

@@ -245,6 +245,46 @@ async fn check(
         ),
     }
 
+    // 2b. The issuers of the AuthenticationConfiguration: gatehouse's own view of each (it
+    // reaches them from where it runs, not from here).
+    if !config.issuers.is_empty() {
+        let describe = |i: &gatehouse_core::wire::PublicIssuer| {
+            format!(
+                "{} ({}, audiences {:?}, unmapped users: {})",
+                i.display_name(),
+                i.url,
+                i.audiences,
+                i.when_unmapped
+            )
+        };
+        let missing: Vec<String> = config
+            .issuers
+            .iter()
+            .filter(|i| !i.ready)
+            .map(describe)
+            .collect();
+        if missing.is_empty() {
+            r.pass(
+                "issuers",
+                format!(
+                    "gatehouse has the keys of every issuer of the AuthenticationConfiguration: {}",
+                    config
+                        .issuers
+                        .iter()
+                        .map(describe)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            );
+        } else {
+            r.fail(
+                "issuers",
+                format!("gatehouse has not loaded the discovery document and keys of {}", missing.join("; ")),
+                "check issuer.url, discoveryURL and certificateAuthority of these issuers in the AuthenticationConfiguration, and that gatehouse can reach them; gatehouse's log says why",
+            );
+        }
+    }
+
     // 3-6. The IdP.
     let mut client_ids: Vec<String> = Vec::new();
     let mut audiences: Vec<String> = Vec::new();
@@ -264,6 +304,7 @@ async fn check(
     // 7. The token.
     let Some(token) = token else {
         for name in [
+            "token issuer",
             "token audiences",
             "token expiry and clock",
             "gatehouse's view",
@@ -278,7 +319,35 @@ async fn check(
         }
         return r;
     };
-    check_token_claims(&mut r, token, &client_ids, &audiences);
+    // Which issuer the token is from decides what it is checked against.
+    let iss = gatehouse_core::token::unverified_claims(token)
+        .and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_owned));
+    let file_issuer = iss
+        .as_deref()
+        .and_then(|iss| config.issuers.iter().find(|i| i.url == iss));
+    match (&iss, file_issuer) {
+        (Some(_), Some(i)) => r.pass(
+            "token issuer",
+            format!(
+                "{} ({}), an issuer of the AuthenticationConfiguration: its claim mappings make the user; unmapped users: {}",
+                i.display_name(),
+                i.url,
+                i.when_unmapped
+            ),
+        ),
+        (Some(iss), None) if config.oidc.as_ref().is_some_and(|o| &o.issuer_url == iss) => {
+            r.pass("token issuer", format!("{iss}, gatehouse's OIDC issuer (oidc.issuerUrl)"));
+        }
+        (Some(iss), None) => r.pass(
+            "token issuer",
+            format!("{iss}: not an issuer gatehouse verifies; the kube-apiserver judges the token (fall-through)"),
+        ),
+        (None, _) => r.skip("token issuer", "the token is not a JWT with an iss claim"),
+    }
+    match file_issuer {
+        Some(i) => check_token_claims(&mut r, token, &[], &i.audiences),
+        None => check_token_claims(&mut r, token, &client_ids, &audiences),
+    }
     let who = check_whoami(&mut r, http, server, token).await;
     check_review(
         &mut r,
@@ -308,7 +377,21 @@ async fn check(
         }
         Some(w) => {
             let sas = w.service_accounts();
-            if sas.is_empty() {
+            let impersonated = match &w {
+                WhoAmI::Oidc(u) => match &u.kubernetes {
+                    gatehouse_core::wire::KubernetesAccess::Impersonation(
+                        gatehouse_core::wire::Impersonation::User { username, .. },
+                    ) => username.clone(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let (true, Some(user)) = (sas.is_empty(), impersonated) {
+                r.pass(
+                    "mapped ServiceAccounts",
+                    format!("none: gatehouse impersonates you as {user}, the user the claim mappings make (whenUnmapped: impersonate)"),
+                );
+            } else if sas.is_empty() {
                 let how = if config.fall_through {
                     "none: requests reach Kubernetes with your own token (fall-through)"
                 } else {

@@ -115,6 +115,18 @@ fn server_check_step(name: &str, reason: &str) -> (Cow<'static, str>, String) {
             "gatehouse may impersonate the admin",
             "gatehouse's ServiceAccount cannot impersonate the user or groups of admin.impersonate, so Kubernetes refuses the admin's requests: install the Helm chart with rbac.create: true and admin.enabled: true (it grants impersonate on exactly those names), or grant a ClusterRole with resources [users] and [groups], verbs [impersonate] and those resourceNames".to_owned(),
         ),
+        "rbac/impersonate-users" => (
+            "gatehouse may impersonate the mapped users",
+            "gatehouse's ServiceAccount cannot impersonate the users, groups, uids and user extras that the claim mappings of issuers with whenUnmapped: impersonate make, so Kubernetes refuses their requests: install the Helm chart with rbac.create: true and those issuers in authentication.issuers (it grants users, groups (authentication.impersonate.groups when set), uids and the extra keys), or grant a ClusterRole with resources [users] and [groups] in the core group and [uids] and userextras/<key> for each extra key in authentication.k8s.io, verbs [impersonate]; docs/authentication.md says what the grant means".to_owned(),
+        ),
+        "authentication-config" => (
+            "gatehouse runs the current AuthenticationConfiguration",
+            "the changed AuthenticationConfiguration file was refused and the previous one keeps running: gatehouse's log lists every problem (the same checks as the kube-apiserver's); fix the file".to_owned(),
+        ),
+        "authentication-issuer-keys" => (
+            "gatehouse has every issuer's keys",
+            "gatehouse has not loaded the discovery document and keys of an issuer of the AuthenticationConfiguration (the step \"issuers\" names it): check its issuer.url, discoveryURL and certificateAuthority and that gatehouse reaches it".to_owned(),
+        ),
         _ => (
             "",
             "see gatehouse's log for this check".to_owned(),

@@ -41,7 +41,14 @@ pub(super) fn check_token_claims(
         "aud {aud:?}{}",
         azp.map(|a| format!(", azp {a:?}")).unwrap_or_default()
     );
-    if client_ids.is_empty() {
+    if client_ids.is_empty() && !audiences.is_empty() {
+        // An issuer of the AuthenticationConfiguration: any of its audiences, no azp rule.
+        if aud.iter().any(|a| audiences.contains(a)) {
+            r.pass("token audiences", detail);
+        } else {
+            r.fail("token audiences", detail, format!("this issuer's tokens must name one of {audiences:?} (issuer.audiences in the AuthenticationConfiguration): ask the identity provider for a token with that audience"));
+        }
+    } else if client_ids.is_empty() {
         r.pass(
             "token audiences",
             format!("{detail} (admin or non-OIDC server)"),
