@@ -53,5 +53,6 @@ pub use process::{
     Gatehouse, LineReader, free_port, gatehouse_bin, get_own_server, text, unique, workspace_root,
 };
 pub use testbed::{
-    AuditLog, Testbed, admin_token, kubeconfig, kubectl, kubectl_admin, ui_admin_session,
+    AuditLog, Testbed, admin_token, kubeconfig, kubectl, kubectl_admin, self_subject_review,
+    ui_admin_session,
 };

@@ -272,6 +272,30 @@ impl AuditLog {
     }
 }
 
+/// A `SelfSubjectReview` at `base` (the kube-apiserver, or a gatehouse in front of it) with
+/// `token`: the status and the body (JSON, or `null` when it is not).
+pub async fn self_subject_review(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> (u16, serde_json::Value) {
+    let resp = http
+        .post(format!(
+            "{base}/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        ))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
 /// Signs the admin in with `POST /v1/admin/login` at `base` (the test bed's admin password):
 /// the admin token.
 pub async fn admin_token(tb: &Testbed, base: &str) -> String {

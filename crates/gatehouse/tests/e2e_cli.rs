@@ -1130,16 +1130,7 @@ async fn one_file_for_the_cluster_and_gatehouse() {
     let who = |base: String, token: String| {
         let http = http.clone();
         async move {
-            let v: serde_json::Value = http
-                .post(format!("{base}/apis/authentication.k8s.io/v1/selfsubjectreviews"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, v) = support::self_subject_review(&http, &base, &token).await;
             v["status"]["userInfo"]["username"]
                 .as_str()
                 .unwrap_or_default()

@@ -195,19 +195,10 @@ async fn review(
     base: &str,
     token: &str,
 ) -> Result<Option<UserInfo>, (u16, String)> {
-    let resp = http
-        .post(format!(
-            "{base}/apis/authentication.k8s.io/v1/selfsubjectreviews"
-        ))
-        .bearer_auth(token)
-        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
-        .send()
-        .await
-        .unwrap();
-    match resp.status().as_u16() {
+    let (status, v) = support::self_subject_review(http, base, token).await;
+    match status {
         401 => Ok(None),
         201 | 200 => {
-            let v: Value = resp.json().await.unwrap();
             let info = &v["status"]["userInfo"];
             let strings = |v: &Value| -> Vec<String> {
                 v.as_array()
@@ -227,7 +218,7 @@ async fn review(
                     .unwrap_or_default(),
             }))
         }
-        other => Err((other, resp.text().await.unwrap_or_default())),
+        other => Err((other, v.to_string())),
     }
 }
 
@@ -579,6 +570,22 @@ async fn impersonating_gatehouse(
     impersonating_gatehouse_with(tb, l, kubeconfig, "kube-node-lease", &[]).await
 }
 
+/// gatehouse as the identity of `kubeconfig`, mapping the ServiceAccounts of `namespace`,
+/// fall-through off, with this `authentication` section.
+fn impersonating_config(
+    tb: &Testbed,
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    authentication: Value,
+) -> String {
+    support::config::ServerConfig::new(tb)
+        .kubeconfig(kubeconfig.to_str().unwrap())
+        .service_accounts(&format!("{{ namespaces: [{namespace}] }}"))
+        .fall_through(false)
+        .set("authentication", authentication)
+        .build()
+}
+
 /// [`impersonating_gatehouse`] mapping the ServiceAccounts of `namespace`, with
 /// `matchClaims: true` for the static issuers named in `match_claims`.
 async fn impersonating_gatehouse_with(
@@ -599,30 +606,17 @@ async fn impersonating_gatehouse_with(
             json!({"url": a.issuer, "whenUnmapped": "impersonate", "matchClaims": matches})
         })
         .collect();
-    let config = support::config::ServerConfig::new(tb)
-        .kubeconfig(kubeconfig.to_str().unwrap())
-        .service_accounts(&format!("{{ namespaces: [{namespace}] }}"))
-        .fall_through(false)
-        .set(
-            "authentication",
-            json!({
-                "configFile": tb.var("KUBE_AUTHENTICATION_CONFIG"),
-                "issuers": issuers,
-            }),
-        )
-        .build();
+    let config = impersonating_config(
+        tb,
+        kubeconfig,
+        namespace,
+        json!({"configFile": tb.var("KUBE_AUTHENTICATION_CONFIG"), "issuers": issuers}),
+    );
     let gh = support::Gatehouse::start(&config, "https", true);
     let http = tb.http();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let text = http
-            .get(format!("{}/readyz?verbose", gh.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&http, format!("{}/readyz?verbose", gh.url)).await;
         if text.contains("[+]authentication-issuer-keys ok") {
             assert!(text.contains("[+]authentication-config ok"), "{text}");
             break;
@@ -635,6 +629,11 @@ async fn impersonating_gatehouse_with(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     gh
+}
+
+/// The body of a GET (gatehouse's plain-text endpoints: `/readyz?verbose`, `/metrics`).
+async fn get_text(http: &reqwest::Client, url: String) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 fn is_system(u: &UserInfo) -> bool {
@@ -974,15 +973,12 @@ async fn the_authentication_file_is_reloaded_and_a_broken_one_is_refused_keeping
             .iter()
             .map(|n| json!({"url": format!("{static_url}/{n}"), "whenUnmapped": "impersonate"}))
             .collect();
-        support::config::ServerConfig::new(&tb)
-            .kubeconfig(kubeconfig.to_str().unwrap())
-            .service_accounts("{ namespaces: [kube-node-lease] }")
-            .fall_through(false)
-            .set(
-                "authentication",
-                json!({"configFile": file, "reloadInterval": "1s", "issuers": issuers}),
-            )
-            .build()
+        impersonating_config(
+            &tb,
+            &kubeconfig,
+            "kube-node-lease",
+            json!({"configFile": file, "reloadInterval": "1s", "issuers": issuers}),
+        )
     };
     // At start the settings may name only issuers of the file.
     let check = dir.path().join("check.yaml");
@@ -1076,14 +1072,7 @@ async fn the_authentication_file_is_reloaded_and_a_broken_one_is_refused_keeping
     .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
     loop {
-        let text = http
-            .get(format!("{}/readyz?verbose", gh.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&http, format!("{}/readyz?verbose", gh.url)).await;
         if text.contains("[-]authentication-config failed") {
             break;
         }
@@ -1107,14 +1096,7 @@ async fn the_authentication_file_is_reloaded_and_a_broken_one_is_refused_keeping
         status(plain_token.clone()).await,
         Ok(Some("plain-reload".to_owned()))
     );
-    let metrics = http
-        .get(format!("{}/metrics", gh.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, format!("{}/metrics", gh.url)).await;
     assert!(
         metrics.contains("gatehouse_authentication_config_reloads_total{result=\"refused\"}")
             && metrics.contains("gatehouse_authentication_config_current 0"),
@@ -1130,14 +1112,7 @@ async fn the_authentication_file_is_reloaded_and_a_broken_one_is_refused_keeping
     // Fixed, with the ci issuer dropped: applied, and its tokens are no longer trusted.
     std::fs::write(&file, with(&["plain"])).unwrap();
     wait_until("the ci issuer was not dropped", Ok(None)).await;
-    let text = http
-        .get(format!("{}/readyz?verbose", gh.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&http, format!("{}/readyz?verbose", gh.url)).await;
     assert!(text.contains("[+]authentication-config ok"), "{text}");
 }
 
