@@ -16,7 +16,8 @@
 //!   kept, the failure logged and counted (`gatehouse_authentication_config_reloads_total`)
 //!   and shown by `/readyz?verbose` (`authentication-config`). A valid one replaces the set
 //!   only after its issuers' keys have loaded (or [`RELOAD_READY_WAIT`] has passed), so a
-//!   reload does not refuse tokens while keys are fetched. Every principal made with the old
+//!   reload does not refuse tokens while keys are fetched; an issuer whose URL, discovery
+//!   URL, CA and audiences are unchanged keeps its loaded keys. Every principal made with the old
 //!   set is dropped: each carries the set's generation ([`IssuerSet::generation`]), and the
 //!   authentication cache serves a principal only from the current one.
 
@@ -55,7 +56,19 @@ pub struct KubeIssuer {
     pub authenticator: Authenticator,
     /// gatehouse's settings for it.
     pub settings: IssuerSettings,
-    keys: RemoteKeys,
+    keys: Arc<RemoteKeys>,
+    /// What the keys were loaded for: a reload keeps them when this is unchanged.
+    source: KeySource,
+}
+
+/// What an issuer's key set depends on: `issuer.url`, `discoveryURL`,
+/// `certificateAuthority` and `audiences` (the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeySource {
+    url: String,
+    discovery_url: Option<String>,
+    certificate_authority: String,
+    audiences: Vec<String>,
 }
 
 impl std::fmt::Debug for KubeIssuer {
@@ -69,7 +82,7 @@ impl std::fmt::Debug for KubeIssuer {
 impl KubeIssuer {
     /// Verifies a token of this issuer at `now`.
     pub async fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenRefused> {
-        keys::verify(&self.keys, token, now).await
+        keys::verify(&*self.keys, token, now).await
     }
 
     /// `None` when its keys are loaded, else why not.
@@ -122,11 +135,38 @@ impl Drop for IssuerSet {
     }
 }
 
+/// A key set for `source`, with the kube-apiserver's claim rules; nothing fetched yet.
+fn remote_keys(source: &KeySource) -> Result<RemoteKeys, IssuerError> {
+    let ca = Some(source.certificate_authority.as_bytes()).filter(|c| !c.is_empty());
+    let http = gatehouse_oidc::http::client_trusting_only(ca, &HTTP).map_err(|e| IssuerError {
+        issuer: source.url.clone(),
+        reason: e.to_string(),
+    })?;
+    let remote = RemoteSettings {
+        issuer: source.url.clone(),
+        discovery_url: source.discovery_url.clone(),
+        min_refetch_interval: Duration::from_secs(10),
+        refresh_interval: Duration::from_secs(300),
+        refresh_bounds: JWKS_REFRESH_BOUNDS,
+    };
+    let (issuer, audiences) = (source.url.clone(), source.audiences.clone());
+    Ok(RemoteKeys::new(remote, http, move |_| {
+        Policy::kubernetes(
+            issuer.clone(),
+            audiences.clone(),
+            jwt::KUBERNETES_ALGORITHMS.to_vec(),
+        )
+    }))
+}
+
 impl IssuerSet {
+    /// The set for `compiled`; an issuer whose [`KeySource`] is unchanged from `previous`
+    /// keeps its loaded keys (a reload never makes a working issuer wait for its IdP again).
     fn build(
         compiled: Compiled,
         settings: &[IssuerSettings],
         generation: u64,
+        previous: Option<&IssuerSet>,
     ) -> Result<Self, IssuerError> {
         let digest = compiled.digest;
         let mut by_url = HashMap::new();
@@ -140,35 +180,26 @@ impl IssuerSet {
             .into_iter()
             .zip(&compiled.config.jwt)
         {
-            let ca = Some(jwt.issuer.certificate_authority.as_bytes()).filter(|c| !c.is_empty());
-            let http =
-                gatehouse_oidc::http::client_trusting_only(ca, &HTTP).map_err(|e| IssuerError {
-                    issuer: authenticator.issuer.clone(),
-                    reason: e.to_string(),
-                })?;
-            let remote = RemoteSettings {
-                issuer: authenticator.issuer.clone(),
+            let source = KeySource {
+                url: authenticator.issuer.clone(),
                 discovery_url: jwt.issuer.discovery_url.clone().filter(|d| !d.is_empty()),
-                min_refetch_interval: Duration::from_secs(10),
-                refresh_interval: Duration::from_secs(300),
-                refresh_bounds: JWKS_REFRESH_BOUNDS,
+                certificate_authority: jwt.issuer.certificate_authority.clone(),
+                audiences: authenticator.audiences.clone(),
             };
-            let (issuer, audiences) = (
-                authenticator.issuer.clone(),
-                authenticator.audiences.clone(),
-            );
-            let keys = RemoteKeys::new(remote, http, move |_| {
-                Policy::kubernetes(
-                    issuer.clone(),
-                    audiences.clone(),
-                    jwt::KUBERNETES_ALGORITHMS.to_vec(),
-                )
-            });
+            let kept = previous
+                .and_then(|p| p.by_url.get(&authenticator.issuer))
+                .filter(|old| old.source == source)
+                .map(|old| Arc::clone(&old.keys));
+            let keys = match kept {
+                Some(keys) => keys,
+                None => Arc::new(remote_keys(&source)?),
+            };
             let url = authenticator.issuer.clone();
             let issuer = KubeIssuer {
                 settings: settings_for(settings, &url),
                 authenticator,
                 keys,
+                source,
             };
             by_url.insert(url, Arc::new(issuer));
         }
@@ -280,7 +311,7 @@ impl Issuers {
     /// Builds the issuers from the file as loaded at start; nothing is fetched until
     /// [`Issuers::start`].
     pub fn new(config: &AuthenticationConfig) -> Result<Self, IssuerError> {
-        let set = IssuerSet::build(config.initial.clone(), &config.issuers, 1)?;
+        let set = IssuerSet::build(config.initial.clone(), &config.issuers, 1, None)?;
         Ok(Self {
             current: ArcSwap::from_pointee(set),
             status: ArcSwap::from_pointee(ReloadStatus::Current),
@@ -358,7 +389,12 @@ impl Issuers {
             }
         }
         let generation = self.generations.fetch_add(1, Ordering::SeqCst) + 1;
-        let set = match IssuerSet::build(compiled, &self.settings, generation) {
+        let set = match IssuerSet::build(
+            compiled,
+            &self.settings,
+            generation,
+            Some(&self.current.load()),
+        ) {
             Ok(s) => s,
             Err(e) => return self.refuse(vec![e.to_string()]),
         };
@@ -431,8 +467,14 @@ mod tests {
             "{FILE}  - issuer: {{url: 'https://127.0.0.1:1/b', audiences: [k]}}\n    claimMappings:\n      username: {{claim: sub, prefix: 'b:'}}\n"
         );
         std::fs::write(&file, &two).unwrap();
+        let keys_of_a = Arc::clone(&i.current().get("https://127.0.0.1:1/a").unwrap().keys);
         assert_eq!(i.reload().await, Reloaded::Applied);
         assert_eq!(urls(&i), ["https://127.0.0.1:1/a", "https://127.0.0.1:1/b"]);
+        // The unchanged issuer kept its key set; a changed one gets a new one.
+        assert!(Arc::ptr_eq(
+            &keys_of_a,
+            &i.current().get("https://127.0.0.1:1/a").unwrap().keys
+        ));
         assert_eq!(i.current().generation, 2);
         assert_eq!(*i.status(), ReloadStatus::Current);
         assert_eq!(i.reload().await, Reloaded::Unchanged);
