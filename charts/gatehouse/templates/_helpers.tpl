@@ -243,6 +243,7 @@ the server's defaults apply.
 {{- $a := dict "configFile" $file }}
 {{- with $au.reloadInterval }}{{ $_ := set $a "reloadInterval" . }}{{ end }}
 {{- with $au.issuers }}{{ $_ := set $a "issuers" . }}{{ end }}
+{{- with $au.impersonate.groups }}{{ $_ := set $a "impersonate" (dict "groups" .) }}{{ end }}
 {{- $_ := set $c "authentication" $a }}
 {{- end }}
 {{- if $v.admin.enabled }}

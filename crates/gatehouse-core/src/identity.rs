@@ -212,16 +212,23 @@ impl OidcUser {
     }
 
     /// Who this user is to ServiceAccount mapping: the claims (unless the issuer is not trusted
-    /// for claim annotations, [`KubeUser::match_claims`]), the username and the groups.
+    /// for claim annotations, [`KubeUser::match_claims`]) and, for a user an
+    /// `AuthenticationConfiguration` made, the mapped username and groups. The `oidc` issuer's
+    /// names carry no prefix, so they could equal another issuer's mapped names: its users
+    /// match claim annotations only.
     pub fn who(&self) -> crate::mapping::Who<'_> {
+        let (username, groups): (&str, &[String]) = match &self.kube {
+            Some(_) => (&self.username, &self.groups),
+            None => ("", &[]),
+        };
         crate::mapping::Who {
             claims: self
                 .kube
                 .as_ref()
                 .is_none_or(|k| k.match_claims)
                 .then_some(&self.claims),
-            username: &self.username,
-            groups: &self.groups,
+            username,
+            groups,
         }
     }
 

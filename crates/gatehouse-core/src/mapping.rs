@@ -6,9 +6,9 @@
 //! - JSON form: `<prefix>/claims: {"groups": ["devs"], "email": ["a@x"]}`
 //! - per-claim form: `<prefix>/claim.<name>: v1, v2` (comma list, each value trimmed)
 //!
-//! and, for the user gatehouse made of the token (the claim mappings' username and groups of
-//! an `AuthenticationConfiguration` issuer, so an issuer whose claims differ can still map by
-//! a computed name; for the `oidc` issuer, its username claim and `groups`):
+//! and, for the user an `AuthenticationConfiguration` issuer's claim mappings made of the token
+//! (so an issuer whose claims differ can still map by a computed name; the `oidc` issuer's
+//! users, whose names carry no prefix, match claim rules only):
 //!
 //! - JSON form: `<prefix>/user: {"username": ["ci:acme/site@main"], "groups": ["ci:acme"]}`
 //! - per-field form: `<prefix>/user.username: a, b` and `<prefix>/user.groups: g1, g2`
@@ -43,8 +43,10 @@
 //! issuers can both say `email: boss@example.com`. So claim rules match only the claims of
 //! issuers trusted for them ([`Who::claims`] is `None` otherwise: the server passes the
 //! claims of the `oidc` issuer, and of an `AuthenticationConfiguration` issuer only with
-//! `matchClaims: true`), while `user` rules match the mapped names, which the file's prefixes
-//! keep apart per issuer exactly as they do for the cluster's own RBAC.
+//! `matchClaims: true`), while `user` rules match the names the file's mappings made, which
+//! the file's prefixes keep apart per issuer as they do for the cluster's own RBAC (as far as
+//! the prefixes differ: the operator's to choose). The `oidc` issuer's own names have no
+//! prefix, so its users never match `user` rules ([`crate::identity::OidcUser::who`]).
 //!
 //! A comma list cannot hold a value with a comma, and an LDAP DN would silently become several
 //! rules; values with `=` are therefore refused in that form (see above), never split.
@@ -210,8 +212,9 @@ pub fn all_rules_from_annotations(
             }
             match serde_json::from_str::<User>(value) {
                 Ok(u) => {
-                    names.extend(u.username.into_iter().map(NameRule::Username));
-                    names.extend(u.groups.into_iter().map(NameRule::Group));
+                    let given = |v: &String| !v.is_empty();
+                    names.extend(u.username.into_iter().filter(given).map(NameRule::Username));
+                    names.extend(u.groups.into_iter().filter(given).map(NameRule::Group));
                 }
                 Err(e) => errors.push(RuleError {
                     key: key.clone(),
@@ -445,7 +448,9 @@ impl MappingIndex {
         if self.by_username.is_empty() && self.by_group.is_empty() {
             return out;
         }
-        if let Some(set) = self.by_username.get(who.username) {
+        if !who.username.is_empty()
+            && let Some(set) = self.by_username.get(who.username)
+        {
             out.extend(set.iter().cloned());
         }
         for g in who.groups {
@@ -779,6 +784,16 @@ mod tests {
             BTreeSet::from([site.clone()])
         );
         assert!(idx.lookup_who(who(None, "x", &near)).is_empty());
+        // An empty name never matches (the oidc issuer's users have none), nor does a rule
+        // written with an empty name.
+        let (rules, _) = all_rules_from_annotations(
+            "gatehouse.dev",
+            &ann(&[(
+                "gatehouse.dev/user",
+                r#"{"username": [""], "groups": [""]}"#,
+            )]),
+        );
+        assert!(rules.is_empty(), "{rules:?}");
         idx.remove(&site);
         assert!(idx.by_username.is_empty() && idx.by_group.is_empty());
         assert!(

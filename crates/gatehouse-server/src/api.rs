@@ -128,12 +128,17 @@ pub async fn whoami(
                                 self_subject_review(&app, token, forwarded_for.clone()).await;
                             KubernetesAccess::FallThrough { review }
                         }
-                        crate::plan::Unmapped::Impersonated => {
-                            KubernetesAccess::Impersonation(Impersonation::User {
+                        crate::plan::Unmapped::Impersonated => match u.kube.as_ref().map(|k| {
+                            crate::plan::impersonate_user(u, k, crate::proxy::plan_settings(&app))
+                        }) {
+                            Some(crate::plan::Plan::Deny(d)) => KubernetesAccess::Unmapped {
+                                message: d.to_string(),
+                            },
+                            _ => KubernetesAccess::Impersonation(Impersonation::User {
                                 username: Some(u.username.clone()),
                                 groups: Some(u.groups.clone()),
-                            })
-                        }
+                            }),
+                        },
                         crate::plan::Unmapped::Refused if u.kube.is_some() && app.config.fall_through => {
                             KubernetesAccess::Unmapped {
                                 message: "maps to no ServiceAccount, and gatehouse refuses such users of this issuer (whenUnmapped: deny)".to_owned(),

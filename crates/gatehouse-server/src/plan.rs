@@ -56,6 +56,9 @@ pub struct Settings<'a> {
     pub admin: Option<&'a AdminConfig>,
     /// `fallThrough.enabled`.
     pub fall_through: bool,
+    /// `authentication.impersonate.groups`: when not empty, the only groups `impersonate`
+    /// mode sends.
+    pub impersonate_groups: &'a [String],
 }
 
 /// How a request is sent, or why it is not.
@@ -121,6 +124,13 @@ pub enum Denial {
         /// The issuer.
         issuer: String,
     },
+    /// `impersonate` mode would send a group outside `authentication.impersonate.groups`.
+    GroupNotAllowed {
+        /// The group.
+        group: String,
+        /// The issuer.
+        issuer: String,
+    },
     /// `impersonate` mode would send the user or a group gatehouse's admin account acts as.
     AdminName {
         /// `username` or `group`.
@@ -160,6 +170,10 @@ impl std::fmt::Display for Denial {
             Denial::SystemName { what, name, issuer } => write!(
                 f,
                 "the {what} {name:?} that {issuer}'s claim mappings make is a system: name, which gatehouse does not impersonate for this issuer (authentication.issuers[].allowSystemNames is false); ask your platform team to change the claim mappings or the prefix"
+            ),
+            Denial::GroupNotAllowed { group, issuer } => write!(
+                f,
+                "the group {group:?} that {issuer}'s claim mappings make is not one gatehouse may impersonate (authentication.impersonate.groups); ask your platform team to add it there and to gatehouse's RBAC, or to change the claim mappings"
             ),
             Denial::AdminName { what, name, issuer } => write!(
                 f,
@@ -228,7 +242,7 @@ pub fn decide(
             }
             Mapping::Chosen(None) => match &user.kube {
                 Some(kube) if kube.when_unmapped == WhenUnmapped::Impersonate => {
-                    Ok(impersonate_user(user, kube, settings.admin))
+                    Ok(impersonate_user(user, kube, settings))
                 }
                 Some(kube) if kube.when_unmapped == WhenUnmapped::Deny => {
                     Ok(Plan::Deny(Denial::UnmappedDenied {
@@ -277,8 +291,8 @@ pub fn unmapped_falls_through(user: &OidcUser, fall_through: bool) -> bool {
 
 /// The plan for `impersonate` mode: the user the claim mappings made, exactly, or a denial
 /// (see the module's Security section).
-pub fn impersonate_user(user: &OidcUser, kube: &KubeUser, admin: Option<&AdminConfig>) -> Plan {
-    match impersonation_headers(user, kube, admin) {
+pub fn impersonate_user(user: &OidcUser, kube: &KubeUser, settings: Settings<'_>) -> Plan {
+    match impersonation_headers(user, kube, settings) {
         Ok(headers) => Plan::Impersonate {
             label: "impersonated",
             headers,
@@ -290,8 +304,9 @@ pub fn impersonate_user(user: &OidcUser, kube: &KubeUser, admin: Option<&AdminCo
 fn impersonation_headers(
     user: &OidcUser,
     kube: &KubeUser,
-    admin: Option<&AdminConfig>,
+    settings: Settings<'_>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Denial> {
+    let admin = settings.admin;
     let system = |what: &'static str, name: &str| -> Result<(), Denial> {
         let admins = admin.is_some_and(|a| {
             if what == "username" {
@@ -329,6 +344,12 @@ fn impersonation_headers(
     }
     for g in &user.groups {
         system("group", g)?;
+        if !settings.impersonate_groups.is_empty() && !settings.impersonate_groups.contains(g) {
+            return Err(Denial::GroupNotAllowed {
+                group: g.clone(),
+                issuer: user.issuer.clone(),
+            });
+        }
         h.push((
             HeaderName::from_static("impersonate-group"),
             exact_value("group", g)?,
@@ -409,13 +430,14 @@ const EXTRA_NAMES: [(&str, HeaderName); 3] = [
     ),
 ];
 
-/// `Impersonate-Extra-*` headers naming the original user ([`EXTRA_NAMES`]); values that are
-/// not valid header text are left out rather than mangled.
+/// `Impersonate-Extra-*` headers naming the original user ([`EXTRA_NAMES`]), UTF-8 as it is;
+/// values the kube-apiserver would read differently ([`exact_value`]) are left out rather than
+/// mangled.
 fn extras(subject: &str, username: &str, issuer: &str) -> Vec<(HeaderName, HeaderValue)> {
     EXTRA_NAMES
         .into_iter()
         .zip([subject, username, issuer])
-        .filter_map(|((key, name), value)| match HeaderValue::from_str(value) {
+        .filter_map(|((key, name), value)| match exact_value(key, value) {
             Ok(v) => Some((name, v)),
             Err(_) => {
                 tracing::warn!(
@@ -491,10 +513,12 @@ mod tests {
     const ON: Settings<'static> = Settings {
         admin: None,
         fall_through: true,
+        impersonate_groups: &[],
     };
     const OFF: Settings<'static> = Settings {
         admin: None,
         fall_through: false,
+        impersonate_groups: &[],
     };
 
     #[test]
@@ -513,6 +537,7 @@ mod tests {
         let settings = Settings {
             admin: Some(&a),
             fall_through: false,
+            impersonate_groups: &[],
         };
         let plan = decide(&admin(), None, settings).unwrap();
         assert_eq!(plan.label(), "admin");
@@ -691,11 +716,34 @@ mod tests {
     }
 
     #[test]
+    fn impersonate_mode_sends_only_the_allowed_groups_when_a_list_is_set() {
+        let allowed = ["ci:acme".to_owned(), "ci:ref:main".to_owned()];
+        let settings = Settings {
+            admin: None,
+            fall_through: true,
+            impersonate_groups: &allowed,
+        };
+        assert_eq!(
+            unmapped(kube_user(WhenUnmapped::Impersonate, false), settings).label(),
+            "impersonated"
+        );
+        let mut u = kube_user(WhenUnmapped::Impersonate, false);
+        u.groups.push("kubeadm:cluster-admins".to_owned());
+        match unmapped(u, settings) {
+            Plan::Deny(d @ Denial::GroupNotAllowed { .. }) => {
+                assert!(d.to_string().contains("kubeadm:cluster-admins"), "{d}");
+            }
+            other => panic!("a group outside the list was sent: {other:?}"),
+        }
+    }
+
+    #[test]
     fn impersonate_mode_never_sends_the_admin_s_user_or_groups() {
         let a = admin_config();
         let settings = Settings {
             admin: Some(&a),
             fall_through: true,
+            impersonate_groups: &[],
         };
         for (field, value) in [
             ("username", "gatehouse:admin"),

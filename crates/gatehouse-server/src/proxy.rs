@@ -233,11 +233,21 @@ pub async fn plan_for(
         },
         Authenticated::FallThrough => None,
     };
-    let settings = Settings {
+    plan::decide(outcome, mapping, plan_settings(app)).map_err(ApiError::Plan)
+}
+
+/// The settings the proxy's decision reads, from the configuration (also for `/v1/whoami` and
+/// the UI, so they say what the proxy does).
+pub fn plan_settings(app: &App) -> Settings<'_> {
+    Settings {
         admin: app.config.admin.as_ref(),
         fall_through: app.config.fall_through,
-    };
-    plan::decide(outcome, mapping, settings).map_err(ApiError::Plan)
+        impersonate_groups: app
+            .config
+            .authentication
+            .as_ref()
+            .map_or(&[], |a| a.impersonate_groups.as_slice()),
+    }
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {

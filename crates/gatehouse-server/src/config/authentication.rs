@@ -11,6 +11,8 @@
 //!       whenUnmapped: impersonate      # fallThrough (default) | impersonate | deny
 //!       allowSystemNames: false
 //!       matchClaims: false             # ServiceAccount claim annotations match its raw claims
+//!   impersonate:
+//!     groups: [ci:acme]                # when set, the only groups impersonate mode sends
 //! ```
 //!
 //! The file is read with [`gatehouse_authconfig`]: strictly, with the kube-apiserver's
@@ -83,6 +85,9 @@ pub struct AuthenticationConfig {
     pub initial: Compiled,
     /// Issuers no `jwt` entry may use (gatehouse's admin token issuer).
     pub options: Options,
+    /// `authentication.impersonate.groups`: when set, the only groups `impersonate` mode may
+    /// send (the same list the RBAC grant names).
+    pub impersonate_groups: Vec<String>,
 }
 
 impl AuthenticationConfig {
@@ -157,6 +162,15 @@ pub(super) fn read_authentication(
         r.problem("authentication.reloadInterval", "must be at least 1s");
     }
     let issuers = read_issuers(r);
+    let impersonate_groups = r
+        .list("authentication.impersonate.groups", None)
+        .unwrap_or_default();
+    if impersonate_groups.iter().any(String::is_empty) {
+        r.problem(
+            "authentication.impersonate.groups",
+            "an empty group name can never be impersonated; remove it",
+        );
+    }
     let options = Options {
         disallowed_issuers: admin_issuer.map(str::to_owned).into_iter().collect(),
     };
@@ -232,6 +246,7 @@ pub(super) fn read_authentication(
         reload_interval,
         initial,
         options,
+        impersonate_groups,
     })
 }
 

@@ -179,18 +179,30 @@ pub fn required_rights(config: &Config) -> Vec<Right> {
         });
     }
     if let Some(extra_keys) = &impersonating {
-        let mut attributes = vec![
-            access("", "users", None, "impersonate", None, None),
-            access("", "groups", None, "impersonate", None, None),
-            access(
-                "authentication.k8s.io",
-                "uids",
-                None,
-                "impersonate",
-                None,
-                None,
-            ),
-        ];
+        let mut attributes = vec![access("", "users", None, "impersonate", None, None)];
+        // Named groups when the list is set (as the chart's grant names them), else any group.
+        let allowed = config
+            .authentication
+            .as_ref()
+            .map(|a| a.impersonate_groups.clone())
+            .unwrap_or_default();
+        if allowed.is_empty() {
+            attributes.push(access("", "groups", None, "impersonate", None, None));
+        } else {
+            attributes.extend(
+                allowed
+                    .iter()
+                    .map(|g| access("", "groups", None, "impersonate", None, Some(g))),
+            );
+        }
+        attributes.push(access(
+            "authentication.k8s.io",
+            "uids",
+            None,
+            "impersonate",
+            None,
+            None,
+        ));
         attributes.extend(extra_keys.iter().map(|key| {
             access(
                 "authentication.k8s.io",

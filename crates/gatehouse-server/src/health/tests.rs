@@ -162,6 +162,18 @@ fn the_rights_follow_what_the_configuration_does() {
     );
     // Without the mode, nothing of the kind.
     assert!(required_rights(&config(file)).is_empty());
+    // With the allowed groups listed, each is checked by name (as the chart grants them).
+    let c = config(&format!(
+        "{file}  issuers: [{{url: 'https://ci.example', whenUnmapped: impersonate}}]\n  impersonate: {{groups: ['ci:acme', 'ci:labs']}}\n"
+    ));
+    let rights = required_rights(&c);
+    let groups: Vec<Option<&str>> = rights[0]
+        .attributes
+        .iter()
+        .filter(|a| a.resource.as_deref() == Some("groups"))
+        .map(|a| a.name.as_deref())
+        .collect();
+    assert_eq!(groups, [Some("ci:acme"), Some("ci:labs")]);
 }
 
 #[test]

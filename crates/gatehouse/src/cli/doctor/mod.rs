@@ -338,9 +338,14 @@ async fn check(
         (Some(iss), None) if config.oidc.as_ref().is_some_and(|o| &o.issuer_url == iss) => {
             r.pass("token issuer", format!("{iss}, gatehouse's OIDC issuer (oidc.issuerUrl)"));
         }
-        (Some(iss), None) => r.pass(
+        (Some(iss), None) if config.fall_through => r.pass(
             "token issuer",
             format!("{iss}: not an issuer gatehouse verifies; the kube-apiserver judges the token (fall-through)"),
+        ),
+        (Some(iss), None) => r.fail(
+            "token issuer",
+            format!("{iss}: not an issuer gatehouse verifies, and fall-through is off, so gatehouse refuses the token"),
+            "sign in with gatehouse's issuer (gatehouse login), or ask your platform team to add this issuer (oidc.issuerUrl, or the AuthenticationConfiguration) or to enable fall-through",
         ),
         (None, _) => r.skip("token issuer", "the token is not a JWT with an iss claim"),
     }
