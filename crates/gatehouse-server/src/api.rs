@@ -128,23 +128,25 @@ pub async fn whoami(
                                 self_subject_review(&app, token, forwarded_for.clone()).await;
                             KubernetesAccess::FallThrough { review }
                         }
-                        crate::plan::Unmapped::Impersonated => match u.kube.as_ref().map(|k| {
-                            crate::plan::impersonate_user(u, k, crate::proxy::plan_settings(&app))
-                        }) {
-                            Some(crate::plan::Plan::Deny(d)) => KubernetesAccess::Unmapped {
-                                message: d.to_string(),
-                            },
-                            _ => KubernetesAccess::Impersonation(Impersonation::User {
-                                username: Some(u.username.clone()),
-                                groups: Some(u.groups.clone()),
-                            }),
-                        },
-                        crate::plan::Unmapped::Refused if u.kube.is_some() && app.config.fall_through => {
-                            KubernetesAccess::Unmapped {
-                                message: "maps to no ServiceAccount, and gatehouse refuses such users of this issuer (whenUnmapped: deny)".to_owned(),
+                        crate::plan::Unmapped::Impersonated(k) => {
+                            match crate::plan::impersonate_user(
+                                u,
+                                k,
+                                crate::proxy::plan_settings(&app),
+                            ) {
+                                crate::plan::Plan::Deny(d) => KubernetesAccess::Unmapped {
+                                    message: d.to_string(),
+                                },
+                                _ => KubernetesAccess::Impersonation(Impersonation::User {
+                                    username: Some(u.username.clone()),
+                                    groups: Some(u.groups.clone()),
+                                }),
                             }
                         }
-                        crate::plan::Unmapped::Refused => KubernetesAccess::Unmapped {
+                        crate::plan::Unmapped::Denied => KubernetesAccess::Unmapped {
+                            message: "maps to no ServiceAccount, and gatehouse refuses such users of this issuer (whenUnmapped: deny)".to_owned(),
+                        },
+                        crate::plan::Unmapped::FallThroughOff => KubernetesAccess::Unmapped {
                             message: "maps to no ServiceAccount and fall-through is disabled"
                                 .to_owned(),
                         },

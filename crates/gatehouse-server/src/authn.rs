@@ -49,7 +49,7 @@ use gatehouse_core::jwt::VerifyError;
 use gatehouse_core::token::{BearerToken, MAX_TOKEN_BYTES, TokenFingerprint, TokenShape};
 
 use crate::credentials::{ConnectionNamesProtected, Credential, CredentialError, IdentityHeader};
-use crate::issuers::{IssuerSet, Issuers};
+use crate::issuers::{IssuerSet, Issuers, KubeIssuer};
 use crate::oidc::{OidcError, OidcVerifier};
 
 /// The outcome of authentication.
@@ -378,10 +378,10 @@ impl Authenticator {
             };
         }
         if let (Some(set), Some(iss)) = (&set, &issuer)
-            && set.get(iss).is_some()
+            && let Some(kube_issuer) = set.get(iss)
         {
             let oidc_issuer = self.oidc.as_ref().map(|o| o.config().issuer_url.as_str());
-            let user = kube_user(set, iss, token.expose_secret(), now, oidc_issuer).await?;
+            let user = kube_user(set, kube_issuer, token.expose_secret(), now, oidc_issuer).await?;
             return Ok(self.remember(fingerprint, generation, Principal::Oidc(user)));
         }
         if let (Some(oidc), Some(iss)) = (&self.oidc, &issuer)
@@ -450,21 +450,16 @@ impl Authenticator {
     }
 }
 
-/// Verifies a token of the file's issuer `iss` (in `set`) and makes its user with the file's
-/// mappings and rules.
+/// Verifies a token of `issuer` (of `set`) and makes its user with the file's mappings and
+/// rules.
 async fn kube_user(
     set: &IssuerSet,
-    iss: &str,
+    issuer: &KubeIssuer,
     token: &str,
     now: i64,
     oidc_issuer: Option<&str>,
 ) -> Result<OidcUser, AuthnError> {
-    let Some(issuer) = set.get(iss) else {
-        return Err(AuthnError::IssuerNotReady {
-            issuer: iss.to_owned(),
-            reason: "the issuer is no longer configured".to_owned(),
-        });
-    };
+    let iss = issuer.authenticator.issuer.as_str();
     let verified = match issuer.verify(token, now).await {
         Ok(v) => v,
         Err(OidcError::NotReady(reason)) => {

@@ -29,7 +29,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use gatehouse_authconfig::{Authenticator, Environment, Options};
 use gatehouse_core::jwt::{self, Policy, Verified};
-use gatehouse_oidc::http::Settings;
 use gatehouse_oidc::keys::{self, RemoteKeys, RemoteSettings, TokenRefused};
 
 use crate::config::{
@@ -42,13 +41,6 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// How long a reload waits for the new issuers' keys before swapping anyway.
 pub const RELOAD_READY_WAIT: Duration = Duration::from_secs(30);
-
-/// HTTP settings for the issuers.
-const HTTP: Settings = Settings {
-    timeout: Duration::from_secs(10),
-    connect_timeout: Duration::from_secs(5),
-    user_agent: None,
-};
 
 /// One `jwt` entry, running.
 pub struct KubeIssuer {
@@ -138,9 +130,11 @@ impl Drop for IssuerSet {
 /// A key set for `source`, with the kube-apiserver's claim rules; nothing fetched yet.
 fn remote_keys(source: &KeySource) -> Result<RemoteKeys, IssuerError> {
     let ca = Some(source.certificate_authority.as_bytes()).filter(|c| !c.is_empty());
-    let http = gatehouse_oidc::http::client_trusting_only(ca, &HTTP).map_err(|e| IssuerError {
-        issuer: source.url.clone(),
-        reason: e.to_string(),
+    let http = gatehouse_oidc::http::client_trusting_only(ca, &crate::oidc::HTTP).map_err(|e| {
+        IssuerError {
+            issuer: source.url.clone(),
+            reason: e.to_string(),
+        }
     })?;
     let remote = RemoteSettings {
         issuer: source.url.clone(),

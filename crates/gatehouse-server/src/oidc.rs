@@ -31,8 +31,8 @@ pub use gatehouse_oidc::discovery::DiscoveryError;
 /// Why a token from the configured issuer was refused.
 pub use gatehouse_oidc::keys::TokenRefused as OidcError;
 
-/// The server's HTTP settings for its issuer.
-const HTTP: Settings = Settings {
+/// The server's HTTP settings for its issuers (`oidc` and the `AuthenticationConfiguration`'s).
+pub(crate) const HTTP: Settings = Settings {
     timeout: Duration::from_secs(10),
     connect_timeout: Duration::from_secs(5),
     user_agent: None,

@@ -240,45 +240,44 @@ pub fn decide(
                     headers: h,
                 })
             }
-            Mapping::Chosen(None) => match &user.kube {
-                Some(kube) if kube.when_unmapped == WhenUnmapped::Impersonate => {
-                    Ok(impersonate_user(user, kube, settings))
-                }
-                Some(kube) if kube.when_unmapped == WhenUnmapped::Deny => {
-                    Ok(Plan::Deny(Denial::UnmappedDenied {
-                        username: user.username.clone(),
-                        issuer: user.issuer.clone(),
-                    }))
-                }
-                _ if settings.fall_through => Ok(Plan::FallThrough),
-                _ => Ok(Plan::Deny(Denial::Unmapped {
+            Mapping::Chosen(None) => Ok(match unmapped(user, settings.fall_through) {
+                Unmapped::FallThrough => Plan::FallThrough,
+                Unmapped::Impersonated(kube) => impersonate_user(user, kube, settings),
+                Unmapped::Denied => Plan::Deny(Denial::UnmappedDenied {
+                    username: user.username.clone(),
+                    issuer: user.issuer.clone(),
+                }),
+                Unmapped::FallThroughOff => Plan::Deny(Denial::Unmapped {
                     username: user.username.clone(),
                     withheld: user.withheld_note(),
-                })),
-            },
+                }),
+            }),
         },
     }
 }
 
-/// What happens to `user` when no ServiceAccount is mapped (for `/v1/whoami` and the UI; the
-/// proxy's own decision is [`decide`]).
+/// What happens to `user` when no ServiceAccount is mapped: the one rule [`decide`],
+/// `/v1/whoami` and the UI follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unmapped {
+pub enum Unmapped<'a> {
     /// The user's own token goes to the kube-apiserver.
     FallThrough,
-    /// gatehouse impersonates the user the claim mappings made.
-    Impersonated,
-    /// Refused: fall-through off, or the issuer's `whenUnmapped: deny`.
-    Refused,
+    /// gatehouse impersonates the user the claim mappings made (`whenUnmapped: impersonate`);
+    /// [`impersonate_user`] may still refuse.
+    Impersonated(&'a KubeUser),
+    /// Refused: the issuer's `whenUnmapped: deny`.
+    Denied,
+    /// Refused: fall-through is off.
+    FallThroughOff,
 }
 
 /// [`Unmapped`] for `user` with `fallThrough.enabled` = `fall_through`.
-pub fn unmapped(user: &OidcUser, fall_through: bool) -> Unmapped {
-    match user.kube.as_ref().map(|k| k.when_unmapped) {
-        Some(WhenUnmapped::Impersonate) => Unmapped::Impersonated,
-        Some(WhenUnmapped::Deny) => Unmapped::Refused,
+pub fn unmapped(user: &OidcUser, fall_through: bool) -> Unmapped<'_> {
+    match &user.kube {
+        Some(k) if k.when_unmapped == WhenUnmapped::Impersonate => Unmapped::Impersonated(k),
+        Some(k) if k.when_unmapped == WhenUnmapped::Deny => Unmapped::Denied,
         _ if fall_through => Unmapped::FallThrough,
-        _ => Unmapped::Refused,
+        _ => Unmapped::FallThroughOff,
     }
 }
 

@@ -316,30 +316,25 @@ pub async fn whoami(State(app): State<Arc<App>>, Extension(authn): Extension<Aut
                     (None, crate::plan::Unmapped::FallThrough) => {
                         "yourself: your own token goes to Kubernetes (fall-through)".to_owned()
                     }
-                    (None, crate::plan::Unmapped::Impersonated)
-                        if matches!(
-                            u.kube.as_ref().map(|k| crate::plan::impersonate_user(
-                                u,
-                                k,
-                                crate::proxy::plan_settings(&app)
-                            )),
-                            Some(crate::plan::Plan::Deny(_))
-                        ) =>
-                    {
-                        "nobody: gatehouse refuses to impersonate the user your token maps to (its proxy answer says why)".to_owned()
-                    }
-                    (None, crate::plan::Unmapped::Impersonated) => format!(
-                        "yourself: gatehouse impersonates {}{} (the user the cluster's claim mappings make of your token)",
-                        u.username,
-                        if u.groups.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" in groups {}", u.groups.join(", "))
+                    (None, crate::plan::Unmapped::Impersonated(k)) => {
+                        match crate::plan::impersonate_user(u, k, crate::proxy::plan_settings(&app))
+                        {
+                            crate::plan::Plan::Deny(d) => format!("nobody: {d}"),
+                            _ => format!(
+                                "yourself: gatehouse impersonates {}{} (the user the cluster's claim mappings make of your token)",
+                                u.username,
+                                if u.groups.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" in groups {}", u.groups.join(", "))
+                                }
+                            ),
                         }
-                    ),
-                    (None, crate::plan::Unmapped::Refused) => {
-                        "nobody: no ServiceAccount maps to you".to_owned()
                     }
+                    (
+                        None,
+                        crate::plan::Unmapped::Denied | crate::plan::Unmapped::FallThroughOff,
+                    ) => "nobody: no ServiceAccount maps to you".to_owned(),
                 };
                 WhoamiPage {
                     signed_in: true,
